@@ -1,0 +1,106 @@
+# saepipe: `make` builds lib/libsaepipe.a and every stage into bin/;
+# `make check` runs every test; `make demo` runs the experiment end to end;
+# `make bench` runs the benchmarks; `make install PREFIX=...`.
+#
+# Sources are discovered: lib/*.c go into the library, bin/*.c are one
+# stage each, tests/unit/*.c are C unit tests (TAP), tests/t*.sh are shell
+# tests (TAP). `make check SANITIZE=1` builds everything with ASan+UBSan.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+OPT     ?= -O2 -march=x86-64-v2
+CFLAGS  ?= $(OPT) -g
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
+PKGS    := openblas msgpack libzstd libcurl jansson libpcre2-8
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += -Ilib -D_GNU_SOURCE $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread -lm
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -MMD -MP
+
+LIB_SRCS  := $(sort $(wildcard lib/*.c))
+LIB_OBJS  := $(LIB_SRCS:lib/%.c=build/lib/%.o)
+BIN_SRCS  := $(sort $(wildcard bin/*.c))
+BINS      := $(BIN_SRCS:.c=)
+UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
+UNITS     := $(UNIT_SRCS:.c=.t)
+HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
+HELPERS   := $(HELPER_SRCS:.c=)
+SCRIPTS   := $(filter-out %.c %.o %.d,$(wildcard bin/*))
+MAN1      := $(sort $(wildcard man/man1/*.1))
+MAN5      := $(sort $(wildcard man/man5/*.5))
+LIBA      := lib/libsaepipe.a
+
+# Debian packages: to build, to test, to benchmark.
+DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
+              libcurl4-openssl-dev libjansson-dev libpcre2-dev zstd
+DEBS_RUN   := parallel curl
+DEBS_CHECK := perl python3-numpy
+DEBS_BENCH := python3-torch hyperfine
+
+.PHONY: all check demo bench install clean deps deps-check deps-bench flags
+all: $(LIBA) $(BINS) $(HELPERS)
+
+# Rebuild everything when the compiler flags change (SANITIZE=1 and back).
+build/.flags: flags
+	@mkdir -p build
+	@echo '$(CC) $(ALL_CFLAGS) $(CPPFLAGS) $(LDFLAGS)' | cmp -s - $@ || \
+	  echo '$(CC) $(ALL_CFLAGS) $(CPPFLAGS) $(LDFLAGS)' > $@
+
+build/lib/%.o: lib/%.c build/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+bin/%: bin/%.c $(LIBA) build/.flags
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+tests/unit/%.t: tests/unit/%.c $(LIBA) build/.flags
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/unit-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+tests/helpers/%: tests/helpers/%.c $(LIBA) build/.flags
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/helper-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+# Tests: C unit tests and shell tests, all TAP, all through prove.
+# T= narrows the set: make check T='tests/t0100-tsz.sh'.
+T ?= $(UNITS) $(sort $(wildcard tests/t[0-9]*.sh))
+check: deps-check all $(UNITS)
+	prove -j2 --exec '' $(T)
+
+demo: deps all
+	$(MAKE) -f pipelines/demo.mk
+
+bench: deps-bench all
+	@set -e; for b in bench/*.sh; do echo "== $$b"; sh $$b; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/saepipe \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/saepipe
+	install -m 755 $(BINS) $(SCRIPTS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib
+	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/saepipe
+	install -m 644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5
+	if [ -d share/prompts ]; then cp -r share/prompts $(DESTDIR)$(PREFIX)/share/saepipe/; fi
+
+clean:
+	rm -rf build $(LIBA) $(BINS) $(UNITS) $(HELPERS) tests/trash.*
+
+# `make deps` installs the Debian packages that are missing (as root, or
+# through sudo). It does nothing when everything is there.
+deps:
+	@sh tests/install-debs.sh $(DEBS_BUILD) $(DEBS_RUN)
+deps-check: deps
+	@sh tests/install-debs.sh $(DEBS_CHECK)
+deps-bench: deps
+	@sh tests/install-debs.sh $(DEBS_BENCH)
+
+-include $(wildcard build/lib/*.d build/*.d)
