@@ -279,6 +279,7 @@ static int obj_u64(const msgpack_object *o, uint64_t *v)
 /* writer                                                              */
 
 struct TszWriter {
+    struct TszWriter *next_open;  /* list of writers with a temp file */
     FILE *f;
     char *path, *tmp;           /* tmp is NULL when writing stdout */
     ZSTD_CCtx *cctx, *probe;
@@ -294,6 +295,35 @@ struct TszWriter {
     uint64_t bytes_in, bytes_out;
     char err[512];
 };
+
+/* Writers with a temp file not yet renamed into place. A stage that dies
+ * (sp_die exits) must not leave a half-written temp file behind, so an
+ * atexit handler removes these; the list is the one piece of process-wide
+ * state here, and only ever touched by the thread that opens writers. */
+static TszWriter *open_writers;
+
+static void unlink_open_temps(void)
+{
+    for (TszWriter *w = open_writers; w; w = w->next_open)
+        if (w->tmp) unlink(w->tmp);
+}
+
+static void track(TszWriter *w)
+{
+    static int registered;
+    if (!registered) registered = atexit(unlink_open_temps) == 0;
+    w->next_open = open_writers;
+    open_writers = w;
+}
+
+static void untrack(TszWriter *w)
+{
+    for (TszWriter **p = &open_writers; *p; p = &(*p)->next_open)
+        if (*p == w) {
+            *p = w->next_open;
+            return;
+        }
+}
 
 void tsz_write_opts_default(TszWriteOpts *o)
 {
@@ -352,6 +382,7 @@ TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char *
         snprintf(w->tmp, n, "%s.tmp.%ld", w->path, (long)getpid());
         w->f = fopen(w->tmp, "wb");
         if (!w->f) wfail(w, "cannot create: %s", strerror(errno));
+        else track(w);
     }
     return w;
 }
@@ -482,6 +513,7 @@ int tsz_write(TszWriter *w, const TszRecord *rec)
 
 static void writer_free(TszWriter *w)
 {
+    untrack(w);
     ZSTD_freeCCtx(w->cctx);
     ZSTD_freeCCtx(w->probe);
     msgpack_sbuffer_destroy(&w->sb);

@@ -118,7 +118,7 @@ test_expect_failure () {
 
 # A crash is not a pass: exit 0, death by signal and "not found" all fail.
 test_must_fail () {
-	"$@" 2>&4
+	"$@"
 	exit_code=$?
 	if test $exit_code = 0; then
 		echo >&4 "test_must_fail: command succeeded: $*"; return 1
