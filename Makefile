@@ -30,7 +30,7 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/*.c))
 UNITS     := $(UNIT_SRCS:.c=.t)
 HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c))
 HELPERS   := $(HELPER_SRCS:.c=)
-SCRIPTS   := $(filter-out %.c %.o %.d,$(wildcard bin/*))
+SCRIPTS   := $(wildcard bin/*.sh)
 MAN1      := $(sort $(wildcard man/man1/*.1))
 MAN5      := $(sort $(wildcard man/man5/*.5))
 LIBA      := lib/libsaepipe.a
