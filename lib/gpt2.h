@@ -82,7 +82,7 @@ typedef struct {
     float *resid;    /* (B, T, C) residual stream, updated in place */
     float *ln;       /* (B, T, C) layernorm output */
     float *qkv;      /* (B, T, 3C) */
-    float *att;      /* (B, NH, T, T) attention probabilities */
+    float *att;      /* (T, T) attention probabilities of one (b, head) */
     float *atty;     /* (B, T, C) attention values, heads concatenated */
     float *attn_out; /* (B, T, C) */
     float *fch;      /* (B, T, 4C) hook_pre */
