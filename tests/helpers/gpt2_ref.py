@@ -7,7 +7,7 @@ writer of tiny random Hugging Face checkpoints, for saepipe's tests.
               [--lm-head same|own] [--attn-bias] [--seed S] [--eps E]
       write DIR/config.json and DIR/model.safetensors (the safetensors
       format written by hand: 8-byte header length, JSON header, data)
-  gpt2_ref.py forward DIR TOKENS.npy OUT.npz
+  gpt2_ref.py forward DIR TOKENS.npy OUT.npz [HOOK=zero|HOOK=mean:FILE.npy]...
       every hook of every layer (TransformerLens names) and "loss" (B,T-1),
       computed in float64 from the file's own values
   gpt2_ref.py windows VOCABDIR TEXT OUT.npy CTX
@@ -146,7 +146,10 @@ def gelu_new(x):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
-def forward(d, tokens):
+def forward(d, tokens, patches=None):
+    """Every hook and the loss; patches maps a hook name to "zero" or a (D)
+    mean vector that replaces the value there (the rest runs on it)."""
+    patches = patches or {}
     cfg = json.load(open(d + "/config.json"))
     W = read_safetensors(d + "/model.safetensors")
     pre = "transformer." if "transformer.wte.weight" in W else ""
@@ -154,13 +157,21 @@ def forward(d, tokens):
     C, NH, eps = cfg["n_embd"], cfg["n_head"], cfg.get("layer_norm_epsilon", 1e-5)
     B, T = tokens.shape
     hs = C // NH
-    x = g("wte.weight")[tokens] + g("wpe.weight")[np.arange(T)]
     out = {}
+
+    def tap(name, v):
+        p = patches.get(name)
+        if p is not None:
+            v = np.zeros_like(v) if isinstance(p, str) else np.broadcast_to(p, v.shape).astype(np.float64)
+        out[name] = v.copy()
+        return v
+
+    x = g("wte.weight")[tokens] + g("wpe.weight")[np.arange(T)]
     mask = np.tril(np.ones((T, T), dtype=bool))
     for l in range(cfg["n_layer"]):
         p = lambda k: g("h.%d.%s" % (l, k))
         name = lambda k: "blocks.%d.%s" % (l, k)
-        out[name("hook_resid_pre")] = x.copy()
+        x = tap(name("hook_resid_pre"), x)
         h = layernorm(x, p("ln_1.weight"), p("ln_1.bias"), eps)
         qkv = h @ p("attn.c_attn.weight") + p("attn.c_attn.bias")
         q, k, v = np.split(qkv, 3, axis=-1)
@@ -172,19 +183,13 @@ def forward(d, tokens):
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         y = (s @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
-        attn_out = y @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
-        out[name("hook_attn_out")] = attn_out
-        x = x + attn_out
-        out[name("hook_resid_mid")] = x.copy()
+        attn_out = tap(name("hook_attn_out"), y @ p("attn.c_proj.weight") + p("attn.c_proj.bias"))
+        x = tap(name("hook_resid_mid"), x + attn_out)
         h = layernorm(x, p("ln_2.weight"), p("ln_2.bias"), eps)
-        fc = h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias")
-        out[name("mlp.hook_pre")] = fc
-        act = gelu_new(fc)
-        out[name("mlp.hook_post")] = act
-        mlp_out = act @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
-        out[name("hook_mlp_out")] = mlp_out
-        x = x + mlp_out
-        out[name("hook_resid_post")] = x.copy()
+        fc = tap(name("mlp.hook_pre"), h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"))
+        act = tap(name("mlp.hook_post"), gelu_new(fc))
+        mlp_out = tap(name("hook_mlp_out"), act @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias"))
+        x = tap(name("hook_resid_post"), x + mlp_out)
     h = layernorm(x, g("ln_f.weight"), g("ln_f.bias"), eps)
     lm = W.get("lm_head.weight", g("wte.weight"))
     z = h @ lm.T
@@ -276,7 +281,11 @@ def main():
         make(argv)
     elif cmd == "forward":
         tokens = np.load(argv[1]).astype(np.int64)
-        np.savez(argv[2], **forward(argv[0], tokens))
+        patches = {}
+        for a in argv[3:]:
+            hook, what = a.split("=", 1)
+            patches[hook] = "zero" if what == "zero" else np.load(what.split(":", 1)[1]).astype(np.float64)
+        np.savez(argv[2], **forward(argv[0], tokens, patches))
     elif cmd == "check":
         check(argv)
     elif cmd == "windows":

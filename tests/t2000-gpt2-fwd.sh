@@ -1,0 +1,213 @@
+#!/bin/sh
+test_description='gpt2-fwd: GPT-2 forward with hooks, loss and patches, against a numpy reference'
+. "$(dirname "$0")/test-lib.sh"
+
+REF="$TEST_DIRECTORY/helpers/gpt2_ref.py"
+ALL_KINDS="hook_resid_pre hook_attn_out hook_resid_mid mlp.hook_pre mlp.hook_post hook_mlp_out hook_resid_post"
+
+# tokens B T V SEED OUT.npy: random windows as i32
+tokens () {
+	"$PYTHON" -c "import numpy as np; np.save('$5', np.random.default_rng($4).integers(0, $3, ($1, $2)).astype(np.int32))"
+}
+
+# check_all MODEL TOKENS.npy ACTS.tsz LAYERS TOL [PATCH...]: every hook and the loss
+check_all () {
+	model=$1 tok=$2 acts=$3 layers=$4 tol=$5 &&
+	shift 5 &&
+	"$PYTHON" "$REF" forward "$model" "$tok" ref.npz "$@" &&
+	args= &&
+	l=0 &&
+	while test $l -lt "$layers"; do
+		for k in $ALL_KINDS; do
+			tsz to-npy --name blocks.$l.$k got.$l.$k.npy "$acts" &&
+			args="$args blocks.$l.$k=got.$l.$k.npy" || return 1
+		done
+		l=$((l + 1))
+	done &&
+	tsz to-npy --name loss got.loss.npy "$acts" &&
+	"$PYTHON" "$REF" check ref.npz --tol "$tol" $args loss=got.loss.npy >check.out &&
+	cat check.out >&3
+}
+
+test_expect_success 'help and version' '
+	gpt2-fwd --help >out && grep "^Usage: gpt2-fwd --model DIR" out && grep -- "--patch HOOK=WHAT" out &&
+	gpt2-fwd --version >out && grep "^gpt2-fwd (saepipe)" out
+'
+
+test_expect_success NUMPY 'tiny random checkpoints' '
+	"$PYTHON" "$REF" make f32 --layers 2 --embd 48 --heads 3 --vocab 97 --positions 16 --seed 1 &&
+	"$PYTHON" "$REF" make f16 --layers 2 --embd 40 --heads 5 --vocab 61 --positions 12 --seed 2 \
+		--dtype f16 --prefix --lm-head same --attn-bias &&
+	"$PYTHON" "$REF" make bf16 --layers 3 --embd 24 --heads 1 --vocab 50 --positions 9 --seed 3 \
+		--dtype bf16 --lm-head own --inner 40 --eps 1e-3 &&
+	tokens 5 16 97 10 f32.16.npy && tokens 4 7 97 11 f32.7.npy && tokens 3 1 97 12 f32.1.npy &&
+	tokens 6 12 61 13 f16.12.npy && tokens 2 3 61 14 f16.3.npy &&
+	tokens 3 9 50 15 bf16.9.npy
+'
+
+for case in f32:16:2 f32:7:2 f32:1:2 f16:12:2 f16:3:2 bf16:9:3; do
+	m=${case%%:*} rest=${case#*:} T=${rest%%:*} L=${rest#*:}
+	test_expect_success NUMPY "every hook and the loss match numpy: $m checkpoint, T=$T" "
+		tsz from-npy tokens=$m.$T.npy >tok.tsz &&
+		gpt2-fwd -m $m --hook all --loss -b 2 tok.tsz >acts.tsz &&
+		check_all $m $m.$T.npy acts.tsz $L 1e-4 &&
+		test_line_count = $((L * 7 + 1)) check.out
+	"
+done
+
+test_expect_success NUMPY 'records and batches: tokens, doc and offset pass through; batch boundaries do not matter' '
+	"$PYTHON" -c "import numpy as np; np.save(\"doc.npy\", np.arange(5, dtype=np.int64) + 100); np.save(\"off.npy\", np.arange(5, dtype=np.int64) * 7)" &&
+	tsz from-npy --rows 2 tokens=f32.16.npy doc=doc.npy offset=off.npy >tok.tsz &&
+	gpt2-fwd -m f32 --hook blocks.1.hook_resid_post -b 3 tok.tsz >a3.tsz &&
+	gpt2-fwd -m f32 --hook blocks.1.hook_resid_post -b 1 tok.tsz >a1.tsz &&
+	tsz json a3.tsz >json && test_line_count = 2 json &&
+	grep "\"kind\":\"acts\"" json &&
+	tsz to-npy --name doc d.npy a3.tsz && tsz to-npy --name offset o.npy a3.tsz && tsz to-npy --name tokens t.npy a3.tsz &&
+	tsz to-npy --name blocks.1.hook_resid_post r3.npy a3.tsz && tsz to-npy --name blocks.1.hook_resid_post r1.npy a1.tsz &&
+	"$PYTHON" -c "
+import numpy as np, sys
+ok = (np.load(\"d.npy\") == np.load(\"doc.npy\")).all() and (np.load(\"o.npy\") == np.load(\"off.npy\")).all()
+ok = ok and (np.load(\"t.npy\") == np.load(\"f32.16.npy\")).all()
+ok = ok and np.abs(np.load(\"r3.npy\") - np.load(\"r1.npy\")).max() < 1e-5
+sys.exit(0 if ok else 1)" &&
+	tsz json --headers a3.tsz | head -1 >h && grep "\"hooks\":\[\"blocks.1.hook_resid_post\"\]" h && grep "\"model\":\"f32\"" h
+'
+
+test_expect_success NUMPY 'default hook is the last layer mlp.hook_post; --loss alone writes only the loss' '
+	tsz from-npy tokens=f32.7.npy >tok.tsz &&
+	gpt2-fwd -m f32 tok.tsz >a.tsz && tsz info a.tsz >info &&
+	grep "blocks.1.mlp.hook_post *f32 *(\*,7,192)" info && ! grep "blocks.0" info && ! grep "^  loss " info &&
+	gpt2-fwd -m f32 --loss tok.tsz >b.tsz && tsz info b.tsz >info &&
+	grep "loss *f32 *(\*,6)" info && ! grep "blocks\." info
+'
+
+test_expect_success NUMPY '--dtype bf16 and f16 round the same values' '
+	tsz from-npy tokens=f32.16.npy >tok.tsz &&
+	gpt2-fwd -m f32 --hook blocks.0.mlp.hook_post --dtype bf16 tok.tsz >b.tsz &&
+	gpt2-fwd -m f32 --hook blocks.0.mlp.hook_post --dtype f16 tok.tsz >h.tsz &&
+	tsz info b.tsz | grep "blocks.0.mlp.hook_post *bf16" &&
+	tsz info h.tsz | grep "blocks.0.mlp.hook_post *f16" &&
+	"$PYTHON" "$REF" forward f32 f32.16.npy ref.npz &&
+	tsz to-npy --name blocks.0.mlp.hook_post b.npy b.tsz && tsz to-npy --name blocks.0.mlp.hook_post h.npy h.tsz &&
+	"$PYTHON" "$REF" check ref.npz --tol 1e-2 blocks.0.mlp.hook_post=b.npy &&
+	"$PYTHON" "$REF" check ref.npz --tol 1e-3 blocks.0.mlp.hook_post=h.npy &&
+	! "$PYTHON" "$REF" check ref.npz --tol 1e-6 blocks.0.mlp.hook_post=b.npy
+'
+
+test_expect_success NUMPY '--patch zero and mean:FILE match the patched numpy forward' '
+	tsz from-npy tokens=f32.16.npy >tok.tsz &&
+	"$PYTHON" -c "import numpy as np; np.save(\"mean.npy\", np.random.default_rng(5).standard_normal(192).astype(np.float32))" &&
+	gpt2-fwd -m f32 --hook all --loss --patch blocks.0.hook_attn_out=zero \
+		--patch blocks.1.mlp.hook_post=mean:mean.npy tok.tsz >p.tsz &&
+	check_all f32 f32.16.npy p.tsz 2 1e-4 blocks.0.hook_attn_out=zero blocks.1.mlp.hook_post=mean:mean.npy &&
+	grep "ok blocks.1.mlp.hook_post" check.out &&
+	gpt2-fwd -m f32 --loss tok.tsz >clean.tsz && tsz to-npy --name loss clean.npy clean.tsz &&
+	! "$PYTHON" "$REF" check ref.npz loss=clean.npy &&
+	gpt2-fwd -m f32 --hook blocks.1.hook_resid_pre --patch blocks.0.hook_resid_post=zero tok.tsz >z.tsz &&
+	tsz to-npy --name blocks.1.hook_resid_pre z.npy z.tsz &&
+	"$PYTHON" -c "import numpy as np, sys; sys.exit(0 if not np.load(\"z.npy\").any() else 1)"
+'
+
+test_expect_success NUMPY 'windows longer than n_positions, bad token ids and bad token tensors are refused' '
+	tokens 2 17 97 1 long.npy && tsz from-npy tokens=long.npy >long.tsz &&
+	test_must_fail gpt2-fwd -m f32 long.tsz >out 2>err &&
+	grep "^gpt2-fwd: long.tsz: record 1: windows of 17 tokens exceed the model.s n_positions 16$" err &&
+	"$PYTHON" -c "import numpy as np; a = np.zeros((2, 4), np.int32); a[1, 2] = 97; np.save(\"big.npy\", a); np.save(\"neg.npy\", -a); np.save(\"flt.npy\", a.astype(np.float32)); np.save(\"x.npy\", a)" &&
+	tsz from-npy tokens=big.npy >big.tsz && tsz from-npy tokens=neg.npy >neg.tsz &&
+	tsz from-npy tokens=flt.npy >flt.tsz && tsz from-npy x=x.npy >x.tsz &&
+	test_must_fail gpt2-fwd -m f32 big.tsz >out 2>err &&
+	grep "^gpt2-fwd: big.tsz: record 1: token id 97 at row 1, position 2 is outside the model.s vocabulary \[0, 97)$" err &&
+	test_must_fail gpt2-fwd -m f32 neg.tsz >out 2>err && grep "token id -97 at row 1, position 2" err &&
+	test_must_fail gpt2-fwd -m f32 flt.tsz >out 2>err &&
+	grep "^gpt2-fwd: flt.tsz: record 1: tokens is (2,4) f32, expected i32 (rows,T)$" err &&
+	test_must_fail gpt2-fwd -m f32 x.tsz >out 2>err && grep "^gpt2-fwd: x.tsz: record 1: no .tokens. tensor$" err
+'
+
+test_expect_success NUMPY 'truncated and missing inputs fail with the input named' '
+	tsz from-npy tokens=f32.16.npy >tok.tsz &&
+	head -c $(($(wc -c <tok.tsz) - 20)) tok.tsz >cut.tsz &&
+	test_must_fail gpt2-fwd -m f32 cut.tsz >out 2>err && grep "^gpt2-fwd: cut.tsz: " err &&
+	test_must_fail gpt2-fwd -m f32 nosuch.tsz >out 2>err && grep "^gpt2-fwd: nosuch.tsz: " err
+'
+
+test_expect_success NUMPY 'checkpoints that do not match their config are refused, naming the key and shapes' '
+	cp -r f32 bad && sed "s/\"n_embd\": 48/\"n_embd\": 60/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/model.safetensors: wte.weight is (97,48) F32 but the config needs (97,60)$" err &&
+	sed "s/\"n_layer\": 2/\"n_layer\": 3/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/model.safetensors: missing tensor h.2.ln_1.weight" err &&
+	sed "s/\"n_layer\": 2/\"n_layer\": 1/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/model.safetensors: unexpected tensor h.1.ln_1.weight" err &&
+	sed "s/\"n_head\": 3/\"n_head\": 5/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/config.json: n_embd 48 is not a multiple of n_head 5$" err &&
+	sed "s/\"model_type\": \"gpt2\"/\"model_type\": \"llama\"/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/config.json: model_type is \"llama\", not \"gpt2\"$" err &&
+	sed "s/GPT2LMHeadModel/BertModel/" f32/config.json >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/config.json: architecture \"BertModel\" is not GPT2LMHeadModel or GPT2Model$" err &&
+	echo "{\"model_type\": " >bad/config.json &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err && grep "^gpt2-fwd: bad/config.json: line " err &&
+	cp f32/config.json bad/config.json &&
+	head -c 3000 f32/model.safetensors >bad/model.safetensors &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/model.safetensors: .*data_offsets outside the file" err &&
+	printf "\377\377\377\377\377\377\377\377junk" >bad/model.safetensors &&
+	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad/model.safetensors: header length .* not a safetensors file$" err &&
+	test_must_fail gpt2-fwd -m nosuchdir tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: nosuchdir/config.json: No such file or directory$" err
+'
+
+test_expect_success NUMPY 'bad flags exit 2 with one line' '
+	test_code_2 () { "$@"; test $? = 2; } &&
+	test_code_2 gpt2-fwd tok.tsz 2>err && grep "^gpt2-fwd: --model DIR is required$" err &&
+	test_code_2 gpt2-fwd -m f32 -b 0 tok.tsz 2>err && grep "^gpt2-fwd: --batch: expected a whole number" err &&
+	test_code_2 gpt2-fwd -m f32 --dtype i32 tok.tsz 2>err && grep "^gpt2-fwd: --dtype: expected f32, bf16 or f16, got .i32.$" err &&
+	test_code_2 gpt2-fwd -m f32 --hook blocks.2.mlp.hook_post tok.tsz 2>err &&
+	grep "^gpt2-fwd: --hook: hook blocks.2.mlp.hook_post: layer 2 but the model has 2 layers$" err &&
+	test_code_2 gpt2-fwd -m f32 --hook blocks.0.mlp.hook_mid tok.tsz 2>err && grep "^gpt2-fwd: --hook: unknown hook" err &&
+	test_code_2 gpt2-fwd -m f32 --patch blocks.0.hook_attn_out tok.tsz 2>err && grep "^gpt2-fwd: --patch: expected HOOK=" err &&
+	test_code_2 gpt2-fwd -m f32 --patch blocks.0.hook_attn_out=one tok.tsz 2>err && grep "^gpt2-fwd: --patch: expected zero, mean:FILE or sae:FILE" err &&
+	"$PYTHON" -c "import numpy as np; np.save(\"m7.npy\", np.zeros(7, np.float32))" &&
+	test_must_fail gpt2-fwd -m f32 --patch blocks.0.hook_attn_out=mean:m7.npy tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: m7.npy: mean must be a (48) float vector$" err
+'
+
+test_expect_success TINY_MODEL,NUMPY 'the shipped tiny model: a sane loss on English text, and numpy agrees' '
+	cat >text.txt <<-\EOF &&
+	This package contains the documentation for the GNU C Library. The library provides the basic
+	routines for allocating memory, searching directories, opening and closing files, reading and
+	writing files, string handling, pattern matching, arithmetic, and so on. Please report bugs to
+	the Debian bug tracking system, and include the version of the package you are using. See the
+	file COPYING for the copying conditions, and the file NEWS for the changes in each release.
+	def main(argv=None):
+	    """Parse the command line and run the program."""
+	    if argv is None:
+	        argv = sys.argv[1:]
+	    parser = argparse.ArgumentParser(description=__doc__)
+	    parser.add_argument("files", nargs="*", help="the files to read")
+	    args = parser.parse_args(argv)
+	    for name in args.files:
+	        with open(name) as f:
+	            print(f.read())
+	    return 0
+	EOF
+	"$PYTHON" "$REF" windows "$TINY_MODEL_DIR" text.txt w.npy 64 &&
+	tsz from-npy tokens=w.npy >w.tsz &&
+	gpt2-fwd -m "$TINY_MODEL_DIR" --loss --hook blocks.3.mlp.hook_post w.tsz >l.tsz &&
+	tsz to-npy --name loss l.npy l.tsz &&
+	"$PYTHON" -c "
+import numpy as np, sys
+l = np.load(\"l.npy\"); m = float(l.mean())
+print(\"tiny model loss %.3f nats on %d tokens\" % (m, l.size))
+sys.exit(0 if 2.0 < m < 5.0 else 1)" >&3 &&
+	"$PYTHON" "$REF" forward "$TINY_MODEL_DIR" w.npy ref.npz &&
+	tsz to-npy --name blocks.3.mlp.hook_post h.npy l.tsz &&
+	"$PYTHON" "$REF" check ref.npz loss=l.npy blocks.3.mlp.hook_post=h.npy >&3
+'
+
+test_done
