@@ -1,0 +1,353 @@
+/* explain_run.c: the concurrent explain/simulate/detect client (see
+ * explain_run.h). */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "explain_run.h"
+
+struct ExplainRun {
+    ExplainConfig c;
+    Cache cache;
+    HttpPool *pool;
+    char *url;
+    char *auth;                 /* "Authorization: Bearer ..." or NULL */
+    HttpResult *res;            /* (c.http.jobs) results of one http_run */
+    ExplainStats st;
+    char err[512];
+};
+
+static const char *STAGE_NAME[] = {"explain", "simulate", "detect"};
+
+void explain_job_free(ExplainJob *j)
+{
+    free(j->explanation);
+    free(j->pred);
+    free(j->body);
+    free(j->perm);
+    explain_heldout_free(&j->h);
+    j->explanation = NULL;
+    j->pred = NULL;
+    j->body = NULL;
+    j->perm = NULL;
+}
+
+void explain_scrub(char *s, size_t cap, const char *key)
+{
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 4) return;
+    for (char *p = strstr(s, key); p; p = strstr(p, key)) {
+        static const char red[] = "[redacted]";
+        if (kl >= sizeof red - 1) {
+            memcpy(p, red, sizeof red - 1);
+            memmove(p + sizeof red - 1, p + kl, strlen(p + kl) + 1);
+            p += sizeof red - 1;
+        } else {
+            memset(p, 'X', kl);
+            p += kl;
+        }
+    }
+    (void)cap;
+}
+
+ExplainRun *explain_run_new(const ExplainConfig *c, char *err, size_t errlen)
+{
+    ExplainRun *r = xcalloc(1, sizeof *r);
+    r->c = *c;
+    if (cache_open(&r->cache, c->backend == EXPLAIN_BACKEND_OPENAI ? c->cache_dir : NULL) < 0) {
+        snprintf(err, errlen, "%s", r->cache.err);
+        free(r);
+        return NULL;
+    }
+    if (c->backend == EXPLAIN_BACKEND_OPENAI) {
+        r->pool = http_pool_new(&c->http, err, errlen);
+        if (!r->pool) {
+            cache_close(&r->cache);
+            free(r);
+            return NULL;
+        }
+        size_t n = strlen(c->api_base), cap = n + 32;
+        while (n && c->api_base[n - 1] == '/') n--;
+        r->url = xmalloc(cap);
+        snprintf(r->url, cap, "%.*s/chat/completions", (int)n, c->api_base);
+        if (c->api_key && *c->api_key) {
+            cap = strlen(c->api_key) + 32;
+            r->auth = xmalloc(cap);
+            snprintf(r->auth, cap, "Authorization: Bearer %s", c->api_key);
+        }
+    }
+    r->res = xmalloc((c->http.jobs + 1) * sizeof *r->res);
+    return r;
+}
+
+void explain_run_free(ExplainRun *r)
+{
+    if (!r) return;
+    http_pool_free(r->pool);
+    cache_close(&r->cache);
+    if (r->auth) memset(r->auth, 0, strlen(r->auth));
+    free(r->auth);
+    free(r->url);
+    free(r->res);
+    free(r);
+}
+
+const char *explain_run_error(const ExplainRun *r) { return r->err[0] ? r->err : NULL; }
+
+void explain_run_stats(const ExplainRun *r, ExplainStats *s)
+{
+    *s = r->st;
+    s->cache_hits = r->cache.hits;
+    s->cache_writes = r->cache.writes;
+    if (r->pool) {
+        s->calls = http_attempts(r->pool);
+        s->retries = http_retries(r->pool);
+    }
+}
+
+/* ---- requests ---- */
+char *explain_request_body(const ExplainConfig *c, ExplainJob *j, ExplainStage stage, const char *explanation)
+{
+    char *ex;
+    const ExplainPrompt *p;
+    char nbuf[32];
+    snprintf(nbuf, sizeof nbuf, "%zu", j->h.E);
+    if (stage == EXPLAIN_STAGE_EXPLAIN) {
+        ex = explain_text_explain(&j->x, c->n_explain);
+        p = c->p_explain;
+    } else if (stage == EXPLAIN_STAGE_SIMULATE) {
+        ex = explain_text_simulate(&j->x, &j->h);
+        p = c->p_simulate;
+    } else {
+        ex = explain_text_detect(&j->x, &j->h, j->perm);
+        p = c->p_detect;
+    }
+    json_t *req = json_pack("{s:s, s:o, s:f}", "model", c->model,
+                            "messages", explain_prompt_render(p, ex, explanation, nbuf),
+                            "temperature", c->temperature);
+    if (stage == EXPLAIN_STAGE_SIMULATE && c->logprobs) {
+        json_object_set_new(req, "logprobs", json_true());
+        json_object_set_new(req, "top_logprobs", json_integer(15));
+    }
+    /* room for every "token<TAB>N" line of the simulation; a short answer otherwise */
+    size_t max_tokens = stage == EXPLAIN_STAGE_SIMULATE ? 32 + j->h.E * (j->h.W * 4 + 4) : 300;
+    json_object_set_new(req, "max_tokens", json_integer((json_int_t)max_tokens));
+    char *s = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(req);
+    free(ex);
+    return s;
+}
+
+static void job_fail(ExplainJob *j, const char *fmt, ...) SP_PRINTF(2, 3);
+static void job_fail(ExplainJob *j, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->err, sizeof j->err, fmt, ap);
+    va_end(ap);
+    j->ok = 0;
+    j->done = 1;
+}
+
+static void job_finish(ExplainJob *j)
+{
+    j->ok = 1;
+    j->done = 1;
+}
+
+static void issue(ExplainRun *r, ExplainJob *j, int use_cache);
+
+/* Held-out order for detection: a fixed shuffle per feature. */
+static void make_perm(ExplainJob *j)
+{
+    SpRng rng;
+    sp_rng_seed(&rng, 0xde7ec7 ^ (uint64_t)j->x.feature);
+    j->perm = xmalloc((j->h.E + 1) * sizeof *j->perm);
+    for (size_t i = 0; i < j->h.E; i++) j->perm[i] = i;
+    for (size_t i = j->h.E; i > 1; i--) {
+        size_t k = (size_t)sp_rng_below(&rng, i), t = j->perm[i - 1];
+        j->perm[i - 1] = j->perm[k];
+        j->perm[k] = t;
+    }
+}
+
+static void next_stage(ExplainRun *r, ExplainJob *j)
+{
+    if (j->stage != EXPLAIN_STAGE_EXPLAIN || r->c.scorer == EXPLAIN_SCORER_NONE) {
+        job_finish(j);
+        return;
+    }
+    j->stage = r->c.scorer == EXPLAIN_SCORER_SIMULATION ? EXPLAIN_STAGE_SIMULATE : EXPLAIN_STAGE_DETECT;
+    j->tries = 0;
+    issue(r, j, 1);
+}
+
+/* Use a reply: 0 when it moved the job on, -1 with why when unusable. */
+static int use_reply(ExplainRun *r, ExplainJob *j, const ExplainReply *rep, char *why, size_t n)
+{
+    if (j->stage == EXPLAIN_STAGE_EXPLAIN) {
+        char *e = explain_clean(rep->content);
+        if (!*e) {
+            free(e);
+            snprintf(why, n, "empty explanation");
+            return -1;
+        }
+        free(j->explanation);
+        j->explanation = e;
+        return 0;
+    }
+    if (j->stage == EXPLAIN_STAGE_SIMULATE) {
+        if (!j->pred) j->pred = xmalloc((j->h.E * j->h.W + 1) * sizeof *j->pred);
+        double f = explain_align(&j->x, &j->h, rep->content, rep->logprobs, j->pred, why, n);
+        if (f < 0) return -1;
+        if (f < r->c.min_aligned) {
+            snprintf(why, n, "simulation reply matches only %.0f%% of the held-out tokens", 100 * f);
+            return -1;
+        }
+        j->aligned = f;
+        explain_score_sim(&j->h, j->pred, &j->score, &j->score_top, &j->score_random);
+        return 0;
+    }
+    uint8_t *said = xmalloc(j->h.E + 1), *unperm = xmalloc(j->h.E + 1);
+    int rc = explain_parse_detect(rep->content, j->h.E, said, why, n);
+    if (rc == 0) {
+        for (size_t i = 0; i < j->h.E; i++) unperm[j->perm[i]] = said[i];
+        j->score = explain_score_detect(&j->h, unperm, &j->det_tpr, &j->det_tnr);
+    }
+    free(said);
+    free(unperm);
+    return rc;
+}
+
+/* A whole reply body for the current stage, from the API or the cache. */
+static void on_body(ExplainRun *r, ExplainJob *j, const char *body, size_t len, int cached)
+{
+    ExplainReply rep;
+    char why[300];
+    j->tries++;
+    int rc = explain_reply_parse(&rep, body, len, why, sizeof why);
+    if (rc == 0) rc = use_reply(r, j, &rep, why, sizeof why);
+    if (rc < 0) {
+        if (rep.content) explain_reply_free(&rep);
+        explain_scrub(why, sizeof why, r->c.api_key);
+        if (j->tries < r->c.http.max_attempts) {
+            issue(r, j, 0);     /* ask again, past the cache */
+            return;
+        }
+        job_fail(j, "%s: %s (%d replies)", STAGE_NAME[j->stage], why, j->tries);
+        return;
+    }
+    j->prompt_tokens += rep.prompt_tokens;
+    j->completion_tokens += rep.completion_tokens;
+    if (cached) {
+        j->cached++;
+    } else {
+        r->st.prompt_tokens += rep.prompt_tokens;
+        r->st.completion_tokens += rep.completion_tokens;
+        if (cache_put(&r->cache, j->key, body, len) < 0) snprintf(r->err, sizeof r->err, "%s", r->cache.err);
+    }
+    explain_reply_free(&rep);
+    next_stage(r, j);
+}
+
+static void issue(ExplainRun *r, ExplainJob *j, int use_cache)
+{
+    free(j->body);
+    j->body = explain_request_body(&r->c, j, j->stage, j->explanation);
+    size_t len = strlen(j->body);
+    cache_key(r->url, r->c.model, j->body, len, j->key);
+    if (use_cache) {
+        char *hit;
+        size_t hl;
+        int rc = cache_get(&r->cache, j->key, &hit, &hl);
+        if (rc < 0) snprintf(r->err, sizeof r->err, "%s", r->cache.err);
+        if (rc == 1) {
+            on_body(r, j, hit, hl, 1);
+            free(hit);
+            return;
+        }
+    }
+    const char *hdrs[] = {"Content-Type: application/json", r->auth, NULL};
+    http_submit(r->pool, r->url, hdrs, j->body, len, j);
+}
+
+/* ---- the offline baseline ---- */
+static void run_baseline(ExplainRun *r, ExplainJob *j)
+{
+    j->explanation = explain_baseline(&j->x, r->c.n_explain, r->c.n_score, r->c.baseline_tokens, &j->base);
+    if (r->c.scorer == EXPLAIN_SCORER_NONE) {
+        job_finish(j);
+        return;
+    }
+    j->pred = xmalloc((j->h.E * j->h.W + 1) * sizeof *j->pred);
+    explain_baseline_simulate(&j->base, &j->h, j->pred);
+    if (r->c.scorer == EXPLAIN_SCORER_SIMULATION) {
+        j->aligned = 1;
+        explain_score_sim(&j->h, j->pred, &j->score, &j->score_top, &j->score_random);
+    } else {
+        /* the baseline says an example has the feature when one of its tokens occurs */
+        uint8_t *said = xcalloc(j->h.E + 1, 1);
+        for (size_t e = 0; e < j->h.E; e++)
+            for (size_t t = 0; t < j->h.W; t++) said[e] |= j->pred[e * j->h.W + t] > 0;
+        j->score = explain_score_detect(&j->h, said, &j->det_tpr, &j->det_tnr);
+        free(said);
+    }
+    job_finish(j);
+}
+
+void explain_run_add(ExplainRun *r, ExplainJob *j)
+{
+    j->done = j->ok = 0;
+    j->score = j->score_top = j->score_random = j->det_tpr = j->det_tnr = NAN;
+    j->err[0] = 0;
+    j->stage = EXPLAIN_STAGE_EXPLAIN;
+    j->tries = 0;
+    explain_heldout(&j->h, &j->x, r->c.n_explain, r->c.n_score);
+    make_perm(j);
+    if (j->x.K == 0) {
+        job_fail(j, "no top examples (the feature never fired)");
+        return;
+    }
+    if (r->c.scorer != EXPLAIN_SCORER_NONE && j->h.E == 0) {
+        job_fail(j, "no held-out examples to score: every top example is shown (--n-explain)"
+                    " and there are no random examples");
+        return;
+    }
+    if (r->c.backend == EXPLAIN_BACKEND_BASELINE) {
+        run_baseline(r, j);
+        return;
+    }
+    issue(r, j, 1);
+}
+
+int explain_run_wait(ExplainRun *r)
+{
+    if (r->err[0]) return -1;
+    if (!r->pool) return 0;
+    int n = http_run(r->pool, r->res, r->c.http.jobs, r->err, sizeof r->err);
+    if (n <= 0) return n;
+    for (int i = 0; i < n; i++) {
+        HttpResult *res = &r->res[i];
+        ExplainJob *j = res->user;
+        j->attempts += res->attempts;
+        if (res->ok) {
+            on_body(r, j, res->body, res->len, 0);
+        } else {
+            /* the server's own message, when it sent one, says most */
+            char why[300];
+            ExplainReply rep;
+            if (explain_reply_parse(&rep, res->body, res->len, why, sizeof why) == 0) {
+                explain_reply_free(&rep);
+                why[0] = 0;
+            }
+            char full[400];
+            snprintf(full, sizeof full, "%s%s%s", res->err, strncmp(why, "API error", 9) ? "" : ": ",
+                     strncmp(why, "API error", 9) ? "" : why);
+            explain_scrub(full, sizeof full, r->c.api_key);
+            job_fail(j, "%s request failed: %s", STAGE_NAME[j->stage], full);
+        }
+        http_result_free(res);
+    }
+    return r->err[0] ? -1 : 1;
+}
