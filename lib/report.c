@@ -1,0 +1,650 @@
+/* report.c: gather the streams of a run for the HTML report (report.h).
+ * This file reads; report_html.c writes. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+#include "stream.h"
+
+void report_opts_default(ReportOpts *o)
+{
+    o->title = "saepipe report";
+    o->max_top = 10;
+    o->max_random = 5;
+    o->ctx_before = 24;
+    o->ctx_after = 8;
+    o->max_features = 0;
+}
+
+static int fail(Report *r, const char *fmt, ...) SP_PRINTF(2, 3);
+static int fail(Report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *report_error(const Report *r) { return r->err[0] ? r->err : NULL; }
+
+int report_init(Report *r, const ReportOpts *o)
+{
+    memset(r, 0, sizeof *r);
+    if (o) r->o = *o;
+    else report_opts_default(&r->o);
+    r->prov = json_array();
+    r->saes = json_array();
+    r->recons = json_array();
+    r->expl = json_object();
+    r->vocab = json_object();
+    r->seen = json_object();
+    r->feat_f = open_memstream(&r->feat_buf, &r->feat_len);
+    if (!r->feat_f) return fail(r, "cannot open a memory stream");
+    return 0;
+}
+
+void report_log_free(ReportLog *lg)
+{
+    for (size_t j = 0; j < lg->ncol; j++) free(lg->col[j]);
+    free(lg->col);
+    free(lg->v);
+    free(lg->label);
+    memset(lg, 0, sizeof *lg);
+}
+
+void report_free(Report *r)
+{
+    json_decref(r->prov);
+    json_decref(r->saes);
+    json_decref(r->recons);
+    json_decref(r->expl);
+    json_decref(r->dict_stats);
+    json_decref(r->vocab);
+    json_decref(r->seen);
+    for (size_t i = 0; i < r->nlog; i++) report_log_free(&r->logs[i]);
+    free(r->logs);
+    free(r->density);
+    free(r->hist_counts);
+    free(r->hist_edges);
+    if (r->feat_f) fclose(r->feat_f);
+    free(r->feat_buf);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- small helpers ---- */
+
+char *report_utf8_clean(const char *s, size_t n)
+{
+    char *out = xmalloc(3 * n + 1), *o = out;   /* each bad byte -> 3 bytes */
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        size_t len = 0;
+        if (p[0] < 0x80) len = p[0] ? 1 : 0;
+        else if (p[0] >= 0xC2 && p[0] <= 0xDF) len = 2;
+        else if (p[0] >= 0xE0 && p[0] <= 0xEF) len = 3;
+        else if (p[0] >= 0xF0 && p[0] <= 0xF4) len = 4;
+        int good = len > 0 && (size_t)(end - p) >= len;
+        for (size_t i = 1; good && i < len; i++) good = (p[i] & 0xC0) == 0x80;
+        /* overlongs, surrogates and > U+10FFFF */
+        if (good && len == 3 && p[0] == 0xE0 && p[1] < 0xA0) good = 0;
+        if (good && len == 3 && p[0] == 0xED && p[1] >= 0xA0) good = 0;
+        if (good && len == 4 && p[0] == 0xF0 && p[1] < 0x90) good = 0;
+        if (good && len == 4 && p[0] == 0xF4 && p[1] >= 0x90) good = 0;
+        if (!good) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+            continue;
+        }
+        memcpy(o, p, len);
+        o += len;
+        p += len;
+    }
+    *o = 0;
+    return out;
+}
+
+double report_seed_score(const char *model, const char *hook, double d, double f)
+{
+    if (!model || !strstr(model, "distilgpt2")) return -1;
+    if (hook && hook[0] && strcmp(hook, "blocks.5.mlp.hook_post")) return -1;
+    if (d != 3072) return -1;
+    if (f == 32 * d) return 0.77;
+    if (f == 128 * d) return 0.48;
+    return -1;
+}
+
+/* A JSON string of s, made valid UTF-8 first (file names may be anything). */
+static json_t *jstr(const char *s)
+{
+    char *c = report_utf8_clean(s, strlen(s));
+    json_t *j = json_string(c);
+    free(c);
+    return j;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Open a stream input; NULL with r->err on failure. */
+static TszReader *open_in(Report *r, const char *path)
+{
+    TszReader *rd = tsz_reader_open(path);
+    if (tsz_reader_error(rd)) {
+        fail(r, "%s", tsz_reader_error(rd));
+        tsz_reader_close(rd);
+        return NULL;
+    }
+    return rd;
+}
+
+/* Finish an input: keep its headers for the provenance section. */
+static int close_in(Report *r, TszReader *rd, const char *role, const char *path, int ret)
+{
+    if (ret < 0 && !r->err[0]) fail(r, "%s", tsz_reader_error(rd));
+    if (ret == 0) {
+        json_t *p = json_object();
+        json_object_set_new(p, "role", json_string(role));
+        json_object_set_new(p, "file", jstr(path));
+        json_object_set_new(p, "headers", json_deep_copy(tsz_reader_headers(rd)));
+        json_array_append_new(r->prov, p);
+    }
+    tsz_reader_close(rd);
+    return ret < 0 ? -1 : 0;
+}
+
+static const char *rec_kind(const TszRecord *rec)
+{
+    const char *k = json_string_value(json_object_get(rec->meta, "kind"));
+    return k ? k : "";
+}
+
+static int check_kind(Report *r, TszReader *rd, const TszRecord *rec, const char *want)
+{
+    if (!strcmp(rec_kind(rec), want)) return 0;
+    return fail(r, "%s: record %llu is kind \"%s\", not \"%s\"", tsz_reader_name(rd),
+                (unsigned long long)tsz_reader_records(rd), rec_kind(rec), want);
+}
+
+/* ---- SAE files and recon-score output ---- */
+
+int report_add_sae(Report *r, const char *path)
+{
+    TszReader *rd = open_in(r, path);
+    if (!rd) return -1;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    int ret, n = 0;
+    while ((ret = tsz_read(rd, &rec)) == 1) {
+        if (check_kind(r, rd, &rec, "sae") < 0) { ret = -1; break; }
+        if (n++) continue;              /* one SAE per file */
+        json_t *m = json_deep_copy(rec.meta);
+        json_object_set_new(m, "file", jstr(path));
+        json_array_append_new(r->saes, m);
+    }
+    if (ret == 0 && n == 0) ret = -1, fail(r, "%s: no SAE record", tsz_reader_name(rd));
+    tsz_record_free(&rec);
+    return close_in(r, rd, "sae", path, ret);
+}
+
+/* The --sae argument of the command that wrote a stream, from its header. */
+static const char *argv_sae(const json_t *hdr)
+{
+    const json_t *av = json_object_get(hdr, "argv");
+    for (size_t i = 0; i + 1 < json_array_size(av); i++) {
+        const char *a = json_string_value(json_array_get(av, i));
+        if (a && (!strcmp(a, "--sae") || !strcmp(a, "-s")))
+            return json_string_value(json_array_get(av, i + 1));
+        if (a && !strncmp(a, "--sae=", 6)) return a + 6;
+    }
+    return NULL;
+}
+
+int report_add_recon(Report *r, const char *path)
+{
+    TszReader *rd = open_in(r, path);
+    if (!rd) return -1;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    int ret, n = 0;
+    const char *sae = argv_sae(tsz_reader_header(rd));
+    while ((ret = tsz_read(rd, &rec)) == 1) {
+        if (check_kind(r, rd, &rec, "recon") < 0) { ret = -1; break; }
+        json_t *m = json_deep_copy(rec.meta);
+        json_object_set_new(m, "file", jstr(path));
+        if (sae && !json_object_get(m, "sae")) json_object_set_new(m, "sae", json_string(sae));
+        json_array_append_new(r->recons, m);
+        n++;
+    }
+    if (ret == 0 && n == 0) ret = -1, fail(r, "%s: no recon record", tsz_reader_name(rd));
+    tsz_record_free(&rec);
+    return close_in(r, rd, "recon", path, ret);
+}
+
+/* ---- training logs ---- */
+
+static size_t log_col(ReportLog *lg, const char *name)
+{
+    for (size_t j = 0; j < lg->ncol; j++)
+        if (!strcmp(lg->col[j], name)) return j;
+    lg->col = xrealloc(lg->col, (lg->ncol + 1) * sizeof *lg->col);
+    lg->col[lg->ncol] = xstrdup(name);
+    return lg->ncol++;
+}
+
+static double *log_row(ReportLog *lg)
+{
+    if (lg->nrow == lg->cap) {
+        lg->cap = lg->cap ? 2 * lg->cap : 64;
+        lg->v = xrealloc(lg->v, lg->cap * lg->ncol * sizeof *lg->v);
+    }
+    double *row = lg->v + lg->nrow++ * lg->ncol;
+    for (size_t j = 0; j < lg->ncol; j++) row[j] = NAN;
+    return row;
+}
+
+/* Numeric fields of a JSON object, one level of nesting as "key.sub". */
+static void json_numbers(ReportLog *lg, const json_t *o, const char *prefix, double *row)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v) {
+        char name[256];
+        snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", k);
+        if (json_is_object(v) && !prefix[0]) json_numbers(lg, v, name, row);
+        if (!json_is_number(v)) continue;
+        size_t j = log_col(lg, name);
+        if (row) row[j] = json_number_value(v);
+    }
+}
+
+static char *next_line(char **p)
+{
+    if (!**p) return NULL;
+    char *s = *p, *nl = strchr(s, '\n');
+    if (nl) *nl = 0, *p = nl + 1;
+    else *p = s + strlen(s);
+    size_t n = strlen(s);
+    if (n && s[n - 1] == '\r') s[n - 1] = 0;
+    return s;
+}
+
+static int blank(const char *s) { return s[strspn(s, " \t")] == 0; }
+
+static int parse_jsonl(ReportLog *lg, char *text, char *err, size_t errlen)
+{
+    /* two passes: columns first, so every row has them all */
+    for (int pass = 0; pass < 2; pass++) {
+        char *p = text, *line;
+        size_t ln = 0;
+        char *copy = pass ? NULL : xstrdup(text);
+        if (!pass) p = copy;
+        while ((line = next_line(&p))) {
+            ln++;
+            if (blank(line)) continue;
+            json_error_t je;
+            json_t *o = json_loads(line, 0, &je);
+            if (!json_is_object(o)) {
+                snprintf(err, errlen, "line %zu: not a JSON object: %s", ln,
+                         o ? "another JSON value" : je.text);
+                json_decref(o);
+                free(copy);
+                return -1;
+            }
+            json_numbers(lg, o, "", pass ? log_row(lg) : NULL);
+            json_decref(o);
+        }
+        if (!pass) { free(copy); }
+    }
+    return 0;
+}
+
+/* Split a TSV (or CSV, or space separated) line in place. */
+static size_t split_fields(char *s, char sep, char **f, size_t maxf)
+{
+    size_t n = 0;
+    while (n < maxf) {
+        if (sep == ' ') s += strspn(s, " ");
+        if (!*s && sep == ' ') break;
+        f[n++] = s;
+        char *e = sep == ' ' ? strchr(s, ' ') : strchr(s, sep);
+        if (!e) break;
+        *e = 0;
+        s = e + 1;
+    }
+    return n;
+}
+
+static int parse_tsv(ReportLog *lg, char *text, char *err, size_t errlen)
+{
+    char *p = text, *line, *f[256];
+    size_t ln = 0, nh = 0;
+    char sep = '\t';
+    while ((line = next_line(&p))) {
+        ln++;
+        if (blank(line)) continue;
+        if (!nh) {
+            while (*line == '#' || *line == ' ') line++;
+            if (!strchr(line, '\t')) sep = strchr(line, ',') ? ',' : ' ';
+            nh = split_fields(line, sep, f, 256);
+            for (size_t j = 0; j < nh; j++) {
+                char name[256];
+                snprintf(name, sizeof name, "%.*s", (int)strcspn(f[j], " \t"),
+                         f[j] + strspn(f[j], " "));
+                log_col(lg, name[0] ? name : "?");
+            }
+            continue;
+        }
+        if (line[0] == '#') continue;
+        size_t n = split_fields(line, sep, f, 256);
+        double *row = log_row(lg);
+        for (size_t j = 0; j < n && j < lg->ncol; j++) {
+            char *end;
+            double v = strtod(f[j], &end);
+            if (end != f[j] && blank(end)) row[j] = v;
+        }
+    }
+    if (!nh) return snprintf(err, errlen, "no header line"), -1;
+    return 0;
+}
+
+int report_parse_log(ReportLog *lg, const char *text, char *err, size_t errlen)
+{
+    char *t = xstrdup(text);
+    const char *s = t + strspn(t, " \t\r\n");
+    int ret = *s == '{' ? parse_jsonl(lg, t, err, errlen) : parse_tsv(lg, t, err, errlen);
+    free(t);
+    if (ret == 0 && lg->nrow == 0) snprintf(err, errlen, "no rows"), ret = -1;
+    return ret;
+}
+
+int report_add_log(Report *r, const char *path, const char *label)
+{
+    size_t len;
+    char *text = sp_read_file(path, &len);
+    if (!text) return fail(r, "%s: %s", path, strerror(errno));
+    if (strlen(text) != len) { free(text); return fail(r, "%s: contains a NUL byte", path); }
+    char *clean = report_utf8_clean(text, len);
+    free(text);
+    ReportLog lg;
+    memset(&lg, 0, sizeof lg);
+    char err[256];
+    int ret = report_parse_log(&lg, clean, err, sizeof err);
+    free(clean);
+    if (ret < 0) {
+        report_log_free(&lg);
+        return fail(r, "%s: %s", path, err);
+    }
+    const char *lab = label ? label : base_name(path);
+    lg.label = report_utf8_clean(lab, strlen(lab));
+    r->logs = xrealloc(r->logs, (r->nlog + 1) * sizeof *r->logs);
+    r->logs[r->nlog++] = lg;
+    return 0;
+}
+
+/* ---- explanations ---- */
+
+static int feature_id(Report *r, TszReader *rd, const TszRecord *rec, long long *id)
+{
+    json_t *f = json_object_get(rec->meta, "feature");
+    if (!json_is_integer(f) || json_integer_value(f) < 0)
+        return fail(r, "%s: record %llu: no \"feature\" id (a non-negative integer)",
+                    tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd));
+    *id = json_integer_value(f);
+    return 0;
+}
+
+int report_add_explanations(Report *r, const char *path)
+{
+    TszReader *rd = open_in(r, path);
+    if (!rd) return -1;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    int ret;
+    long long id;
+    while ((ret = tsz_read(rd, &rec)) == 1) {
+        if (check_kind(r, rd, &rec, "explanation") < 0 || feature_id(r, rd, &rec, &id) < 0) {
+            ret = -1;
+            break;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "%lld", id);
+        json_object_set_new(r->expl, key, json_deep_copy(rec.meta));  /* rec.meta is reused */
+    }
+    tsz_record_free(&rec);
+    return close_in(r, rd, "explanations", path, ret);
+}
+
+/* ---- topk-ctx features ---- */
+
+/* A (K,W) i32 tokens tensor and its (K,W) float activations: 1 present,
+ * 0 both absent, -1 malformed. */
+static int example_tensors(Report *r, TszReader *rd, const TszRecord *rec, const char *tn,
+                           const char *an, const TszTensor **tok, const TszTensor **act)
+{
+    *tok = tsz_record_get(rec, tn);
+    *act = tsz_record_get(rec, an);
+    if (!*tok && !*act) return 0;
+    const char *name = tsz_reader_name(rd);
+    unsigned long long nr = (unsigned long long)tsz_reader_records(rd);
+    if (!*tok || !*act)
+        return fail(r, "%s: record %llu: \"%s\" without \"%s\"", name, nr, *tok ? tn : an,
+                    *tok ? an : tn);
+    char b1[96], b2[96];
+    if ((*tok)->dtype != TSZ_I32 || (*tok)->ndim != 2)
+        return fail(r, "%s: record %llu: \"%s\" is %s, not (K,W) i32", name, nr, tn,
+                    tsz_tensor_desc(*tok, b1, sizeof b1));
+    if (!tsz_dtype_is_float((*act)->dtype) || (*act)->ndim != 2 ||
+        (*act)->shape[0] != (*tok)->shape[0] || (*act)->shape[1] != (*tok)->shape[1])
+        return fail(r, "%s: record %llu: \"%s\" is %s but \"%s\" is %s", name, nr, an,
+                    tsz_tensor_desc(*act, b1, sizeof b1), tn, tsz_tensor_desc(*tok, b2, sizeof b2));
+    return 1;
+}
+
+static double round_sig(double v, int digits)
+{
+    if (v == 0 || !isfinite(v)) return isfinite(v) ? v : 0;
+    double m = pow(10, digits - 1 - (int)floor(log10(fabs(v))));
+    return round(v * m) / m;
+}
+
+/* One example, cut to ctx_before tokens before its max and ctx_after after,
+ * activations as integers 0-100 of the feature's max (shading needs no more):
+ * {"t":[token ids],"a":[levels],"m":max activation,"src":[doc,offset]}. */
+static json_t *example_json(const ReportOpts *o, const int32_t *tok, const float *a, size_t W,
+                            double scale, const int64_t *src)
+{
+    size_t c = 0;
+    for (size_t i = 1; i < W; i++)
+        if (a[i] > a[c]) c = i;
+    size_t lo = c > o->ctx_before ? c - o->ctx_before : 0;
+    size_t hi = c + o->ctx_after + 1 < W ? c + o->ctx_after + 1 : W;
+    json_t *t = json_array(), *q = json_array(), *ex = json_object();
+    for (size_t i = lo; i < hi; i++) {
+        if (tok[i] < 0) continue;     /* padding */
+        double lv = scale > 0 && isfinite(a[i]) ? round(100 * a[i] / scale) : 0;
+        json_array_append_new(t, json_integer(tok[i]));
+        json_array_append_new(q, json_integer((json_int_t)lv));
+    }
+    json_object_set_new(ex, "t", t);
+    json_object_set_new(ex, "a", q);
+    json_object_set_new(ex, "m", json_real(round_sig(a[c], 4)));
+    if (src) json_object_set_new(ex, "src", json_pack("[II]", (json_int_t)src[0], (json_int_t)src[1]));
+    return ex;
+}
+
+static json_t *examples_json(Report *r, const TszTensor *tok, const TszTensor *act,
+                             const TszTensor *src, size_t keep, double scale)
+{
+    size_t K = tok->shape[0], W = tok->shape[1];
+    float *a = xmalloc((W ? W : 1) * sizeof *a);
+    json_t *arr = json_array();
+    for (size_t k = 0; k < K && k < keep; k++) {
+        const uint8_t *arow = (const uint8_t *)act->data + k * W * tsz_dtype_size(act->dtype);
+        tsz_to_f32(a, arow, act->dtype, W);
+        const int64_t *s = src ? (const int64_t *)src->data + 3 * k : NULL;
+        json_array_append_new(arr, example_json(&r->o, (const int32_t *)tok->data + k * W, a, W,
+                                                scale, s));
+    }
+    free(a);
+    return arr;
+}
+
+static void set_num(json_t *o, const char *key, const json_t *v, int digits)
+{
+    if (json_is_number(v)) json_object_set_new(o, key, json_real(round_sig(json_number_value(v), digits)));
+}
+
+/* Write one feature (its explanation joined) into the browser's JSON. */
+static void emit_feature(Report *r, long long id, json_t *f)
+{
+    char key[32];
+    snprintf(key, sizeof key, "%lld", id);
+    json_object_set_new(f, "i", json_integer(id));
+    const json_t *e = json_object_get(r->expl, key);
+    if (e) {
+        const char *s = json_string_value(json_object_get(e, "explanation"));
+        const char *st = json_string_value(json_object_get(e, "status"));
+        const char *er = json_string_value(json_object_get(e, "error"));
+        if (s) json_object_set_new(f, "e", json_string(s));
+        if (st) json_object_set_new(f, "x", json_string(st));
+        if (er && er[0]) json_object_set_new(f, "er", json_string(er));
+        if (st && !strcmp(st, "failed")) e = NULL;   /* a failed feature has no score */
+        set_num(f, "s", json_object_get(e, "score"), 3);
+        set_num(f, "st", json_object_get(e, "score_top"), 3);
+        set_num(f, "sr", json_object_get(e, "score_random"), 3);
+    }
+    json_object_set_new(r->seen, key, json_true());
+    if (!r->o.max_features || r->nfeat < r->o.max_features) {
+        char *js = json_dumps(f, JSON_COMPACT | JSON_REAL_PRECISION(5));
+        if (r->nfeat) fputc(',', r->feat_f);
+        fputc('\n', r->feat_f);
+        report_json_script_escape(r->feat_f, js);
+        free(js);
+        r->nfeat++;
+    }
+    json_decref(f);
+}
+
+void report_emit_unseen_explanations(Report *r)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(r->expl, key, v) {
+        if (json_object_get(r->seen, key)) continue;
+        emit_feature(r, json_integer_value(json_object_get(v, "feature")), json_object());
+    }
+}
+
+static void push_density(Report *r, double d)
+{
+    if (r->ndens == r->dens_cap) {
+        r->dens_cap = r->dens_cap ? 2 * r->dens_cap : 1024;
+        r->density = xrealloc(r->density, r->dens_cap * sizeof *r->density);
+    }
+    r->density[r->ndens++] = d;
+}
+
+static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
+{
+    long long id;
+    if (feature_id(r, rd, rec, &id) < 0) return -1;
+    const json_t *m = rec->meta;
+    const TszTensor *tt, *ta, *rt, *ra;
+    int top = example_tensors(r, rd, rec, "top_tokens", "top_acts", &tt, &ta);
+    int rnd = top < 0 ? -1 : example_tensors(r, rd, rec, "rand_tokens", "rand_acts", &rt, &ra);
+    if (top < 0 || rnd < 0) return -1;
+    const TszTensor *src = tsz_record_get(rec, "top_src");
+    if (src && (src->dtype != TSZ_I64 || src->ndim != 2 || src->shape[1] != 3 || !top ||
+                src->shape[0] != tt->shape[0])) src = NULL;  /* optional: ignore if odd */
+    json_t *ts = json_object_get(m, "token_strs");
+    const char *k;
+    json_t *v;
+    json_object_foreach(ts, k, v)
+        if (json_is_string(v) && !json_object_get(r->vocab, k)) json_object_set(r->vocab, k, v);
+
+    json_t *f = json_object();
+    double dens = NAN;
+    if (json_is_number(json_object_get(m, "density"))) dens = json_number_value(json_object_get(m, "density"));
+    else if (json_number_value(json_object_get(m, "n_tokens")) > 0)
+        dens = json_number_value(json_object_get(m, "n_fired")) /
+               json_number_value(json_object_get(m, "n_tokens"));
+    if (isfinite(dens)) json_object_set_new(f, "d", json_real(round_sig(dens, 4)));
+    set_num(f, "mx", json_object_get(m, "max_act"), 4);
+    set_num(f, "mn", json_object_get(m, "mean_act"), 4);
+    set_num(f, "n", json_object_get(m, "n_fired"), 15);
+    double scale = json_number_value(json_object_get(m, "max_act"));
+    if (!(scale > 0) && top) {              /* no max given: the top example's */
+        float *a = xmalloc(tsz_tensor_numel(ta) * sizeof *a + 4);
+        tsz_to_f32(a, ta->data, ta->dtype, tsz_tensor_numel(ta));
+        for (uint64_t i = 0; i < tsz_tensor_numel(ta); i++) if (a[i] > scale) scale = a[i];
+        free(a);
+    }
+    if (top) json_object_set_new(f, "top", examples_json(r, tt, ta, src, r->o.max_top, scale));
+    if (rnd) json_object_set_new(f, "rnd", examples_json(r, rt, ra, NULL, r->o.max_random, scale));
+    if (!r->dens_from_stats && isfinite(dens)) push_density(r, dens);
+    emit_feature(r, id, f);
+    return 0;
+}
+
+static double *tensor_f64(const TszTensor *t)
+{
+    size_t n = tsz_tensor_numel(t);
+    float *f = xmalloc(n * sizeof *f + 4);
+    double *d = xmalloc(n * sizeof *d + 8);
+    tsz_to_f32(f, t->data, t->dtype, n);
+    for (size_t i = 0; i < n; i++) d[i] = f[i];
+    free(f);
+    return d;
+}
+
+static int add_dict_stats(Report *r, TszReader *rd, const TszRecord *rec)
+{
+    json_decref(r->dict_stats);
+    r->dict_stats = json_deep_copy(rec->meta);
+    const TszTensor *d = tsz_record_get(rec, "density");
+    if (d && tsz_dtype_is_float(d->dtype) && d->ndim == 1) {
+        free(r->density);
+        r->density = tensor_f64(d);
+        r->ndens = r->dens_cap = tsz_tensor_numel(d);
+        r->dens_from_stats = 1;
+    }
+    const TszTensor *h = tsz_record_get(rec, "log10_density_hist"), *e = NULL;
+    for (size_t i = 0; i < rec->n && h; i++)
+        if (strstr(rec->t[i].name, "edge")) e = &rec->t[i];
+    if (h && e) {
+        if (h->ndim != 1 || e->ndim != 1 || tsz_tensor_numel(e) != tsz_tensor_numel(h) + 1)
+            return fail(r, "%s: dict_stats: \"%s\" needs one more value than \"%s\"",
+                        tsz_reader_name(rd), e->name, h->name);
+        free(r->hist_counts);
+        free(r->hist_edges);
+        r->hist_counts = tensor_f64(h);
+        r->hist_edges = tensor_f64(e);
+        r->nhist = tsz_tensor_numel(h);
+    }
+    return 0;
+}
+
+int report_add_features(Report *r, const char *path)
+{
+    TszReader *rd = open_in(r, path);
+    if (!rd) return -1;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    int ret;
+    while ((ret = tsz_read(rd, &rec)) == 1) {
+        const char *kind = rec_kind(&rec);
+        int rc = !strcmp(kind, "dict_stats") ? add_dict_stats(r, rd, &rec)
+                 : check_kind(r, rd, &rec, "feature") < 0 ? -1 : add_feature(r, rd, &rec);
+        if (rc < 0) { ret = -1; break; }
+    }
+    tsz_record_free(&rec);
+    return close_in(r, rd, "features", path, ret);
+}

@@ -1,0 +1,195 @@
+/* mk-report-input DIR: small synthetic streams for sae-report's tests,
+ * in the record layouts of topk-ctx, explain-gpt4, recon-score and sae-fit
+ * (common conventions), with hostile strings (</script>, tags, &, U+2028)
+ * in token strings and explanations. Writes into DIR:
+ *   feat.tsz     4 "feature" records (ids 3, 7, 12, 14) + "dict_stats" (F=16)
+ *   expl.tsz     explanations for 3 (ok), 7 (failed), 15 (no topk record)
+ *   recon32.tsz  a "recon" record, header argv naming --sae sae32.tsz
+ *   recon128.tsz the same for sae128.tsz
+ *   sae32.tsz, sae128.tsz  "sae" records: distilgpt2, blocks.5.mlp.hook_post,
+ *                d=3072, f=32x and 128x (tiny placeholder tensors)
+ *   bad-shape.tsz a feature whose top_acts does not match top_tokens
+ *   no-id.tsz     a feature record without "feature" */
+#include <stdlib.h>
+#include <string.h>
+
+#include "stream.h"
+
+enum { K = 3, W = 12, R = 2, F = 16 };
+
+static const char *TOK[] = {" the", " cat", "</script>", "<img src=x onerror=alert(1)>", "&amp;",
+                            "\n", " \"quoted\"", "\xc3\xa9", "\xe2\x80\xa8", " dog"};
+#define NTOK (sizeof TOK / sizeof *TOK)
+
+static TszWriter *open_w(const char *dir, const char *name, const char *stage, int argc, char **argv)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    TszWriter *w = tsz_writer_open(path, stage, argc, argv, NULL);
+    tsz_writer_check(w);
+    return w;
+}
+
+/* Feature f: example k peaks on token id (f+k) % NTOK at position 8. */
+static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
+{
+    tsz_record_clear(rec);
+    json_object_set_new(rec->meta, "kind", json_string("feature"));
+    if (!no_id) json_object_set_new(rec->meta, "feature", json_integer(id));
+    json_object_set_new(rec->meta, "n_tokens", json_integer(10000));
+    json_object_set_new(rec->meta, "n_fired", json_integer(10 * (id + 1)));
+    json_object_set_new(rec->meta, "density", json_real(10.0 * (id + 1) / 10000));
+    json_object_set_new(rec->meta, "max_act", json_real(2.0 + id));
+    json_object_set_new(rec->meta, "mean_act", json_real(0.5 + id / 10.0));
+    json_t *ts = json_object();
+    for (size_t i = 0; i < NTOK; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%zu", i);
+        json_object_set_new(ts, key, json_string(TOK[i]));
+    }
+    json_object_set_new(rec->meta, "token_strs", ts);
+    uint64_t sk[2] = {K, W}, sr[2] = {R, W}, ss[2] = {K, 3}, sbad[2] = {K, W - 1};
+    int32_t *tt = tsz_record_add(rec, "top_tokens", TSZ_I32, 2, sk)->data;
+    float *ta = tsz_record_add(rec, "top_acts", TSZ_F32, 2, bad_shape ? sbad : sk)->data;
+    int64_t *src = tsz_record_add(rec, "top_src", TSZ_I64, 2, ss)->data;
+    int32_t *rt = tsz_record_add(rec, "rand_tokens", TSZ_I32, 2, sr)->data;
+    float *ra = tsz_record_add(rec, "rand_acts", TSZ_F32, 2, sr)->data;
+    for (int k = 0; k < K; k++) {
+        for (int t = 0; t < W; t++) {
+            tt[k * W + t] = (id + k + t) % (int)NTOK;
+            if (!bad_shape) ta[k * W + t] = 0;
+        }
+        tt[k * W + 8] = (id + k) % (int)NTOK;
+        if (!bad_shape) {
+            ta[k * W + 8] = (float)(2.0 + id) * (1.0f - 0.2f * (float)k);
+            ta[k * W + 7] = 0.5f;
+        }
+        src[3 * k] = 100 + k, src[3 * k + 1] = 17 * k, src[3 * k + 2] = 8;
+    }
+    for (int k = 0; k < R; k++)
+        for (int t = 0; t < W; t++) {
+            rt[k * W + t] = (id + 2 * k + t) % (int)NTOK;
+            ra[k * W + t] = t == 3 ? 0.25f * (float)(k + 1) : 0;
+        }
+}
+
+static void write_features(const char *dir, int argc, char **argv)
+{
+    TszWriter *w = open_w(dir, "feat.tsz", "topk-ctx", argc, argv);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    static const int ids[] = {3, 7, 12, 14};
+    for (size_t i = 0; i < 4; i++) {
+        feature_record(&rec, ids[i], 0, 0);
+        tsz_write_or_die(w, &rec);
+    }
+    tsz_record_clear(&rec);
+    json_object_set_new(rec.meta, "kind", json_string("dict_stats"));
+    json_object_set_new(rec.meta, "f", json_integer(F));
+    json_object_set_new(rec.meta, "n_tokens", json_integer(10000));
+    uint64_t sf[1] = {F};
+    float *d = tsz_record_add(&rec, "density", TSZ_F32, 1, sf)->data;
+    int dead = 0, dense = 0;
+    for (int i = 0; i < F; i++) {
+        d[i] = i % 5 == 0 ? 0 : (float)(10.0 * (i + 1) / 10000);
+        if (i == 1) d[i] = 0.5f;
+        dead += d[i] == 0, dense += d[i] > 0.1f;
+    }
+    json_object_set_new(rec.meta, "dead", json_integer(dead));
+    json_object_set_new(rec.meta, "dense", json_integer(dense));
+    tsz_write_or_die(w, &rec);
+    tsz_writer_close_or_die(w);
+
+    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz"};
+    for (int b = 0; b < 2; b++) {
+        w = open_w(dir, bad[b], "topk-ctx", argc, argv);
+        feature_record(&rec, 5, b == 0, b == 1);
+        tsz_write_or_die(w, &rec);
+        tsz_writer_close_or_die(w);
+    }
+    tsz_record_free(&rec);
+}
+
+static void write_explanations(const char *dir, int argc, char **argv)
+{
+    static const struct { int id; const char *expl, *status, *error; double score; } E[] = {
+        {3, "the word </script><script>document.title='pwned'</script> & <b>cats</b>", "ok", "", 0.62},
+        {7, "", "failed", "HTTP 429 after 5 attempts <retry>", 0},
+        {15, "line\xe2\x80\xa8separator and \"quotes\"", "ok", "", 0.11},
+    };
+    TszWriter *w = open_w(dir, "expl.tsz", "explain-gpt4", argc, argv);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    for (size_t i = 0; i < sizeof E / sizeof *E; i++) {
+        tsz_record_clear(&rec);
+        json_t *m = rec.meta;
+        json_object_set_new(m, "kind", json_string("explanation"));
+        json_object_set_new(m, "feature", json_integer(E[i].id));
+        json_object_set_new(m, "explanation", json_string(E[i].expl));
+        json_object_set_new(m, "status", json_string(E[i].status));
+        json_object_set_new(m, "error", json_string(E[i].error));
+        json_object_set_new(m, "score", json_real(E[i].score));
+        json_object_set_new(m, "score_top", json_real(E[i].score + 0.1));
+        json_object_set_new(m, "score_random", json_real(E[i].score - 0.1));
+        json_object_set_new(m, "attempts", json_integer(1));
+        tsz_write_or_die(w, &rec);
+    }
+    tsz_record_free(&rec);
+    tsz_writer_close_or_die(w);
+}
+
+static void write_sae_and_recon(const char *dir, int mult, double score)
+{
+    char name[64], sae[64];
+    snprintf(sae, sizeof sae, "sae%d.tsz", mult);
+    char *sargv[] = {"sae-fit", "--dict", mult == 32 ? "32x" : "128x", "-o", sae};
+    TszWriter *w = open_w(dir, sae, "sae-fit", 5, sargv);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    json_t *m = rec.meta;
+    json_object_set_new(m, "kind", json_string("sae"));
+    json_object_set_new(m, "arch", json_string("relu"));
+    json_object_set_new(m, "l1", json_real(0.001));
+    json_object_set_new(m, "d", json_integer(3072));
+    json_object_set_new(m, "f", json_integer(3072 * mult));
+    json_object_set_new(m, "hook", json_string("blocks.5.mlp.hook_post"));
+    json_object_set_new(m, "model", json_string("distilgpt2"));
+    json_object_set_new(m, "norm_scale", json_real(1.0));
+    json_object_set_new(m, "tokens_seen", json_integer(1000000));
+    uint64_t one[1] = {1};
+    *(float *)tsz_record_add(&rec, "b_dec", TSZ_F32, 1, one)->data = 0;  /* placeholder */
+    tsz_write_or_die(w, &rec);
+    tsz_writer_close_or_die(w);
+
+    snprintf(name, sizeof name, "recon%d.tsz", mult);
+    char *rargv[] = {"recon-score", "--model", "distilgpt2", "--sae", sae};
+    w = open_w(dir, name, "recon-score", 5, rargv);
+    tsz_record_clear(&rec);
+    m = rec.meta;
+    static const char *keys[] = {"clean_loss", "recons_loss", "zero_abl_loss", "mean_abl_loss",
+                                 "score", "score_mean_abl", "kl", "mse", "fvu", "l0",
+                                 "dead_frac", "dense_frac"};
+    double v[] = {3.25, 0, 5.5, 4.0, score, 0, 0.05, 0.01, 0.2, 31.5, 0.125, 0.0625};
+    v[1] = v[2] - score * (v[2] - v[0]);
+    v[5] = (v[3] - v[1]) / (v[3] - v[0]);
+    json_object_set_new(m, "kind", json_string("recon"));
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) json_object_set_new(m, keys[i], json_real(v[i]));
+    json_object_set_new(m, "tokens", json_integer(65536));
+    tsz_write_or_die(w, &rec);
+    tsz_writer_close_or_die(w);
+    tsz_record_free(&rec);
+}
+
+int main(int argc, char **argv)
+{
+    sp_set_prog(argv[0]);
+    if (argc != 2) {
+        fprintf(stderr, "usage: mk-report-input DIR\n");
+        return 2;
+    }
+    write_features(argv[1], argc, argv);
+    write_explanations(argv[1], argc, argv);
+    write_sae_and_recon(argv[1], 32, 0.8125);
+    write_sae_and_recon(argv[1], 128, 0.625);
+    return 0;
+}
