@@ -158,9 +158,11 @@ static void job_finish(ExplainJob *j)
 
 static void issue(ExplainRun *r, ExplainJob *j, int use_cache);
 
-/* Held-out order for detection: a fixed shuffle per feature. */
-static void make_perm(ExplainJob *j)
+/* Held-out split; order for detection: a fixed shuffle per feature. */
+void explain_job_prepare(const ExplainConfig *c, ExplainJob *j)
 {
+    explain_heldout(&j->h, &j->x, c->n_explain, c->n_score);
+    free(j->perm);
     SpRng rng;
     sp_rng_seed(&rng, 0xde7ec7 ^ (uint64_t)j->x.feature);
     j->perm = xmalloc((j->h.E + 1) * sizeof *j->perm);
@@ -303,8 +305,7 @@ void explain_run_add(ExplainRun *r, ExplainJob *j)
     j->err[0] = 0;
     j->stage = EXPLAIN_STAGE_EXPLAIN;
     j->tries = 0;
-    explain_heldout(&j->h, &j->x, r->c.n_explain, r->c.n_score);
-    make_perm(j);
+    explain_job_prepare(&r->c, j);
     if (j->x.K == 0) {
         job_fail(j, "no top examples (the feature never fired)");
         return;

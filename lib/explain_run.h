@@ -59,6 +59,9 @@ typedef struct {
     ExplainBaseline base;
 } ExplainJob;
 void explain_job_free(ExplainJob *j);
+/* The held-out split and detection order of j->x (explain_run_add does this;
+ * --dry-run calls it alone). */
+void explain_job_prepare(const ExplainConfig *c, ExplainJob *j);
 
 typedef struct ExplainRun ExplainRun;
 /* NULL with err on failure (cache directory, libcurl). */

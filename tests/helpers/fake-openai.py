@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""fake-openai.py: a chat-completions server on loopback for the
+explain-gpt4 tests, with a fake explainer, simulator and detector that read
+the prompts, and fault injection.
+
+  fake-openai.py --port-file F --log L [--faults LIST] [--key K]
+                 [--fail-token T] [--slow S] [--messy] [--no-logprobs]
+
+The explainer names the token that most often has a non-zero activation in
+the last user message: 'the word "w13".' The simulator answers 10 on lines
+whose token is that word and 0 elsewhere; with logprobs requested it also
+returns a distribution over the number (10: 0.8/9: 0.15/0: 0.05, 0: 0.9/1: 0.1).
+The detector names the examples whose text holds the word.
+
+Faults (--faults, comma-separated) are given out in order, one to each
+request body seen for the first time; a body seen again is answered
+properly. Kinds: 429 (with Retry-After: 1), 500, slow (answer after --slow
+seconds), nonjson, short (Content-Length larger than the body sent, then
+close), badformat (a reply in the wrong format), 401. Explain requests whose
+word is --fail-token always get a 500. With --key, a request without
+"Authorization: Bearer KEY" gets a 401 whose message quotes the key given.
+Every request is logged to --log as one JSON line (no key in it)."""
+import argparse, json, math, re, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port-file", required=True)
+ap.add_argument("--log", required=True)
+ap.add_argument("--faults", default="")
+ap.add_argument("--key", default=None)
+ap.add_argument("--fail-token", default=None)
+ap.add_argument("--slow", type=float, default=3.0)
+ap.add_argument("--messy", action="store_true")
+ap.add_argument("--no-logprobs", action="store_true")
+args = ap.parse_args()
+
+lock = threading.Lock()
+faults = [f for f in args.faults.split(",") if f]
+seen = {}
+count = [0]
+
+
+def last_user(msgs):
+    for m in reversed(msgs):
+        if m.get("role") == "user":
+            return m.get("content", "")
+    return ""
+
+
+def kind_of(text):
+    if "unknown" in text and "<start>" in text:
+        return "simulate"
+    if re.search(r"^\d+: ", text, re.M):
+        return "detect"
+    return "explain"
+
+
+def explain_word(text):
+    counts = {}
+    for line in text.split("\n"):
+        if "\t" not in line:
+            continue
+        tok, val = line.rsplit("\t", 1)
+        if val.strip().isdigit() and int(val) > 0:
+            counts[tok.strip()] = counts.get(tok.strip(), 0) + 1
+    return max(sorted(counts), key=lambda k: counts[k]) if counts else "nothing"
+
+
+def explanation_word(text):
+    m = re.search(r"Feature explanation: (.*)", text)
+    e = m.group(1).strip().rstrip(".") if m else ""
+    q = re.search(r'"([^"]*)"', e)
+    return (q.group(1) if q else e.split()[-1] if e else "").strip()
+
+
+def simulate(text, word):
+    blocks, cur = [], None
+    for line in text.split("\n"):
+        if line == "<start>":
+            cur = []
+        elif line == "<end>":
+            blocks.append(cur)
+            cur = None
+        elif cur is not None and line.endswith("\tunknown"):
+            tok = line[: -len("\tunknown")]
+            cur.append((tok, 10 if tok.strip() == word else 0))
+    if args.messy:
+        # prose, a code fence, blocks in reverse order, one line dropped
+        blocks = blocks[::-1]
+        if blocks and len(blocks[0]) > 2:
+            blocks[0] = blocks[0][:1] + blocks[0][2:]
+        out = "Sure! Here are my predictions:\n```\n"
+    else:
+        out = ""
+    for b in blocks:
+        out += "<start>\n" + "".join("%s\t%d\n" % (t, v) for t, v in b) + "<end>\n"
+    if args.messy:
+        out += "```\nLet me know if you need anything else."
+    return out
+
+
+def logprobs_for(content):
+    """Chat-style logprobs: the content cut into tokens, numbers alone."""
+    pieces = re.findall(r"\d+|[^\d]+", content)
+    lp = []
+    for p in pieces:
+        if p.isdigit() and int(p) in (0, 10) and not args.no_logprobs:
+            dist = {"10": 0.8, "9": 0.15, "0": 0.05} if p == "10" else {"0": 0.9, "1": 0.1}
+            top = [{"token": k, "logprob": math.log(v), "bytes": list(k.encode())} for k, v in dist.items()]
+            lp.append({"token": p, "logprob": math.log(dist[p]), "bytes": list(p.encode()), "top_logprobs": top})
+        else:
+            lp.append({"token": p, "logprob": 0.0, "bytes": list(p.encode()), "top_logprobs": []})
+    return lp
+
+
+def answer(req):
+    msgs = req.get("messages", [])
+    text = last_user(msgs)
+    kind = kind_of(text)
+    if kind == "explain":
+        word = explain_word(text)
+        content = 'the word "%s".' % word
+    elif kind == "simulate":
+        content = simulate(text, explanation_word(text))
+    else:
+        word = explanation_word(text)
+        named = [m.group(1) for m in re.finditer(r"^(\d+): (.*)$", text, re.M)
+                 if re.search(r"(^| )%s( |$)" % re.escape(word), m.group(2))]
+        content = ", ".join(named) if named else "none"
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    if req.get("logprobs"):
+        choice["logprobs"] = {"content": logprobs_for(content)}
+    ptok = sum(len(m.get("content", "")) for m in msgs) // 4
+    return kind, {"id": "x", "object": "chat.completion", "model": req.get("model"), "choices": [choice],
+                  "usage": {"prompt_tokens": ptok, "completion_tokens": len(content) // 4 + 1}}
+
+
+def bad_format(kind):
+    return {"explain": "", "simulate": "I think the activations are mostly zero.",
+            "detect": "I cannot tell."}[kind]
+
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body, extra=None, ctype="application/json", cut=False):
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data) + (100 if cut else 0)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if cut:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2] if cut else data)
+        self.wfile.flush()
+        if cut:
+            self.close_connection = True
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(n)
+        try:
+            req = json.loads(raw)
+        except ValueError:
+            return self.send(400, json.dumps({"error": {"message": "bad JSON"}}))
+        kind, good = answer(req)
+        with lock:
+            count[0] += 1
+            seq = count[0]
+            fault = None
+            if raw not in seen:
+                seen[raw] = 1
+                if faults:
+                    fault = faults.pop(0)
+        auth = self.headers.get("Authorization", "")
+        if args.key is not None and auth != "Bearer " + args.key:
+            fault = "401"
+        word = explain_word(last_user(req.get("messages", []))) if kind == "explain" else None
+        if args.fail_token and word == args.fail_token:
+            fault = "500"
+        with lock, open(args.log, "a") as f:
+            f.write(json.dumps({"n": seq, "kind": kind, "fault": fault, "t": time.time(),
+                                "path": self.path, "logprobs": bool(req.get("logprobs")),
+                                "body_sha": hash(raw) & 0xffffffff}) + "\n")
+        if self.path != "/v1/chat/completions":
+            return self.send(404, json.dumps({"error": {"message": "no such path " + self.path}}))
+        try:
+            self.fault(fault, kind, good, auth)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def fault(self, fault, kind, good, auth):
+        if fault == "401":
+            given = auth[len("Bearer "):] if auth.startswith("Bearer ") else auth
+            return self.send(401, json.dumps({"error": {"message": "Incorrect API key provided: %s." % given}}))
+        if fault == "429":
+            return self.send(429, json.dumps({"error": {"message": "Rate limit reached"}}), {"Retry-After": "1"})
+        if fault == "500":
+            return self.send(500, json.dumps({"error": {"message": "The server had an error"}}))
+        if fault == "nonjson":
+            return self.send(200, "<html><body>Bad gateway</body></html>", ctype="text/html")
+        if fault == "short":
+            return self.send(200, json.dumps(good), cut=True)
+        if fault == "slow":
+            time.sleep(args.slow)
+        if fault == "badformat":
+            good["choices"][0]["message"]["content"] = bad_format(kind)
+            good["choices"][0].pop("logprobs", None)
+        self.send(200, json.dumps(good))
+
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+with open(args.port_file + ".tmp", "w") as f:
+    f.write(str(srv.server_address[1]))
+import os
+os.rename(args.port_file + ".tmp", args.port_file)
+srv.serve_forever()
