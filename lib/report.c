@@ -152,7 +152,7 @@ static int close_in(Report *r, TszReader *rd, const char *role, const char *path
     if (ret == 0) {
         json_t *p = json_object();
         json_object_set_new(p, "role", json_string(role));
-        json_object_set_new(p, "file", jstr(path));
+        json_object_set_new(p, "file", jstr(sp_in_name(path)));
         json_object_set_new(p, "headers", json_deep_copy(tsz_reader_headers(rd)));
         json_array_append_new(r->prov, p);
     }
@@ -499,7 +499,8 @@ static json_t *examples_json(Report *r, const TszTensor *tok, const TszTensor *a
 
 static void set_num(json_t *o, const char *key, const json_t *v, int digits)
 {
-    if (json_is_number(v)) json_object_set_new(o, key, json_real(round_sig(json_number_value(v), digits)));
+    if (json_is_integer(v)) json_object_set_new(o, key, json_integer(json_integer_value(v)));
+    else if (json_is_number(v)) json_object_set_new(o, key, json_real(round_sig(json_number_value(v), digits)));
 }
 
 /* Write one feature (its explanation joined) into the browser's JSON. */

@@ -33,13 +33,14 @@ function render(){var L=$('list');L.textContent='';var pages=Math.max(1,Math.cei
  $('count').textContent=view.length+' of '+F.length+' features \u00b7 page '+(page+1)+'/'+pages;}
 function update(){var q=$('q').value.trim().toLowerCase();
  view=F.filter(function(f){return !q||text(f).indexOf(q)>=0;});view.sort(sorts[$('sort').value]||sorts.id);page=0;render();}
-function openHash(){var m=/^#feature-(\d+)$/.exec(location.hash);if(!m)return;var id=+m[1],k=-1;
+function openHash(){var q=/^#q=(.*)$/.exec(location.hash);if(q){$('q').value=decodeURIComponent(q[1]);update();return;}
+ var m=/^#feature-(\d+)$/.exec(location.hash);if(!m)return;var id=+m[1],k=-1;
  for(var i=0;i<view.length;i++)if(view[i].i===id)k=i;if(k<0){$('q').value='';update();for(i=0;i<view.length;i++)if(view[i].i===id)k=i;}
  if(k<0)return;page=Math.floor(k/P);render();var d=$('feature-'+id);d.open=true;body(view[k],d);d.scrollIntoView();}
 $('q').addEventListener('input',update);$('sort').addEventListener('change',update);
 $('prev').addEventListener('click',function(){page--;render();});$('next').addEventListener('click',function(){page++;render();});
 window.addEventListener('hashchange',openHash);
 update();
-if(location.hash)openHash();else{var first=document.querySelector('#list details');if(first){first.open=true;body(view[0],first);}}
+if(location.hash)openHash();if(!/^#feature-/.test(location.hash)){var first=document.querySelector('#list details');if(first){first.open=true;body(view[0],first);}}
 var st=$('status');if(st.getAttribute('data-state')==='loading'){st.textContent='ok: '+F.length+' features';st.setAttribute('data-state','ok');}
 })();
