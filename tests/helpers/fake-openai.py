@@ -4,7 +4,7 @@ explain-gpt4 tests, with a fake explainer, simulator and detector that read
 the prompts, and fault injection.
 
   fake-openai.py --port-file F --log L [--faults LIST] [--key K]
-                 [--fail-token T] [--slow S] [--messy] [--no-logprobs]
+                 [--fail-token T] [--slow S] [--delay S] [--messy] [--no-logprobs]
 
 The explainer names the token that most often has a non-zero activation in
 the last user message: 'the word "w13".' The simulator answers 10 on lines
@@ -19,7 +19,7 @@ seconds), nonjson, short (Content-Length larger than the body sent, then
 close), badformat (a reply in the wrong format), 401. Explain requests whose
 word is --fail-token always get a 500. With --key, a request without
 "Authorization: Bearer KEY" gets a 401 whose message quotes the key given.
-Every request is logged to --log as one JSON line (no key in it)."""
+--delay S holds every reply S seconds. Every request is logged to --log as one JSON line (no key in it)."""
 import argparse, json, math, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,6 +31,7 @@ ap.add_argument("--key", default=None)
 ap.add_argument("--fail-token", default=None)
 ap.add_argument("--slow", type=float, default=3.0)
 ap.add_argument("--messy", action="store_true")
+ap.add_argument("--delay", type=float, default=0.0)
 ap.add_argument("--no-logprobs", action="store_true")
 args = ap.parse_args()
 
@@ -208,6 +209,8 @@ class H(BaseHTTPRequestHandler):
             return self.send(200, json.dumps(good), cut=True)
         if fault == "slow":
             time.sleep(args.slow)
+        if args.delay:
+            time.sleep(args.delay)
         if fault == "badformat":
             good["choices"][0]["message"]["content"] = bad_format(kind)
             good["choices"][0].pop("logprobs", None)

@@ -7,14 +7,18 @@
  * examples hold it with probability 1/2 at one position, activating the
  * same way. Ids 0, 1 and 2 are a newline, a tab and a double quote, so
  * prompts must escape them. --pad ends each random row with two -1 ids
- * (padding). A final dict_stats record follows, as topk-ctx writes. */
+ * (padding). A final dict_stats record follows, as topk-ctx writes.
+ * --break WHAT spoils the second feature record for the bad-input tests:
+ * strs (no token_strs), dtype (top_acts as i32), shape (rand_acts one row
+ * narrower), nan (a NaN activation), nofeature (no "feature" in meta). */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "stream.h"
 
-typedef struct { size_t N, K, R, W, V, first; uint64_t seed; int pad; } Spec;
+typedef struct { size_t N, K, R, W, V, first; uint64_t seed; int pad; const char *brk; } Spec;
 
 static void fill(SpRng *rng, const Spec *s, int32_t planted, int32_t *tok, float *act, size_t rows, int always,
                  int pad)
@@ -76,12 +80,33 @@ static json_t *token_strs(const int32_t *tok, size_t n)
     return o;
 }
 
+static void spoil(TszRecord *rec, const char *what)
+{
+    TszTensor *t = tsz_record_get(rec, "top_acts");
+    if (!strcmp(what, "strs")) {
+        json_object_del(rec->meta, "token_strs");
+    } else if (!strcmp(what, "dtype")) {
+        t->dtype = TSZ_I32;
+    } else if (!strcmp(what, "shape")) {
+        TszTensor *ra = tsz_record_get(rec, "rand_acts");
+        uint64_t sh[2] = {ra->shape[0], ra->shape[1] - 1};
+        ra = tsz_record_add(rec, "rand_acts", TSZ_F32, 2, sh);
+        memset(ra->data, 0, ra->nbytes);
+    } else if (!strcmp(what, "nan")) {
+        ((float *)t->data)[3] = NAN;
+    } else if (!strcmp(what, "nofeature")) {
+        json_object_del(rec->meta, "feature");
+    } else {
+        sp_usage_die("--break: unknown '%s'", what);
+    }
+}
+
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
     Spec s = {.N = 4, .K = 20, .R = 20, .W = 16, .V = 60, .seed = 1};
     static const struct option lo[] = {{"features", 1, 0, 'n'}, {"first", 1, 0, 'F'}, {"vocab", 1, 0, 'v'},
-                                       {"seed", 1, 0, 's'}, {"pad", 0, 0, 'p'}, {0, 0, 0, 0}};
+                                       {"seed", 1, 0, 's'}, {"pad", 0, 0, 'p'}, {"break", 1, 0, 'b'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "K:R:W:", lo, NULL)) != -1) {
         switch (ch) {
@@ -90,6 +115,7 @@ int main(int argc, char **argv)
         case 'v': s.V = sp_opt_u64("--vocab", optarg, 12, 50000); break;
         case 's': s.seed = sp_opt_u64("--seed", optarg, 0, UINT64_MAX); break;
         case 'p': s.pad = 1; break;
+        case 'b': s.brk = optarg; break;
         case 'K': s.K = sp_opt_u64("-K", optarg, 0, 10000); break;
         case 'R': s.R = sp_opt_u64("-R", optarg, 0, 10000); break;
         case 'W': s.W = sp_opt_u64("-W", optarg, 4, 10000); break;
@@ -132,6 +158,7 @@ int main(int argc, char **argv)
         json_object_set_new(rec.meta, "max_act", json_real(mx));
         json_object_set_new(rec.meta, "mean_act", json_real(2.5));
         json_object_set_new(rec.meta, "token_strs", strs);
+        if (i == 1 && s.brk) spoil(&rec, s.brk);
         tsz_write_or_die(w, &rec);
     }
     tsz_record_clear(&rec);
