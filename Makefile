@@ -39,7 +39,7 @@ LIBA      := lib/libsaepipe.a
 DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
               libcurl4-openssl-dev libjansson-dev libpcre2-dev zstd
 DEBS_RUN   := parallel curl
-DEBS_CHECK := perl python3-numpy chromium openssh-server
+DEBS_CHECK := perl python3-numpy chromium openssh-server rsync
 DEBS_BENCH := python3-torch hyperfine
 
 .PHONY: all check demo bench install clean deps deps-check deps-bench flags

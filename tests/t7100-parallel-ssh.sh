@@ -1,0 +1,134 @@
+#!/bin/sh
+test_description='distribution with GNU parallel: -S : locally, and over ssh to an sshd on loopback that the test starts; shard outputs merge to the single-process result'
+. "$(dirname "$0")/test-lib.sh"
+
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+test -x "$SSHD" && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null && test_set_prereq SSHD
+test_have_prereq SSHD || echo "# sshd/ssh not found (apt-get install openssh-server): ssh tests are skipped"
+command -v rsync >/dev/null && test_set_prereq RSYNC
+test_have_prereq RSYNC || echo "# rsync not found: parallel cannot transfer files; ssh tests are skipped"
+
+# parallel writes its state under $HOME: keep it in the trash directory
+HOME=$PWD
+export HOME
+HOOK=blocks.3.mlp.hook_post
+FWD="$SRC_DIR/bin/gpt2-fwd --model $TINY_MODEL_DIR --batch 4 --hook $HOOK"
+SSHD_PID=
+trap 'test -n "$SSHD_PID" && kill $SSHD_PID 2>/dev/null' EXIT INT TERM
+
+test_expect_success NUMPY,TINY_MODEL 'token windows, in 3 shards' '
+	"$PYTHON" -c "
+import numpy as np
+r = np.random.default_rng(7)
+t = r.integers(0, 50257, size=(12, 16)).astype(np.int32); t[:, 0] = 50256
+np.save(\"tok.npy\", t)" &&
+	tsz from-npy --rows 4 tokens=tok.npy >tokens.tsz &&
+	tsz split -n 3 shard tokens.tsz &&
+	ls shard.*.tsz >shards && test_line_count = 3 shards &&
+	$FWD tokens.tsz -o single.tsz &&
+	tsz to-npy --name $HOOK single.npy single.tsz
+'
+
+test_expect_success PARALLEL,NUMPY,TINY_MODEL 'parallel -S : runs the stage per shard; cat of the outputs is the single run' '
+	mkdir local && cp shard.*.tsz local/ && (
+		cd local &&
+		timeout 120 parallel --will-cite -j2 -S : --workdir . "$FWD {} -o {.}.acts.tsz" ::: shard.*.tsz &&
+		tsz cat shard.00.acts.tsz shard.01.acts.tsz shard.02.acts.tsz -o merged.tsz &&
+		tsz to-npy --name $HOOK merged.npy merged.tsz
+	) &&
+	cmp single.npy local/merged.npy
+'
+
+# sshd on a free loopback port, as the current user, keys in the trash directory
+start_sshd () {
+	ssh-keygen -q -t ed25519 -N "" -f hostkey &&
+	ssh-keygen -q -t ed25519 -N "" -f clientkey &&
+	cp clientkey.pub authorized_keys && chmod 600 authorized_keys &&
+	if test "$(id -u)" = 0; then mkdir -p /run/sshd; fi &&
+	port=$((20000 + $$ % 20000)) && tries=0 &&
+	while test $tries -lt 8; do
+		cat >sshd_config <<-CFG &&
+		Port $port
+		ListenAddress 127.0.0.1
+		HostKey $PWD/hostkey
+		PidFile $PWD/sshd.pid
+		AuthorizedKeysFile $PWD/authorized_keys
+		PubkeyAuthentication yes
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		UsePAM no
+		StrictModes no
+		PermitRootLogin prohibit-password
+		AllowUsers $(id -un)
+		CFG
+		"$SSHD" -t -f sshd_config &&
+		{ "$SSHD" -D -e -f sshd_config 2>>sshd.log & echo $! >sshd.pid.bg; } &&
+		cat >ssh_config <<-CFG &&
+		Host loopback loopback2
+		  HostName 127.0.0.1
+		  Port $port
+		  User $(id -un)
+		  IdentityFile $PWD/clientkey
+		  IdentitiesOnly yes
+		  StrictHostKeyChecking no
+		  UserKnownHostsFile $PWD/known_hosts
+		  BatchMode yes
+		  ConnectTimeout 5
+		  LogLevel ERROR
+		CFG
+		for i in 1 2 3 4 5 6 7 8 9 10; do
+			timeout 10 ssh -F ssh_config loopback true 2>ssh.err && return 0
+			kill -0 $(cat sshd.pid.bg) 2>/dev/null || break
+			sleep 0.3
+		done
+		kill $(cat sshd.pid.bg) 2>/dev/null
+		port=$((port + 1)) tries=$((tries + 1))
+	done
+	cat sshd.log ssh.err >&2
+	return 1
+}
+
+test_expect_success SSHD,RSYNC,PARALLEL 'an sshd on loopback accepts our key' '
+	start_sshd &&
+	timeout 10 ssh -F ssh_config loopback "echo \$HOME; id -un" >who &&
+	grep -x "$(id -un)" who
+'
+SSHD_PID=$(cat sshd.pid.bg 2>/dev/null)
+test -n "$SSHD_PID" && test_set_prereq LOOPBACK_SSH
+
+test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'parallel over ssh: inputs transferred, outputs returned, remote cleaned, merge equals single run' '
+	mkdir ssh-run remote && cp shard.*.tsz ssh-run/ && (
+		cd ssh-run &&
+		timeout 180 parallel --will-cite --ssh "ssh -F $PWD/../ssh_config" -S 1/loopback,1/loopback2 \
+			--workdir "$PWD/../remote" --env OPENBLAS_NUM_THREADS \
+			--transferfile {} --return {.}.acts.tsz --cleanup \
+			"$FWD {} -o {.}.acts.tsz" ::: shard.*.tsz &&
+		ls shard.*.acts.tsz >returned &&
+		tsz cat shard.00.acts.tsz shard.01.acts.tsz shard.02.acts.tsz -o merged.tsz &&
+		tsz to-npy --name $HOOK merged.npy merged.tsz
+	) &&
+	test_line_count = 3 ssh-run/returned &&
+	{ test ! -d remote || { find remote -name "*.tsz" >left && test_line_count = 0 left; }; } &&
+	grep -c "Accepted publickey" sshd.log >logins && test $(cat logins) -ge 4 &&
+	cmp single.npy ssh-run/merged.npy
+'
+
+test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'a job that fails remotely fails the run and returns nothing' '
+	mkdir ssh-fail && cp shard.00.tsz ssh-fail/ && head -c 200 shard.01.tsz >ssh-fail/shard.01.tsz && (
+		cd ssh-fail &&
+		test_must_fail timeout 180 parallel --will-cite --ssh "ssh -F $PWD/../ssh_config" -S 1/loopback \
+			--workdir "$PWD/../remote" --transferfile {} --return {.}.acts.tsz --cleanup \
+			"$FWD {} -o {.}.acts.tsz" ::: shard.00.tsz shard.01.tsz 2>err
+	) &&
+	grep "gpt2-fwd: shard.01.tsz: " ssh-fail/err &&
+	test -f ssh-fail/shard.00.acts.tsz && test ! -e ssh-fail/shard.01.acts.tsz
+'
+
+test_expect_success LOOPBACK_SSH 'stop sshd' '
+	kill $(cat sshd.pid.bg) &&
+	for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 $(cat sshd.pid.bg) 2>/dev/null || break; sleep 0.2; done &&
+	! kill -0 $(cat sshd.pid.bg) 2>/dev/null
+'
+SSHD_PID=
+
+test_done
