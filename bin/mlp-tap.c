@@ -1,0 +1,454 @@
+/* mlp-tap: select one hook from a gpt2-fwd stream and turn it into SAE
+ * training rows `acts` (N,D), shuffled across a large buffer, or keep its
+ * (B,T',D) context for sae-encode and topk-ctx; optionally normalised so the
+ * mean squared norm is D, with the scale recorded in the stream. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt2.h"
+#include "stream.h"
+
+static SP_NORETURN void usage(FILE *f, int status)
+{
+    fprintf(f,
+"Usage: mlp-tap [OPTIONS] [ACTS.tsz | -] > ROWS.tsz\n"
+"Select one hook's activations (B,T,D) from a gpt2-fwd stream and write SAE\n"
+"training rows `acts` (N,D), or with --keep-context `acts` (B,T',D) + `tokens`.\n"
+"\n"
+"Options:\n"
+"      --hook NAME         the hook to take [Default: the stream's last layer\n"
+"                          mlp.hook_post, from its header or tensor names]\n"
+"      --drop-bos          drop position 0 of every window (the BOS) [Default]\n"
+"      --no-drop-bos       keep position 0\n"
+"      --shuffle-buffer N  shuffle rows through a buffer of N rows; output is a\n"
+"                          permutation of the input rows [Default: 0, in order]\n"
+"      --seed S            seed of the shuffle [Default: 0]\n"
+"      --keep-context      write (B,T',D) per window with tokens, doc, offset and\n"
+"                          meta pos0, instead of rows\n"
+"      --normalize         scale rows so their mean squared norm is D; the scale\n"
+"                          is computed from the first --norm-rows rows\n"
+"      --norm-rows M       rows used to compute the scale [Default: 16384]\n"
+"      --norm-scale S      multiply by S (a scale recorded by an earlier run)\n"
+"                          instead of computing one\n"
+"      --dtype TYPE        acts as f32, bf16 or f16 [Default: f32]\n"
+"      --rows N            rows per output record [Default: about 4 MB of data]\n"
+"  -o, --output FILE       write the stream to FILE (atomically) [Default: stdout]\n"
+"  -f, --force             write a binary stream even to a terminal\n"
+"      --progress          show progress on stderr (also when stderr is a terminal)\n"
+"  -h, --help              this help\n"
+"  -V, --version           version\n"
+"\n"
+"Every record's meta has \"hook\", \"d\" and \"norm_scale\" (x_stored = x_raw * norm_scale;\n"
+"1 when not normalised); the header has them too. Memory: about\n"
+"(shuffle-buffer + norm-rows) * D * 4 bytes plus one input record.\n"
+"Exit status: 0 on success, 1 on a bad input, 2 on bad usage.\n");
+    exit(status);
+}
+
+typedef struct {
+    const char *input, *output, *hook;
+    int drop_bos, keep_context, normalize, force, progress;
+    uint64_t shuffle, seed, norm_rows, rows;
+    double norm_scale;   /* > 0 when given */
+    TszDtype dtype;
+} Opts;
+
+static void parse_args(Opts *o, int argc, char **argv)
+{
+    enum { O_HOOK = 256, O_DROP, O_NODROP, O_SHUF, O_SEED, O_KEEP, O_NORM, O_NROWS, O_NSCALE, O_DTYPE, O_ROWS,
+           O_PROGRESS };
+    static const struct option longs[] = {
+        {"hook", required_argument, 0, O_HOOK}, {"drop-bos", no_argument, 0, O_DROP},
+        {"no-drop-bos", no_argument, 0, O_NODROP}, {"shuffle-buffer", required_argument, 0, O_SHUF},
+        {"seed", required_argument, 0, O_SEED}, {"keep-context", no_argument, 0, O_KEEP},
+        {"normalize", no_argument, 0, O_NORM}, {"norm-rows", required_argument, 0, O_NROWS},
+        {"norm-scale", required_argument, 0, O_NSCALE}, {"dtype", required_argument, 0, O_DTYPE},
+        {"rows", required_argument, 0, O_ROWS}, {"output", required_argument, 0, 'o'},
+        {"force", no_argument, 0, 'f'}, {"progress", no_argument, 0, O_PROGRESS},
+        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+    };
+    *o = (Opts){.input = "-", .drop_bos = 1, .norm_rows = 16384, .dtype = TSZ_F32};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:fhV", longs, NULL)) != -1) {
+        switch (c) {
+        case O_HOOK: o->hook = optarg; break;
+        case O_DROP: o->drop_bos = 1; break;
+        case O_NODROP: o->drop_bos = 0; break;
+        case O_SHUF: o->shuffle = sp_opt_u64("--shuffle-buffer", optarg, 0, 1ull << 32); break;
+        case O_SEED: o->seed = sp_opt_u64("--seed", optarg, 0, UINT64_MAX); break;
+        case O_KEEP: o->keep_context = 1; break;
+        case O_NORM: o->normalize = 1; break;
+        case O_NROWS: o->norm_rows = sp_opt_u64("--norm-rows", optarg, 1, 1ull << 32); break;
+        case O_NSCALE: o->norm_scale = sp_opt_double("--norm-scale", optarg, 1e-30, 1e30); break;
+        case O_DTYPE:
+            if (tsz_dtype_parse(optarg, &o->dtype) < 0 || !tsz_dtype_is_float(o->dtype))
+                sp_usage_die("--dtype: expected f32, bf16 or f16, got '%s'", optarg);
+            break;
+        case O_ROWS: o->rows = sp_opt_u64("--rows", optarg, 1, 1ull << 32); break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->force = 1; break;
+        case O_PROGRESS: o->progress = 1; break;
+        case 'h': usage(stdout, 0);
+        case 'V': sp_print_version();
+        default: usage(stderr, 2);
+        }
+    }
+    if (optind < argc) o->input = argv[optind++];
+    if (optind < argc) sp_usage_die("unexpected argument '%s'", argv[optind]);
+    if (o->keep_context && o->shuffle) sp_usage_die("--shuffle-buffer and --keep-context do not go together");
+    if (o->normalize && o->norm_scale > 0) sp_usage_die("--normalize computes a scale; --norm-scale gives one: pick one");
+}
+
+typedef struct {
+    Opts *o;
+    const char *in;      /* input name for messages */
+    char hook[96];
+    size_t D;
+    TszReader *r;
+    TszWriter *w;
+    double scale;        /* x_stored = x_raw * scale */
+    int scale_known;
+    /* rows mode */
+    float *pend;         /* (norm_rows, D) rows held until the scale is known */
+    uint64_t npend;
+    float *shuf;         /* (shuffle, D) */
+    uint64_t nshuf;
+    SpRng rng;
+    float *outbuf;       /* (rows_per_rec, D) */
+    uint64_t nout, rows_per_rec;
+    /* keep-context mode: records held until the scale is known */
+    TszRecord *held;
+    size_t nheld;
+    uint64_t held_rows;
+    TszRecord rec_out;
+    SpProgress prog;
+    uint64_t rows_in, rows_out;
+    int header_done;
+} Tap;
+
+/* ---- hook selection ---- */
+
+/* The deepest mlp.hook_post among names; 0 or -1 if there is none. */
+static int deepest_mlp_post(const char *const *names, size_t n, char *out, size_t len)
+{
+    long best = -1;
+    char err[256];
+    for (size_t i = 0; i < n; i++) {
+        GPT2Hook h;
+        if (!names[i] || gpt2_hook_parse(NULL, names[i], &h, err, sizeof err) < 0) continue;
+        if (h.kind == GPT2_HOOK_MLP_POST && (long)h.layer > best) best = (long)h.layer;
+    }
+    if (best < 0) return -1;
+    snprintf(out, len, "blocks.%ld.mlp.hook_post", best);
+    return 0;
+}
+
+static void choose_hook(Tap *t, const TszRecord *first)
+{
+    if (t->o->hook) {
+        snprintf(t->hook, sizeof t->hook, "%s", t->o->hook);
+        return;
+    }
+    const json_t *hooks = json_object_get(tsz_reader_header(t->r), "hooks");
+    size_t n = json_array_size(hooks), m = first->n;
+    const char **names = xcalloc(n + m + 1, sizeof *names);
+    for (size_t i = 0; i < n; i++) names[i] = json_string_value(json_array_get(hooks, i));
+    if (!n)
+        for (size_t i = 0; i < m; i++) names[i] = first->t[i].name;
+    int rc = deepest_mlp_post(names, n ? n : m, t->hook, sizeof t->hook);
+    free(names);
+    if (rc < 0) sp_die("%s: no --hook given and the stream has no blocks.L.mlp.hook_post", t->in);
+}
+
+/* ---- output ---- */
+static void set_meta(Tap *t, json_t *m)
+{
+    json_object_set_new(m, "hook", json_string(t->hook));
+    json_object_set_new(m, "d", json_integer((json_int_t)t->D));
+    json_object_set_new(m, "norm_scale", json_real(t->scale));
+}
+
+static void scale_ready(Tap *t, double scale)
+{
+    t->scale = scale;
+    t->scale_known = 1;
+}
+
+/* Hook, D and scale are known: fill the header (written with the first record). */
+static void finish_header(Tap *t)
+{
+    if (t->header_done) return;
+    t->header_done = 1;
+    json_t *h = tsz_writer_header(t->w);
+    set_meta(t, h);
+    json_object_set_new(h, "drop_bos", json_boolean(t->o->drop_bos));
+    json_object_set_new(h, "keep_context", json_boolean(t->o->keep_context));
+    json_object_set_new(h, "shuffle_buffer", json_integer((json_int_t)t->o->shuffle));
+    json_object_set_new(h, "seed", json_integer((json_int_t)t->o->seed));
+}
+
+static void write_rows(Tap *t)
+{
+    if (!t->nout) return;
+    TszRecord *rec = &t->rec_out;
+    tsz_record_clear(rec);
+    json_object_set_new(rec->meta, "kind", json_string("acts"));
+    set_meta(t, rec->meta);
+    uint64_t shape[2] = {t->nout, t->D};
+    TszTensor *x = tsz_record_add(rec, "acts", t->o->dtype, 2, shape);
+    if (!x) sp_die("%s: record too large", t->in);
+    tsz_convert(x->data, t->o->dtype, t->outbuf, TSZ_F32, t->nout * t->D);
+    finish_header(t);
+    tsz_write_or_die(t->w, rec);
+    t->rows_out += t->nout;
+    t->nout = 0;
+}
+
+static void emit_row(Tap *t, const float *row)
+{
+    memcpy(t->outbuf + t->nout * t->D, row, t->D * sizeof *row);
+    if (++t->nout == t->rows_per_rec) write_rows(t);
+}
+
+/* A scaled row enters the shuffle buffer; once it is full, each new row
+ * takes the place of a uniformly chosen one, which leaves. */
+static void shuffle_row(Tap *t, const float *row)
+{
+    size_t D = t->D;
+    if (!t->o->shuffle) {
+        emit_row(t, row);
+        return;
+    }
+    if (t->nshuf < t->o->shuffle) {
+        memcpy(t->shuf + t->nshuf++ * D, row, D * sizeof *row);
+        return;
+    }
+    float *slot = t->shuf + sp_rng_below(&t->rng, t->o->shuffle) * D;
+    emit_row(t, slot);
+    memcpy(slot, row, D * sizeof *row);
+}
+
+static void shuffle_drain(Tap *t)
+{
+    size_t D = t->D;
+    for (uint64_t i = t->nshuf; i > 1; i--) {  /* Fisher-Yates on what is left */
+        uint64_t j = sp_rng_below(&t->rng, i);
+        float *a = t->shuf + (i - 1) * D, *b = t->shuf + j * D;
+        for (size_t k = 0; k < D; k++) {
+            float tmp = a[k];
+            a[k] = b[k], b[k] = tmp;
+        }
+    }
+    for (uint64_t i = 0; i < t->nshuf; i++) emit_row(t, t->shuf + i * D);
+    t->nshuf = 0;
+}
+
+static void scale_rows(float *x, size_t n, double s)
+{
+    if (s == 1.0) return;
+    for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] * s);
+}
+
+/* sqrt(D / mean ||x||^2) over n rows; 1 when they are all zero. */
+static double norm_scale_of(const float *x, size_t n, size_t D)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n * D; i++) ss += (double)x[i] * x[i];
+    return ss > 0 ? sqrt((double)D * n / ss) : 1.0;
+}
+
+/* Rows mode: rows wait in pend until the scale is known. */
+static void take_rows(Tap *t, float *rows, size_t n)
+{
+    size_t D = t->D;
+    for (size_t i = 0; i < n; i++) {
+        if (t->scale_known) {
+            scale_rows(rows + i * D, D, t->scale);
+            shuffle_row(t, rows + i * D);
+            continue;
+        }
+        memcpy(t->pend + t->npend++ * D, rows + i * D, D * sizeof(float));
+        if (t->npend < t->o->norm_rows) continue;
+        scale_ready(t, norm_scale_of(t->pend, t->npend, D));
+        scale_rows(t->pend, t->npend * D, t->scale);
+        for (uint64_t j = 0; j < t->npend; j++) shuffle_row(t, t->pend + j * D);
+        t->npend = 0;
+    }
+}
+
+/* ---- keep-context mode ---- */
+static void write_ctx(Tap *t, TszRecord *rec)
+{
+    TszTensor *a = tsz_record_get(rec, "acts");
+    size_t n = tsz_tensor_numel(a);
+    json_object_set_new(rec->meta, "norm_scale", json_real(t->scale));
+    scale_rows(a->data, n, t->scale);
+    if (t->o->dtype != TSZ_F32) {
+        void *tmp = xmalloc(n * tsz_dtype_size(t->o->dtype));
+        uint64_t shape[3] = {a->shape[0], a->shape[1], a->shape[2]};
+        tsz_convert(tmp, t->o->dtype, a->data, TSZ_F32, n);
+        tsz_record_add_copy(rec, "acts", t->o->dtype, 3, shape, tmp);
+        free(tmp);
+    }
+    finish_header(t);
+    tsz_write_or_die(t->w, rec);
+    t->rows_out += n / t->D;
+}
+
+static void release_held(Tap *t)
+{
+    if (!t->scale_known && !t->nheld) scale_ready(t, 1.0);
+    if (!t->scale_known) {
+        /* the scale from the first norm_rows rows of the held records */
+        float *x = xmalloc((t->held_rows ? t->held_rows : 1) * t->D * sizeof *x);
+        size_t k = 0;
+        for (size_t i = 0; i < t->nheld; i++) {
+            const TszTensor *a = tsz_record_get(&t->held[i], "acts");
+            size_t n = tsz_tensor_numel(a);
+            memcpy(x + k, a->data, n * sizeof *x);
+            k += n;
+        }
+        size_t rows = k / t->D < t->o->norm_rows ? k / t->D : t->o->norm_rows;
+        scale_ready(t, norm_scale_of(x, rows, t->D));
+        free(x);
+    }
+    for (size_t i = 0; i < t->nheld; i++) {
+        write_ctx(t, &t->held[i]);
+        tsz_record_free(&t->held[i]);
+    }
+    t->nheld = 0;
+}
+
+/* Build the (B,T',D) f32 record of one input record. */
+static void ctx_record(Tap *t, const TszRecord *in, const TszTensor *x, TszRecord *out)
+{
+    size_t B = x->shape[0], T = x->shape[1], D = t->D, p0 = t->o->drop_bos ? 1 : 0;
+    tsz_record_clear(out);
+    json_object_set_new(out->meta, "kind", json_string("acts"));
+    set_meta(t, out->meta);
+    json_object_set_new(out->meta, "pos0", json_integer((json_int_t)p0));
+    uint64_t shape[3] = {B, T - p0, D};
+    TszTensor *a = tsz_record_add(out, "acts", TSZ_F32, 3, shape);
+    if (!a) sp_die("%s: record too large", t->in);
+    size_t es = tsz_dtype_size(x->dtype);
+    for (size_t b = 0; b < B; b++)
+        tsz_to_f32((float *)a->data + b * (T - p0) * D, (const uint8_t *)x->data + (b * T + p0) * D * es, x->dtype,
+                   (T - p0) * D);
+    static const char *const pass[] = {"tokens", "doc", "offset"};
+    for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
+        const TszTensor *p = tsz_record_get(in, pass[i]);
+        if (p) tsz_record_add_copy(out, pass[i], p->dtype, p->ndim, p->shape, p->data);
+    }
+}
+
+/* ---- input ---- */
+static const TszTensor *check_record(Tap *t, const TszRecord *rec, uint64_t recno)
+{
+    const TszTensor *x = tsz_record_get(rec, t->hook);
+    char desc[96];
+    if (!x) sp_die("%s: record %" PRIu64 ": no tensor %s", t->in, recno, t->hook);
+    if (x->ndim != 3 || !tsz_dtype_is_float(x->dtype))
+        sp_die("%s: record %" PRIu64 ": %s is %s, expected float (B,T,D)", t->in, recno, t->hook,
+               tsz_tensor_desc(x, desc, sizeof desc));
+    if (!t->D) t->D = x->shape[2];
+    if (x->shape[2] != t->D || !t->D)
+        sp_die("%s: record %" PRIu64 ": %s is %s but earlier records have D = %zu", t->in, recno, t->hook,
+               tsz_tensor_desc(x, desc, sizeof desc), t->D);
+    const TszTensor *tok = tsz_record_get(rec, "tokens");
+    if (t->o->keep_context && tok && (tok->ndim != 2 || tok->shape[0] != x->shape[0] || tok->shape[1] != x->shape[1]))
+        sp_die("%s: record %" PRIu64 ": tokens is %s but %s is (%" PRIu64 ",%" PRIu64 ",%zu)", t->in, recno,
+               tsz_tensor_desc(tok, desc, sizeof desc), t->hook, x->shape[0], x->shape[1], t->D);
+    return x;
+}
+
+static void setup_buffers(Tap *t)
+{
+    const Opts *o = t->o;
+    size_t D = t->D;
+    t->rows_per_rec = o->rows ? o->rows : tsz_rows_per_record(D * tsz_dtype_size(o->dtype));
+    if (o->keep_context) return;
+    t->outbuf = xmalloc(t->rows_per_rec * D * sizeof(float));
+    if (o->shuffle) t->shuf = xmalloc(o->shuffle * D * sizeof(float));
+    if (!t->scale_known) t->pend = xmalloc(o->norm_rows * D * sizeof(float));
+}
+
+static void take_record(Tap *t, const TszRecord *rec, uint64_t recno, float **rowbuf, size_t *rowcap)
+{
+    const TszTensor *x = check_record(t, rec, recno);
+    if (recno == 1) setup_buffers(t);
+    size_t B = x->shape[0], T = x->shape[1], D = t->D, p0 = t->o->drop_bos ? 1 : 0;
+    if (T <= p0) return;  /* windows of one token have nothing after the BOS */
+    t->rows_in += B * (T - p0);
+    if (t->o->keep_context) {
+        if (t->scale_known) {
+            ctx_record(t, rec, x, &t->rec_out);
+            write_ctx(t, &t->rec_out);
+            return;
+        }
+        t->held = xrealloc(t->held, (t->nheld + 1) * sizeof *t->held);
+        tsz_record_init(&t->held[t->nheld]);
+        ctx_record(t, rec, x, &t->held[t->nheld++]);
+        if ((t->held_rows += B * (T - p0)) >= t->o->norm_rows) release_held(t);
+        return;
+    }
+    size_t n = B * (T - p0), es = tsz_dtype_size(x->dtype);
+    if (n > *rowcap) *rowbuf = xrealloc(*rowbuf, (*rowcap = n) * D * sizeof(float));
+    for (size_t b = 0; b < B; b++)
+        tsz_to_f32(*rowbuf + b * (T - p0) * D, (const uint8_t *)x->data + (b * T + p0) * D * es, x->dtype,
+                   (T - p0) * D);
+    take_rows(t, *rowbuf, n);
+}
+
+int main(int argc, char **argv)
+{
+    sp_set_prog(argv[0]);
+    Opts o;
+    parse_args(&o, argc, argv);
+    Tap t = {.o = &o, .in = sp_in_name(o.input), .scale = 1.0};
+    sp_rng_seed(&t.rng, o.seed);
+    t.r = tsz_reader_open(o.input);
+    tsz_reader_check(t.r);
+    if (!o.output || !strcmp(o.output, "-")) sp_check_binary_stdout(o.force);
+    TszWriteOpts wo;
+    tsz_write_opts_default(&wo);
+    t.w = tsz_writer_open(o.output ? o.output : "-", "mlp-tap", argc, argv, &wo);
+    tsz_writer_check(t.w);
+    tsz_writer_add_input(t.w, t.r);
+    if (!o.normalize) scale_ready(&t, o.norm_scale > 0 ? o.norm_scale : 1.0);
+    sp_progress_init(&t.prog, o.progress, "mlp-tap", "rows", 0);
+    tsz_record_init(&t.rec_out);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    float *rowbuf = NULL;
+    size_t rowcap = 0;
+    uint64_t recno = 0;
+    while (tsz_read_or_die(t.r, &rec)) {
+        if (++recno == 1) choose_hook(&t, &rec);
+        take_record(&t, &rec, recno, &rowbuf, &rowcap);
+        sp_progress_update(&t.prog, t.rows_in);
+    }
+    // the end: a scale from fewer than --norm-rows rows, then drain the buffers
+    if (o.keep_context) {
+        release_held(&t);
+    } else {
+        if (!t.scale_known) {
+            scale_ready(&t, norm_scale_of(t.pend, t.npend, t.D));
+            scale_rows(t.pend, t.npend * t.D, t.scale);
+            for (uint64_t j = 0; j < t.npend; j++) shuffle_row(&t, t.pend + j * t.D);
+        }
+        shuffle_drain(&t);
+        write_rows(&t);
+    }
+    if (!recno && o.hook) snprintf(t.hook, sizeof t.hook, "%s", o.hook);
+    finish_header(&t);
+    sp_progress_end(&t.prog);
+    tsz_writer_close_or_die(t.w);   /* flushes and closes stdout too */
+    tsz_reader_close(t.r);
+    tsz_record_free(&rec);
+    tsz_record_free(&t.rec_out);
+    free(t.held), free(rowbuf), free(t.pend), free(t.shuf), free(t.outbuf);
+    return 0;
+}
