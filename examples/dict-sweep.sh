@@ -20,6 +20,7 @@ MODEL=${MODEL:-distilgpt2} LAYER=${LAYER:-5} DICTS=${DICTS:-"32x 128x"} ARCH=${A
 L1=${L1:-0.001} K=${K:-32} TOKENS=${TOKENS:-2M} CTX=${CTX:-128} OUT=${OUT:-dict-sweep}
 hook=blocks.$LAYER.mlp.hook_post
 mkdir -p "$OUT"
+[ -d "$MODEL" ] || model-fetch "$MODEL"   # a hub id: into the cache once
 
 # tokens, cut in two: a training part and a held-out part
 gpt2-tok --model "$MODEL" --ctx "$CTX" "$@" -o "$OUT/tokens.tsz"

@@ -124,6 +124,38 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'a job that fails remotely fai
 	test -f ssh-fail/shard.00.acts.tsz && test ! -e ssh-fail/shard.01.acts.tsz
 '
 
+# experiment.mk over the same sshd: the activation store of a run with
+# HOSTS is byte for byte the store of a local run (tokens made by tsz here)
+run_acts () {
+	timeout 300 make -s -f "$SRC_DIR/pipelines/experiment.mk" MODEL="$TINY_MODEL_DIR" CORPUS=corp LAYER=3 \
+		SHARDS=3 SHUFFLE=500 "$@" acts
+}
+store=runs/tiny-gpt2-docs/corp-ctx128-s3/blocks.3.mlp.hook_post-bf16
+
+test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk acts: HOSTS over ssh gives the local store, byte for byte' '
+	for d in mk-local mk-ssh; do
+		mkdir -p $d/corp $d/runs/tiny-gpt2-docs/corp-ctx128-s3 &&
+		echo text >$d/corp/a.txt && touch -d 2001-01-01 $d/corp/a.txt &&
+		cp tokens.tsz $d/runs/tiny-gpt2-docs/corp-ctx128-s3/ || return 1
+	done &&
+	(cd mk-local && run_acts -j2) &&
+	(cd mk-ssh && run_acts -j3 HOSTS=loopback,loopback2 SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
+	for f in rows.00 rows.01 rows.02 ctx.00 ctx.01 ctx.02; do
+		cmp mk-local/$store/$f.tsz mk-ssh/$store/$f.tsz || return 1
+	done
+'
+
+test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk resumes: a rerun redoes nothing, a changed parameter reruns the taps' '
+	touch marker &&
+	(cd mk-ssh && run_acts HOSTS=loopback SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
+	(cd mk-local && run_acts) &&
+	find mk-local/runs mk-ssh/runs -newer marker >redone &&
+	test_line_count = 0 redone &&
+	(cd mk-local && run_acts SHUFFLE=600) &&
+	find mk-local/$store -name "rows.*.tsz" -newer marker >redone &&
+	test_line_count = 3 redone
+'
+
 test_expect_success LOOPBACK_SSH 'stop sshd' '
 	kill $(cat sshd.pid.bg) &&
 	for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 $(cat sshd.pid.bg) 2>/dev/null || break; sleep 0.2; done &&
