@@ -456,8 +456,13 @@ static double round_sig(double v, int digits)
 }
 
 /* One example, cut to ctx_before tokens before its max and ctx_after after,
- * activations as integers 0-100 of the feature's max (shading needs no more):
- * {"t":[token ids],"a":[levels],"m":max activation,"src":[doc,offset]}. */
+ * packed small (pages hold thousands of features): {"t": token ids, three
+ * base-64 digits each, "a": activation levels round(63 a / max_act) clamped
+ * to 0-63, one digit each (shading needs no more), "m": the example's max
+ * activation, "src": [doc, offset]}. Ids past 64^3 (no GPT-2 vocabulary has
+ * them) make "t" a plain array. */
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
 static json_t *example_json(const ReportOpts *o, const int32_t *tok, const float *a, size_t W,
                             double scale, const int64_t *src)
 {
@@ -466,17 +471,29 @@ static json_t *example_json(const ReportOpts *o, const int32_t *tok, const float
         if (a[i] > a[c]) c = i;
     size_t lo = c > o->ctx_before ? c - o->ctx_before : 0;
     size_t hi = c + o->ctx_after + 1 < W ? c + o->ctx_after + 1 : W;
-    json_t *t = json_array(), *q = json_array(), *ex = json_object();
+    char *t = xmalloc(3 * (hi - lo) + 1), *q = xmalloc(hi - lo + 1);
+    size_t n = 0;
+    int wide = 0;
+    json_t *ta = json_array();
     for (size_t i = lo; i < hi; i++) {
         if (tok[i] < 0) continue;     /* padding */
-        double lv = scale > 0 && isfinite(a[i]) ? round(100 * a[i] / scale) : 0;
-        json_array_append_new(t, json_integer(tok[i]));
-        json_array_append_new(q, json_integer((json_int_t)lv));
+        double lv = scale > 0 && isfinite(a[i]) ? round(63 * a[i] / scale) : 0;
+        int l = lv < 0 ? 0 : lv > 63 ? 63 : (int)lv;
+        int32_t id = tok[i];
+        wide |= id >= 64 * 64 * 64;
+        t[3 * n] = B64[(id >> 12) & 63], t[3 * n + 1] = B64[(id >> 6) & 63], t[3 * n + 2] = B64[id & 63];
+        json_array_append_new(ta, json_integer(id));
+        q[n++] = B64[l];
     }
-    json_object_set_new(ex, "t", t);
-    json_object_set_new(ex, "a", q);
+    t[3 * n] = 0, q[n] = 0;
+    json_t *ex = json_object();
+    json_object_set_new(ex, "t", wide ? ta : json_string(t));
+    if (!wide) json_decref(ta);
+    json_object_set_new(ex, "a", json_string(q));
     json_object_set_new(ex, "m", json_real(round_sig(a[c], 4)));
     if (src) json_object_set_new(ex, "src", json_pack("[II]", (json_int_t)src[0], (json_int_t)src[1]));
+    free(t);
+    free(q);
     return ex;
 }
 

@@ -17,6 +17,15 @@ chrome () {
 page_state () { sed -n 's/.*id="status" data-state="\([a-z]*\)".*/\1/p' "$1"; }
 console_errors () { grep -E "Uncaught|CONSOLE\(.*(Error|error)" "$1.log"; }
 
+# the JSON blob of a page, as Python sees it, examples unpacked: token ids
+# from three base-64 digits each, levels (0-63 of the feature max) one digit
+UNPACK='
+B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+def unpack(x):
+    t = [B.index(x["t"][i]) * 4096 + B.index(x["t"][i + 1]) * 64 + B.index(x["t"][i + 2])
+         for i in range(0, len(x["t"]), 3)]
+    return t, [B.index(c) for c in x["a"]]
+'
 # the JSON blob of a page, as Python sees it
 blob () {
 	"$PYTHON" -c '
@@ -72,8 +81,9 @@ test_expect_success NUMPY 'the data blob round-trips every hostile string exactl
 	EOF
 '
 
-test_expect_success NUMPY 'examples: cut around the max, levels are round(100 a / max_act)' '
-	"$PYTHON" - blob.json <<-\EOF
+test_expect_success NUMPY 'examples: cut around the max, levels are round(63 a / max_act)' '
+	"$PYTHON" - blob.json <<-EOF
+	$UNPACK
 	import json, sys
 	import numpy as np
 	d = json.load(open(sys.argv[1]))
@@ -86,9 +96,10 @@ test_expect_success NUMPY 'examples: cut around the max, levels are round(100 a 
 	    assert len(f[i]["top"]) == 3 and len(f[i]["rnd"]) == 2
 	    for k, ex in enumerate(f[i]["top"]):
 	        acts = np.zeros(12); acts[8] = mx * (1 - 0.2 * k); acts[7] = 0.5
-	        want = np.round(100 * acts / mx).astype(int).tolist()
-	        assert ex["a"] == want, (i, k, ex["a"], want)
-	        assert ex["t"][8] == (i + k) % 10
+	        want = np.round(63 * acts / mx).astype(int).tolist()
+	        t, a = unpack(ex)
+	        assert a == want, (i, k, a, want)
+	        assert t[8] == (i + k) % 10 and len(t) == 12
 	        assert abs(ex["m"] - acts[8]) < 1e-3 and ex["src"] == [100 + k, 17 * k]
 	EOF
 '
@@ -144,14 +155,16 @@ test_expect_success NUMPY '--max-features, --max-top, --max-random, --context-be
 	sae-report -F feat.tsz --max-features 2 --max-top 1 --max-random 0 \
 		--context-before 2 --context-after 1 -o small.html &&
 	blob small.html >small.json &&
-	"$PYTHON" -c "
-import json, sys
-d = json.load(open(sys.argv[1]))
-assert [f[\"i\"] for f in d[\"features\"]] == [3, 7]
-for f in d[\"features\"]:
-    assert len(f[\"top\"]) == 1 and \"rnd\" in f and f[\"rnd\"] == []
-    assert len(f[\"top\"][0][\"t\"]) == 4 and f[\"top\"][0][\"a\"][2] == 100
-" small.json
+	"$PYTHON" - small.json <<-EOF
+	$UNPACK
+	import json, sys
+	d = json.load(open(sys.argv[1]))
+	assert [f["i"] for f in d["features"]] == [3, 7]
+	for f in d["features"]:
+	    assert len(f["top"]) == 1 and "rnd" in f and f["rnd"] == []
+	    t, a = unpack(f["top"][0])
+	    assert len(t) == 4 and a[2] == 63, (t, a)
+	EOF
 '
 
 test_expect_success 'a log with invalid UTF-8 is cleaned, not refused' '
@@ -222,6 +235,18 @@ test_expect_success CHROMIUM 'headless chromium: #q= searches, #feature-N opens 
 	grep "<details class=\"feat\" id=\"feature-7\" open=\"\">" f7.html &&
 	grep "explanation failed: HTTP 429 after 5 attempts &lt;retry&gt;" f7.html &&
 	! console_errors f7.html
+'
+
+test_expect_success CHROMIUM 'thousands of features: a small page that loads and pages' '
+	mk-report-input --many 4096 64 many.tsz &&
+	sae-report -F many.tsz -o many.html &&
+	size=$(wc -c <many.html) && test $size -lt 12000000 &&
+	chrome "file://$PWD/many.html" many-dom.html &&
+	test "$(page_state many-dom.html)" = ok &&
+	grep "ok: 4096 features" many-dom.html &&
+	grep -o "<details class=\"feat\"" many-dom.html >cards && test_line_count = 50 cards &&
+	grep "4096 of 4096 features · page 1/82" many-dom.html &&
+	! console_errors many-dom.html
 '
 
 test_expect_success CHROMIUM 'the browser check can fail: a broken script is caught' '

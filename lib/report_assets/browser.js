@@ -6,9 +6,12 @@ function el(t,c,x){var e=document.createElement(t);if(c)e.className=c;if(x!=null
 function tok(id){var s=V[id];if(s==null)s='\u27e8'+id+'\u27e9';return s.replace(/\n/g,'\u21b5').replace(/\t/g,'\u2192');}
 function fmt(v,d){return v==null?'\u2013':(+v).toPrecision(d||3);}
 function num(v){return v==null?-Infinity:v;}
+var B='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_',BI={};for(var i=0;i<64;i++)BI[B[i]]=i;
+function unpack(x){if(x._u)return;if(typeof x.t==='string'){var t=[];for(var i=0;i+2<x.t.length;i+=3)t.push(BI[x.t[i]]*4096+BI[x.t[i+1]]*64+BI[x.t[i+2]]);x.t=t;}
+ var a=[];for(var j=0;j<x.a.length;j++)a.push(BI[x.a[j]]*100/63);x.a=a;x._u=1;}
 function argmax(a){var m=0;for(var i=1;i<a.length;i++)if(a[i]>a[m])m=i;return m;}
-function text(f){if(f._s==null){var s='#'+f.i+' '+(f.e||'');(f.top||[]).forEach(function(x){s+=' '+(V[x.t[argmax(x.a)]]||'');});f._s=s.toLowerCase();}return f._s;}
-function ex(x,mx){var d=el('div','ex');d.appendChild(el('span','exm',fmt(x.m)));
+function text(f){if(f._s==null){var s='#'+f.i+' '+(f.e||'');(f.top||[]).forEach(function(x){unpack(x);s+=' '+(V[x.t[argmax(x.a)]]||'');});f._s=s.toLowerCase();}return f._s;}
+function ex(x,mx){unpack(x);var d=el('div','ex');d.appendChild(el('span','exm',fmt(x.m)));
  x.t.forEach(function(t,i){var a=x.a[i],s=el('span','tk',tok(t));
   if(a>0)s.style.background='rgba(255,102,0,'+Math.min(1,a/100).toFixed(2)+')';
   s.title=JSON.stringify(V[t]==null?'':V[t])+' id '+t+': '+(mx?(a/100*mx).toPrecision(3):a);d.appendChild(s);});

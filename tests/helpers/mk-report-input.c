@@ -9,7 +9,11 @@
  *   sae32.tsz, sae128.tsz  "sae" records: distilgpt2, blocks.5.mlp.hook_post,
  *                d=3072, f=32x and 128x (tiny placeholder tensors)
  *   bad-shape.tsz a feature whose top_acts does not match top_tokens
- *   no-id.tsz     a feature record without "feature" */
+ *   no-id.tsz     a feature record without "feature"
+ * mk-report-input --many N W FILE: N feature records with 10 top and 5
+ * random windows of W tokens each (50257-token vocabulary ids, every token
+ * string given), for size and load-time checks. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,9 +184,53 @@ static void write_sae_and_recon(const char *dir, int mult, double score)
     tsz_record_free(&rec);
 }
 
+/* Many features: activations decay from the window's middle, random ids. */
+static void write_many(size_t n, size_t w, const char *path, int argc, char **argv)
+{
+    TszWriter *wr = tsz_writer_open(path, "topk-ctx", argc, argv, NULL);
+    tsz_writer_check(wr);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    SpRng rng;
+    sp_rng_seed(&rng, 1);
+    uint64_t st[2] = {10, w}, sr[2] = {5, w};
+    for (size_t f = 0; f < n; f++) {
+        tsz_record_clear(&rec);
+        json_object_set_new(rec.meta, "kind", json_string("feature"));
+        json_object_set_new(rec.meta, "feature", json_integer((json_int_t)f));
+        json_object_set_new(rec.meta, "density", json_real(pow(10, -5 * sp_rng_uniform(&rng))));
+        json_object_set_new(rec.meta, "max_act", json_real(1 + 9 * sp_rng_uniform(&rng)));
+        json_t *ts = json_object();
+        static const char *names[] = {"top_tokens", "top_acts", "rand_tokens", "rand_acts"};
+        for (int p = 0; p < 2; p++) {
+            uint64_t *sh = p ? sr : st;
+            int32_t *t = tsz_record_add(&rec, names[2 * p], TSZ_I32, 2, sh)->data;
+            float *a = tsz_record_add(&rec, names[2 * p + 1], TSZ_F32, 2, sh)->data;
+            for (size_t i = 0; i < sh[0] * w; i++) {
+                t[i] = (int32_t)sp_rng_below(&rng, 50257);
+                long d = (long)(i % w) - (long)(w / 2);
+                a[i] = d > 0 || d < -8 ? 0 : (float)(10.0 / (1 - d));
+                char key[16], val[32];
+                snprintf(key, sizeof key, "%d", t[i]);
+                snprintf(val, sizeof val, " tok%d", t[i]);
+                json_object_set_new(ts, key, json_string(val));
+            }
+        }
+        json_object_set_new(rec.meta, "token_strs", ts);
+        tsz_write_or_die(wr, &rec);
+    }
+    tsz_record_free(&rec);
+    tsz_writer_close_or_die(wr);
+}
+
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
+    if (argc == 5 && !strcmp(argv[1], "--many")) {
+        write_many(sp_opt_u64("N", argv[2], 1, 1u << 24), sp_opt_u64("W", argv[3], 1, 4096),
+                   argv[4], argc, argv);
+        return 0;
+    }
     if (argc != 2) {
         fprintf(stderr, "usage: mk-report-input DIR\n");
         return 2;
