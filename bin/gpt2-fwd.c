@@ -332,7 +332,7 @@ int main(int argc, char **argv)
     json_object_set_new(h, "patches", pa);
     json_object_set_new(h, "loss", json_boolean(o.loss));
 
-    sp_progress_init(&f.prog, o.progress, "gpt2-fwd", "tokens", 0);
+    sp_progress_init(&f.prog, o.progress, "forward", "tokens", 0);
     tsz_record_init(&f.out);
     TszRecord rec;
     tsz_record_init(&rec);

@@ -418,7 +418,7 @@ int main(int argc, char **argv)
     tsz_writer_check(t.w);
     tsz_writer_add_input(t.w, t.r);
     if (!o.normalize) scale_ready(&t, o.norm_scale > 0 ? o.norm_scale : 1.0);
-    sp_progress_init(&t.prog, o.progress, "mlp-tap", "rows", 0);
+    sp_progress_init(&t.prog, o.progress, "tap", "rows", 0);
     tsz_record_init(&t.rec_out);
     TszRecord rec;
     tsz_record_init(&rec);

@@ -133,6 +133,20 @@ test_expect_success NUMPY 'windows longer than n_positions, bad token ids and ba
 	test_must_fail gpt2-fwd -m f32 x.tsz >out 2>err && grep "^gpt2-fwd: x.tsz: record 1: no .tokens. tensor$" err
 '
 
+test_expect_success NUMPY '-o writes atomically; a failed run leaves no output and no end marker; --progress on stderr' '
+	tsz from-npy tokens=f32.16.npy >good.tsz &&
+	gpt2-fwd -m f32 --progress -o out.tsz good.tsz >stdout 2>progress &&
+	test ! -s stdout && tsz info out.tsz | grep "^records: 1" &&
+	grep "forward .*tokens" progress &&
+	"$PYTHON" -c "import numpy as np; a = np.load(\"f32.16.npy\"); a[4, 3] = 500; np.save(\"late.npy\", a)" &&
+	tsz from-npy --rows 2 tokens=late.npy >late.tsz &&
+	test_must_fail gpt2-fwd -m f32 -o bad.tsz late.tsz 2>err &&
+	grep "^gpt2-fwd: late.tsz: record 3: token id 500 at row 0, position 3" err &&
+	test ! -e bad.tsz && ls >files && ! grep "bad.tsz" files &&
+	test_must_fail gpt2-fwd -m f32 -b 1 late.tsz >piped.tsz 2>err &&
+	test_must_fail tsz info piped.tsz 2>err && grep "piped.tsz: .*without end marker" err
+'
+
 test_expect_success NUMPY 'truncated and missing inputs fail with the input named' '
 	tsz from-npy tokens=f32.16.npy >tok.tsz &&
 	head -c $(($(wc -c <tok.tsz) - 20)) tok.tsz >cut.tsz &&
