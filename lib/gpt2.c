@@ -533,8 +533,9 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
     }
     // the residual stream (B,T,C): token + position embeddings, or resumed
     size_t l0 = r->resid_in ? r->start_layer : 0;
-    if (r->resid_in) memcpy(a->resid, r->resid_in, BT * C * sizeof(float));
+    if (r->resid_in) memmove(a->resid, r->resid_in, BT * C * sizeof(float));
     else encoder_forward(a->resid, r->tokens, w->wte, w->wpe, B, T, C);
+    // HOOK: run the taps at this point; return once the last point a tap needs is done
     int rc;
 #define HOOK(kind, act) if ((rc = run_taps(g, r, l, kind, act, last)) != 0) return rc < 0 ? -1 : 0
     for (size_t l = l0; l < c->num_layers; l++) {
