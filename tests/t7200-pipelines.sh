@@ -1,0 +1,93 @@
+#!/bin/sh
+test_description='pipelines: experiment.mk end to end on the shipped model (resumable, parameter-driven reruns, sweeps), examples/dict-sweep.sh, make demo'
+. "$(dirname "$0")/test-lib.sh"
+
+missing=
+for s in gpt2-tok gpt2-fwd mlp-tap sae-fit sae-encode topk-ctx recon-score explain-gpt4 sae-report tsz; do
+	test -x "$SRC_DIR/bin/$s" || missing="$missing $s"
+done
+if test -z "$missing"; then test_set_prereq STAGES
+else echo "# stages not built:$missing: pipeline tests are skipped"; fi
+CHROMIUM=$(command -v chromium || true)
+test -n "$CHROMIUM" && test_set_prereq CHROMIUM
+
+# a small, quick configuration of the experiment on the shipped model
+exp () {
+	timeout 600 make -f "$SRC_DIR/pipelines/experiment.mk" MODEL="$TINY_MODEL_DIR" CORPUS=corp \
+		LAYER=3 CTX=64 SHARDS=2 ARCH=topk K=8 DICT=2x TOKENS=20K SHUFFLE=2000 \
+		TOPK_K=5 WINDOW=16 RANDOM=3 "$@"
+}
+run=runs/tiny-gpt2-docs/corp-ctx64-s2
+store=$run/blocks.3.mlp.hook_post-bf16
+sae=$store/topk-2x-k8-t20K
+
+test_expect_success STAGES,TINY_MODEL 'a corpus of text on this machine' '
+	sh "$SRC_DIR/pipelines/demo-corpus.sh" corp 120000 8000 2>err &&
+	grep "documents" err && ls corp >docs && test_line_count -ge 5 docs
+'
+
+test_expect_success STAGES,TINY_MODEL 'experiment.mk: the whole run, ending with the report path' '
+	exp -j2 report >out 2>err &&
+	grep "^report: $PWD/$sae/report.html$" out &&
+	for f in tokens.tsz tok.00.tsz tok.01.tsz; do test -s $run/$f || return 1; done &&
+	for f in rows.00 rows.01 ctx.00 ctx.01; do test -s $store/$f.tsz || return 1; done &&
+	for f in sae.tsz train.tsv recon.tsz topk.tsz expl.tsz report.html; do test -s $sae/$f || return 1; done &&
+	tsz json $sae/recon.tsz >recon.json && grep "\"kind\":\"recon\"" recon.json
+'
+
+test_expect_success STAGES,TINY_MODEL 'a rerun redoes nothing' '
+	touch marker &&
+	exp -j2 report >out 2>err &&
+	find runs -newer marker >redone &&
+	test_line_count = 0 redone &&
+	grep "^report: " out
+'
+
+test_expect_success STAGES,TINY_MODEL 'a changed parameter reruns what it affects, nothing else' '
+	touch marker &&
+	exp -j2 report TOPK_K=4 >out 2>err &&
+	find runs -newer marker -name "*.tsz" | sort >redone &&
+	grep "/topk\\.tsz$" redone && grep "/expl\\.tsz$" redone &&
+	! grep "/sae\\.tsz$\\|/rows\\.\\|/ctx\\.\\|/tok" redone &&
+	test $sae/report.html -nt marker
+'
+
+test_expect_success STAGES,TINY_MODEL 'the store: bf16 activations, shuffled rows' '
+	tsz json --headers $store/rows.00.tsz >h.json &&
+	grep "\"dtype\":\"bf16\"" h.json
+'
+
+test_expect_success STAGES,TINY_MODEL,CHROMIUM 'the report opens in chromium and lists the features' '
+	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+		--disable-background-networking --disable-component-update --disable-sync \
+		--user-data-dir="$PWD/chrome-profile" --enable-logging=stderr --v=0 \
+		--dump-dom "file://$PWD/$sae/report.html" >dom.html 2>dom.log &&
+	grep "data-state=\"ok\">ok: [1-9][0-9]* features" dom.html &&
+	grep -c "<details class=\"feat\"" dom.html &&
+	! grep "Uncaught" dom.log
+'
+
+test_expect_success STAGES,TINY_MODEL 'sweep: two dictionaries from one read of the store, compared in one report' '
+	exp sweep SWEEP="topk/1x/8 topk/2x/8" >out 2>err &&
+	grep "^sweep report: " out &&
+	sed -n "/<section id=\"recon\">/,/<\/section>/p" $store/sweep/report.html >recon.html &&
+	grep -c "<td>1x</td>\\|<td>2x</td>" recon.html >n && test "$(cat n)" = 2
+'
+
+test_expect_success STAGES,TINY_MODEL 'examples/dict-sweep.sh runs on the shipped model' '
+	MODEL="$TINY_MODEL_DIR" LAYER=3 DICTS="1x 2x" ARCH=topk K=8 TOKENS=10K CTX=64 OUT=ds \
+		timeout 600 sh "$SRC_DIR/examples/dict-sweep.sh" corp/* >out 2>err &&
+	grep "^report: $PWD/ds/sweep.html" out &&
+	test -s ds/1x/sae.tsz && test -s ds/2x/sae.tsz && test -s ds/2x/recon.tsz
+'
+
+test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo: end to end, then a rerun redoes nothing' '
+	timeout 1800 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out 2>err &&
+	grep "^report: $PWD/demo/.*/report.html" out &&
+	touch marker &&
+	timeout 600 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out2 2>err2 &&
+	find demo -newer marker >redone && test_line_count = 0 redone &&
+	grep "^report: " out2
+'
+
+test_done
