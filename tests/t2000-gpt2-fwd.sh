@@ -83,6 +83,24 @@ sys.exit(0 if ok else 1)" &&
 	tsz json --headers a3.tsz | head -1 >h && grep "\"hooks\":\[\"blocks.1.hook_resid_post\"\]" h && grep "\"model\":\"f32\"" h
 '
 
+test_expect_success NUMPY 'windows of different lengths in one stream are batched apart' '
+	tsz from-npy tokens=f32.16.npy >a.tsz && tsz from-npy tokens=f32.7.npy >b.tsz &&
+	tsz cat a.tsz b.tsz a.tsz >mixed.tsz &&
+	gpt2-fwd -m f32 --loss -b 4 mixed.tsz >m.tsz &&
+	tsz json m.tsz >json &&
+	grep -c "\"loss\":{\"dtype\":\"f32\",\"shape\":\[4,15\]}" json >n16 && echo 2 >expect && test_cmp expect n16 &&
+	grep -c "\"shape\":\[1,15\]" json >n1 && echo 2 >expect && test_cmp expect n1 &&
+	grep -c "\"shape\":\[4,6\]" json >n7 && echo 1 >expect && test_cmp expect n7 &&
+	tsz json --full m.tsz >full &&
+	"$PYTHON" "$REF" forward f32 f32.7.npy ref7.npz &&
+	"$PYTHON" -c "
+import json, numpy as np, sys
+recs = [json.loads(l) for l in open(\"full\")]
+got = np.array(recs[2][\"tensors\"][\"loss\"][\"data\"])
+ref = np.load(\"ref7.npz\")[\"loss\"]
+sys.exit(0 if got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max() else 1)"
+'
+
 test_expect_success NUMPY 'default hook is the last layer mlp.hook_post; --loss alone writes only the loss' '
 	tsz from-npy tokens=f32.7.npy >tok.tsz &&
 	gpt2-fwd -m f32 tok.tsz >a.tsz && tsz info a.tsz >info &&
