@@ -71,6 +71,7 @@ WINDOW    ?= 64
 RANDOM    ?= 10
 TOPK_FLAGS ?=
 EXPLAIN_FEATURES ?=
+# (a range A-B, split over SHARDS parts like the rest; empty: every feature)
 EXPLAIN_FLAGS ?=
 EXPLAIN_STRICT ?= 0
 REPORT_FLAGS ?=
@@ -157,8 +158,6 @@ $(ACTS)/rows.%.tsz $(ACTS)/ctx.%.tsz: $(DATA)/tok.%.tsz $(ACTS)/tap.params
 	@mkdir -p $(@D)
 	$(call dist,$*,$<,$(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz,sh $(PIPELINES)tap-shard.sh $(BIN) $(MODEL_ARG) $(HOOK) $(DTYPE) $(BATCH) $(SHUFFLE) $(shell echo $$(( $(SEED) + 10#$* ))) {1} $(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz)
 
-EXPLAIN_FEATURES_FLAG = $(if $(EXPLAIN_FEATURES),--features $(EXPLAIN_FEATURES))
-
 # ---- per-dictionary steps (the single fit and every sweep member) ---------------
 define SAE_RULES
 $(eval $(call params_rule,$(1)/topk.params,model=$(MODEL_ARG) k=$(TOPK_K) window=$(WINDOW) random=$(RANDOM) $(TOPK_FLAGS)))
@@ -173,13 +172,8 @@ $(SHARD_IDS:%=$(1)/topk.%.tsz): $(1)/topk.%.tsz: $(ACTS)/ctx.%.tsz $(1)/sae.tsz 
 $(1)/topk.tsz: $(SHARD_IDS:%=$(1)/topk.%.tsz)
 	$(BIN)topk-ctx --merge $$^ -o $$@
 
-$(1)/topk-parts.stamp: $(1)/topk.tsz
-	$(BIN)tsz split -n $(SHARDS) $(1)/topk-part $$<
-	touch $$@
-$(SHARD_IDS:%=$(1)/topk-part.%.tsz): $(1)/topk-parts.stamp ;
-
-$(SHARD_IDS:%=$(1)/expl.%.tsz): $(1)/expl.%.tsz: $(1)/topk-part.%.tsz $(1)/explain.params
-	$$(call dist,$$*,$$<,$$@,$(BIN)explain-gpt4 --backend $$(EXPLAINER) $$(EXPLAIN_FEATURES_FLAG) $$(EXPLAIN_FLAGS) {1} -o $$@) $(if $(filter 1,$(EXPLAIN_STRICT)),,|| test $$$$? = 3)
+$(SHARD_IDS:%=$(1)/expl.%.tsz): $(1)/expl.%.tsz: $(1)/topk.tsz $(1)/explain.params
+	$$(call dist,$$*,$$<,$$@,sh $(PIPELINES)explain-part.sh $(BIN) {1} $$* $(SHARDS) $$(or $$(EXPLAIN_FEATURES),all) $$@ --backend $$(EXPLAINER) $$(EXPLAIN_FLAGS)) $(if $(filter 1,$(EXPLAIN_STRICT)),,|| test $$$$? = 3)
 
 $(1)/expl.tsz: $(SHARD_IDS:%=$(1)/expl.%.tsz)
 	$(BIN)tsz cat $$^ -o $$@

@@ -81,6 +81,13 @@ test_expect_success STAGES,TINY_MODEL 'examples/dict-sweep.sh runs on the shippe
 	test -s ds/1x/sae.tsz && test -s ds/2x/sae.tsz && test -s ds/2x/recon.tsz
 '
 
+test_expect_success STAGES,TINY_MODEL 'examples/pipeline.sh (the README pipeline) ends with a report' '
+	MODEL="$TINY_MODEL_DIR" DICT=2x K=8 TOKENS=10K OUT=pe EXPLAINER=baseline \
+		timeout 600 sh "$SRC_DIR/examples/pipeline.sh" corp/* >out 2>err &&
+	grep "^report: $PWD/pe/report.html" out &&
+	grep "data-state=\"loading\"" pe/report.html
+'
+
 test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo: end to end, then a rerun redoes nothing' '
 	timeout 1800 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out 2>err &&
 	grep "^report: $PWD/demo/.*/report.html" out &&

@@ -1,0 +1,32 @@
+#!/bin/sh
+# pipeline.sh: the README's worked pipeline, stage by stage, ending with the
+# HTML report: tokens -> activations -> SAE -> score -> top contexts ->
+# explanations -> report.html.
+#
+#   examples/pipeline.sh [TEXT-FILE...]   [Default: /usr/share/doc/*/README*]
+#
+# Environment (defaults in brackets): MODEL [examples/models/tiny-gpt2-docs],
+# LAYER [3], DICT [8x], ARCH [topk], K [32], TOKENS [200K], OUT [pipeline-out],
+# EXPLAINER [openai when OPENAI_API_KEY is set, else baseline].
+set -e
+root=$(cd "$(dirname "$0")/.." && pwd)
+PATH=$root/bin:$PATH
+MODEL=${MODEL:-$root/examples/models/tiny-gpt2-docs} LAYER=${LAYER:-3} DICT=${DICT:-8x}
+ARCH=${ARCH:-topk} K=${K:-32} TOKENS=${TOKENS:-200K} OUT=${OUT:-pipeline-out}
+EXPLAINER=${EXPLAINER:-$([ -n "$OPENAI_API_KEY" ] && echo openai || echo baseline)}
+hook=blocks.$LAYER.mlp.hook_post
+[ $# -gt 0 ] || set -- /usr/share/doc/*/README*
+mkdir -p "$OUT"
+cd "$OUT"
+
+gpt2-tok --model "$MODEL" --ctx 128 "$@" > tokens.tsz
+gpt2-fwd --model "$MODEL" --hook "$hook" tokens.tsz |
+	mlp-tap --shuffle-buffer 65536 > acts.tsz
+sae-fit --dict "$DICT" --arch "$ARCH" --k "$K" --tokens "$TOKENS" --log train.tsv < acts.tsz > sae.tsz
+recon-score --model "$MODEL" --sae sae.tsz < tokens.tsz > recon.tsz
+gpt2-fwd --model "$MODEL" --hook "$hook" tokens.tsz |
+	mlp-tap --keep-context | sae-encode --sae sae.tsz |
+	topk-ctx --model "$MODEL" > topk.tsz
+explain-gpt4 --backend "$EXPLAINER" < topk.tsz > explanations.tsz || [ $? = 3 ]
+sae-report -s sae.tsz -r recon.tsz -l train.tsv -F topk.tsz -e explanations.tsz -o report.html
+echo "report: $(pwd)/report.html"
