@@ -22,6 +22,7 @@ static const char REPORT_CSS[] =
 ".ex{font:12px/1.9 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre-wrap;word-break:break-all;border-bottom:1px dotted #eee;padding:1px 0}\n"
 ".tk{border-radius:2px}.exm{display:inline-block;min-width:52px;color:#888;font-size:11px}\n"
 "#status{color:#888;font-size:12px}\n"
+"table.cmds td{text-align:left;white-space:normal}h3{font-size:15px;margin:14px 0 6px}\n"
 ;
 static const char REPORT_BROWSER_HTML[] =
 "<section id=\"features\"><h2>Features</h2>\n"

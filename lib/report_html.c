@@ -294,6 +294,58 @@ static void section_recon(FILE *f, const Report *r)
     fputs("</table></div></section>\n", f);
 }
 
+/* Every distinct command of the run, inputs before their consumers: a
+ * depth-first walk of the stream headers' "inputs". */
+static void collect_commands(const json_t *h, json_t *seen, json_t *out, int depth)
+{
+    size_t i;
+    json_t *in;
+    if (depth < 16)
+        json_array_foreach(json_object_get(h, "inputs"), i, in) collect_commands(in, seen, out, depth + 1);
+    json_t *id = json_pack("[OO]", json_object_get(h, "stage") ? json_object_get(h, "stage") : json_null(),
+                           json_object_get(h, "argv") ? json_object_get(h, "argv") : json_null());
+    char *key = json_dumps(id, JSON_COMPACT);
+    json_decref(id);
+    if (key && !json_object_get(seen, key)) {
+        json_object_set_new(seen, key, json_true());
+        json_array_append(out, (json_t *)h);
+    }
+    free(key);
+}
+
+static void section_commands(FILE *f, const Report *r)
+{
+    json_t *seen = json_object(), *cmds = json_array(), *p, *h, *a;
+    size_t i, j;
+    json_array_foreach(r->prov, i, p)
+        json_array_foreach(json_object_get(p, "headers"), j, h) collect_commands(h, seen, cmds, 0);
+    if (json_array_size(cmds)) {
+        fputs("<h3>Commands</h3>\n<div class=\"scroll\"><table class=\"kv cmds\">\n", f);
+        json_array_foreach(cmds, i, h) {
+            const char *stage = json_string_value(json_object_get(h, "stage"));
+            fputs("<tr><th>", f);
+            report_html_escape(f, stage ? stage : "?");
+            fputs("</th><td><code>", f);
+            const json_t *av = json_object_get(h, "argv");
+            size_t n = json_array_size(av), len = 0;
+            json_array_foreach(av, j, a) {
+                const char *s = json_string_value(a);
+                if (len > 400) {   /* e.g. a corpus of hundreds of files */
+                    fprintf(f, " &hellip; (%zu more arguments)", n - j);
+                    break;
+                }
+                if (j) fputc(' ', f);
+                report_html_escape(f, s ? s : "");
+                len += s ? strlen(s) + 1 : 1;
+            }
+            fputs("</code></td></tr>\n", f);
+        }
+        fputs("</table></div>\n", f);
+    }
+    json_decref(seen);
+    json_decref(cmds);
+}
+
 static void section_saes(FILE *f, const Report *r)
 {
     fputs("<section id=\"params\"><h2>Run parameters</h2>\n", f);
@@ -329,6 +381,7 @@ static void section_saes(FILE *f, const Report *r)
         }
         fputs("</p>\n", f);
     }
+    section_commands(f, r);
     fputs("</section>\n", f);
 }
 

@@ -136,7 +136,10 @@ test_expect_success 'density histogram from dict_stats: dead and dense counts' '
 test_expect_success 'provenance lists every input with its command line' '
 	sed -n "/<section id=\"provenance\">/,/<\/section>/p" report.html >prov.html &&
 	grep "recon: recon32.tsz" prov.html && grep "<code>recon-score --model distilgpt2 --sae sae32.tsz</code>" prov.html &&
-	grep "training log: 128x" prov.html
+	grep "training log: 128x" prov.html &&
+	sed -n "/<h3>Commands/,/<\/table>/p" report.html >cmds.html &&
+	grep "<tr><th>recon-score</th><td><code>recon-score --model distilgpt2 --sae sae128.tsz</code>" cmds.html &&
+	grep -c "<tr><th>" cmds.html >n && test $(cat n) = 6
 '
 
 test_expect_success 'same inputs, same bytes' '
