@@ -30,6 +30,7 @@ static void usage(FILE *f, int status)
 "  -t, --title TEXT          page title [Default: saepipe report]\n"
 "      --max-top N           top examples per feature in the page [Default: 10]\n"
 "      --max-random N        random examples per feature [Default: 5]\n"
+"      --max-band N          examples per activation quantile band [Default: 2]\n"
 "      --context-before N    tokens kept before an example's maximum [Default: 24]\n"
 "      --context-after N     tokens kept after it [Default: 8]\n"
 "      --max-features N      features in the browser, 0 for all [Default: 0]\n"
@@ -52,13 +53,13 @@ int main(int argc, char **argv)
     int progress = 0;
     Input *in = xcalloc((size_t)argc + 1, sizeof *in);
     size_t nin = 0;
-    enum { O_TOP = 256, O_RND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS };
+    enum { O_TOP = 256, O_RND, O_BAND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS };
     static const struct option lo[] = {
         {"recon", required_argument, 0, 'r'}, {"sae", required_argument, 0, 's'},
         {"log", required_argument, 0, 'l'}, {"explanations", required_argument, 0, 'e'},
         {"features", required_argument, 0, 'F'}, {"output", required_argument, 0, 'o'},
         {"title", required_argument, 0, 't'}, {"max-top", required_argument, 0, O_TOP},
-        {"max-random", required_argument, 0, O_RND},
+        {"max-random", required_argument, 0, O_RND}, {"max-band", required_argument, 0, O_BAND},
         {"context-before", required_argument, 0, O_BEFORE},
         {"context-after", required_argument, 0, O_AFTER},
         {"max-features", required_argument, 0, O_MAXF}, {"progress", no_argument, 0, O_PROGRESS},
@@ -73,6 +74,7 @@ int main(int argc, char **argv)
         case 't': o.title = optarg; break;
         case O_TOP: o.max_top = sp_opt_u64("--max-top", optarg, 0, 1000); break;
         case O_RND: o.max_random = sp_opt_u64("--max-random", optarg, 0, 1000); break;
+        case O_BAND: o.max_band = sp_opt_u64("--max-band", optarg, 0, 1000); break;
         case O_BEFORE: o.ctx_before = sp_opt_u64("--context-before", optarg, 0, 100000); break;
         case O_AFTER: o.ctx_after = sp_opt_u64("--context-after", optarg, 0, 100000); break;
         case O_MAXF: o.max_features = sp_opt_u64("--max-features", optarg, 0, UINT32_MAX); break;

@@ -14,6 +14,7 @@ void report_opts_default(ReportOpts *o)
     o->title = "saepipe report";
     o->max_top = 10;
     o->max_random = 5;
+    o->max_band = 2;
     o->ctx_before = 24;
     o->ctx_after = 8;
     o->max_features = 0;
@@ -497,19 +498,31 @@ static json_t *example_json(const ReportOpts *o, const int32_t *tok, const float
     return ex;
 }
 
+/* Examples in stored order, at most keep of them; with band ids (K), at
+ * most keep per band, each tagged "b". */
 static json_t *examples_json(Report *r, const TszTensor *tok, const TszTensor *act,
-                             const TszTensor *src, size_t keep, double scale)
+                             const TszTensor *src, const int64_t *band, size_t keep, double scale)
 {
-    size_t K = tok->shape[0], W = tok->shape[1];
+    size_t K = tok->shape[0], W = tok->shape[1], kept = 0;
     float *a = xmalloc((W ? W : 1) * sizeof *a);
-    json_t *arr = json_array();
-    for (size_t k = 0; k < K && k < keep; k++) {
+    json_t *arr = json_array(), *per = json_object();
+    for (size_t k = 0; k < K && (band || kept < keep); k++) {
+        if (band) {
+            char key[32];
+            snprintf(key, sizeof key, "%lld", (long long)band[k]);
+            json_int_t c = json_integer_value(json_object_get(per, key));
+            if ((size_t)c >= keep) continue;
+            json_object_set_new(per, key, json_integer(c + 1));
+        }
+        kept++;
         const uint8_t *arow = (const uint8_t *)act->data + k * W * tsz_dtype_size(act->dtype);
         tsz_to_f32(a, arow, act->dtype, W);
         const int64_t *s = src ? (const int64_t *)src->data + 3 * k : NULL;
-        json_array_append_new(arr, example_json(&r->o, (const int32_t *)tok->data + k * W, a, W,
-                                                scale, s));
+        json_t *ex = example_json(&r->o, (const int32_t *)tok->data + k * W, a, W, scale, s);
+        if (band) json_object_set_new(ex, "b", json_integer((json_int_t)band[k]));
+        json_array_append_new(arr, ex);
     }
+    json_decref(per);
     free(a);
     return arr;
 }
@@ -578,7 +591,14 @@ static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
     const TszTensor *tt, *ta, *rt, *ra;
     int top = example_tensors(r, rd, rec, "top_tokens", "top_acts", &tt, &ta);
     int rnd = top < 0 ? -1 : example_tensors(r, rd, rec, "rand_tokens", "rand_acts", &rt, &ra);
-    if (top < 0 || rnd < 0) return -1;
+    const TszTensor *bt = NULL, *ba = NULL, *bid = tsz_record_get(rec, "band_id");
+    int bnd = rnd < 0 ? -1 : example_tensors(r, rd, rec, "band_tokens", "band_acts", &bt, &ba);
+    if (top < 0 || rnd < 0 || bnd < 0) return -1;
+    if (bnd && (!bid || bid->ndim != 1 || bid->shape[0] != bt->shape[0] ||
+                (bid->dtype != TSZ_I32 && bid->dtype != TSZ_I64)))
+        return fail(r, "%s: record %llu: \"band_tokens\" needs \"band_id\" i32 or i64 (%llu)",
+                    tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd),
+                    (unsigned long long)bt->shape[0]);
     const TszTensor *src = tsz_record_get(rec, "top_src");
     if (src && (src->dtype != TSZ_I64 || src->ndim != 2 || src->shape[1] != 3 || !top ||
                 src->shape[0] != tt->shape[0])) src = NULL;  /* optional: ignore if odd */
@@ -605,8 +625,14 @@ static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
         for (uint64_t i = 0; i < tsz_tensor_numel(ta); i++) if (a[i] > scale) scale = a[i];
         free(a);
     }
-    if (top) json_object_set_new(f, "top", examples_json(r, tt, ta, src, r->o.max_top, scale));
-    if (rnd) json_object_set_new(f, "rnd", examples_json(r, rt, ra, NULL, r->o.max_random, scale));
+    if (top) json_object_set_new(f, "top", examples_json(r, tt, ta, src, NULL, r->o.max_top, scale));
+    if (rnd) json_object_set_new(f, "rnd", examples_json(r, rt, ra, NULL, NULL, r->o.max_random, scale));
+    if (bnd && r->o.max_band) {
+        int64_t *ids = xmalloc(bid->shape[0] * sizeof *ids + 8);
+        tsz_convert(ids, TSZ_I64, bid->data, bid->dtype, bid->shape[0]);
+        json_object_set_new(f, "bands", examples_json(r, bt, ba, NULL, ids, r->o.max_band, scale));
+        free(ids);
+    }
     if (!r->dens_from_stats && isfinite(dens)) push_density(r, dens);
     emit_feature(r, id, f);
     return 0;

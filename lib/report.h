@@ -26,6 +26,7 @@ typedef struct {
     const char *title;        /* page title */
     size_t max_top;           /* top examples kept per feature */
     size_t max_random;        /* random examples kept per feature */
+    size_t max_band;          /* quantile-band examples kept per band */
     size_t ctx_before;        /* tokens kept before an example's max */
     size_t ctx_after;         /* tokens kept after it */
     size_t max_features;      /* features kept in the browser (0 = all) */

@@ -23,6 +23,7 @@ static const char REPORT_CSS[] =
 ".tk{border-radius:2px}.exm{display:inline-block;min-width:52px;color:#888;font-size:11px}\n"
 "#status{color:#888;font-size:12px}\n"
 "table.cmds td{text-align:left;white-space:normal}h3{font-size:15px;margin:14px 0 6px}\n"
+".band{font-size:11px;color:#888;margin-top:4px}\n"
 ;
 static const char REPORT_BROWSER_HTML[] =
 "<section id=\"features\"><h2>Features</h2>\n"
@@ -62,8 +63,8 @@ static const char REPORT_BROWSER_JS[] =
 "function body(f,d){if(d._done)return;d._done=1;var b=el('div','fb');\n"
 " b.appendChild(el('div','fstat','density '+fmt(f.d)+' \\u00b7 fired '+(f.n==null?'\\u2013':f.n)+' \\u00b7 max '+fmt(f.mx)+' \\u00b7 mean '+fmt(f.mn)+' \\u00b7 score '+fmt(f.s)+' (top '+fmt(f.st)+', random '+fmt(f.sr)+')'));\n"
 " if(f.er)b.appendChild(el('p','err','explanation failed: '+f.er));\n"
-" [['top','Top activations'],['rnd','Random activating examples']].forEach(function(p){var L=f[p[0]];if(!L||!L.length)return;\n"
-"  b.appendChild(el('h4',null,p[1]));L.forEach(function(x){b.appendChild(ex(x,f.mx));});});\n"
+" [['top','Top activations'],['bands','Activation quantile bands'],['rnd','Random activating examples']].forEach(function(p){var L=f[p[0]];if(!L||!L.length)return;\n"
+"  b.appendChild(el('h4',null,p[1]));var lb=null;L.forEach(function(x){if(x.b!=null&&x.b!==lb){lb=x.b;b.appendChild(el('div','band','band '+x.b));}b.appendChild(ex(x,f.mx));});});\n"
 " d.appendChild(b);}\n"
 "function card(f){var d=el('details','feat');d.id='feature-'+f.i;var s=el('summary');\n"
 " s.appendChild(el('span','fid','#'+f.i));\n"

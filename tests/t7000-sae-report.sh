@@ -101,6 +101,10 @@ test_expect_success NUMPY 'examples: cut around the max, levels are round(63 a /
 	        assert a == want, (i, k, a, want)
 	        assert t[8] == (i + k) % 10 and len(t) == 12
 	        assert abs(ex["m"] - acts[8]) < 1e-3 and ex["src"] == [100 + k, 17 * k]
+	# bands: at most --max-band (2) per band, in stored order, tagged
+	assert [x["b"] for x in f[3]["bands"]] == [0, 0, 1], f[3]["bands"]
+	assert [x["m"] for x in f[3]["bands"]] == [1.0, 2.0, 4.0]
+	assert all("bands" not in f[i] for i in (7, 12, 14))
 	EOF
 '
 
@@ -193,6 +197,8 @@ test_expect_success 'bad inputs: one line naming the file, and no page left behi
 	grep "^sae-report: expl.tsz: record 1 is kind \"explanation\", not \"feature\"" err &&
 	test_must_fail sae-report -F bad-shape.tsz 2>err >/dev/null &&
 	grep "^sae-report: bad-shape.tsz: record 1: \"top_acts\" is (3,11) f32 but \"top_tokens\" is (3,12) i32" err &&
+	test_must_fail sae-report -F bad-band.tsz 2>err >/dev/null &&
+	grep "^sae-report: bad-band.tsz: record 1: \"band_tokens\" needs \"band_id\" i32 or i64 (4)" err &&
 	test_must_fail sae-report -F no-id.tsz 2>err >/dev/null &&
 	grep "^sae-report: no-id.tsz: record 1: no \"feature\" id" err &&
 	test_must_fail sae-report -r feat.tsz 2>err >/dev/null &&
@@ -226,7 +232,12 @@ test_expect_success CHROMIUM 'headless chromium: examples shaded by activation, 
 	grep -o "<span class=\"tk\" title=\"[^\"]*\" style=\"background: rgb(255, 102, 0);\">[^<]*</span>" dom.html >hot &&
 	head -n 1 hot | grep "&lt;img src=x onerror=alert(1)&gt;</span>" &&
 	grep -o "<span class=\"tk\"[^>]*>&lt;/script&gt;</span>" dom.html >/dev/null &&
-	grep "the word &lt;/script&gt;&lt;script&gt;document.title=.pwned.&lt;/script&gt; &amp; &lt;b&gt;cats&lt;/b&gt;" dom.html
+	grep "the word &lt;/script&gt;&lt;script&gt;document.title=.pwned.&lt;/script&gt; &amp; &lt;b&gt;cats&lt;/b&gt;" dom.html &&
+	grep -o "<h4>[^<]*</h4>\|<div class=\"band\">[^<]*</div>" dom.html >heads &&
+	printf "%s\n" "<h4>Top activations</h4>" "<h4>Activation quantile bands</h4>" \
+		"<div class=\"band\">band 0</div>" "<div class=\"band\">band 1</div>" \
+		"<h4>Random activating examples</h4>" >expect &&
+	test_cmp expect heads
 '
 
 test_expect_success CHROMIUM 'headless chromium: #q= searches, #feature-N opens a feature' '

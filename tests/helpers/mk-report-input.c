@@ -10,6 +10,8 @@
  *                d=3072, f=32x and 128x (tiny placeholder tensors)
  *   bad-shape.tsz a feature whose top_acts does not match top_tokens
  *   no-id.tsz     a feature record without "feature"
+ *   bad-band.tsz  band_tokens/band_acts without band_id
+ * Feature 3 also has quantile-band examples (band ids 0 0 0 1).
  * mk-report-input --many N W FILE: N feature records with 10 top and 5
  * random windows of W tokens each (50257-token vocabulary ids, every token
  * string given), for size and load-time checks. */
@@ -35,6 +37,22 @@ static TszWriter *open_w(const char *dir, const char *name, const char *stage, i
 }
 
 /* Feature f: example k peaks on token id (f+k) % NTOK at position 8. */
+/* Quantile-band examples: 4 windows, band ids 0 0 0 1 (band_id dropped when bad). */
+static void add_bands(TszRecord *rec, int bad)
+{
+    uint64_t sb[2] = {4, W}, si[1] = {4};
+    int32_t *bt = tsz_record_add(rec, "band_tokens", TSZ_I32, 2, sb)->data;
+    float *ba = tsz_record_add(rec, "band_acts", TSZ_F32, 2, sb)->data;
+    for (int k = 0; k < 4; k++)
+        for (int t = 0; t < W; t++) {
+            bt[k * W + t] = (k + t) % (int)NTOK;
+            ba[k * W + t] = t == 5 ? 1.0f + (float)k : 0;
+        }
+    if (bad) return;
+    int64_t *bi = tsz_record_add(rec, "band_id", TSZ_I64, 1, si)->data;
+    bi[0] = bi[1] = bi[2] = 0, bi[3] = 1;
+}
+
 static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
 {
     tsz_record_clear(rec);
@@ -85,6 +103,7 @@ static void write_features(const char *dir, int argc, char **argv)
     static const int ids[] = {3, 7, 12, 14};
     for (size_t i = 0; i < 4; i++) {
         feature_record(&rec, ids[i], 0, 0);
+        if (ids[i] == 3) add_bands(&rec, 0);
         tsz_write_or_die(w, &rec);
     }
     tsz_record_clear(&rec);
@@ -104,10 +123,11 @@ static void write_features(const char *dir, int argc, char **argv)
     tsz_write_or_die(w, &rec);
     tsz_writer_close_or_die(w);
 
-    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz"};
-    for (int b = 0; b < 2; b++) {
+    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz", "bad-band.tsz"};
+    for (int b = 0; b < 3; b++) {
         w = open_w(dir, bad[b], "topk-ctx", argc, argv);
         feature_record(&rec, 5, b == 0, b == 1);
+        if (b == 2) add_bands(&rec, 1);
         tsz_write_or_die(w, &rec);
         tsz_writer_close_or_die(w);
     }
