@@ -200,11 +200,11 @@ static void svg_bars(FILE *f, const char *title, const char *xlabel, const doubl
 
 /* ---- sections ---- */
 
-static const char *RECON_KEYS[][2] = {
+static const char *RECON_KEYS[][2] = {   /* "seed" is the seed's figure */
+    {"score", "score"}, {"seed", "seed"}, {"score_mean_abl", "score (mean abl)"},
     {"tokens", "tokens"}, {"clean_loss", "clean loss"}, {"recons_loss", "recons loss"},
-    {"zero_abl_loss", "zero-abl loss"}, {"mean_abl_loss", "mean-abl loss"}, {"score", "score"},
-    {"score_mean_abl", "score (mean abl)"}, {"kl", "KL"}, {"mse", "MSE"}, {"fvu", "FVU"},
-    {"l0", "L0"}, {"dead_frac", "dead"}, {"dense_frac", "dense"},
+    {"zero_abl_loss", "zero-abl loss"}, {"mean_abl_loss", "mean-abl loss"}, {"kl", "KL"},
+    {"mse", "MSE"}, {"fvu", "FVU"}, {"l0", "L0"}, {"dead_frac", "dead"}, {"dense_frac", "dense"},
 };
 #define NRECON_KEYS (sizeof RECON_KEYS / sizeof *RECON_KEYS)
 
@@ -256,7 +256,7 @@ static void section_recon(FILE *f, const Report *r)
           "setting matches.</p>\n<div class=\"scroll\"><table class=\"num\"><tr><th>dictionary</th>"
           "<th>model</th><th>hook</th><th>arch</th><th>D</th><th>F</th><th>F/D</th><th>k</th>", f);
     for (size_t j = 0; j < NRECON_KEYS; j++) fprintf(f, "<th>%s</th>", RECON_KEYS[j][1]);
-    fputs("<th>seed</th></tr>\n", f);
+    fputs("</tr>\n", f);
     size_t i;
     json_t *row;
     json_array_foreach(r->recons, i, row) {
@@ -282,13 +282,14 @@ static void section_recon(FILE *f, const Report *r)
         if (d > 0 && fz > 0) fprintf(f, "<td>%gx</td>", fz / d);
         else fputs("<td class=\"na\">&ndash;</td>", f);
         td_num(f, get2(row, s, "k"), 0);
+        double seed = report_seed_score(model, hook, d, fz);
         for (size_t j = 0; j < NRECON_KEYS; j++) {
             const char *k = RECON_KEYS[j][0];
-            td_num(f, json_object_get(row, k), !strncmp(k, "score", 5) || strstr(k, "_frac") != NULL);
+            if (strcmp(k, "seed"))
+                td_num(f, json_object_get(row, k), !strncmp(k, "score", 5) || strstr(k, "_frac") != NULL);
+            else if (seed >= 0) fprintf(f, "<td class=\"seed\">%.0f%%</td>", 100 * seed);
+            else fputs("<td class=\"na\">&ndash;</td>", f);
         }
-        double seed = report_seed_score(model, hook, d, fz);
-        if (seed >= 0) fprintf(f, "<td class=\"seed\">%.0f%%</td>", 100 * seed);
-        else fputs("<td class=\"na\">&ndash;</td>", f);
         fputs("</tr>\n", f);
     }
     fputs("</table></div></section>\n", f);
