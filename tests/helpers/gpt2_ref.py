@@ -7,7 +7,9 @@ writer of tiny random Hugging Face checkpoints, for saepipe's tests.
               [--lm-head same|own] [--attn-bias] [--seed S] [--eps E]
       write DIR/config.json and DIR/model.safetensors (the safetensors
       format written by hand: 8-byte header length, JSON header, data)
-  gpt2_ref.py forward DIR TOKENS.npy OUT.npz [HOOK=zero|HOOK=mean:FILE.npy]...
+  gpt2_ref.py forward DIR TOKENS.npy OUT.npz [HOOK=zero|HOOK=mean:FILE.npy|HOOK=sae:PREFIX]...
+      (sae:PREFIX: PREFIX.json {"arch", "k", "norm_scale"} and PREFIX.W_enc.npy,
+      .b_enc, .W_dec, .b_dec[, .threshold] as lib/sae.h defines them)
       every hook of every layer (TransformerLens names) and "loss" (B,T-1),
       computed in float64 from the file's own values
   gpt2_ref.py windows VOCABDIR TEXT OUT.npy CTX
@@ -161,8 +163,12 @@ def forward(d, tokens, patches=None):
 
     def tap(name, v):
         p = patches.get(name)
-        if p is not None:
-            v = np.zeros_like(v) if isinstance(p, str) else np.broadcast_to(p, v.shape).astype(np.float64)
+        if isinstance(p, dict):
+            v = sae_reconstruct(p, v)
+        elif isinstance(p, str):
+            v = np.zeros_like(v)
+        elif p is not None:
+            v = np.broadcast_to(p, v.shape).astype(np.float64)
         out[name] = v.copy()
         return v
 
@@ -198,6 +204,33 @@ def forward(d, tokens, patches=None):
     tgt = tokens[:, 1:]
     out["loss"] = -np.take_along_axis(logp[:, :-1], tgt[..., None], -1)[..., 0]
     return out
+
+
+def load_sae(prefix):
+    """An SAE as PREFIX.json {"arch","k","norm_scale"} + PREFIX.W_enc.npy etc."""
+    sae = json.load(open(prefix + ".json"))
+    for k in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        try:
+            sae[k] = np.load("%s.%s.npy" % (prefix, k)).astype(np.float64)
+        except FileNotFoundError:
+            pass
+    return sae
+
+
+def sae_reconstruct(sae, x):
+    """The maps of lib/sae.h, in float64: pre = (s x - b_dec) W_enc + b_enc,
+    f by arch, x_hat = (f W_dec + b_dec) / s."""
+    s = sae.get("norm_scale", 1.0)
+    pre = (s * x - sae["b_dec"]) @ sae["W_enc"] + sae["b_enc"]
+    if sae["arch"] == "relu":
+        f = np.maximum(pre, 0)
+    elif sae["arch"] == "topk":
+        k = sae["k"]
+        kth = -np.sort(-pre, axis=-1)[..., k - 1:k]
+        f = np.where(pre >= kth, np.maximum(pre, 0), 0)
+    else:
+        f = np.where((pre > sae["threshold"]) & (pre > 0), pre, 0)
+    return (f @ sae["W_dec"] + sae["b_dec"]) / s
 
 
 def bytes_to_unicode():
@@ -284,7 +317,12 @@ def main():
         patches = {}
         for a in argv[3:]:
             hook, what = a.split("=", 1)
-            patches[hook] = "zero" if what == "zero" else np.load(what.split(":", 1)[1]).astype(np.float64)
+            if what == "zero":
+                patches[hook] = "zero"
+            elif what.startswith("sae:"):
+                patches[hook] = load_sae(what[4:])
+            else:
+                patches[hook] = np.load(what.split(":", 1)[1]).astype(np.float64)
         np.savez(argv[2], **forward(argv[0], tokens, patches))
     elif cmd == "check":
         check(argv)
