@@ -59,4 +59,26 @@ void sae_decode(const SAE *s, const float *f, size_t N, float *x_hat);
 /* x_hat (N,D) = decode(encode(x)); scratch (N,F) floats supplied by caller. */
 void sae_reconstruct(const SAE *s, const float *x, size_t N, float *scratch, float *x_hat);
 
+/* ---- additions (sae-fit, sae-convert) ---- */
+#include <jansson.h>
+
+/* Topk of one row: the K largest entries of v (n) into idx (K), largest
+ * first; ties broken by the lower index. K <= n. */
+void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx);
+
+/* Allocate s->mem for s->arch, D, F (threshold only for batchtopk) and point
+ * s->p into it; parameters zeroed, norm_scale 1. 0 or -1 (err). */
+int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen);
+
+/* The SAE's metadata object ("kind":"sae", arch, k, l1, d, f, hook, model,
+ * norm_scale) merged with extra (may be NULL; its keys win). New reference. */
+json_t *sae_meta(const SAE *s, const json_t *extra);
+
+/* Write s to path ("-" is stdout) as an SAE file: one record with the
+ * tensors and sae_meta(s, extra_meta). stage/argc/argv go in the header
+ * (stage NULL: "sae"). 0 or -1 with err; the file is whole or absent. */
+int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage,
+                int argc, char **argv, char *err, size_t errlen);
+int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen);
+
 #endif

@@ -1,0 +1,318 @@
+/* sae.c: the SAE file (load, save) and its forward maps. The layout and the
+ * maps are documented in sae.h. */
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sae.h"
+#include "stream.h"
+
+static const char *const arch_names[] = {"relu", "topk", "batchtopk"};
+
+const char *sae_arch_name(SAEArch a)
+{
+    return (unsigned)a < sizeof arch_names / sizeof *arch_names ? arch_names[a] : "?";
+}
+
+int sae_arch_parse(const char *s, SAEArch *out)
+{
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (s && !strcmp(s, arch_names[i])) { *out = (SAEArch)i; return 0; }
+    return -1;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* The tensors of an SAE in file order: name, rows, cols (0: a vector). */
+typedef struct { const char *name; size_t rows, cols; float **slot; } SaeSlot;
+
+static size_t sae_slots(SAE *s, SaeSlot *tab)
+{
+    size_t n = 0, D = s->D, F = s->F;
+    tab[n++] = (SaeSlot){"W_enc", D, F, &s->p.W_enc};
+    tab[n++] = (SaeSlot){"b_enc", F, 0, &s->p.b_enc};
+    tab[n++] = (SaeSlot){"W_dec", F, D, &s->p.W_dec};
+    tab[n++] = (SaeSlot){"b_dec", D, 0, &s->p.b_dec};
+    if (s->arch == SAE_BATCHTOPK) tab[n++] = (SaeSlot){"threshold", F, 0, &s->p.threshold};
+    return n;
+}
+
+int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen)
+{
+    SaeSlot tab[5];
+    memset(s, 0, sizeof *s);
+    s->arch = arch, s->D = D, s->F = F, s->norm_scale = 1.0;
+    if (D == 0 || F == 0 || D > (1u << 20) || F > (1u << 26) || (uint64_t)D * F > (1ull << 36))
+        return fail(err, errlen, "bad SAE size d=%zu f=%zu", D, F);
+    size_t n = sae_slots(s, tab), total = 0;
+    for (size_t i = 0; i < n; i++) total += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
+    float *cur = s->mem = xmalloc_aligned(total * sizeof *cur);
+    memset(cur, 0, total * sizeof *cur);
+    for (size_t i = 0; i < n; i++) {
+        *tab[i].slot = cur;
+        cur += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
+    }
+    return 0;
+}
+
+void sae_free(SAE *s)
+{
+    if (!s) return;
+    free(s->mem);
+    memset(s, 0, sizeof *s);
+}
+
+/* A non-negative integer member of meta, or -1. */
+static long long meta_uint(const json_t *meta, const char *key)
+{
+    const json_t *v = json_object_get(meta, key);
+    if (json_is_integer(v) && json_integer_value(v) >= 0) return json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) == floor(json_real_value(v)))
+        return (long long)json_real_value(v);
+    return -1;
+}
+
+static int load_record(SAE *s, const TszRecord *rec, const char *name, char *err, size_t errlen)
+{
+    const json_t *m = rec->meta;
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    if (!kind || strcmp(kind, "sae"))
+        return fail(err, errlen, "%s: not an SAE file (record kind '%s', want 'sae')", name, kind ? kind : "");
+    SAEArch arch;
+    const char *an = json_string_value(json_object_get(m, "arch"));
+    if (sae_arch_parse(an, &arch) < 0)
+        return fail(err, errlen, "%s: unknown SAE arch '%s' (want relu, topk or batchtopk)", name, an ? an : "");
+    long long D = meta_uint(m, "d"), F = meta_uint(m, "f"), K = meta_uint(m, "k");
+    if (D <= 0 || F <= 0) return fail(err, errlen, "%s: meta d and f must be positive integers", name);
+    if (arch != SAE_RELU && (K <= 0 || K > F))
+        return fail(err, errlen, "%s: %s SAE needs meta k in 1..%lld", name, an, F);
+    if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) return -1;
+    s->K = arch == SAE_RELU ? 0 : (size_t)K;
+    const json_t *v = json_object_get(m, "l1");
+    s->l1 = json_is_number(v) ? json_number_value(v) : 0;
+    v = json_object_get(m, "norm_scale");
+    s->norm_scale = json_is_number(v) ? json_number_value(v) : 1.0;
+    if (!(s->norm_scale > 0) || !isfinite(s->norm_scale))
+        return fail(err, errlen, "%s: norm_scale must be a positive number", name);
+    const char *str = json_string_value(json_object_get(m, "hook"));
+    snprintf(s->hook, sizeof s->hook, "%s", str ? str : "");
+    str = json_string_value(json_object_get(m, "model"));
+    snprintf(s->model, sizeof s->model, "%s", str ? str : "");
+    SaeSlot tab[5];
+    size_t n = sae_slots(s, tab);
+    for (size_t i = 0; i < n; i++) {
+        const TszTensor *t = tsz_record_get(rec, tab[i].name);
+        if (!t) return fail(err, errlen, "%s: SAE has no tensor %s", name, tab[i].name);
+        int want_nd = tab[i].cols ? 2 : 1;
+        char desc[96];
+        if (!tsz_dtype_is_float(t->dtype) || t->ndim != want_nd || t->shape[0] != tab[i].rows ||
+            (want_nd == 2 && t->shape[1] != tab[i].cols)) {
+            if (want_nd == 2)
+                return fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu,%zu) float", name,
+                            tab[i].name, tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows, tab[i].cols);
+            return fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu) float", name, tab[i].name,
+                        tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows);
+        }
+        size_t cnt = tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
+        tsz_to_f32(*tab[i].slot, t->data, t->dtype, cnt);
+        for (size_t j = 0; j < cnt; j++)
+            if (!isfinite((*tab[i].slot)[j]))
+                return fail(err, errlen, "%s: %s has a non-finite value at %zu", name, tab[i].name, j);
+    }
+    return 0;
+}
+
+int sae_load(SAE *s, const char *path, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    const char *name = sp_in_name(path);
+    TszReader *r = tsz_reader_open(path);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    int rc = -1;
+    if (tsz_reader_error(r)) {
+        fail(err, errlen, "%s", tsz_reader_error(r));
+        goto out;
+    }
+    int got = tsz_read(r, &rec);
+    if (got < 0) {
+        fail(err, errlen, "%s", tsz_reader_error(r));
+        goto out;
+    }
+    if (got == 0) {
+        fail(err, errlen, "%s: no SAE record in the stream", name);
+        goto out;
+    }
+    rc = load_record(s, &rec, name, err, errlen);
+out:
+    if (rc < 0) sae_free(s);
+    tsz_record_free(&rec);
+    tsz_reader_close(r);
+    return rc;
+}
+
+/* The heap keeps the K best seen so far with the worst at the root;
+ * "better" = larger value, then lower index. */
+static int topk_better(const float *v, uint32_t a, uint32_t b)
+{
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+}
+
+static void heap_sift_down(const float *v, uint32_t *h, size_t K, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        if (l < K && topk_better(v, h[w], h[l])) w = l;
+        if (r < K && topk_better(v, h[w], h[r])) w = r;
+        if (w == i) return;
+        uint32_t t = h[i];
+        h[i] = h[w], h[w] = t, i = w;
+    }
+}
+
+void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx)
+{
+    if (K == 0) return;
+    for (size_t i = 0; i < K; i++) idx[i] = (uint32_t)i;
+    for (size_t i = K / 2; i-- > 0;) heap_sift_down(v, idx, K, i);
+    float worst = v[idx[0]];
+    for (size_t j = K; j < n; j++) {
+        if (!(v[j] > worst)) continue;  /* equal values lose to the lower index already held */
+        idx[0] = (uint32_t)j;
+        heap_sift_down(v, idx, K, 0);
+        worst = v[idx[0]];
+    }
+    /* heap sort: pop the worst to the back, so idx ends best first */
+    for (size_t m = K; m > 1; m--) {
+        uint32_t t = idx[0];
+        idx[0] = idx[m - 1], idx[m - 1] = t;
+        heap_sift_down(v, idx, m - 1, 0);
+    }
+}
+
+/* pre (N,F) = (s*x - b_dec) W_enc + b_enc, computed as s * x W_enc + c with
+ * c = b_enc - b_dec W_enc, so no (N,D) scratch is needed. */
+static void sae_pre(const SAE *s, const float *x, size_t N, float *pre)
+{
+    size_t D = s->D, F = s->F;
+    float *c = xmalloc(F * sizeof *c);
+    memcpy(c, s->p.b_enc, F * sizeof *c);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)D, (int)F, -1.0f, s->p.W_enc, (int)F, s->p.b_dec, 1, 1.0f, c, 1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)F, (int)D, (float)s->norm_scale, x, (int)D,
+                s->p.W_enc, (int)F, 0.0f, pre, (int)F);
+    for (size_t i = 0; i < N; i++) {
+        float *row = pre + i * F;
+        for (size_t j = 0; j < F; j++) row[j] += c[j];
+    }
+    free(c);
+}
+
+void sae_encode(const SAE *s, const float *x, size_t N, float *f)
+{
+    size_t F = s->F, K = s->K;
+    sae_pre(s, x, N, f);
+    if (s->arch == SAE_RELU) {
+        for (size_t i = 0; i < N * F; i++) f[i] = f[i] > 0 ? f[i] : 0;
+    } else if (s->arch == SAE_BATCHTOPK) {
+        const float *th = s->p.threshold;
+        for (size_t i = 0; i < N; i++) {
+            float *row = f + i * F;
+            for (size_t j = 0; j < F; j++) row[j] = (row[j] > th[j] && row[j] > 0) ? row[j] : 0;
+        }
+    } else {
+        uint32_t *idx = xmalloc(K * sizeof *idx);
+        float *val = xmalloc(K * sizeof *val);
+        for (size_t i = 0; i < N; i++) {
+            float *row = f + i * F;
+            sae_topk_row(row, F, K, idx);
+            for (size_t k = 0; k < K; k++) val[k] = row[idx[k]] > 0 ? row[idx[k]] : 0;
+            memset(row, 0, F * sizeof *row);
+            for (size_t k = 0; k < K; k++) row[idx[k]] = val[k];
+        }
+        free(idx);
+        free(val);
+    }
+}
+
+void sae_decode(const SAE *s, const float *f, size_t N, float *x_hat)
+{
+    size_t D = s->D, F = s->F;
+    float inv = (float)(1.0 / s->norm_scale);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)D, (int)F, inv, f, (int)F, s->p.W_dec,
+                (int)D, 0.0f, x_hat, (int)D);
+    for (size_t i = 0; i < N; i++) {
+        float *row = x_hat + i * D;
+        for (size_t d = 0; d < D; d++) row[d] += s->p.b_dec[d] * inv;
+    }
+}
+
+void sae_reconstruct(const SAE *s, const float *x, size_t N, float *scratch, float *x_hat)
+{
+    sae_encode(s, x, N, scratch);
+    sae_decode(s, scratch, N, x_hat);
+}
+
+json_t *sae_meta(const SAE *s, const json_t *extra)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "kind", json_string("sae"));
+    json_object_set_new(m, "arch", json_string(sae_arch_name(s->arch)));
+    json_object_set_new(m, "k", json_integer((json_int_t)s->K));
+    json_object_set_new(m, "l1", json_real(s->l1));
+    json_object_set_new(m, "d", json_integer((json_int_t)s->D));
+    json_object_set_new(m, "f", json_integer((json_int_t)s->F));
+    json_object_set_new(m, "hook", json_string(s->hook));
+    json_object_set_new(m, "model", json_string(s->model));
+    json_object_set_new(m, "norm_scale", json_real(s->norm_scale));
+    if (extra) json_object_update(m, (json_t *)extra);
+    return m;
+}
+
+int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage, int argc,
+                char **argv, char *err, size_t errlen)
+{
+    TszWriteOpts o;
+    tsz_write_opts_default(&o);
+    TszWriter *w = tsz_writer_open(path, stage ? stage : "sae", argc, argv, &o);
+    if (tsz_writer_error(w)) {
+        fail(err, errlen, "%s", tsz_writer_error(w));
+        tsz_writer_abort(w);
+        return -1;
+    }
+    TszRecord rec;
+    tsz_record_init(&rec);
+    json_decref(rec.meta);
+    rec.meta = sae_meta(s, extra_meta);
+    SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
+    SaeSlot tab[5];
+    size_t n = sae_slots(&tmp, tab);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t shape[2] = {tab[i].rows, tab[i].cols};
+        tsz_record_add_copy(&rec, tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, shape, *tab[i].slot);
+    }
+    int rc = 0;
+    if (tsz_write(w, &rec) < 0) {
+        fail(err, errlen, "%s", tsz_writer_error(w));
+        tsz_writer_abort(w);
+        rc = -1;
+    } else if (tsz_writer_close(w, err, errlen) < 0) {
+        rc = -1;
+    }
+    tsz_record_free(&rec);
+    return rc;
+}
+
+int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen)
+{
+    return sae_save_as(s, path, extra_meta, NULL, 0, NULL, err, errlen);
+}
