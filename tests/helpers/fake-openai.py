@@ -3,8 +3,8 @@
 explain-gpt4 tests, with a fake explainer, simulator and detector that read
 the prompts, and fault injection.
 
-  fake-openai.py --port-file F --log L [--faults LIST] [--key K]
-                 [--fail-token T] [--slow S] [--delay S] [--messy] [--no-logprobs]
+  fake-openai.py --port-file F --log L [--port P] [--faults LIST] [--key K]
+                 [--fail-token T] [--slow S] [--delay S] [--always KIND] [--messy] [--no-logprobs]
 
 The explainer names the token that most often has a non-zero activation in
 the last user message: 'the word "w13".' The simulator answers 10 on lines
@@ -19,7 +19,9 @@ seconds), nonjson, short (Content-Length larger than the body sent, then
 close), badformat (a reply in the wrong format), 401. Explain requests whose
 word is --fail-token always get a 500. With --key, a request without
 "Authorization: Bearer KEY" gets a 401 whose message quotes the key given.
---delay S holds every reply S seconds. Every request is logged to --log as one JSON line (no key in it)."""
+--always KIND injects that fault into every request. --delay S holds every
+reply S seconds. --port 0 (the default) takes a free port; F gets the port.
+Every request is logged to --log as one JSON line (no key in it)."""
 import argparse, json, math, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,6 +34,8 @@ ap.add_argument("--fail-token", default=None)
 ap.add_argument("--slow", type=float, default=3.0)
 ap.add_argument("--messy", action="store_true")
 ap.add_argument("--delay", type=float, default=0.0)
+ap.add_argument("--always", default=None)
+ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--no-logprobs", action="store_true")
 args = ap.parse_args()
 
@@ -170,20 +174,20 @@ class H(BaseHTTPRequestHandler):
         except ValueError:
             return self.send(400, json.dumps({"error": {"message": "bad JSON"}}))
         kind, good = answer(req)
+        word = explain_word(last_user(req.get("messages", []))) if kind == "explain" else None
+        auth = self.headers.get("Authorization", "")
         with lock:
             count[0] += 1
             seq = count[0]
-            fault = None
-            if raw not in seen:
+            fault = args.always
+            if args.fail_token and word == args.fail_token:
+                fault = "500"
+            elif raw not in seen:
                 seen[raw] = 1
-                if faults:
+                if faults and not fault:
                     fault = faults.pop(0)
-        auth = self.headers.get("Authorization", "")
         if args.key is not None and auth != "Bearer " + args.key:
             fault = "401"
-        word = explain_word(last_user(req.get("messages", []))) if kind == "explain" else None
-        if args.fail_token and word == args.fail_token:
-            fault = "500"
         with lock, open(args.log, "a") as f:
             f.write(json.dumps({"n": seq, "kind": kind, "fault": fault, "t": time.time(),
                                 "path": self.path, "logprobs": bool(req.get("logprobs")),
@@ -217,7 +221,8 @@ class H(BaseHTTPRequestHandler):
         self.send(200, json.dumps(good))
 
 
-srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+ThreadingHTTPServer.allow_reuse_address = True
+srv = ThreadingHTTPServer(("127.0.0.1", args.port), H)
 srv.daemon_threads = True
 with open(args.port_file + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
