@@ -9,6 +9,7 @@
 
 #include "gpt2.h"
 #include "npy.h"
+#include "sae.h"
 #include "stream.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
@@ -27,7 +28,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --loss             write the per-token next-token loss `loss` (B,T-1) f32\n"
 "      --patch HOOK=WHAT  replace HOOK's value during the forward; WHAT is `zero`,\n"
 "                         `mean:FILE` (FILE.npy: a (D) vector) or `sae:FILE` (an SAE\n"
-"                         from sae-fit: its reconstruction); repeatable\n"
+"                         from sae-fit: its reconstruction, norm_scale applied);\n"
+"                         repeatable\n"
 "  -b, --batch N          windows per forward [Default: 8]\n"
 "      --dtype TYPE       hook tensors as f32, bf16 or f16 [Default: f32]\n"
 "  -o, --output FILE      write the stream to FILE (atomically) [Default: stdout]\n"
@@ -42,11 +44,49 @@ static SP_NORETURN void usage(FILE *f, int status)
     exit(status);
 }
 
+/* An SAE splice: the hook's value becomes its reconstruction. The scratch
+ * grows with the largest batch seen (once per window length, not per call). */
+typedef struct {
+    SAE sae;
+    float *code;       /* (N, F) */
+    float *x_hat;      /* (N, D) */
+    size_t cap;        /* rows the scratch holds */
+} SaePatch;
+
 typedef struct {
     GPT2Hook hook;
     char *spec;        /* "zero", "mean:FILE", "sae:FILE" */
     float *mean;       /* (D) for mean */
+    SaePatch *sp;      /* for sae */
 } Patch;
+
+static int sae_patch(void *ctx, const char *hook, float *act, size_t B, size_t T, size_t D)
+{
+    SaePatch *p = ctx;
+    size_t N = B * T;
+    if (N > p->cap) {
+        free(p->code), free(p->x_hat);
+        p->code = xmalloc_aligned(N * p->sae.F * sizeof(float));
+        p->x_hat = xmalloc_aligned(N * D * sizeof(float));
+        p->cap = N;
+    }
+    sae_reconstruct(&p->sae, act, N, p->code, p->x_hat);
+    memcpy(act, p->x_hat, N * D * sizeof *act);
+    return 0;
+}
+
+/* Load an SAE for a hook; its width and recorded hook must match. */
+static SaePatch *load_sae_patch(const char *path, const char *hook, size_t D)
+{
+    SaePatch *p = xcalloc(1, sizeof *p);
+    char err[512];
+    if (sae_load(&p->sae, path, err, sizeof err) < 0) sp_die("%s", err);
+    if (p->sae.D != D)
+        sp_die("%s: SAE width d=%zu but %s has width %zu", sp_in_name(path), p->sae.D, hook, D);
+    if (p->sae.hook[0] && strcmp(p->sae.hook, hook))
+        sp_die("%s: SAE was trained on %s, not %s", sp_in_name(path), p->sae.hook, hook);
+    return p;
+}
 
 typedef struct {
     const char *model, *input, *output;
@@ -164,7 +204,9 @@ static void resolve_patches(Opts *o, const GPT2Config *c, GPT2Tap *taps)
             taps[i].fn = gpt2_patch_mean;
             taps[i].ctx = p->mean;
         } else if (!strncmp(what, "sae:", 4)) {
-            sp_die("%s: --patch sae: is not available in this build (no lib/sae.c)", what + 4);
+            p->sp = load_sae_patch(what + 4, p->spec, gpt2_hook_dim(c, p->hook));
+            taps[i].fn = sae_patch;
+            taps[i].ctx = p->sp;
         } else {
             sp_usage_die("--patch: expected zero, mean:FILE or sae:FILE after '=', got '%s'", what);
         }
@@ -346,7 +388,11 @@ int main(int argc, char **argv)
     tsz_record_free(&rec);
     tsz_record_free(&f.out);
     for (size_t i = 0; i < f.nh; i++) free(f.save[i]);
-    for (size_t i = 0; i < o.npatches; i++) free(o.patches[i].mean);
+    for (size_t i = 0; i < o.npatches; i++) {
+        SaePatch *sp = o.patches[i].sp;
+        if (sp) sae_free(&sp->sae), free(sp->code), free(sp->x_hat), free(sp);
+        free(o.patches[i].mean);
+    }
     free(f.save), free(f.taps), free(f.hooks), free(f.loss), free(b.tok), free(b.doc), free(b.off);
     free(o.hooks), free(o.patches);
     gpt2_close(&g);

@@ -136,6 +136,38 @@ test_expect_success NUMPY '--patch zero and mean:FILE match the patched numpy fo
 	"$PYTHON" -c "import numpy as np, sys; sys.exit(0 if not np.load(\"z.npy\").any() else 1)"
 '
 
+# mk_sae PREFIX ARCH K D F SCALE HOOK SEED: an SAE file PREFIX.tsz (as sae-fit writes
+# it: one record, kind "sae") and the same arrays for the numpy reference
+mk_sae () {
+	"$PYTHON" -c "
+import json, numpy as np
+p, arch, k, D, F, s, seed = \"$1\", \"$2\", $3, $4, $5, $6, $8
+rng = np.random.default_rng(seed)
+a = {\"W_enc\": rng.standard_normal((D, F)) / np.sqrt(D), \"b_enc\": rng.standard_normal(F) * 0.1,
+     \"W_dec\": rng.standard_normal((F, D)) / np.sqrt(F), \"b_dec\": rng.standard_normal(D) * 0.1}
+for n, v in a.items():
+    np.save(\"%s.%s.npy\" % (p, n), v.astype(np.float32))
+json.dump({\"arch\": arch, \"k\": k, \"norm_scale\": s}, open(p + \".json\", \"w\"))" &&
+	tsz from-npy --meta kind=sae --meta arch=$2 --meta k=$3 --meta d=$4 --meta f=$5 --meta norm_scale=$6 \
+		--meta hook=$7 W_enc=$1.W_enc.npy b_enc=$1.b_enc.npy W_dec=$1.W_dec.npy b_dec=$1.b_dec.npy >$1.tsz
+}
+
+test_expect_success NUMPY '--patch sae:FILE splices the SAE reconstruction (relu and topk, with norm_scale)' '
+	tsz from-npy tokens=f32.16.npy >tok.tsz &&
+	mk_sae relu relu 0 192 300 0.7 blocks.0.mlp.hook_post 1 &&
+	mk_sae topk topk 9 48 100 1.3 "" 2 &&
+	gpt2-fwd -m f32 --hook all --loss --patch blocks.0.mlp.hook_post=sae:relu.tsz \
+		--patch blocks.1.hook_resid_mid=sae:topk.tsz tok.tsz >s.tsz &&
+	check_all f32 f32.16.npy s.tsz 2 1e-4 blocks.0.mlp.hook_post=sae:relu blocks.1.hook_resid_mid=sae:topk &&
+	grep "ok blocks.0.mlp.hook_post" check.out && grep "ok loss" check.out &&
+	test_must_fail gpt2-fwd -m f32 --patch blocks.1.mlp.hook_post=sae:topk.tsz tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: topk.tsz: SAE width d=48 but blocks.1.mlp.hook_post has width 192$" err &&
+	test_must_fail gpt2-fwd -m f32 --patch blocks.1.mlp.hook_post=sae:relu.tsz tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: relu.tsz: SAE was trained on blocks.0.mlp.hook_post, not blocks.1.mlp.hook_post$" err &&
+	test_must_fail gpt2-fwd -m f32 --patch blocks.1.mlp.hook_post=sae:tok.tsz tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: tok.tsz: not an SAE file" err
+'
+
 test_expect_success NUMPY 'windows longer than n_positions, bad token ids and bad token tensors are refused' '
 	tokens 2 17 97 1 long.npy && tsz from-npy tokens=long.npy >long.tsz &&
 	test_must_fail gpt2-fwd -m f32 long.tsz >out 2>err &&
