@@ -1,0 +1,551 @@
+/* sae_train.c: forward, loss, backward and Adam for relu, topk and
+ * batchtopk SAEs (see sae_train.h for the objective). Dense matrix work is
+ * OpenBLAS sgemm; topk and batchtopk compute the decoder and the whole
+ * backward over the active latents only. Everything is single-threaded
+ * outside BLAS, so results depend on the BLAS thread count only. */
+#include <cblas.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sae_train.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static size_t kmax(const SaeTrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
+static int needs_g(const SaeTrainConfig *c) { return c->arch != SAE_TOPK; }
+
+uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
+{
+    uint64_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
+    uint64_t P = 2 * D * F + F + D;
+    uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
+    b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
+    b += B * K * 12 + (B + 1) * 8 + B * A * 8 + F * 20 + B * 4 + D * 8;
+    return b;
+}
+
+int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    t->c = *c;
+    size_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
+    if (!D || !F || !B) return fail(err, errlen, "bad trainer size d=%zu f=%zu batch=%zu", D, F, B);
+    if (c->arch != SAE_RELU && (K < 1 || K > F)) return fail(err, errlen, "k must be in 1..%zu, got %zu", F, K);
+    if (A > F) t->c.aux_k = A = F;
+    size_t P = t->P = 2 * D * F + F + D;
+    t->param = xmalloc_aligned(P * sizeof(float));
+    t->grad = xmalloc_aligned(P * sizeof(float));
+    memset(t->param, 0, P * sizeof(float));
+    memset(t->grad, 0, P * sizeof(float));
+    if (c->state_bf16) {
+        t->m16 = xcalloc(P, sizeof *t->m16);
+        t->v16 = xcalloc(P, sizeof *t->v16);
+    } else {
+        t->m = xcalloc(P, sizeof *t->m);
+        t->v = xcalloc(P, sizeof *t->v);
+    }
+    t->Wt = t->param, t->b_enc = t->Wt + F * D, t->Wd = t->b_enc + F, t->b_dec = t->Wd + F * D;
+    t->gWt = t->grad, t->gb_enc = t->gWt + F * D, t->gWd = t->gb_enc + F, t->gb_dec = t->gWd + F * D;
+    t->since_fired = xcalloc(F, sizeof *t->since_fired);
+    t->xc = xmalloc_aligned(B * D * sizeof(float));
+    t->e = xmalloc_aligned(B * D * sizeof(float));
+    t->pre = xmalloc_aligned(B * F * sizeof(float));
+    if (needs_g(c)) t->g = xmalloc_aligned(B * F * sizeof(float));
+    size_t nk = B * (K ? K : 1);
+    t->idx = xmalloc(nk * sizeof *t->idx);
+    t->val = xmalloc(nk * sizeof *t->val);
+    t->dval = xmalloc(nk * sizeof *t->dval);
+    t->ptr = xmalloc((B + 1) * sizeof *t->ptr);
+    t->aidx = xmalloc(B * (A ? A : 1) * sizeof *t->aidx);
+    t->aval = xmalloc(B * (A ? A : 1) * sizeof *t->aval);
+    t->abuf = xmalloc(F * sizeof *t->abuf);
+    t->dead = xmalloc(F * sizeof *t->dead);
+    t->rowloss = xmalloc(B * sizeof *t->rowloss);
+    t->acc = xmalloc(D * sizeof *t->acc);
+    return 0;
+}
+
+void sae_trainer_free(SaeTrainer *t)
+{
+    if (!t) return;
+    void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
+                    t->idx, t->val, t->dval, t->ptr, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
+    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
+    memset(t, 0, sizeof *t);
+}
+
+static void normalize_row(float *w, size_t D)
+{
+    double s = 0;
+    for (size_t d = 0; d < D; d++) s += (double)w[d] * w[d];
+    if (s <= 0) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t d = 0; d < D; d++) w[d] *= inv;
+}
+
+/* Weiszfeld iterations for the geometric median of n rows, from the mean. */
+static void geometric_median(const float *x, size_t n, size_t D, double *y, double *num)
+{
+    for (size_t d = 0; d < D; d++) y[d] = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t d = 0; d < D; d++) y[d] += x[i * D + d] / (double)n;
+    for (int it = 0; it < 100; it++) {
+        double den = 0, shift = 0;
+        for (size_t d = 0; d < D; d++) num[d] = 0;
+        for (size_t i = 0; i < n; i++) {
+            double r = 0;
+            for (size_t d = 0; d < D; d++) r += (x[i * D + d] - y[d]) * (x[i * D + d] - y[d]);
+            double w = 1.0 / fmax(sqrt(r), 1e-8);
+            den += w;
+            for (size_t d = 0; d < D; d++) num[d] += w * x[i * D + d];
+        }
+        for (size_t d = 0; d < D; d++) {
+            double nv = num[d] / den;
+            shift += (nv - y[d]) * (nv - y[d]);
+            y[d] = nv;
+        }
+        if (shift < 1e-12) break;
+    }
+}
+
+void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n, SaeBdecInit bdec)
+{
+    size_t D = t->c.D, F = t->c.F;
+    for (size_t j = 0; j < F; j++) {
+        for (size_t d = 0; d < D; d++) t->Wd[j * D + d] = (float)sp_rng_normal(rng);
+        normalize_row(t->Wd + j * D, D);
+    }
+    memcpy(t->Wt, t->Wd, F * D * sizeof(float));
+    memset(t->b_enc, 0, F * sizeof(float));
+    memset(t->b_dec, 0, D * sizeof(float));
+    if (bdec != SAE_BDEC_ZERO && n > 0) {
+        double *y = xmalloc(2 * D * sizeof *y);
+        if (bdec == SAE_BDEC_MEDIAN) {
+            geometric_median(x, n, D, y, y + D);
+        } else {
+            for (size_t d = 0; d < D; d++) y[d] = 0;
+            for (size_t i = 0; i < n; i++)
+                for (size_t d = 0; d < D; d++) y[d] += x[i * D + d] / (double)n;
+        }
+        for (size_t d = 0; d < D; d++) t->b_dec[d] = (float)y[d];
+        free(y);
+    }
+}
+
+size_t sae_trainer_dead(const SaeTrainer *t)
+{
+    size_t nd = 0;
+    for (size_t j = 0; j < t->c.F; j++) nd += (uint64_t)t->since_fired[j] >= t->c.dead_rows;
+    return nd;
+}
+
+/* ---- the kth largest value (k from 0) for batchtopk: three-way quickselect ---- */
+static void swapf(float *a, size_t i, size_t j)
+{
+    float x = a[i];
+    a[i] = a[j], a[j] = x;
+}
+
+static float kth_largest(float *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1], p;
+        p = (x > y) == (y > z) ? y : ((y > x) == (x > z) ? x : z); /* median of three */
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (a[i] > p) swapf(a, lt++, i++);
+            else if (a[i] < p) swapf(a, i, --gt);
+            else i++;
+        }
+        if (k < lt) hi = lt;
+        else if (k < gt) return p;
+        else lo = gt;
+    }
+    return a[lo];
+}
+
+/* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
+ * batch (or by threshold in eval). val = relu(pre). */
+static void select_active(SaeTrainer *t, size_t n, int eval)
+{
+    size_t F = t->c.F, K = t->c.K;
+    float *pre = t->pre;
+    size_t nnz = 0;
+    t->ptr[0] = 0;
+    if (t->c.arch == SAE_TOPK) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t *id = t->idx + i * K;
+            sae_topk_row(pre + i * F, F, K, id);
+            for (size_t k = 0; k < K; k++) {
+                float v = pre[i * F + id[k]];
+                t->val[i * K + k] = v > 0 ? v : 0;
+            }
+            t->ptr[i + 1] = (i + 1) * K;
+        }
+        return;
+    }
+    /* batchtopk: threshold thr; entries > thr are in, entries == thr fill up
+     * to n*K in row-major order */
+    float thr;
+    size_t quota = n * K, n_eq_left = 0;
+    if (eval) {
+        thr = (float)t->theta;
+        n_eq_left = 0;
+    } else {
+        float *a = t->g;
+        for (size_t i = 0; i < n * F; i++) a[i] = pre[i] > 0 ? pre[i] : 0;
+        thr = kth_largest(a, n * F, quota - 1);
+        size_t above = 0;
+        for (size_t i = 0; i < n * F; i++) above += pre[i] > thr;
+        n_eq_left = quota - above;
+        if (thr <= 0) n_eq_left = 0; /* never select zeros */
+        float tmin = thr > 0 ? thr : 0;
+        t->theta = t->step == 0 && t->theta == 0 ? tmin : t->c.threshold_ema * t->theta + (1 - t->c.threshold_ema) * tmin;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *row = pre + i * F;
+        for (size_t j = 0; j < F; j++) {
+            int on = row[j] > thr && row[j] > 0;
+            if (!on && !eval && row[j] == thr && n_eq_left) on = 1, n_eq_left--;
+            if (!on) continue;
+            t->idx[nnz] = (uint32_t)j;
+            t->val[nnz++] = row[j];
+        }
+        t->ptr[i + 1] = nnz;
+    }
+}
+
+static float dotf(const float *a, const float *b, size_t D)
+{
+    float s = 0;
+    for (size_t d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
+}
+
+static void axpyf(float *y, float a, const float *x, size_t D)
+{
+    for (size_t d = 0; d < D; d++) y[d] += a * x[d];
+}
+
+/* AuxK: the aux_k largest pre-activations among dead latents reconstruct
+ * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x). */
+static double auxk(SaeTrainer *t, size_t n, int grad)
+{
+    size_t D = t->c.D, F = t->c.F, nd = 0;
+    for (size_t j = 0; j < F; j++)
+        if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
+    size_t A = t->c.aux_k < nd ? t->c.aux_k : nd;
+    if (!A || t->c.aux_coef == 0) return 0;
+    double sum = 0, coef = t->c.aux_coef;
+    float *r = xmalloc(D * sizeof *r); /* per call, not per row */
+    for (size_t i = 0; i < n; i++) {
+        const float *pre = t->pre + i * F, *e = t->e + i * D, *xc = t->xc + i * D;
+        for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
+        uint32_t *ai = t->aidx + i * A;
+        float *av = t->aval + i * A;
+        sae_topk_row(t->abuf, nd, A, ai);
+        for (size_t a = 0; a < A; a++) {
+            float v = t->abuf[ai[a]];
+            ai[a] = t->dead[ai[a]];
+            av[a] = v > 0 ? v : 0;
+        }
+        for (size_t d = 0; d < D; d++) r[d] = e[d]; /* e^ - (x - x_hat) = e^ + e */
+        for (size_t a = 0; a < A; a++)
+            if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
+        double s = 0;
+        for (size_t d = 0; d < D; d++) s += (double)r[d] * r[d];
+        sum += s;
+        if (!grad) continue;
+        float sc = (float)(2 * coef / n);
+        for (size_t d = 0; d < D; d++) r[d] *= sc;
+        for (size_t a = 0; a < A; a++) {
+            if (!(av[a] > 0)) continue;
+            size_t j = ai[a];
+            float dv = dotf(r, t->Wd + j * D, D);
+            axpyf(t->gWd + j * D, av[a], r, D);
+            axpyf(t->gWt + j * D, dv, xc, D);
+            t->gb_enc[j] += dv;
+        }
+    }
+    free(r);
+    return coef * sum / n;
+}
+
+void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval, SaeStats *st,
+                         uint64_t *fired)
+{
+    size_t D = t->c.D, F = t->c.F;
+    int relu = t->c.arch == SAE_RELU;
+    float *xc = t->xc, *pre = t->pre, *e = t->e;
+    for (size_t i = 0; i < n; i++)
+        for (size_t d = 0; d < D; d++) xc[i * D + d] = x[i * D + d] - t->b_dec[d];
+    /* pre = xc W_enc + b_enc: the one dense product every arch needs */
+    for (size_t i = 0; i < n; i++) memcpy(pre + i * F, t->b_enc, F * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, xc, (int)D, t->Wt, (int)D,
+                1.0f, pre, (int)F);
+    double l1sum = 0, active = 0;
+    if (relu) {
+        for (size_t i = 0; i < n * F; i++) {
+            float v = pre[i] > 0 ? pre[i] : 0;
+            pre[i] = v;
+            l1sum += v;
+            active += v > 0;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, pre, (int)F, t->Wd,
+                    (int)D, 0.0f, e, (int)D);
+    } else {
+        select_active(t, n, eval);
+        for (size_t i = 0; i < n; i++) {
+            float *er = e + i * D;
+            memset(er, 0, D * sizeof *er);
+            for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
+                if (t->val[q] > 0) axpyf(er, t->val[q], t->Wd + (size_t)t->idx[q] * D, D), active++;
+        }
+    }
+    /* e = x_hat - x */
+    double sq = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s = 0;
+        for (size_t d = 0; d < D; d++) {
+            float v = e[i * D + d] + t->b_dec[d] - x[i * D + d];
+            e[i * D + d] = v;
+            s += (double)v * v;
+        }
+        t->rowloss[i] = (float)s;
+        sq += s;
+    }
+    if (fired) {
+        if (relu) {
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < F; j++) fired[j] += pre[i * F + j] > 0;
+        } else {
+            for (size_t q = 0; q < t->ptr[n]; q++) fired[t->idx[q]] += t->val[q] > 0;
+        }
+    }
+    memset(st, 0, sizeof *st);
+    st->n = n;
+    st->sq_err = sq;
+    st->recon = sq / n;
+    st->l0 = active / n;
+    if (grad) memset(t->grad, 0, t->P * sizeof(float));
+    if (relu) {
+        st->aux = l1 * l1sum / n;
+    } else {
+        st->aux = auxk(t, n, grad); /* adds its gradient first; needs e as x_hat - x */
+    }
+    st->loss = st->recon + st->aux;
+    if (!grad) return;
+
+    /* dx_hat = 2/n e */
+    float sc = (float)(2.0 / n);
+    for (size_t i = 0; i < n * D; i++) e[i] *= sc;
+    for (size_t d = 0; d < D; d++) t->acc[d] = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t d = 0; d < D; d++) t->acc[d] += e[i * D + d];
+    if (relu) {
+        float l1n = (float)(l1 / n);
+        /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, pre, (int)F, e, (int)D,
+                    0.0f, t->gWd, (int)D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, e, (int)D, t->Wd, (int)D,
+                    0.0f, t->g, (int)F);
+        for (size_t i = 0; i < n; i++) {
+            float *gr = t->g + i * F;
+            const float *fr = pre + i * F;
+            for (size_t j = 0; j < F; j++) {
+                float v = fr[j] > 0 ? gr[j] + l1n : 0;
+                gr[j] = v;
+                t->gb_enc[j] += v;
+            }
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, t->g, (int)F, xc, (int)D,
+                    0.0f, t->gWt, (int)D);
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < F; j++)
+                if (pre[i * F + j] > 0) t->since_fired[j] = -1; /* reset below */
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const float *dx = e + i * D, *xr = xc + i * D;
+            for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++) {
+                if (!(t->val[q] > 0)) continue;
+                size_t j = t->idx[q];
+                float dv = dotf(dx, t->Wd + j * D, D);
+                axpyf(t->gWd + j * D, t->val[q], dx, D);
+                axpyf(t->gWt + j * D, dv, xr, D);
+                t->gb_enc[j] += dv;
+                t->since_fired[j] = -1;
+            }
+        }
+    }
+    /* b_dec: the decoder's bias, minus its share through xc = x - b_dec */
+    for (size_t d = 0; d < D; d++) t->gb_dec[d] = (float)t->acc[d];
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)D, -1.0f, t->Wt, (int)D, t->gb_enc,
+                1, 1.0f, t->gb_dec, 1);
+    for (size_t j = 0; j < F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
+}
+
+/* m, v of element i as float, and back */
+static inline float ld16(const uint16_t *p, size_t i) { return bf16_to_f32(p[i]); }
+
+void sae_trainer_adam(SaeTrainer *t, double lr)
+{
+    size_t D = t->c.D, F = t->c.F, P = t->P;
+    /* remove the gradient component parallel to each (unit) decoder row */
+    for (size_t j = 0; j < F; j++) {
+        float *w = t->Wd + j * D, *g = t->gWd + j * D;
+        float p = dotf(w, g, D);
+        axpyf(g, -p, w, D);
+    }
+    t->step++;
+    double b1 = t->c.beta1, b2 = t->c.beta2;
+    double bc1 = 1 - pow(b1, (double)t->step), bc2 = 1 - pow(b2, (double)t->step);
+    float a = (float)(lr / bc1), ib2 = (float)(1.0 / sqrt(bc2)), eps = (float)t->c.eps;
+    float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1 - b1), c2 = (float)(1 - b2);
+    float *p = t->param, *g = t->grad;
+    if (t->m) {
+        float *m = t->m, *v = t->v;
+        for (size_t i = 0; i < P; i++) {
+            float mi = fb1 * m[i] + c1 * g[i], vi = fb2 * v[i] + c2 * g[i] * g[i];
+            m[i] = mi, v[i] = vi;
+            p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
+        }
+    } else {
+        uint16_t *m = t->m16, *v = t->v16;
+        for (size_t i = 0; i < P; i++) {
+            float mi = fb1 * ld16(m, i) + c1 * g[i], vi = fb2 * ld16(v, i) + c2 * g[i] * g[i];
+            m[i] = f32_to_bf16(mi), v[i] = f32_to_bf16(vi);
+            p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
+        }
+    }
+    for (size_t j = 0; j < F; j++) normalize_row(t->Wd + j * D, D);
+}
+
+static void zero_state(SaeTrainer *t, size_t off, size_t cnt)
+{
+    if (t->m) {
+        memset(t->m + off, 0, cnt * sizeof *t->m);
+        memset(t->v + off, 0, cnt * sizeof *t->v);
+    } else {
+        memset(t->m16 + off, 0, cnt * sizeof *t->m16);
+        memset(t->v16 + off, 0, cnt * sizeof *t->v16);
+    }
+}
+
+size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng)
+{
+    size_t D = t->c.D, F = t->c.F, nd = 0;
+    for (size_t j = 0; j < F; j++)
+        if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
+    if (!nd || !n) return 0;
+    double tot = 0, alive_norm = 0;
+    for (size_t i = 0; i < n; i++) tot += t->rowloss[i];
+    size_t nalive = 0;
+    for (size_t j = 0; j < F; j++) {
+        if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) continue;
+        alive_norm += sqrt((double)dotf(t->Wt + j * D, t->Wt + j * D, D));
+        nalive++;
+    }
+    double enc_scale = 0.2 * (nalive ? alive_norm / nalive : 1.0);
+    size_t FD = F * D;
+    for (size_t a = 0; a < nd; a++) {
+        size_t j = t->dead[a], i = 0;
+        /* row i with probability rowloss_i / tot */
+        double u = sp_rng_uniform(rng) * tot, c = 0;
+        if (tot > 0)
+            for (i = 0; i + 1 < n; i++) {
+                c += t->rowloss[i];
+                if (u < c) break;
+            }
+        else
+            i = sp_rng_below(rng, n);
+        float *wd = t->Wd + j * D, *wt = t->Wt + j * D;
+        for (size_t d = 0; d < D; d++) wd[d] = x[i * D + d] - t->b_dec[d];
+        normalize_row(wd, D);
+        for (size_t d = 0; d < D; d++) wt[d] = (float)(wd[d] * enc_scale);
+        t->b_enc[j] = 0;
+        t->since_fired[j] = 0;
+        zero_state(t, j * D, D);                 /* W_encT row */
+        zero_state(t, FD + j, 1);                /* b_enc */
+        zero_state(t, FD + F + j * D, D);        /* W_dec row */
+    }
+    return nd;
+}
+
+int sae_trainer_export(const SaeTrainer *t, const float *param, SAE *s, char *err, size_t errlen)
+{
+    size_t D = t->c.D, F = t->c.F;
+    if (sae_alloc(s, t->c.arch, D, F, err, errlen) < 0) return -1;
+    s->K = t->c.arch == SAE_RELU ? 0 : t->c.K;
+    const float *Wt = param, *be = Wt + F * D, *Wd = be + F, *bd = Wd + F * D;
+    for (size_t j = 0; j < F; j++)
+        for (size_t d = 0; d < D; d++) s->p.W_enc[d * F + j] = Wt[j * D + d];
+    memcpy(s->p.b_enc, be, F * sizeof(float));
+    memcpy(s->p.W_dec, Wd, F * D * sizeof(float));
+    memcpy(s->p.b_dec, bd, D * sizeof(float));
+    if (s->p.threshold)
+        for (size_t j = 0; j < F; j++) s->p.threshold[j] = (float)t->theta;
+    return 0;
+}
+
+void sae_trainer_import(SaeTrainer *t, const SAE *s)
+{
+    size_t D = t->c.D, F = t->c.F;
+    for (size_t j = 0; j < F; j++)
+        for (size_t d = 0; d < D; d++) t->Wt[j * D + d] = s->p.W_enc[d * F + j];
+    memcpy(t->b_enc, s->p.b_enc, F * sizeof(float));
+    memcpy(t->Wd, s->p.W_dec, F * D * sizeof(float));
+    memcpy(t->b_dec, s->p.b_dec, D * sizeof(float));
+    if (s->p.threshold) t->theta = s->p.threshold[0];
+}
+
+void sae_trainer_to_record(const SaeTrainer *t, TszRecord *rec)
+{
+    uint64_t P = t->P, F = t->c.F;
+    tsz_record_add_copy(rec, "param", TSZ_F32, 1, &P, t->param);
+    if (t->m) {
+        tsz_record_add_copy(rec, "adam_m", TSZ_F32, 1, &P, t->m);
+        tsz_record_add_copy(rec, "adam_v", TSZ_F32, 1, &P, t->v);
+    } else {
+        tsz_record_add_copy(rec, "adam_m", TSZ_BF16, 1, &P, t->m16);
+        tsz_record_add_copy(rec, "adam_v", TSZ_BF16, 1, &P, t->v16);
+    }
+    tsz_record_add_copy(rec, "since_fired", TSZ_I64, 1, &F, t->since_fired);
+    json_object_set_new(rec->meta, "step", json_integer((json_int_t)t->step));
+    json_object_set_new(rec->meta, "theta", json_real(t->theta));
+}
+
+int sae_trainer_from_record(SaeTrainer *t, const TszRecord *rec, char *err, size_t errlen)
+{
+    struct { const char *name; TszDtype dt; uint64_t n; void *dst; } tab[] = {
+        {"param", TSZ_F32, t->P, t->param},
+        {"adam_m", t->m ? TSZ_F32 : TSZ_BF16, t->P, t->m ? (void *)t->m : (void *)t->m16},
+        {"adam_v", t->m ? TSZ_F32 : TSZ_BF16, t->P, t->m ? (void *)t->v : (void *)t->v16},
+        {"since_fired", TSZ_I64, t->c.F, t->since_fired},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof *tab; i++) {
+        const TszTensor *x = tsz_record_get(rec, tab[i].name);
+        char desc[96];
+        if (!x) return fail(err, errlen, "checkpoint has no tensor %s", tab[i].name);
+        if (x->dtype != tab[i].dt || x->ndim != 1 || x->shape[0] != tab[i].n)
+            return fail(err, errlen, "checkpoint %s is %s, want (%" PRIu64 ") %s (another --dict, width or --state-dtype?)",
+                        tab[i].name, tsz_tensor_desc(x, desc, sizeof desc), tab[i].n, tsz_dtype_name(tab[i].dt));
+        memcpy(tab[i].dst, x->data, x->nbytes);
+    }
+    json_t *s = json_object_get(rec->meta, "step"), *th = json_object_get(rec->meta, "theta");
+    if (!json_is_integer(s) || !json_is_number(th)) return fail(err, errlen, "checkpoint has no step/theta");
+    t->step = (uint64_t)json_integer_value(s);
+    t->theta = json_number_value(th);
+    return 0;
+}

@@ -1,0 +1,104 @@
+/* sae_train.h: one training step of a sparse autoencoder (relu, topk,
+ * batchtopk): forward, loss, gradients, Adam, decoder normalisation,
+ * resampling of dead latents, and the trainer state a checkpoint holds.
+ *
+ * Internal layout: the parameter block is W_encT (F,D), b_enc (F),
+ * W_dec (F,D), b_dec (D); the encoder is kept transposed so that the
+ * sparse backward of topk adds contiguous rows. Objective of a batch of n
+ * rows (x already in the SAE's normalised scale):
+ *   recon = 1/n sum_i ||x_hat_i - x_i||^2
+ *   relu:             loss = recon + l1/n sum_ij f_ij
+ *   topk, batchtopk:  loss = recon + aux_coef/n sum_i ||e^_i - (x_i - x_hat_i)||^2
+ * where e^_i is the decoder (no bias) of the aux_k largest pre-activations
+ * among dead latents, and x_i - x_hat_i is held constant (AuxK, Gao et al.).
+ * A latent is dead when it has not fired for dead_rows rows. */
+#ifndef SP_SAE_TRAIN_H
+#define SP_SAE_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sae.h"
+#include "stream.h"
+#include "util.h"
+
+typedef struct {
+    SAEArch arch;
+    size_t D, F, K, B;     /* B: most rows per step */
+    size_t aux_k;          /* 0: no AuxK */
+    double aux_coef;
+    double beta1, beta2, eps;
+    int state_bf16;        /* Adam moments in bf16 */
+    uint64_t dead_rows;    /* rows without firing before a latent counts as dead */
+    double threshold_ema;  /* batchtopk: weight of the old threshold */
+} SaeTrainConfig;
+
+typedef struct {
+    size_t n;              /* rows */
+    double loss;           /* the objective */
+    double recon;          /* 1/n sum ||e||^2 */
+    double aux;            /* the l1 or AuxK term (already weighted) */
+    double l0;             /* mean active latents per row */
+    double sq_err;         /* sum ||e||^2 */
+} SaeStats;
+
+typedef struct {
+    SaeTrainConfig c;
+    size_t P;              /* parameters in the block */
+    float *param, *grad;   /* (P) each */
+    float *m, *v;          /* (P) f32 Adam moments, or NULL */
+    uint16_t *m16, *v16;   /* (P) bf16 Adam moments, or NULL */
+    float *Wt, *b_enc, *Wd, *b_dec;         /* views into param */
+    float *gWt, *gb_enc, *gWd, *gb_dec;     /* views into grad */
+    int64_t *since_fired;  /* (F) rows since each latent last fired */
+    double theta;          /* batchtopk inference threshold (EMA) */
+    uint64_t step;         /* Adam steps taken */
+    /* scratch */
+    float *xc, *e;         /* (B,D) */
+    float *pre, *g;        /* (B,F); g only for relu and batchtopk */
+    uint32_t *idx;         /* (B*K) active latents, CSR by ptr */
+    float *val, *dval;     /* (B*K) */
+    size_t *ptr;           /* (B+1) */
+    uint32_t *aidx;        /* (B*aux_k) */
+    float *aval, *abuf;    /* (B*aux_k), (F) */
+    uint32_t *dead;        /* (F) */
+    float *rowloss;        /* (B) */
+    double *acc;           /* (D) */
+} SaeTrainer;
+
+/* Bytes the trainer allocates for this configuration. */
+uint64_t sae_trainer_bytes(const SaeTrainConfig *c);
+int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t errlen);
+void sae_trainer_free(SaeTrainer *t);
+
+typedef enum { SAE_BDEC_ZERO = 0, SAE_BDEC_MEAN, SAE_BDEC_MEDIAN } SaeBdecInit;
+/* Random unit decoder rows, encoder = decoder transpose, b_enc 0, b_dec
+ * from the n sample rows x (geometric median by Weiszfeld, or mean). */
+void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n, SaeBdecInit bdec);
+
+/* Forward and loss of n rows (n <= B); with grad, the gradient of the
+ * objective into t->grad and the firing counters updated. eval: batchtopk
+ * uses its inference threshold instead of the batch top-k; fired (F, may be
+ * NULL) counts the rows each latent fired on. */
+void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval,
+                         SaeStats *st, uint64_t *fired);
+/* Adam step with learning rate lr on t->grad; decoder rows are kept at unit
+ * norm, the gradient component parallel to each row removed first. */
+void sae_trainer_adam(SaeTrainer *t, double lr);
+/* Anthropic resampling: dead latents get an input drawn with probability
+ * proportional to its squared error in the last forward (x, n rows),
+ * fresh Adam state. Returns the number resampled. */
+size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng);
+size_t sae_trainer_dead(const SaeTrainer *t);
+
+/* The SAE of a parameter block (t->param, or a saved copy); s is allocated. */
+int sae_trainer_export(const SaeTrainer *t, const float *param, SAE *s, char *err, size_t errlen);
+/* Set the parameter block from an SAE of the same D, F (imports). */
+void sae_trainer_import(SaeTrainer *t, const SAE *s);
+
+/* Checkpoint: the state as tensors (param, adam_m, adam_v, since_fired)
+ * and meta (step, theta) added to rec; and back. */
+void sae_trainer_to_record(const SaeTrainer *t, TszRecord *rec);
+int sae_trainer_from_record(SaeTrainer *t, const TszRecord *rec, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,206 @@
+/* Gradients of every SAE architecture (lib/sae_train.c) against central
+ * finite differences of an independent double-precision loss written here;
+ * plus the Adam step's invariants (unit decoder rows, bf16 state). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sae_train.h"
+#include "tap.h"
+
+enum { D = 6, F = 14, N = 9, K = 3, AUXK = 4 };
+
+/* the objective of sae_train.h in double, given parameters p in the trainer's
+ * block layout; active sets from sel (fixed at the unperturbed point, as a
+ * derivative sees them); r0 the AuxK residual target held constant */
+typedef struct {
+    SAEArch arch;
+    double l1, aux_coef;
+    int act[N][F];      /* 1 when latent j is active in row i */
+    int aux[N][F];      /* 1 when latent j is in row i's AuxK set */
+    double r0[N][D];    /* x - x_hat at the unperturbed point */
+} Ref;
+
+static double ref_loss(const Ref *R, const double *p, const float *x, int fill_sets, Ref *out_sets,
+                       const int64_t *since, uint64_t dead_rows)
+{
+    const double *Wt = p, *be = Wt + F * D, *Wd = be + F, *bd = Wd + F * D;
+    double pre[N][F], recon = 0, aux = 0, l1 = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < F; j++) {
+            double a = be[j];
+            for (int d = 0; d < D; d++) a += (x[i * D + d] - bd[d]) * Wt[j * D + d];
+            pre[i][j] = a;
+        }
+    if (fill_sets) {
+        /* choose active sets by the rules: topk per row, batchtopk over all */
+        memset(out_sets->act, 0, sizeof out_sets->act);
+        memset(out_sets->aux, 0, sizeof out_sets->aux);
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < F; j++) {
+                if (R->arch == SAE_RELU) { out_sets->act[i][j] = pre[i][j] > 0; continue; }
+                int beat = 0;
+                if (R->arch == SAE_TOPK) {
+                    for (int m = 0; m < F; m++) beat += pre[i][m] > pre[i][j];
+                    out_sets->act[i][j] = beat < K && pre[i][j] > 0;
+                } else {
+                    for (int a = 0; a < N; a++)
+                        for (int m = 0; m < F; m++) beat += pre[a][m] > pre[i][j];
+                    out_sets->act[i][j] = beat < K * N && pre[i][j] > 0;
+                }
+            }
+        if (R->arch != SAE_RELU)
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < F; j++) {
+                    if ((uint64_t)since[j] < dead_rows) continue;
+                    int beat = 0;
+                    for (int m = 0; m < F; m++) beat += (uint64_t)since[m] >= dead_rows && pre[i][m] > pre[i][j];
+                    out_sets->aux[i][j] = beat < AUXK && pre[i][j] > 0;
+                }
+    }
+    for (int i = 0; i < N; i++) {
+        double xh[D], eh[D];
+        for (int d = 0; d < D; d++) xh[d] = bd[d], eh[d] = 0;
+        for (int j = 0; j < F; j++) {
+            if (R->act[i][j]) {
+                for (int d = 0; d < D; d++) xh[d] += pre[i][j] * Wd[j * D + d];
+                l1 += pre[i][j];
+            }
+            if (R->aux[i][j])
+                for (int d = 0; d < D; d++) eh[d] += pre[i][j] * Wd[j * D + d];
+        }
+        for (int d = 0; d < D; d++) {
+            double e = xh[d] - x[i * D + d];
+            recon += e * e;
+            if (fill_sets) out_sets->r0[i][d] = -e;
+            double r = eh[d] - R->r0[i][d];
+            aux += r * r;
+        }
+    }
+    recon /= N;
+    if (R->arch == SAE_RELU) return recon + R->l1 * l1 / N;
+    return recon + R->aux_coef * aux / N;
+}
+
+static void check_arch(SAEArch arch)
+{
+    const char *an = sae_arch_name(arch);
+    SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = N,
+                        .aux_k = arch == SAE_RELU ? 0 : AUXK, .aux_coef = 0.5, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9};
+    SaeTrainer t;
+    char err[256];
+    ok(sae_trainer_init(&t, &c, err, sizeof err) == 0, "%s: init", an);
+    SpRng r;
+    sp_rng_seed(&r, 5 + arch);
+    float x[N * D];
+    for (int i = 0; i < N * D; i++) x[i] = (float)sp_rng_normal(&r);
+    sae_trainer_init_params(&t, &r, x, N, SAE_BDEC_MEDIAN);
+    /* move away from the symmetric start: encoder, biases and decoder all random */
+    for (size_t i = 0; i < t.P; i++) t.param[i] += (float)(0.3 * sp_rng_normal(&r));
+    /* half the latents dead so AuxK has work */
+    for (int j = 0; j < F; j++) t.since_fired[j] = j % 2 ? 1000 : 0;
+    int64_t since[F];
+    memcpy(since, t.since_fired, sizeof since);
+    double l1 = 0.7;
+    SaeStats st;
+    sae_trainer_forward(&t, x, N, l1, 1, 0, &st, NULL);
+
+    Ref R = {.arch = arch, .l1 = l1, .aux_coef = 0.5};
+    double *p = malloc(t.P * sizeof *p);
+    for (size_t i = 0; i < t.P; i++) p[i] = t.param[i];
+    double L0 = ref_loss(&R, p, x, 1, &R, since, c.dead_rows);
+    /* the aux target is now fixed: recompute with the sets */
+    L0 = ref_loss(&R, p, x, 0, NULL, since, c.dead_rows);
+    ok(fabs(L0 - st.loss) <= 1e-4 * fmax(1, fabs(L0)), "%s: loss %.6f matches the double reference %.6f", an,
+       st.loss, L0);
+    size_t nact = 0, naux = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < F; j++) nact += R.act[i][j], naux += R.aux[i][j];
+    ok(fabs(st.l0 - (double)nact / N) < 1e-9, "%s: L0 %.3f = %zu active / %d rows", an, st.l0, nact, N);
+    if (arch != SAE_RELU) ok(naux > 0 && st.aux > 0, "%s: AuxK term is live (%zu, %.4f)", an, naux, st.aux);
+
+    float *fd = malloc(t.P * sizeof *fd);
+    double h = 1e-5;
+    for (size_t i = 0; i < t.P; i++) {
+        double keep = p[i];
+        p[i] = keep + h;
+        double lp = ref_loss(&R, p, x, 0, NULL, since, c.dead_rows);
+        p[i] = keep - h;
+        double lm = ref_loss(&R, p, x, 0, NULL, since, c.dead_rows);
+        p[i] = keep;
+        fd[i] = (float)((lp - lm) / (2 * h));
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%s: gradient of all %zu parameters vs finite differences", an, t.P);
+    close_enough(t.grad, fd, t.P, 2e-3, name);
+    const char *part[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+    size_t off[] = {0, F * D, F * D + F, 2 * F * D + F, t.P};
+    for (int q = 0; q < 4; q++) {
+        double nz = 0;
+        for (size_t i = off[q]; i < off[q + 1]; i++) nz += fabs(fd[i]);
+        snprintf(name, sizeof name, "%s: %s gradient", an, part[q]);
+        ok(nz > 0, "%s: %s gradient is not all zero", an, part[q]);
+        close_enough(t.grad + off[q], fd + off[q], off[q + 1] - off[q], 2e-3, name);
+    }
+
+    /* Adam: decoder rows end at unit norm; loss goes down over a few steps */
+    double first = st.loss;
+    for (int s = 0; s < 30; s++) {
+        sae_trainer_forward(&t, x, N, l1, 1, 0, &st, NULL);
+        sae_trainer_adam(&t, 1e-2);
+    }
+    double worst = 0;
+    for (int j = 0; j < F; j++) {
+        double n2 = 0;
+        for (int d = 0; d < D; d++) n2 += (double)t.Wd[j * D + d] * t.Wd[j * D + d];
+        worst = fmax(worst, fabs(sqrt(n2) - 1));
+    }
+    ok(worst < 1e-5, "%s: decoder rows unit norm after Adam (worst %.2g)", an, worst);
+    sae_trainer_forward(&t, x, N, l1, 0, 0, &st, NULL);
+    ok(st.loss < first, "%s: 30 Adam steps lower the loss %.4f -> %.4f", an, first, st.loss);
+    free(p);
+    free(fd);
+    sae_trainer_free(&t);
+}
+
+static void check_bf16_state(void)
+{
+    SaeTrainConfig c = {.arch = SAE_TOPK, .D = D, .F = F, .K = K, .B = N, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                        .dead_rows = 100, .state_bf16 = 1};
+    SaeTrainer a, b;
+    char err[256];
+    ok(sae_trainer_init(&a, &c, err, sizeof err) == 0, "bf16 state: init");
+    c.state_bf16 = 0;
+    ok(sae_trainer_init(&b, &c, err, sizeof err) == 0, "f32 state: init");
+    ok(sae_trainer_bytes(&c) > sae_trainer_bytes(&a.c), "bf16 state needs fewer bytes");
+    SpRng r;
+    sp_rng_seed(&r, 9);
+    float x[N * D];
+    for (int i = 0; i < N * D; i++) x[i] = (float)sp_rng_normal(&r);
+    sp_rng_seed(&r, 1);
+    sae_trainer_init_params(&a, &r, x, N, SAE_BDEC_MEAN);
+    sp_rng_seed(&r, 1);
+    sae_trainer_init_params(&b, &r, x, N, SAE_BDEC_MEAN);
+    SaeStats st;
+    for (int s = 0; s < 10; s++) {
+        sae_trainer_forward(&a, x, N, 0, 1, 0, &st, NULL);
+        sae_trainer_adam(&a, 1e-2);
+        sae_trainer_forward(&b, x, N, 0, 1, 0, &st, NULL);
+        sae_trainer_adam(&b, 1e-2);
+    }
+    double md = 0;
+    for (size_t i = 0; i < a.P; i++) md = fmax(md, fabs(a.param[i] - b.param[i]));
+    ok(md > 0 && md < 5e-3, "bf16 moments track f32 moments over 10 steps (max diff %.2g)", md);
+    sae_trainer_free(&a);
+    sae_trainer_free(&b);
+}
+
+int main(void)
+{
+    check_arch(SAE_RELU);
+    check_arch(SAE_TOPK);
+    check_arch(SAE_BATCHTOPK);
+    check_bf16_state();
+    return done_testing();
+}
