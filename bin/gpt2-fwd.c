@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch.h"
 #include "gpt2.h"
 #include "npy.h"
 #include "sae.h"
@@ -21,7 +22,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "`tokens`, one (B,T,D) tensor per hook, and with --loss `loss` (B,T-1).\n"
 "\n"
 "Options:\n"
-"  -m, --model DIR        model directory (Hugging Face layout) [required]\n"
+"  -m, --model DIR        model directory (Hugging Face layout), or a repo id\n"
+"                         that model-fetch put in the cache [required]\n"
 "      --hook NAME        write this hook, e.g. blocks.3.mlp.hook_post; repeat for\n"
 "                         more; `all` for every hook of every layer\n"
 "                         [Default: the last layer's mlp.hook_post, unless --loss]\n"
@@ -345,8 +347,11 @@ int main(int argc, char **argv)
     sp_set_prog(argv[0]);
     Opts o;
     parse_args(&o, argc, argv);
+    // --model: a directory, or a repo id already in the model cache
+    char dir[4096], err[1024];
+    if (fetch_resolve_model(o.model, dir, sizeof dir, err, sizeof err) < 0) sp_die("%s", err);
     GPT2 g;
-    if (gpt2_open(&g, o.model) < 0) sp_die("%s", g.err);
+    if (gpt2_open(&g, dir) < 0) sp_die("%s", g.err);
     Fwd f = {.o = &o, .g = &g};
     f.nh = resolve_hooks(&o, &g.cfg, &f.hooks);
     // patches first, so a hook both patched and written is written patched

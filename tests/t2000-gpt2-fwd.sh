@@ -232,8 +232,20 @@ test_expect_success NUMPY 'checkpoints that do not match their config are refuse
 	printf "\377\377\377\377\377\377\377\377junk" >bad/model.safetensors &&
 	test_must_fail gpt2-fwd -m bad tok.tsz >out 2>err &&
 	grep "^gpt2-fwd: bad/model.safetensors: header length .* not a safetensors file$" err &&
+	SAEPIPE_HOME=$PWD/home && export SAEPIPE_HOME &&
 	test_must_fail gpt2-fwd -m nosuchdir tok.tsz >out 2>err &&
-	grep "^gpt2-fwd: nosuchdir/config.json: No such file or directory$" err
+	grep "^gpt2-fwd: nosuchdir: not a directory, nor in the model cache ($PWD/home/models/nosuchdir); fetch it with: model-fetch nosuchdir$" err &&
+	mkdir empty && test_must_fail gpt2-fwd -m empty tok.tsz >out 2>err &&
+	grep "^gpt2-fwd: empty/config.json: No such file or directory$" err
+'
+
+test_expect_success NUMPY '--model takes a repo id from the model cache' '
+	mkdir -p home/models/someone/tiny && cp f32/config.json f32/model.safetensors home/models/someone/tiny/ &&
+	tsz from-npy tokens=f32.7.npy >tok.tsz &&
+	SAEPIPE_HOME=$PWD/home gpt2-fwd -m someone/tiny --loss tok.tsz >a.tsz &&
+	gpt2-fwd -m f32 --loss tok.tsz >b.tsz &&
+	tsz to-npy --name loss a.npy a.tsz && tsz to-npy --name loss b.npy b.tsz && cmp a.npy b.npy &&
+	tsz json --headers a.tsz | head -1 | grep "\"model\":\"someone/tiny\""
 '
 
 test_expect_success NUMPY 'bad flags exit 2 with one line' '
