@@ -1,0 +1,413 @@
+/* recon-score: the standard SAE evaluation: the model's loss with the
+ * hooked activation replaced by the SAE's reconstruction, by zeros and by
+ * its mean, the score, KL, MSE, FVU, L0, dead and dense features. The sums
+ * and metrics live in lib/recon.c; this parses flags, holds the windows,
+ * runs the mean pass and the evaluation, and writes or merges records. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetch.h"
+#include "npy.h"
+#include "recon.h"
+
+static SP_NORETURN void usage(FILE *f, int status)
+{
+    fprintf(f,
+"Usage: recon-score --model DIR --sae FILE [OPTIONS] [TOKENS.tsz | -] > RECON.tsz\n"
+"       recon-score --merge [OPTIONS] RECON.tsz... > RECON.tsz\n"
+"Evaluate an SAE spliced into a GPT-2 model over token windows (records with\n"
+"`tokens` i32 (rows,T)): the loss clean, with the hook's value replaced by the\n"
+"SAE's reconstruction, by zeros and by its mean; score = (zero - recons) /\n"
+"(zero - clean); KL, MSE, FVU, L0, dead and dense features. Writes one record\n"
+"(kind \"recon\") with the metrics and the sums that --merge adds exactly, and a\n"
+"table on stderr.\n"
+"\n"
+"Options:\n"
+"  -m, --model DIR        model directory or cached repo id [required]\n"
+"  -s, --sae FILE         the SAE (from sae-fit) [required, but for --mean-only]\n"
+"      --hook NAME        the hook to splice at [Default: the SAE's hook]\n"
+"      --mean FILE        the mean for mean ablation: a (D) .npy, or a stream whose\n"
+"                         first record is \"recon\" or \"recon_mean\" (its sum_x / n_rows)\n"
+"                         [Default: a first pass over the input computes it]\n"
+"      --mean-only        only the first pass: write a \"recon_mean\" record\n"
+"      --include-bos      also splice and count position 0 of each window\n"
+"                         [Default: position 0 (BOS) is left clean and uncounted]\n"
+"      --merge            add up recon (or recon_mean) records of the FILEs\n"
+"  -b, --batch N          windows per forward [Default: 8]\n"
+"      --json             print one JSON object on stdout instead of the stream\n"
+"  -q, --quiet            no table on stderr\n"
+"  -o, --output FILE      write the stream to FILE (atomically) [Default: stdout]\n"
+"  -f, --force            write a binary stream even to a terminal\n"
+"      --progress         show progress on stderr (also when stderr is a terminal)\n"
+"  -h, --help             this help\n"
+"  -V, --version          version\n"
+"\n"
+"The windows are held in memory (4 bytes a token) for the two passes.\n"
+"Exit status: 0 on success, 1 on a bad input, model or SAE, 2 on bad usage.\n");
+    exit(status);
+}
+
+typedef struct {
+    const char *model, *sae, *hook, *mean, *output;
+    char **inputs;
+    int ninputs;
+    int mean_only, include_bos, merge, json, quiet, force, progress;
+    size_t batch;
+} Opts;
+
+static void parse_args(Opts *o, int argc, char **argv)
+{
+    enum { O_HOOK = 256, O_MEAN, O_MEAN_ONLY, O_BOS, O_MERGE, O_JSON, O_PROGRESS };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'}, {"sae", required_argument, 0, 's'},
+        {"hook", required_argument, 0, O_HOOK}, {"mean", required_argument, 0, O_MEAN},
+        {"mean-only", no_argument, 0, O_MEAN_ONLY}, {"include-bos", no_argument, 0, O_BOS},
+        {"merge", no_argument, 0, O_MERGE}, {"batch", required_argument, 0, 'b'},
+        {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'},
+        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
+        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+    };
+    *o = (Opts){.batch = 8};
+    int c;
+    while ((c = getopt_long(argc, argv, "m:s:b:qo:fhV", longs, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 's': o->sae = optarg; break;
+        case O_HOOK: o->hook = optarg; break;
+        case O_MEAN: o->mean = optarg; break;
+        case O_MEAN_ONLY: o->mean_only = 1; break;
+        case O_BOS: o->include_bos = 1; break;
+        case O_MERGE: o->merge = 1; break;
+        case 'b': o->batch = sp_opt_u64("--batch", optarg, 1, 1 << 16); break;
+        case O_JSON: o->json = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->force = 1; break;
+        case O_PROGRESS: o->progress = 1; break;
+        case 'h': usage(stdout, 0);
+        case 'V': sp_print_version();
+        default: usage(stderr, 2);
+        }
+    }
+    o->inputs = argv + optind, o->ninputs = argc - optind;
+    if (o->merge) {
+        if (o->ninputs < 1) sp_usage_die("--merge needs at least one RECON.tsz");
+        if (o->model || o->sae || o->hook || o->mean || o->mean_only)
+            sp_usage_die("--merge takes only record files (no --model, --sae, --hook, --mean, --mean-only)");
+        return;
+    }
+    if (o->ninputs > 1) sp_usage_die("unexpected argument '%s'", o->inputs[1]);
+    if (!o->model) sp_usage_die("--model DIR is required");
+    if (!o->sae && !o->mean_only) sp_usage_die("--sae FILE is required");
+    if (o->mean_only && o->mean) sp_usage_die("--mean-only computes the mean; it takes no --mean");
+    if (o->mean_only && o->json) sp_usage_die("--json prints metrics; --mean-only has none");
+}
+
+/* ---- the windows, held for two passes ---- */
+typedef struct {
+    int32_t *tok;      /* all windows' tokens, concatenated */
+    size_t *start, *len; /* (n) offset into tok and T of each window */
+    size_t n, cap, ntok, tokcap;
+} Windows;
+
+static void windows_add(Windows *w, const TszTensor *t, uint64_t row, uint64_t T, const GPT2Config *c,
+                        const char *in, uint64_t recno)
+{
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 256;
+        w->start = xrealloc(w->start, w->cap * sizeof *w->start);
+        w->len = xrealloc(w->len, w->cap * sizeof *w->len);
+    }
+    while (w->ntok + T > w->tokcap) {
+        w->tokcap = w->tokcap ? 2 * w->tokcap : 1 << 16;
+        w->tok = xrealloc(w->tok, w->tokcap * sizeof *w->tok);
+    }
+    for (uint64_t j = 0; j < T; j++) {
+        uint64_t i = row * T + j;
+        int64_t v = t->dtype == TSZ_I64 ? ((const int64_t *)t->data)[i] : ((const int32_t *)t->data)[i];
+        if (v < 0 || (uint64_t)v >= c->vocab_size)
+            sp_die("%s: record %" PRIu64 ": token id %" PRId64 " at row %" PRIu64 ", position %" PRIu64
+                   " is outside the model's vocabulary [0, %zu)", in, recno, v, row, j, c->vocab_size);
+        w->tok[w->ntok + j] = (int32_t)v;
+    }
+    w->start[w->n] = w->ntok, w->len[w->n] = T;
+    w->n++, w->ntok += T;
+}
+
+static void read_windows(Windows *w, TszReader *r, const GPT2Config *c, const char *in)
+{
+    TszRecord rec;
+    tsz_record_init(&rec);
+    uint64_t recno = 0;
+    char desc[96];
+    while (tsz_read_or_die(r, &rec)) {
+        recno++;
+        const TszTensor *t = tsz_record_get(&rec, "tokens");
+        if (!t) sp_die("%s: record %" PRIu64 ": no `tokens` tensor", in, recno);
+        if (t->ndim != 2 || (t->dtype != TSZ_I32 && t->dtype != TSZ_I64))
+            sp_die("%s: record %" PRIu64 ": tokens is %s, expected i32 (rows,T)", in, recno,
+                   tsz_tensor_desc(t, desc, sizeof desc));
+        uint64_t rows = t->shape[0], T = t->shape[1];
+        if (!T) sp_die("%s: record %" PRIu64 ": empty token windows", in, recno);
+        if (T > c->max_seq_len)
+            sp_die("%s: record %" PRIu64 ": windows of %" PRIu64 " tokens exceed the model's n_positions %zu", in,
+                   recno, T, c->max_seq_len);
+        for (uint64_t i = 0; i < rows; i++) windows_add(w, t, i, T, c, in, recno);
+    }
+    tsz_record_free(&rec);
+    if (!w->n) sp_die("%s: no token windows in the input", in);
+}
+
+/* Windows [i, j) of one length, at most B of them, contiguous in tok. */
+static size_t next_batch(const Windows *w, size_t i, size_t B)
+{
+    size_t j = i + 1;
+    while (j < w->n && j - i < B && w->len[j] == w->len[i]) j++;
+    return j;
+}
+
+/* ---- the mean for mean ablation ---- */
+static float *load_mean_file(const char *path, size_t D)
+{
+    float *m = xmalloc(D * sizeof *m);
+    size_t n = strlen(path);
+    if (n >= 4 && !strcmp(path + n - 4, ".npy")) {
+        NpyReader np;
+        if (npy_open(&np, path) < 0) sp_die("%s", np.err);
+        if (np.ndim != 1 || np.shape[0] != D || !tsz_dtype_is_float(np.dtype)) {
+            npy_close(&np);
+            sp_die("%s: mean must be a (%zu) float vector", path, D);
+        }
+        void *raw = xmalloc(D * 8);
+        if (npy_read_rows(&np, raw, D) != (int64_t)D) sp_die("%s: %s", path, np.err[0] ? np.err : "short read");
+        tsz_to_f32(m, raw, np.dtype, D);
+        free(raw);
+        npy_close(&np);
+        return m;
+    }
+    TszReader *r = tsz_reader_open(path);
+    tsz_reader_check(r);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    if (!tsz_read_or_die(r, &rec)) sp_die("%s: no record to take the mean from", path);
+    ReconSums s;
+    char err[256];
+    if (recon_sums_from_record(&s, &rec, err, sizeof err) < 0) sp_die("%s: %s", path, err);
+    if (s.D != D) sp_die("%s: mean of width %zu, the hook's width is %zu", path, s.D, D);
+    if (recon_sums_mean(&s, m) < 0) sp_die("%s: the record counts no rows", path);
+    recon_sums_free(&s);
+    tsz_record_free(&rec);
+    tsz_reader_close(r);
+    return m;
+}
+
+/* FNV-1a over the mean's bits: shards merge exactly only with one mean. */
+static char *mean_hash(const float *m, size_t D, char *buf, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)m;
+    for (size_t i = 0; i < D * sizeof *m; i++) h = (h ^ p[i]) * 1099511628211ull;
+    snprintf(buf, len, "%016" PRIx64, h);
+    return buf;
+}
+
+/* ---- output ---- */
+static void print_table(const ReconSums *s, const ReconMetrics *m, const char *hook)
+{
+    fprintf(stderr, "%s: %s, %" PRIu64 " tokens in %" PRIu64 " windows, %" PRIu64 " predictions, %" PRIu64
+            " spliced positions\n", sp_prog, hook, s->tokens, s->windows, s->n_pred, s->n_rows);
+    if (!s->F) return;
+    const struct { const char *k; double v; } rows[] = {
+        {"clean loss", m->clean_loss}, {"recons loss", m->recons_loss}, {"zero-ablation loss", m->zero_abl_loss},
+        {"mean-ablation loss", m->mean_abl_loss}, {"score (vs zero)", m->score},
+        {"score (vs mean)", m->score_mean_abl}, {"KL(clean || spliced)", m->kl}, {"MSE", m->mse},
+        {"FVU", m->fvu}, {"L0", m->l0}, {"dead features", m->dead_frac}, {"dense features (>10%)", m->dense_frac},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        fprintf(stderr, "  %-24s %12.6g\n", rows[i].k, rows[i].v);
+}
+
+static void print_json(const ReconMetrics *m)
+{
+    json_t *o = recon_metrics_json(m);
+    char *txt = json_dumps(o, JSON_REAL_PRECISION(17));
+    if (!txt || printf("%s\n", txt) < 0 || fclose(stdout) != 0) sp_die("stdout: write failed");
+    free(txt);
+    json_decref(o);
+}
+
+/* Write the record (or the JSON object), and the table. */
+static void emit(const Opts *o, int argc, char **argv, const TszReader *in, const ReconSums *s, json_t *extra)
+{
+    ReconMetrics m;
+    recon_metrics(s, &m);
+    if (!o->quiet) print_table(s, &m, json_string_value(json_object_get(extra, "hook")));
+    if (o->json) {
+        print_json(&m);
+        return;
+    }
+    if (!o->output || !strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
+    TszWriteOpts wo;
+    tsz_write_opts_default(&wo);
+    TszWriter *w = tsz_writer_open(o->output ? o->output : "-", "recon-score", argc, argv, &wo);
+    tsz_writer_check(w);
+    if (in) tsz_writer_add_input(w, in);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    recon_sums_to_record(s, &m, &rec);
+    json_object_update(rec.meta, extra);
+    tsz_write_or_die(w, &rec);
+    tsz_writer_close_or_die(w);
+    tsz_record_free(&rec);
+}
+
+/* ---- --merge ---- */
+static void merge(const Opts *o, int argc, char **argv)
+{
+    ReconSums total = {0};
+    json_t *extra = NULL;
+    int have = 0, mean_exact = 1;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    char err[256];
+    for (int i = 0; i < o->ninputs; i++) {
+        const char *in = sp_in_name(o->inputs[i]);
+        TszReader *r = tsz_reader_open(o->inputs[i]);
+        tsz_reader_check(r);
+        for (uint64_t recno = 1; tsz_read_or_die(r, &rec); recno++) {
+            ReconSums s;
+            if (recon_sums_from_record(&s, &rec, err, sizeof err) < 0)
+                sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
+            const char *hook = json_string_value(json_object_get(rec.meta, "hook"));
+            json_t *pos0 = json_object_get(rec.meta, "pos0"), *mh = json_object_get(rec.meta, "mean_hash");
+            if (!have) {
+                recon_sums_init(&total, s.D, s.F);
+                extra = json_pack("{s:s?, s:O?, s:O?, s:O?, s:O?}", "hook", hook, "pos0", pos0, "mean_hash", mh,
+                                  "model", json_object_get(rec.meta, "model"), "sae", json_object_get(rec.meta, "sae"));
+                have = 1;
+            }
+            const char *h0 = json_string_value(json_object_get(extra, "hook"));
+            if ((hook || h0) && (!hook || !h0 || strcmp(hook, h0)))
+                sp_die("%s: record %" PRIu64 ": hook %s, but the first record's is %s", in, recno,
+                       hook ? hook : "(none)", h0 ? h0 : "(none)");
+            if (!json_equal(pos0, json_object_get(extra, "pos0")))
+                sp_die("%s: record %" PRIu64 ": pos0 differs from the first record's (--include-bos mixed)", in, recno);
+            if (mh && !json_equal(mh, json_object_get(extra, "mean_hash"))) mean_exact = 0;
+            if (recon_sums_add(&total, &s, err, sizeof err) < 0) sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
+            recon_sums_free(&s);
+        }
+        tsz_reader_close(r);
+    }
+    if (!have) sp_die("%s: no records to merge", sp_in_name(o->inputs[0]));
+    if (!mean_exact) {
+        sp_warn("the shards used different ablation means: mean_abl_loss is not that of one run (give every "
+                "shard one --mean)");
+        json_object_del(extra, "mean_hash");
+    }
+    json_object_set_new(extra, "mean_exact", json_boolean(mean_exact));
+    json_object_set_new(extra, "merged", json_integer(o->ninputs));
+    emit(o, argc, argv, NULL, &total, extra);
+    json_decref(extra);
+    recon_sums_free(&total);
+    tsz_record_free(&rec);
+}
+
+/* ---- evaluation ---- */
+static GPT2Hook resolve_hook(const Opts *o, const GPT2Config *c, const SAE *sae)
+{
+    char err[256];
+    const char *name = o->hook ? o->hook : (sae && sae->hook[0] ? sae->hook : NULL);
+    if (!name) sp_usage_die("--hook NAME is required (%s records no hook)", o->sae ? o->sae : "no SAE given");
+    if (o->hook && sae && sae->hook[0] && strcmp(o->hook, sae->hook))
+        sp_die("%s: --hook %s, but the SAE was trained on %s", o->sae, o->hook, sae->hook);
+    GPT2Hook h;
+    if (gpt2_hook_parse(c, name, &h, err, sizeof err) < 0) {
+        if (o->hook) sp_usage_die("--hook: %s", err);
+        sp_die("%s: %s", o->sae, err);
+    }
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    sp_set_prog(argv[0]);
+    Opts o;
+    parse_args(&o, argc, argv);
+    if (o.merge) {
+        merge(&o, argc, argv);
+        return 0;
+    }
+    char dir[4096], err[512];
+    if (fetch_resolve_model(o.model, dir, sizeof dir, err, sizeof err) < 0) sp_die("%s", err);
+    GPT2 g;
+    if (gpt2_open(&g, dir) < 0) sp_die("%s", g.err);
+    SAE sae, *sp = NULL;
+    if (o.sae) {
+        if (sae_load(&sae, o.sae, err, sizeof err) < 0) sp_die("%s", err);
+        sp = &sae;
+    }
+    GPT2Hook hook = resolve_hook(&o, &g.cfg, sp);
+    char hname[64];
+    gpt2_hook_name(hook, hname, sizeof hname);
+    ReconEval e;
+    if (recon_eval_init(&e, &g, sp, hook, o.include_bos ? 0 : 1) < 0) sp_die("%s: %s", o.sae, e.err);
+
+    const char *input = o.ninputs ? o.inputs[0] : "-", *in = sp_in_name(input);
+    TszReader *r = tsz_reader_open(input);
+    tsz_reader_check(r);
+    Windows w = {0};
+    read_windows(&w, r, &g.cfg, in);
+
+    SpProgress prog;
+    float *mean = o.mean ? load_mean_file(o.mean, e.D) : NULL;
+    int passes = (mean ? 0 : 1) + (o.mean_only ? 0 : 1);
+    sp_progress_init(&prog, o.progress, passes > 1 ? "two passes" : "evaluate", "tokens", w.ntok * (uint64_t)passes);
+    uint64_t done = 0;
+    ReconSums ms;
+    recon_sums_init(&ms, e.D, 0);
+    for (size_t i = 0, j; !mean && i < w.n; i = j) {
+        j = next_batch(&w, i, o.batch);
+        if (recon_eval_mean(&e, w.tok + w.start[i], j - i, w.len[i], &ms) < 0) sp_die("%s: %s", in, e.err);
+        sp_progress_update(&prog, done += (j - i) * w.len[i]);
+    }
+    json_t *extra = json_pack("{s:s, s:s, s:i}", "hook", hname, "model", o.model, "pos0", (int)e.pos0);
+    if (o.sae) json_object_set_new(extra, "sae", json_string(o.sae));
+    if (o.mean_only) {
+        sp_progress_end(&prog);
+        if (!ms.n_rows) sp_die("%s: no positions to average (windows of one token, BOS excluded)", in);
+        emit(&o, argc, argv, r, &ms, extra);
+    } else {
+        if (!mean) {
+            mean = xmalloc(e.D * sizeof *mean);
+            if (recon_sums_mean(&ms, mean) < 0)
+                sp_die("%s: no positions to average (windows of one token, BOS excluded)", in);
+        }
+        char hash[32];
+        json_object_set_new(extra, "mean_hash", json_string(mean_hash(mean, e.D, hash, sizeof hash)));
+        json_object_set_new(extra, "mean_source", json_string(o.mean ? o.mean : "input"));
+        ReconSums acc;
+        recon_sums_init(&acc, e.D, sae.F);
+        for (size_t i = 0, j; i < w.n; i = j) {
+            j = next_batch(&w, i, o.batch);
+            if (recon_eval_batch(&e, w.tok + w.start[i], j - i, w.len[i], mean, &acc) < 0)
+                sp_die("%s: %s", in, e.err);
+            sp_progress_update(&prog, done += (j - i) * w.len[i]);
+        }
+        sp_progress_end(&prog);
+        if (!acc.n_pred) sp_die("%s: no next-token predictions (every window has one token)", in);
+        emit(&o, argc, argv, r, &acc, extra);
+        recon_sums_free(&acc);
+    }
+    json_decref(extra);
+    recon_sums_free(&ms);
+    free(mean), free(w.tok), free(w.start), free(w.len);
+    tsz_reader_close(r);
+    recon_eval_free(&e);
+    if (sp) sae_free(sp);
+    gpt2_close(&g);
+    return 0;
+}
