@@ -423,6 +423,11 @@ int main(int argc, char **argv)
 
     TszReader *r = tsz_reader_open(o.input);
     tsz_reader_check(r);
+    if (o.dry_run && o.c.backend == EXPLAIN_BACKEND_BASELINE) {
+        fprintf(stderr, "%s: dry run: the baseline backend makes no API calls (0 tokens, $0)\n", sp_prog);
+        tsz_reader_close(r);
+        return 0;
+    }
     if (o.dry_run) {
         dry_run(&o, r, fr, nfr);
         tsz_reader_close(r);
@@ -485,11 +490,15 @@ int main(int argc, char **argv)
     ExplainStats st;
     explain_run_stats(run, &st);
     double cost = (st.prompt_tokens * o.price_in + st.completion_tokens * o.price_out) / 1e6;
-    fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed; %" PRIu64 " API calls (%" PRIu64
-            " retries), %" PRIu64 " cached replies; %" PRId64 " prompt + %" PRId64 " completion tokens; "
-            "estimated cost $%.4f (%s at $%g/$%g per million)\n", sp_prog, n_ok + n_failed, n_ok, n_failed, st.calls,
-            st.retries, st.cache_hits, st.prompt_tokens, st.completion_tokens, cost,
-            o.c.backend == EXPLAIN_BACKEND_BASELINE ? "baseline" : o.c.model, o.price_in, o.price_out);
+    if (o.c.backend == EXPLAIN_BACKEND_BASELINE)
+        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed; baseline backend, no API calls\n",
+                sp_prog, n_ok + n_failed, n_ok, n_failed);
+    else
+        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed; %" PRIu64 " API calls (%" PRIu64
+                " retries), %" PRIu64 " cached replies; %" PRId64 " prompt + %" PRId64 " completion tokens; "
+                "estimated cost $%.4f (%s at $%g/$%g per million)\n", sp_prog, n_ok + n_failed, n_ok, n_failed,
+                st.calls, st.retries, st.cache_hits, st.prompt_tokens, st.completion_tokens, cost, o.c.model,
+                o.price_in, o.price_out);
     explain_run_free(run);
     tsz_reader_close(r);
     for (size_t i = 0; i < cap; i++) tsz_record_free(&win[i].rec);

@@ -58,7 +58,7 @@ test_expect_success 'the OpenAI backend without a key says what to do' '
 
 test_expect_success NUMPY 'baseline finds the planted token and scores above 0.8; scores match numpy' '
 	explain-gpt4 --backend baseline --cache "" <topk.tsz >out.tsz 2>err &&
-	grep "^explain-gpt4: 6 features: 6 ok, 0 failed" err &&
+	grep "^explain-gpt4: 6 features: 6 ok, 0 failed; baseline backend, no API calls$" err &&
 	tsz json --full topk.tsz >topk.json && tsz json --full out.tsz >out.json &&
 	test_line_count = 6 out.json &&
 	"$PYTHON" "$TEST_DIRECTORY/helpers/explain-check.py" topk.json out.json --planted 60 --min-score 0.8 >check &&
