@@ -195,15 +195,18 @@ int report_add_sae(Report *r, const char *path)
     return close_in(r, rd, "sae", path, ret);
 }
 
-/* The --sae argument of the command that wrote a stream, from its header. */
-static const char *argv_sae(const json_t *hdr)
+/* The value of option lng (or shrt) in the command line that wrote a
+ * stream, from its header: "--sae X", "-s X" or "--sae=X". */
+static const char *argv_value(const json_t *hdr, const char *lng, const char *shrt)
 {
     const json_t *av = json_object_get(hdr, "argv");
-    for (size_t i = 0; i + 1 < json_array_size(av); i++) {
+    size_t n = strlen(lng);
+    for (size_t i = 0; i < json_array_size(av); i++) {
         const char *a = json_string_value(json_array_get(av, i));
-        if (a && (!strcmp(a, "--sae") || !strcmp(a, "-s")))
+        if (!a) continue;
+        if ((!strcmp(a, lng) || !strcmp(a, shrt)) && i + 1 < json_array_size(av))
             return json_string_value(json_array_get(av, i + 1));
-        if (a && !strncmp(a, "--sae=", 6)) return a + 6;
+        if (!strncmp(a, lng, n) && a[n] == '=') return a + n + 1;
     }
     return NULL;
 }
@@ -215,12 +218,14 @@ int report_add_recon(Report *r, const char *path)
     TszRecord rec;
     tsz_record_init(&rec);
     int ret, n = 0;
-    const char *sae = argv_sae(tsz_reader_header(rd));
+    const char *sae = argv_value(tsz_reader_header(rd), "--sae", "-s");
+    const char *model = argv_value(tsz_reader_header(rd), "--model", "-m");
     while ((ret = tsz_read(rd, &rec)) == 1) {
         if (check_kind(r, rd, &rec, "recon") < 0) { ret = -1; break; }
         json_t *m = json_deep_copy(rec.meta);
         json_object_set_new(m, "file", jstr(path));
-        if (sae && !json_object_get(m, "sae")) json_object_set_new(m, "sae", json_string(sae));
+        if (sae && !json_object_get(m, "sae")) json_object_set_new(m, "sae", jstr(sae));
+        if (model && !json_object_get(m, "model")) json_object_set_new(m, "model", jstr(model));
         json_array_append_new(r->recons, m);
         n++;
     }
