@@ -18,7 +18,7 @@
 DEMO_DIR     ?= demo
 MODEL        ?= examples/models/tiny-gpt2-docs
 LAYER        ?= 3
-CORPUS_BYTES ?= 1500000
+CORPUS_BYTES ?= 1000000
 CTX          ?= 128
 SHARDS       ?= 4
 ARCH         ?= topk

@@ -143,7 +143,7 @@ $(RUNS)/$(MODEL_NAME)/model.stamp:
 $(DATA)/tokens.tsz: $(CORPUS_FILES) $(MODEL_STAMP)
 	@test -n "$(CORPUS)" || { echo "experiment.mk: set CORPUS=FILE|DIR (text, .jsonl, or a directory of text files)" >&2; exit 2; }
 	@mkdir -p $(@D)
-	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) $(TOK_FORMAT) $(CORPUS_FILES) -o $@
+	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail $(TOK_FORMAT) $(CORPUS_FILES) -o $@
 
 # tsz split writes tok.00.tsz ... balanced by rows; cat of them is tokens.tsz
 $(DATA)/shards.stamp: $(DATA)/tokens.tsz
