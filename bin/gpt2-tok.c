@@ -262,7 +262,7 @@ static void read_input(Reader *rd, const char *path)
             else if (o->split == SPLIT_LINE) {
                 size_t k = (size_t)n;
                 while (k && (line[k - 1] == '\n' || line[k - 1] == '\r')) k--;
-                if (k) add_doc(rd->wn, rd->e, &rd->ids, line, k, in);
+                if (!blank_line(line, k)) add_doc(rd->wn, rd->e, &rd->ids, line, k, in);
             } else if (blank_line(line, (size_t)n)) end_block(rd, in);
             else gather(rd, line, (size_t)n);
         }

@@ -1,0 +1,161 @@
+#!/bin/sh
+test_description='gpt2-tok: golden ids, windows with doc/offset, text and jsonl inputs, refusals'
+. "$(dirname "$0")/test-lib.sh"
+
+DATA="$TEST_DIRECTORY/data/tok"
+
+# ids FILE.tsz: every record's tokens, one id per line, records in order
+ids () {
+	tsz json --full "$1" | "$PYTHON" -c '
+import json, sys
+for line in sys.stdin:
+    for row in json.loads(line)["tensors"]["tokens"]["data"]:
+        print("\n".join(map(str, row)))'
+}
+# idline FILE.tsz: the same ids on one line, space-terminated
+idline () { ids "$1" | tr "\n" " " && echo; }
+
+test_expect_success '--help lists every option; --version' '
+	gpt2-tok --help >help &&
+	for o in --model --format --key --split --ctx --drop-tail --no-special --rows --output --force --progress --help --version; do
+		grep -e "$o" help || return 1
+	done &&
+	gpt2-tok --version | grep "^gpt2-tok "
+'
+
+test_expect_success 'bad usage exits 2 with a message' '
+	test_must_fail gpt2-tok --ctx 8 </dev/null 2>err && grep "^gpt2-tok: --model DIR|ID is required" err &&
+	test_expect_code () { "$@"; test $? = 2; } &&
+	test_expect_code gpt2-tok -m x --format csv 2>err && grep "^gpt2-tok: --format: unknown value .csv." err &&
+	test_expect_code gpt2-tok -m x --ctx 1 2>err && grep "^gpt2-tok: --ctx: 1 leaves no room" err &&
+	test_expect_code gpt2-tok -m x --ctx -5 2>err && grep "^gpt2-tok: --ctx" err &&
+	test_expect_code gpt2-tok -m x --key body 2>err && grep "^gpt2-tok: --key goes with --format jsonl" err &&
+	test_expect_code gpt2-tok -m x --format jsonl --split line 2>err && grep "^gpt2-tok: --split goes with --format text" err
+'
+
+test_expect_success GPT2_VOCAB 'every golden file: ids equal the independent reference (--ctx 0: BOS + ids)' '
+	for f in "$DATA"/*.txt; do
+		n=$(basename "$f" .txt) &&
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 "$f" >$n.tsz &&
+		ids $n.tsz >$n.got &&
+		{ echo 50256 && cat "$DATA/$n.ids"; } >$n.want &&
+		test_cmp $n.want $n.got || return 1
+	done &&
+	test $(cat invalid.got | wc -l) -gt 200
+'
+
+test_expect_success GPT2_VOCAB 'invalid UTF-8 and NUL bytes from stdin are encoded, not dropped (ids from tests/helpers/tok-ref.js)' '
+	printf "a\\000b\\377\\376 \\300x" | gpt2-tok -m "$GPT2_DIR" --ctx 0 >nul.tsz &&
+	idline nul.tsz >got &&
+	echo "50256 64 188 65 187 186 220 124 87 " >want && test_cmp want got
+'
+
+test_expect_success GPT2_VOCAB '--no-special: <|endoftext|> in the text is plain text' '
+	printf "a<|endoftext|>b" | gpt2-tok -m "$GPT2_DIR" --ctx 0 >s.tsz &&
+	idline s.tsz >got && echo "50256 64 50256 65 " >want && test_cmp want got &&
+	printf "a<|endoftext|>b" | gpt2-tok -m "$GPT2_DIR" --ctx 0 --no-special >s.tsz &&
+	idline s.tsz >got && echo "50256 64 27 91 437 1659 5239 91 29 65 " >want && test_cmp want got
+'
+
+test_expect_success GPT2_VOCAB,NUMPY 'windows: BOS-led cuts of the documents joined by <|endoftext|>; doc and offset trace back' '
+	cat "$DATA/prose.txt" "$DATA/code.txt" >two.txt &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 "$DATA/prose.txt" "$DATA/code.txt" "$DATA/emoji.txt" >docs.tsz &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 16 --rows 5 "$DATA/prose.txt" "$DATA/code.txt" "$DATA/emoji.txt" >win.tsz &&
+	tsz json --full docs.tsz >docs.json && tsz json --full win.tsz >win.json &&
+	"$PYTHON" -c "
+import json, sys
+docs = [json.loads(l)[\"tensors\"][\"tokens\"][\"data\"][0][1:] for l in open(\"docs.json\")]
+stream, src = [], []
+for d, toks in enumerate(docs):
+    for i, t in enumerate(toks + [50256]):
+        stream.append(t); src.append((d, i))
+rows, doc, off, shapes = [], [], [], []
+for l in open(\"win.json\"):
+    t = json.loads(l)[\"tensors\"]
+    shapes.append(tuple(t[\"tokens\"][\"shape\"]))
+    rows += t[\"tokens\"][\"data\"]; doc += t[\"doc\"][\"data\"]; off += t[\"offset\"][\"data\"]
+W = 15
+assert all(r[0] == 50256 for r in rows), \"BOS\"
+assert sum(len(r) - 1 for r in rows) == len(stream), (sum(len(r) - 1 for r in rows), len(stream))
+for k, r in enumerate(rows):
+    assert r[1:] == stream[k * W:k * W + len(r) - 1], k
+    assert (doc[k], off[k]) == src[k * W], (k, doc[k], off[k], src[k * W])
+assert shapes[0] == (5, 16) and shapes[-1][0] == 1 and shapes[-1][1] == len(stream) % W + 1, shapes
+print(len(rows), \"rows\", shapes)
+" &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 16 --drop-tail "$DATA/prose.txt" "$DATA/code.txt" "$DATA/emoji.txt" >drop.tsz &&
+	tsz info drop.tsz >info && grep "tokens .*i32  (\\*,16)" info
+'
+
+test_expect_success GPT2_VOCAB 'the header names the model and ctx; records are kind tokens' '
+	echo hello | gpt2-tok -m "$GPT2_DIR" --ctx 8 >h.tsz &&
+	tsz json --headers h.tsz >json &&
+	grep "\"stage\":\"gpt2-tok\"" json && grep "\"ctx\":8" json && grep "\"model\":\"$GPT2_DIR\"" json &&
+	grep "\"kind\":\"tokens\"" json
+'
+
+test_expect_success GPT2_VOCAB '--split file, blank and line decide what a document is' '
+	printf "one\\ntwo\\n\\n\\nthree\\n  \\nfour" >s.txt &&
+	for m in file:1 blank:3 line:4; do
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 --split ${m%:*} s.txt >s.tsz &&
+		test $(tsz json s.tsz | grep -c "\"kind\":\"tokens\"") = ${m#*:} || return 1
+	done &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 --split blank s.txt >s.tsz && idline s.tsz >got &&
+	echo "50256 505 198 11545 50256 15542 50256 14337 " >want && test_cmp want got
+'
+
+test_expect_success GPT2_VOCAB 'jsonl: the --key field of each line is a document; blank lines skipped' '
+	printf "{\"text\": \"hello\", \"id\": 1}\\n\\n{\"body\": \"x\", \"text\": \"a\\\\u00e9\\\\n\"}\\n" >c.jsonl &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 --format jsonl c.jsonl >j.tsz && idline j.tsz >got &&
+	echo "50256 31373 50256 64 2634 198 " >want && test_cmp want got &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --ctx 0 --format jsonl --key body <c.jsonl >j.tsz 2>err &&
+	grep "^gpt2-tok: stdin: line 1: no \"body\" field$" err
+'
+
+test_expect_success GPT2_VOCAB 'malformed jsonl: an error naming the line, no end marker, no -o file' '
+	printf "{\"text\": \"ok\"}\\n{\"text\": 5}\\n" >num.jsonl &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --format jsonl num.jsonl >o.tsz 2>err &&
+	grep "^gpt2-tok: num.jsonl: line 2: \"text\" is not a string$" err &&
+	printf "{\"text\": \"ok\"}\\n{\"text\": \"a\"}\\n{\"text\": \"b\\n" >bad.jsonl &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --format jsonl bad.jsonl -o out.tsz 2>err &&
+	grep "^gpt2-tok: bad.jsonl: line 3: invalid JSON: " err && ! test -e out.tsz &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --format jsonl --ctx 2 --rows 1 bad.jsonl >o.tsz 2>err && test -s o.tsz &&
+	test_must_fail tsz info o.tsz 2>err && grep "end marker" err &&
+	printf "[1, 2]\\n" >arr.jsonl &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --format jsonl arr.jsonl >o.tsz 2>err &&
+	grep "^gpt2-tok: arr.jsonl: line 1: expected a JSON object$" err &&
+	printf "{\"text\": \"\\377\"}\\n" >inv.jsonl &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" --format jsonl inv.jsonl >o.tsz 2>err &&
+	grep "^gpt2-tok: inv.jsonl: line 1: invalid JSON: unable to decode byte 0xff" err
+'
+
+test_expect_success GPT2_VOCAB 'a missing input file, a missing model, a broken vocabulary' '
+	test_must_fail gpt2-tok -m "$GPT2_DIR" nosuch.txt >o.tsz 2>err &&
+	grep "^gpt2-tok: nosuch.txt: No such file or directory$" err &&
+	SAEPIPE_HOME=$PWD/home && export SAEPIPE_HOME &&
+	test_must_fail gpt2-tok -m org/nomodel </dev/null >o.tsz 2>err &&
+	grep "^gpt2-tok: org/nomodel: not a directory, nor in the model cache ($PWD/home/models/org/nomodel); fetch it with: model-fetch org/nomodel$" err &&
+	test_must_fail gpt2-tok -m ./no/such/dir </dev/null >o.tsz 2>err &&
+	grep "^gpt2-tok: ./no/such/dir: no such model directory$" err &&
+	mkdir -p broken && cp "$GPT2_DIR/vocab.json" broken/ && printf "#version: 0.2\\nx y z\\n" >broken/merges.txt &&
+	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err &&
+	grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
+	echo "{\"a\": " >broken/vocab.json &&
+	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err && grep "^gpt2-tok: broken/vocab.json: line 2: " err
+'
+
+test_expect_success GPT2_VOCAB 'a repo id in the cache resolves; --ctx is checked against n_positions' '
+	SAEPIPE_HOME=$PWD/home && export SAEPIPE_HOME &&
+	mkdir -p home/models/org/small && cp "$GPT2_DIR/vocab.json" "$GPT2_DIR/merges.txt" home/models/org/small/ &&
+	echo "{\"n_positions\": 64, \"model_type\": \"gpt2\"}" >home/models/org/small/config.json &&
+	echo hi | gpt2-tok -m org/small --ctx 64 >ok.tsz && tsz info ok.tsz >/dev/null &&
+	echo hi | test_must_fail gpt2-tok -m org/small --ctx 65 >o.tsz 2>err &&
+	grep "^gpt2-tok: --ctx 65 exceeds the model.s n_positions 64" err
+'
+
+test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of BOS and separator' '
+	gpt2-tok -m "$GPT2_DIR" </dev/null >e.tsz && idline e.tsz >got &&
+	echo "50256 50256 " >want && test_cmp want got
+'
+
+test_done
