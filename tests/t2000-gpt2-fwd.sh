@@ -263,6 +263,16 @@ test_expect_success NUMPY 'bad flags exit 2 with one line' '
 	grep "^gpt2-fwd: m7.npy: mean must be a (48) float vector$" err
 '
 
+test_expect_success EXPENSIVE,NUMPY 'a distilgpt2-shaped random model matches numpy (T=128)' '
+	"$PYTHON" "$REF" make big --layers 6 --embd 768 --heads 12 --vocab 50257 --positions 1024 --dtype f16 &&
+	tokens 2 128 50257 3 big.npy && tsz from-npy tokens=big.npy >big.tsz &&
+	gpt2-fwd -m big --loss --hook blocks.5.mlp.hook_post --hook blocks.3.hook_attn_out big.tsz >b.tsz &&
+	tsz to-npy --name loss l.npy b.tsz && tsz to-npy --name blocks.5.mlp.hook_post h.npy b.tsz &&
+	tsz to-npy --name blocks.3.hook_attn_out a.npy b.tsz &&
+	"$PYTHON" "$REF" forward big big.npy ref.npz &&
+	"$PYTHON" "$REF" check ref.npz loss=l.npy blocks.5.mlp.hook_post=h.npy blocks.3.hook_attn_out=a.npy >&3
+'
+
 test_expect_success TINY_MODEL,NUMPY 'the shipped tiny model: a sane loss on English text, and numpy agrees' '
 	cat >text.txt <<-\EOF &&
 	This package contains the documentation for the GNU C Library. The library provides the basic
