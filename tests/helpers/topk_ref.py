@@ -50,6 +50,7 @@ def cmd_mk(a):
     D, F = a.d, a.f
     W_enc = rng.standard_normal((D, F)).astype(np.float32) / np.sqrt(D)
     b_enc = (rng.standard_normal(F) * 0.2 - 0.5).astype(np.float32)
+    b_enc[F - 1] = -100  # a dead feature
     W_dec = rng.standard_normal((F, D)).astype(np.float32) / np.sqrt(F)
     b_dec = (rng.standard_normal(D) * 0.1).astype(np.float32)
     for n, v in [("W_enc", W_enc), ("b_enc", b_enc), ("W_dec", W_dec), ("b_dec", b_dec)]:
@@ -99,7 +100,7 @@ def cmd_encode(a):
     b_enc = np.load(f"{d}/b_enc.npy").astype(np.float64)
     b_dec = np.load(f"{d}/b_dec.npy").astype(np.float64)
     F = W_enc.shape[1]
-    x = np.load(f"{d}/acts.npy").astype(np.float64)
+    x = np.load(f"{d}/{a.acts}.npy").astype(np.float64)
     x = x.reshape(-1, x.shape[-1]) / a.in_scale
     pre = (a.sae_scale * x - b_dec) @ W_enc + b_enc
     if a.arch == "relu":
@@ -301,6 +302,7 @@ def main():
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--docs", action="store_true")
     e.add_argument("--features", default="")
+    e.add_argument("--acts", default="acts")
     e.add_argument("--tol", type=float, default=1e-5)
     t = sub.add_parser("topk")
     for n in ("k", "w", "r", "nb", "npb", "seed"):
