@@ -393,6 +393,15 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
     if (fflush(stdout) != 0 || fclose(stdout) != 0) sp_die("stdout: write error");
 }
 
+/* Free what main holds besides the run. */
+static void free_all(Opts *o, char *pdir, Range *fr, ExplainPrompt *pr, size_t npr)
+{
+    for (size_t i = 0; i < npr; i++) explain_prompt_free(&pr[i]);
+    free(pdir);
+    free(fr);
+    free(o->cache_dir);
+}
+
 /* ---- the run ---- */
 typedef struct {
     ExplainJob job;
@@ -406,15 +415,16 @@ int main(int argc, char **argv)
     parse_args(&o, argc, argv);
     size_t nfr;
     Range *fr = parse_features(o.features, &nfr);
-    char *pdir = find_prompt_dir(o.prompt_dir);
-    ExplainPrompt pe, ps, pd;
+    char *pdir = NULL;
+    ExplainPrompt pr[3];
+    size_t npr = 0;
     if (o.c.backend == EXPLAIN_BACKEND_OPENAI) {
-        load_prompt(&pe, pdir, "explain.txt");
-        load_prompt(&ps, pdir, "simulate.txt");
-        load_prompt(&pd, pdir, "detect.txt");
-        o.c.p_explain = &pe;
-        o.c.p_simulate = &ps;
-        o.c.p_detect = &pd;
+        pdir = find_prompt_dir(o.prompt_dir);
+        static const char *files[3] = {"explain.txt", "simulate.txt", "detect.txt"};
+        for (npr = 0; npr < 3; npr++) load_prompt(&pr[npr], pdir, files[npr]);
+        o.c.p_explain = &pr[0];
+        o.c.p_simulate = &pr[1];
+        o.c.p_detect = &pr[2];
     }
     const char *key = getenv("OPENAI_API_KEY");
     o.c.api_key = key && *key ? key : NULL;
@@ -426,11 +436,13 @@ int main(int argc, char **argv)
     if (o.dry_run && o.c.backend == EXPLAIN_BACKEND_BASELINE) {
         fprintf(stderr, "%s: dry run: the baseline backend makes no API calls (0 tokens, $0)\n", sp_prog);
         tsz_reader_close(r);
+        free_all(&o, pdir, fr, pr, npr);
         return 0;
     }
     if (o.dry_run) {
         dry_run(&o, r, fr, nfr);
         tsz_reader_close(r);
+        free_all(&o, pdir, fr, pr, npr);
         return 0;
     }
     char err[600];
@@ -504,14 +516,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < cap; i++) tsz_record_free(&win[i].rec);
     free(win);
     tsz_record_free(&out);
-    if (o.c.backend == EXPLAIN_BACKEND_OPENAI) {
-        explain_prompt_free(&pe);
-        explain_prompt_free(&ps);
-        explain_prompt_free(&pd);
-    }
-    free(pdir);
-    free(fr);
-    free(o.cache_dir);
+    free_all(&o, pdir, fr, pr, npr);
     if (n_failed) {
         fprintf(stderr, "%s: %" PRIu64 " of %" PRIu64 " features failed (their records say why; rerun to retry them)\n",
                 sp_prog, n_failed, n_ok + n_failed);
