@@ -23,10 +23,11 @@ int sparse_csr_check(const SpCsr *c, char *err, size_t errlen)
     if ((uint64_t)c->indptr[c->rows] != c->nnz)
         return fail(err, errlen, "indptr ends at %lld but there are %zu values", (long long)c->indptr[c->rows],
                     c->nnz);
+    for (size_t r = 0; r < c->rows; r++)
+        if (c->indptr[r + 1] < c->indptr[r] || c->indptr[r + 1] > (int64_t)c->nnz)
+            return fail(err, errlen, "indptr[%zu] = %lld is out of order", r + 1, (long long)c->indptr[r + 1]);
     for (size_t r = 0; r < c->rows; r++) {
         int64_t a = c->indptr[r], b = c->indptr[r + 1];
-        if (b < a || b > (int64_t)c->nnz)
-            return fail(err, errlen, "indptr[%zu] = %lld is out of order", r + 1, (long long)b);
         for (int64_t i = a; i < b; i++) {
             int32_t j = c->indices[i];
             if (j < 0 || (size_t)j >= c->F)
