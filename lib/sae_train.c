@@ -177,8 +177,8 @@ static float kth_largest(float *a, size_t n, size_t k)
 }
 
 /* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
- * batch (or by threshold in eval). val = relu(pre). */
-static void select_active(SaeTrainer *t, size_t n, int eval)
+ * batch (training only: the inference threshold is applied densely). val = relu(pre). */
+static void select_active(SaeTrainer *t, size_t n)
 {
     size_t F = t->c.F, K = t->c.K;
     float *pre = t->pre;
@@ -200,10 +200,7 @@ static void select_active(SaeTrainer *t, size_t n, int eval)
      * to n*K in row-major order */
     float thr;
     size_t quota = n * K, n_eq_left = 0;
-    if (eval) {
-        thr = (float)t->theta;
-        n_eq_left = 0;
-    } else {
+    {
         float *a = t->g;
         for (size_t i = 0; i < n * F; i++) a[i] = pre[i] > 0 ? pre[i] : 0;
         thr = kth_largest(a, n * F, quota - 1);
@@ -218,7 +215,7 @@ static void select_active(SaeTrainer *t, size_t n, int eval)
         const float *row = pre + i * F;
         for (size_t j = 0; j < F; j++) {
             int on = row[j] > thr && row[j] > 0;
-            if (!on && !eval && row[j] == thr && n_eq_left) on = 1, n_eq_left--;
+            if (!on && row[j] == thr && n_eq_left) on = 1, n_eq_left--;
             if (!on) continue;
             t->idx[nnz] = (uint32_t)j;
             t->val[nnz++] = row[j];
@@ -296,17 +293,22 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, xc, (int)D, t->Wt, (int)D,
                 1.0f, pre, (int)F);
     double l1sum = 0, active = 0;
-    if (relu) {
+    /* dense activations: relu always; batchtopk in eval, where the threshold
+     * may let any number of latents through (act = g, so pre stays for AuxK) */
+    int dense = relu || (eval && t->c.arch == SAE_BATCHTOPK);
+    float *act = relu ? pre : t->g;
+    if (dense) {
+        float th = relu ? 0.0f : (float)t->theta;
         for (size_t i = 0; i < n * F; i++) {
-            float v = pre[i] > 0 ? pre[i] : 0;
-            pre[i] = v;
+            float v = pre[i] > 0 && pre[i] > th ? pre[i] : 0;
+            act[i] = v;
             l1sum += v;
             active += v > 0;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, pre, (int)F, t->Wd,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, act, (int)F, t->Wd,
                     (int)D, 0.0f, e, (int)D);
     } else {
-        select_active(t, n, eval);
+        select_active(t, n);
         for (size_t i = 0; i < n; i++) {
             float *er = e + i * D;
             memset(er, 0, D * sizeof *er);
@@ -327,9 +329,9 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
         sq += s;
     }
     if (fired) {
-        if (relu) {
+        if (dense) {
             for (size_t i = 0; i < n; i++)
-                for (size_t j = 0; j < F; j++) fired[j] += pre[i * F + j] > 0;
+                for (size_t j = 0; j < F; j++) fired[j] += act[i * F + j] > 0;
         } else {
             for (size_t q = 0; q < t->ptr[n]; q++) fired[t->idx[q]] += t->val[q] > 0;
         }
@@ -347,6 +349,7 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     }
     st->loss = st->recon + st->aux;
     if (!grad) return;
+    if (dense && !relu) return; /* no gradient of the inference map */
 
     /* dx_hat = 2/n e */
     float sc = (float)(2.0 / n);
