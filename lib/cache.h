@@ -5,8 +5,8 @@
  * Its name is the SHA-256 of the request's identity (endpoint, model and
  * full request body, joined by NUL bytes), so a different prompt, model or
  * server is a different entry. Entries are written to a temporary name and
- * renamed into place (sp_write_file_atomic), so a crash or kill -9 leaves
- * either no entry or a whole one, never a corrupt one. Only requests, never
+ * renamed into place, so a crash or kill -9 leaves either no entry or a
+ * whole one, never a corrupt one (there is no fsync: see cache.c). Only requests, never
  * headers, go into the key: the API key is neither hashed nor stored. */
 #ifndef SP_CACHE_H
 #define SP_CACHE_H

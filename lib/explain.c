@@ -385,35 +385,53 @@ static size_t parse_sim_lines(char *copy, SimLine **out, int *nblocks)
     return n;
 }
 
+/* The logprobs entries with the reply offset each starts at, for lookup by
+ * offset (bisection) instead of a walk per line. */
+typedef struct {
+    size_t n;
+    size_t *start;              /* (n + 1) */
+    json_t **ent;               /* (n) borrowed */
+} LpIndex;
+
+static void lp_index(LpIndex *ix, const json_t *lp)
+{
+    ix->n = json_is_array(lp) ? json_array_size(lp) : 0;
+    ix->start = xmalloc((ix->n + 1) * sizeof *ix->start);
+    ix->ent = xmalloc((ix->n + 1) * sizeof *ix->ent);
+    size_t pos = 0;
+    for (size_t i = 0; i < ix->n; i++) {
+        ix->ent[i] = json_array_get(lp, i);
+        const char *tk = json_string_value(json_object_get(ix->ent[i], "token"));
+        ix->start[i] = pos;
+        pos += tk ? strlen(tk) : 0;
+    }
+    ix->start[ix->n] = pos;
+}
+
 /* Value at a reply offset: the expected value over 0..10 from the logprobs
  * entry covering off, or fallback when there is none. */
-static float lp_value(const json_t *lp, size_t off, int fallback)
+static float lp_value(const LpIndex *ix, size_t off, int fallback)
 {
-    if (!json_is_array(lp)) return (float)fallback;
-    size_t pos = 0, i;
-    json_t *ent;
-    json_array_foreach(lp, i, ent) {
-        const char *tk = json_string_value(json_object_get(ent, "token"));
-        size_t l = tk ? strlen(tk) : 0;
-        if (off >= pos + l) {
-            pos += l;
-            continue;
-        }
-        double sp = 0, sv = 0;
-        size_t k;
-        json_t *alt;
-        json_array_foreach(json_object_get(ent, "top_logprobs"), k, alt) {
-            const char *at = json_string_value(json_object_get(alt, "token"));
-            char *end;
-            long v = at ? strtol(at, &end, 10) : -1;
-            if (!at || end == at || *end || v < 0 || v > 10) continue;
-            double p = exp(json_number_value(json_object_get(alt, "logprob")));
-            sp += p;
-            sv += p * (double)v;
-        }
-        return sp > 0 ? (float)(sv / sp) : (float)fallback;
+    if (!ix->n || off >= ix->start[ix->n]) return (float)fallback;
+    size_t lo = 0, hi = ix->n;   /* the last entry starting at or before off */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (ix->start[mid] <= off) lo = mid;
+        else hi = mid;
     }
-    return (float)fallback;
+    double sp = 0, sv = 0;
+    size_t k;
+    json_t *alt;
+    json_array_foreach(json_object_get(ix->ent[lo], "top_logprobs"), k, alt) {
+        const char *at = json_string_value(json_object_get(alt, "token"));
+        char *end;
+        long v = at ? strtol(at, &end, 10) : -1;
+        if (!at || end == at || *end || v < 0 || v > 10) continue;
+        double p = exp(json_number_value(json_object_get(alt, "logprob")));
+        sp += p;
+        sv += p * (double)v;
+    }
+    return sp > 0 ? (float)(sv / sp) : (float)fallback;
 }
 
 /* LCS of expected token texts exp[0..m) and lines[0..n); match[i] = index of
@@ -475,6 +493,8 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
         }
     }
     start[E] = total;
+    LpIndex ix;
+    lp_index(&ix, lp);
     SimLine **ptr = xmalloc(nl * sizeof *ptr);
     long *match = xmalloc((total + 1) * sizeof *match);
     if (nb == 0) {
@@ -482,7 +502,7 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
         for (size_t j = 0; j < nl; j++) ptr[j] = &lines[j];
         got = lcs(exp, total, ptr, nl, match);
         for (size_t i = 0; i < total; i++)
-            if (match[i] >= 0) pred[pos[i]] = lp_value(lp, ptr[match[i]]->off, ptr[match[i]]->value);
+            if (match[i] >= 0) pred[pos[i]] = lp_value(&ix, ptr[match[i]]->off, ptr[match[i]]->value);
     } else {
         /* each example takes the unused block it matches best */
         uint8_t *used = xcalloc((size_t)nb, 1);
@@ -506,7 +526,7 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
             got += best;
             for (size_t i = 0; i < m; i++)
                 if (best_match[i] >= 0)
-                    pred[pos[start[e] + i]] = lp_value(lp, lines[best_match[i]].off, lines[best_match[i]].value);
+                    pred[pos[start[e] + i]] = lp_value(&ix, lines[best_match[i]].off, lines[best_match[i]].value);
         }
         free(used);
         free(best_match);
@@ -517,6 +537,8 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
     free(start);
     free(ptr);
     free(match);
+    free(ix.start);
+    free(ix.ent);
     free(lines);
     free(copy);
     return total ? (double)got / (double)total : 1.0;

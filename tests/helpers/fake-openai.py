@@ -20,7 +20,8 @@ close), badformat (a reply in the wrong format), 401. Explain requests whose
 word is --fail-token always get a 500. With --key, a request without
 "Authorization: Bearer KEY" gets a 401 whose message quotes the key given.
 --always KIND injects that fault into every request. --delay S holds every
-reply S seconds. --port 0 (the default) takes a free port; F gets the port.
+reply S seconds. --dump DIR saves every request body as DIR/N.json (for bench/explain.sh).
+--port 0 (the default) takes a free port; F gets the port.
 Every request is logged to --log as one JSON line (no key in it)."""
 import argparse, json, math, re, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,7 @@ ap.add_argument("--messy", action="store_true")
 ap.add_argument("--delay", type=float, default=0.0)
 ap.add_argument("--always", default=None)
 ap.add_argument("--port", type=int, default=0)
+ap.add_argument("--dump", default=None)
 ap.add_argument("--no-logprobs", action="store_true")
 args = ap.parse_args()
 
@@ -192,6 +194,9 @@ class H(BaseHTTPRequestHandler):
             f.write(json.dumps({"n": seq, "kind": kind, "fault": fault, "t": time.time(),
                                 "path": self.path, "logprobs": bool(req.get("logprobs")),
                                 "body_sha": hash(raw) & 0xffffffff}) + "\n")
+        if args.dump:
+            with open("%s/%d.json" % (args.dump, seq), "wb") as f:
+                f.write(raw)
         if self.path != "/v1/chat/completions":
             return self.send(404, json.dumps({"error": {"message": "no such path " + self.path}}))
         try:
@@ -222,6 +227,7 @@ class H(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer.request_queue_size = 128
 srv = ThreadingHTTPServer(("127.0.0.1", args.port), H)
 srv.daemon_threads = True
 with open(args.port_file + ".tmp", "w") as f:
