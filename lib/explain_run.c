@@ -33,7 +33,7 @@ void explain_job_free(ExplainJob *j)
     j->perm = NULL;
 }
 
-void explain_scrub(char *s, size_t cap, const char *key)
+void explain_scrub(char *s, const char *key)
 {
     size_t kl = key ? strlen(key) : 0;
     if (kl < 4) return;
@@ -48,7 +48,6 @@ void explain_scrub(char *s, size_t cap, const char *key)
             p += kl;
         }
     }
-    (void)cap;
 }
 
 ExplainRun *explain_run_new(const ExplainConfig *c, char *err, size_t errlen)
@@ -98,7 +97,6 @@ const char *explain_run_error(const ExplainRun *r) { return r->err[0] ? r->err :
 void explain_run_stats(const ExplainRun *r, ExplainStats *s)
 {
     *s = r->st;
-    s->cache_hits = r->cache.hits;
     s->cache_writes = r->cache.writes;
     if (r->pool) {
         s->calls = http_attempts(r->pool);
@@ -232,7 +230,7 @@ static void on_body(ExplainRun *r, ExplainJob *j, const char *body, size_t len, 
     if (rc == 0) rc = use_reply(r, j, &rep, why, sizeof why);
     if (rc < 0) {
         if (rep.content) explain_reply_free(&rep);
-        explain_scrub(why, sizeof why, r->c.api_key);
+        explain_scrub(why, r->c.api_key);
         if (j->tries < r->c.http.max_attempts) {
             issue(r, j, 0);     /* ask again, past the cache */
             return;
@@ -244,6 +242,7 @@ static void on_body(ExplainRun *r, ExplainJob *j, const char *body, size_t len, 
     j->completion_tokens += rep.completion_tokens;
     if (cached) {
         j->cached++;
+        r->st.cache_hits++;
     } else {
         r->st.prompt_tokens += rep.prompt_tokens;
         r->st.completion_tokens += rep.completion_tokens;
@@ -345,7 +344,7 @@ int explain_run_wait(ExplainRun *r)
             char full[400];
             snprintf(full, sizeof full, "%s%s%s", res->err, strncmp(why, "API error", 9) ? "" : ": ",
                      strncmp(why, "API error", 9) ? "" : why);
-            explain_scrub(full, sizeof full, r->c.api_key);
+            explain_scrub(full, r->c.api_key);
             job_fail(j, "%s request failed: %s", STAGE_NAME[j->stage], full);
         }
         http_result_free(res);

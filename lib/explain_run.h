@@ -79,13 +79,16 @@ const char *explain_run_error(const ExplainRun *r);
 char *explain_request_body(const ExplainConfig *c, ExplainJob *j, ExplainStage stage, const char *explanation);
 
 typedef struct {
-    uint64_t calls, retries, cache_hits, cache_writes;
+    uint64_t calls, retries;    /* HTTP attempts made, retries among them */
+    uint64_t cache_hits;        /* usable replies taken from the cache */
+    uint64_t cache_writes;
     int64_t prompt_tokens, completion_tokens;   /* of calls made in this run */
 } ExplainStats;
 void explain_run_stats(const ExplainRun *r, ExplainStats *s);
 
-/* Replace every occurrence of key in s (in place) by "[redacted]" when it fits,
- * else by 'X's: no message may carry the API key. */
-void explain_scrub(char *s, size_t cap, const char *key);
+/* Replace every occurrence of key (4 bytes or more) in s, in place, by
+ * "[redacted]", or by as many 'X's when the key is shorter than that, so s
+ * never grows: no message may carry the API key. */
+void explain_scrub(char *s, const char *key);
 
 #endif

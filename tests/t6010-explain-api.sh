@@ -122,6 +122,20 @@ test_expect_success 'kill -9 mid-run: cache entries are whole, the resumed run r
 	test $(calls) = $((12 - n)) && grep "6 ok, 0 failed; $((12 - n)) API calls (0 retries), $n cached replies" err
 '
 
+test_expect_success 'a spoilt cache entry is asked again and replaced; stray temp files are ignored' '
+	start_server &&
+	explain --cache c6 --features 0 topk.tsz >a.tsz 2>err && grep "1 ok, 0 failed; 2 API calls" err &&
+	e=$(find c6 -name "????????????????????????????????????????????????????????????????" | head -n 1) &&
+	printf "{\"choices\": [" >"$e" && echo junk >"$e.tmp.99999" &&
+	: >log && explain --cache c6 --features 0 topk.tsz >b.tsz 2>err &&
+	grep "1 ok, 0 failed; 1 API calls (0 retries), 1 cached replies" err &&
+	"$PYTHON" -c "import json,sys; json.load(open(sys.argv[1]))" "$e" &&
+	: >log && explain --cache c6 --features 0 topk.tsz >c.tsz 2>err &&
+	grep "0 API calls (0 retries), 2 cached replies" err &&
+	tsz json a.tsz | sed "s/\"attempts\":[0-9]*,\"cached\":[0-9]*,//" >ja &&
+	tsz json c.tsz | sed "s/\"attempts\":[0-9]*,\"cached\":[0-9]*,//" >jc && test_cmp ja jc
+'
+
 test_expect_success 'the API key is sent but never written anywhere' '
 	start_server --key $KEY --faults 500 &&
 	OPENAI_API_KEY=$KEY explain --cache c4 --features 0-2 topk.tsz >out.tsz 2>err &&
