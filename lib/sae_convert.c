@@ -1,0 +1,271 @@
+/* sae_convert.c: SAELens import and export (see sae_convert.h), with a
+ * small safetensors writer; reading goes through lib/safetensors. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sae_convert.h"
+#include "safetensors.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, size_t errlen)
+{
+    json_t *h = json_object();
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t cnt = t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1);
+        json_t *shape = json_array();
+        for (int d = 0; d < t[i].ndim; d++) json_array_append_new(shape, json_integer((json_int_t)t[i].shape[d]));
+        json_object_set_new(h, t[i].name,
+                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", "F32", "shape", shape, "data_offsets",
+                                      (json_int_t)off, (json_int_t)(off + 4 * cnt)));
+        off += 4 * cnt;
+    }
+    json_object_set_new(h, "__metadata__", json_pack("{s:s}", "format", "pt"));
+    char *js = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(h);
+    size_t jl = strlen(js), pad = (8 - jl % 8) % 8;
+    size_t tl = strlen(path) + 16;
+    char *tmp = xmalloc(tl);
+    snprintf(tmp, tl, "%s.tmp%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    int rc = 0;
+    if (!f) {
+        rc = fail(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    uint64_t hl = jl + pad;
+    unsigned char le[8];
+    for (int b = 0; b < 8; b++) le[b] = (unsigned char)(hl >> (8 * b));
+    fwrite(le, 1, 8, f);
+    fwrite(js, 1, jl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    for (size_t i = 0; i < n; i++) /* f32 little-endian: the host's layout on x86 and arm64 */
+        fwrite(t[i].data, 4, t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), f);
+    if (ferror(f) | fflush(f) | fsync(fileno(f))) rc = fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(f) && !rc) rc = fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!rc && rename(tmp, path) < 0) rc = fail(err, errlen, "%s: rename: %s", path, strerror(errno));
+    if (rc) unlink(tmp);
+out:
+    free(tmp);
+    free(js);
+    return rc;
+}
+
+/* "blocks.3.mlp.hook_post" -> 3, else -1 */
+static long hook_layer(const char *hook)
+{
+    long l;
+    return sscanf(hook, "blocks.%ld.", &l) == 1 ? l : -1;
+}
+
+int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
+{
+    size_t D = s->D, F = s->F;
+    if (mkdir(dir, 0777) < 0 && errno != EEXIST) return fail(err, errlen, "%s: %s", dir, strerror(errno));
+    /* fold norm_scale so SAELens sees raw activations */
+    float sc = (float)s->norm_scale, inv = (float)(1.0 / s->norm_scale);
+    float *we = xmalloc(D * F * sizeof *we), *wd = xmalloc(F * D * sizeof *wd), *bd = xmalloc(D * sizeof *bd);
+    for (size_t i = 0; i < D * F; i++) we[i] = s->p.W_enc[i] * sc, wd[i] = s->p.W_dec[i] * inv;
+    for (size_t d = 0; d < D; d++) bd[d] = s->p.b_dec[d] * inv;
+    if (s->norm_scale == 1.0) {
+        memcpy(we, s->p.W_enc, D * F * sizeof *we);
+        memcpy(wd, s->p.W_dec, D * F * sizeof *wd);
+        memcpy(bd, s->p.b_dec, D * sizeof *bd);
+    }
+    SaeStOut t[5] = {{"W_enc", we, 2, {D, F}}, {"b_enc", s->p.b_enc, 1, {F, 0}}, {"W_dec", wd, 2, {F, D}},
+                     {"b_dec", bd, 1, {D, 0}}, {"threshold", s->p.threshold, 1, {F, 0}}};
+    char *wpath = join(dir, "sae_weights.safetensors"), *cpath = join(dir, "cfg.json");
+    int rc = sae_st_write_f32(wpath, t, s->arch == SAE_BATCHTOPK ? 5 : 4, err, errlen);
+    if (!rc) {
+        const char *arch = s->arch == SAE_BATCHTOPK ? "jumprelu" : "standard";
+        const char *fn = s->arch == SAE_TOPK ? "topk" : "relu";
+        json_t *kw = s->arch == SAE_TOPK ? json_pack("{s:I}", "k", (json_int_t)s->K) : json_object();
+        json_t *cfg = json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:I,s:n,s:s,s:o,s:b,s:b,s:s,s:s,s:I,s:b,s:o,s:o}",
+                                "architecture", arch, "d_in", (json_int_t)D, "d_sae", (json_int_t)F, "dtype",
+                                "float32", "device", "cpu", "model_name", s->model, "hook_layer",
+                                (json_int_t)hook_layer(s->hook), "hook_head_index", "hook_name", s->hook,
+                                "activation_fn_kwargs", kw, "apply_b_dec_to_input", 1, "finetuning_scaling_factor",
+                                0, "normalize_activations", "none", "dataset_path", "", "context_size",
+                                (json_int_t)128, "prepend_bos", 1, "model_from_pretrained_kwargs", json_object(),
+                                "saepipe",
+                                json_pack("{s:s,s:I,s:f,s:f}", "arch", sae_arch_name(s->arch), "k",
+                                          (json_int_t)s->K, "l1", s->l1, "norm_scale", s->norm_scale));
+        json_object_set_new(cfg, "activation_fn_str", json_string(fn));
+        if (s->arch != SAE_RELU) json_object_set_new(cfg, "k", json_integer((json_int_t)s->K));
+        char *js = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(cfg);
+        size_t jl = strlen(js);
+        js = xrealloc(js, jl + 2);
+        js[jl++] = '\n';
+        if (sp_write_file_atomic(cpath, js, jl) < 0) rc = fail(err, errlen, "%s: %s", cpath, strerror(errno));
+        free(js);
+    }
+    free(wpath), free(cpath), free(we), free(wd), free(bd);
+    return rc;
+}
+
+static long long cfg_int(const json_t *cfg, const char *key)
+{
+    const json_t *v = json_object_get(cfg, key);
+    if (json_is_integer(v)) return json_integer_value(v);
+    if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v))) return (long long)json_real_value(v);
+    return -1;
+}
+
+/* The architecture and k of a SAELens cfg. */
+static int cfg_arch(const json_t *cfg, const char *cpath, SAEArch *arch, long long *k, char *err, size_t errlen)
+{
+    const char *a = json_string_value(json_object_get(cfg, "architecture"));
+    const char *fn = json_string_value(json_object_get(cfg, "activation_fn_str"));
+    long long kk = cfg_int(cfg, "k");
+    if (kk < 0) kk = cfg_int(json_object_get(cfg, "activation_fn_kwargs"), "k");
+    if (!a) a = "standard";
+    if (!strcmp(a, "standard") && (!fn || !strcmp(fn, "relu"))) {
+        *arch = SAE_RELU, kk = 0;
+    } else if ((!strcmp(a, "standard") && fn && !strcmp(fn, "topk")) || !strcmp(a, "topk")) {
+        *arch = SAE_TOPK;
+        if (kk <= 0) return fail(err, errlen, "%s: a topk SAE needs k (activation_fn_kwargs.k or k)", cpath);
+    } else if (!strcmp(a, "jumprelu") || !strcmp(a, "batchtopk")) {
+        *arch = SAE_BATCHTOPK;
+        if (kk <= 0) kk = 1; /* k only steers training; inference uses the threshold */
+    } else {
+        return fail(err, errlen, "%s: architecture '%s'%s%s is not supported (standard relu, topk, jumprelu)", cpath,
+                    a, fn ? " with activation " : "", fn ? fn : "");
+    }
+    *k = kk;
+    return 0;
+}
+
+int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    char *cpath = join(dir, "cfg.json"), *wpath = join(dir, "sae_weights.safetensors");
+    json_error_t je;
+    json_t *cfg = NULL;
+    SafeTensors st = {0};
+    int rc = -1;
+    cfg = json_load_file(cpath, 0, &je);
+    if (!cfg) {
+        if (access(cpath, R_OK) < 0) fail(err, errlen, "%s: %s", cpath, strerror(errno));
+        else fail(err, errlen, "%s: line %d: %s", cpath, je.line, je.text);
+        goto out;
+    }
+    if (!json_is_object(cfg)) {
+        fail(err, errlen, "%s: not a JSON object", cpath);
+        goto out;
+    }
+    long long D = cfg_int(cfg, "d_in"), F = cfg_int(cfg, "d_sae"), K = 0;
+    if (D <= 0 || F <= 0) {
+        fail(err, errlen, "%s: d_in and d_sae must be positive integers", cpath);
+        goto out;
+    }
+    SAEArch arch;
+    if (cfg_arch(cfg, cpath, &arch, &K, err, errlen) < 0) goto out;
+    const json_t *nav = json_object_get(cfg, "normalize_activations");
+    const char *na = json_string_value(nav);
+    if (nav && !json_is_null(nav) && !json_is_false(nav) && !(na && !strcmp(na, "none"))) {
+        fail(err, errlen, "%s: normalize_activations '%s' is not supported (fold the scaling factor into the weights first)",
+             cpath, na ? na : "?");
+        goto out;
+    }
+    if (st_open(&st, wpath) < 0) {
+        fail(err, errlen, "%s", st.err);
+        goto out;
+    }
+    if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) goto out;
+    s->K = (size_t)K;
+    if (K > F) {
+        fail(err, errlen, "%s: k %lld is more than d_sae %lld", cpath, K, F);
+        goto out;
+    }
+    struct { const char *name; uint64_t r, c; float *dst; } tab[] = {
+        {"W_enc", (uint64_t)D, (uint64_t)F, s->p.W_enc}, {"b_enc", (uint64_t)F, 0, s->p.b_enc},
+        {"W_dec", (uint64_t)F, (uint64_t)D, s->p.W_dec}, {"b_dec", (uint64_t)D, 0, s->p.b_dec},
+        {"threshold", (uint64_t)F, 0, s->p.threshold},
+    };
+    for (size_t i = 0; i < (arch == SAE_BATCHTOPK ? 5u : 4u); i++) {
+        const StTensor *t = st_find(&st, tab[i].name);
+        char desc[96];
+        if (!t) {
+            fail(err, errlen, "%s: no tensor %s", wpath, tab[i].name);
+            goto out;
+        }
+        int nd = tab[i].c ? 2 : 1;
+        if (t->ndim != nd || t->shape[0] != tab[i].r || (nd == 2 && t->shape[1] != tab[i].c) || st_to_f32(t, tab[i].dst) < 0) {
+            char want[64];
+            if (nd == 2) snprintf(want, sizeof want, "(%" PRIu64 ",%" PRIu64 ")", tab[i].r, tab[i].c);
+            else snprintf(want, sizeof want, "(%" PRIu64 ")", tab[i].r);
+            fail(err, errlen, "%s: %s is %s but d_in=%lld d_sae=%lld needs %s float", wpath, tab[i].name,
+                 st_tensor_desc(t, desc, sizeof desc), D, F, want);
+            goto out;
+        }
+    }
+    size_t n = 2 * (size_t)D * (size_t)F + (size_t)F + (size_t)D + (arch == SAE_BATCHTOPK ? (size_t)F : 0);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(s->mem[i])) {
+            fail(err, errlen, "%s: a weight is not finite", wpath);
+            goto out;
+        }
+    /* apply_b_dec_to_input false: pre = x W_enc + b_enc; ours subtracts b_dec */
+    const json_t *ab = json_object_get(cfg, "apply_b_dec_to_input");
+    if (json_is_false(ab))
+        for (size_t j = 0; j < (size_t)F; j++) {
+            double a = s->p.b_enc[j];
+            for (size_t d = 0; d < (size_t)D; d++) a += (double)s->p.b_dec[d] * s->p.W_enc[d * F + j];
+            s->p.b_enc[j] = (float)a;
+        }
+    const char *str = json_string_value(json_object_get(cfg, "hook_name"));
+    snprintf(s->hook, sizeof s->hook, "%s", str ? str : "");
+    str = json_string_value(json_object_get(cfg, "model_name"));
+    snprintf(s->model, sizeof s->model, "%s", str ? str : "");
+    /* our own export: restore arch, k, l1 and unfold norm_scale */
+    const json_t *sp = json_object_get(cfg, "saepipe");
+    if (json_is_object(sp)) {
+        SAEArch a2;
+        const json_t *ns = json_object_get(sp, "norm_scale"), *l1 = json_object_get(sp, "l1");
+        if (sae_arch_parse(json_string_value(json_object_get(sp, "arch")), &a2) == 0 && a2 == arch) {
+            long long k2 = cfg_int(sp, "k");
+            if (k2 > 0 && k2 <= F && arch != SAE_RELU) s->K = (size_t)k2;
+        }
+        if (json_is_number(l1)) s->l1 = json_number_value(l1);
+        double sc = json_is_number(ns) ? json_number_value(ns) : 1.0;
+        if (sc > 0 && isfinite(sc) && sc != 1.0) {
+            float fs = (float)sc, inv = (float)(1.0 / sc);
+            s->norm_scale = sc;
+            for (size_t i = 0; i < (size_t)(D * F); i++) s->p.W_enc[i] *= inv, s->p.W_dec[i] *= fs;
+            for (size_t d = 0; d < (size_t)D; d++) s->p.b_dec[d] *= fs;
+        }
+    }
+    rc = 0;
+out:
+    if (rc < 0) sae_free(s);
+    st_close(&st);
+    json_decref(cfg);
+    free(cpath), free(wpath);
+    return rc;
+}

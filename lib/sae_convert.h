@@ -1,0 +1,32 @@
+/* sae_convert.h: SAEs to and from the SAELens layout, a directory holding
+ * cfg.json and sae_weights.safetensors (W_enc (d_in,d_sae), b_enc, W_dec
+ * (d_sae,d_in), b_dec [, threshold]).
+ *
+ * Mapping: relu <-> architecture "standard" with activation_fn_str "relu";
+ * topk <-> "standard" with activation_fn_str "topk" and
+ * activation_fn_kwargs {"k"} (SAELens 6's architecture "topk" with "k" is
+ * read too); batchtopk <-> "jumprelu" with its threshold (SAELens saves its
+ * BatchTopK SAEs that way; on import a jumprelu SAE becomes a batchtopk one,
+ * whose inference map is the same). Our norm_scale is folded into the
+ * exported weights so SAELens sees raw activations (W_enc*s, W_dec/s,
+ * b_dec/s), and recorded in cfg.json "saepipe" so import can unfold it.
+ * An imported cfg with apply_b_dec_to_input false gets b_enc + b_dec W_enc. */
+#ifndef SP_SAE_CONVERT_H
+#define SP_SAE_CONVERT_H
+
+#include <stddef.h>
+
+#include "sae.h"
+
+/* Write dir/cfg.json and dir/sae_weights.safetensors (dir is created if
+ * missing; each file written atomically). 0 or -1 with err. */
+int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen);
+/* Read a SAELens directory into s (allocated). 0 or -1 with err. */
+int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen);
+
+/* A safetensors file of named f32 tensors (ndim 1 or 2), metadata may be
+ * NULL; written to a temporary name and renamed. 0 or -1 with err. */
+typedef struct { const char *name; const float *data; int ndim; size_t shape[2]; } SaeStOut;
+int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, size_t errlen);
+
+#endif

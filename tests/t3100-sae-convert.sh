@@ -1,0 +1,151 @@
+#!/bin/sh
+test_description='sae-convert: SAELens export and import, round trips, directories written by numpy, refusals'
+. "$(dirname "$0")/test-lib.sh"
+
+py () {
+	"$PYTHON" -c "import numpy as np, sys, json, struct
+ld = lambda n: np.load(n + '.npy')
+def st_read(path):
+    b = open(path, 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        assert v['dtype'] == 'F32', v
+        s, e = v['data_offsets']; out[k] = np.frombuffer(b[8 + n + s:8 + n + e], '<f4').reshape(v['shape'])
+    return out
+def st_write(path, tensors):
+    # tensors: name -> (dtype name, raw bytes, shape)
+    h, off, data = {}, 0, b''
+    for k, (dt, raw, shape) in tensors.items():
+        h[k] = {'dtype': dt, 'shape': list(shape), 'data_offsets': [off, off + len(raw)]}; off += len(raw); data += raw
+    hb = json.dumps(h).encode(); hb += b' ' * (-len(hb) % 8)
+    open(path, 'wb').write(struct.pack('<Q', len(hb)) + hb + data)
+def bf16(a):
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    return ((u + 0x7fff + ((u >> 16) & 1)) >> 16).astype('<u2')
+$1"
+}
+
+# sae_tensors SAE.tsz PREFIX: every tensor of an SAE file to PREFIX_NAME.npy
+sae_tensors () {
+	for n in W_enc b_enc W_dec b_dec; do tsz to-npy --name $n $2_$n.npy $1 || return 1; done
+}
+
+test_expect_success NUMPY 'setup: SAEs of each arch from sae-fit, rows scaled by norm_scale 0.37' '
+	py "
+rng = np.random.default_rng(3)
+np.save(\"x.npy\", rng.standard_normal((3000, 16)).astype(np.float32))" &&
+	tsz from-npy --meta kind=acts --meta norm_scale=0.37 --meta hook=blocks.2.mlp.hook_post acts=x.npy >x.tsz &&
+	sae-fit --arch topk --k 4 --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o topk.tsz &&
+	sae-fit --arch relu --l1 0.1 --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o relu.tsz &&
+	sae-fit --arch batchtopk --k 4 --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o btk.tsz
+'
+
+for arch in topk relu btk; do
+	test_expect_success NUMPY "$arch: to-saelens and back gives the same SAE (norm_scale unfolded)" '
+		sae-convert to-saelens '$arch'.tsz -o sl_'$arch' &&
+		test -f sl_'$arch'/cfg.json && test -f sl_'$arch'/sae_weights.safetensors &&
+		sae-convert from-saelens sl_'$arch' >back_'$arch'.tsz &&
+		sae_tensors '$arch'.tsz a && sae_tensors back_'$arch'.tsz b &&
+		py "
+for n in (\"W_enc\", \"b_enc\", \"W_dec\", \"b_dec\"):
+    a, b = ld(\"a_\" + n), ld(\"b_\" + n)
+    d = np.abs(a - b).max(); print(\"#\", n, \"max diff\", d)
+    assert a.shape == b.shape and d <= 1e-6 * max(1, np.abs(a).max()), n
+" &&
+		tsz json '$arch'.tsz | sed "s/,\"tensors.*//; s/,\"tokens_seen.*//" >m1 &&
+		tsz json back_'$arch'.tsz | sed "s/,\"tensors.*//; s/,\"imported_from.*//" >m2 &&
+		test_cmp m1 m2
+	'
+done
+
+test_expect_success NUMPY 'the exported SAELens SAE maps raw activations as ours does (numpy, SAELens formulas)' '
+	sae_tensors topk.tsz o && tsz to-npy --name threshold o_threshold.npy btk.tsz &&
+	py "
+cfg = json.load(open(\"sl_topk/cfg.json\")); w = st_read(\"sl_topk/sae_weights.safetensors\")
+assert cfg[\"architecture\"] == \"standard\" and cfg[\"activation_fn_str\"] == \"topk\" and cfg[\"activation_fn_kwargs\"] == {\"k\": 4}
+assert cfg[\"d_in\"] == 16 and cfg[\"d_sae\"] == 48 and cfg[\"hook_name\"] == \"blocks.2.mlp.hook_post\" and cfg[\"hook_layer\"] == 2
+assert cfg[\"apply_b_dec_to_input\"] is True and cfg[\"normalize_activations\"] == \"none\"
+x = ld(\"x\")[:200] / 0.37          # raw activations: the stream held raw * 0.37
+def topk(pre, k):
+    f = np.zeros_like(pre); i = np.argsort(-pre, 1)[:, :k]
+    np.put_along_axis(f, i, np.maximum(np.take_along_axis(pre, i, 1), 0), 1); return f
+# SAELens on raw x
+xs = topk((x - w[\"b_dec\"]) @ w[\"W_enc\"] + w[\"b_enc\"], 4) @ w[\"W_dec\"] + w[\"b_dec\"]
+# ours (sae.h): scale in, unscale out
+s = 0.37
+xo = (topk((s * x - ld(\"o_b_dec\")) @ ld(\"o_W_enc\") + ld(\"o_b_enc\"), 4) @ ld(\"o_W_dec\") + ld(\"o_b_dec\")) / s
+d = np.abs(xs - xo).max(); print(\"# max diff\", d); assert d < 1e-4 * np.abs(xo).max()
+cb = json.load(open(\"sl_btk/cfg.json\")); wb = st_read(\"sl_btk/sae_weights.safetensors\")
+assert cb[\"architecture\"] == \"jumprelu\" and \"threshold\" in wb and (wb[\"threshold\"] == ld(\"o_threshold\")).all()
+cr = json.load(open(\"sl_relu/cfg.json\")); assert cr[\"architecture\"] == \"standard\" and cr[\"activation_fn_str\"] == \"relu\"
+"
+'
+
+test_expect_success NUMPY 'from-saelens: directories written by numpy (F16 standard without b_dec on input, BF16 jumprelu, SAELens 6 topk)' '
+	py "
+import os
+rng = np.random.default_rng(5); D, F = 8, 20
+We, be, Wd, bd = (rng.standard_normal(s).astype(np.float32) for s in ((D, F), (F,), (F, D), (D,)))
+th = np.abs(rng.standard_normal(F)).astype(np.float32)
+for n, a in ((\"We\", We), (\"be\", be), (\"Wd\", Wd), (\"bd\", bd), (\"th\", th)): np.save(n + \".npy\", a)
+def mk(d, cfg, tensors):
+    os.mkdir(d); json.dump(cfg, open(d + \"/cfg.json\", \"w\")); st_write(d + \"/sae_weights.safetensors\", tensors)
+h = lambda a: (\"F16\", a.astype(\"<f2\").tobytes(), a.shape)
+f = lambda a: (\"F32\", a.astype(\"<f4\").tobytes(), a.shape)
+b = lambda a: (\"BF16\", bf16(a).tobytes(), a.shape)
+mk(\"std\", {\"architecture\": \"standard\", \"d_in\": D, \"d_sae\": F, \"activation_fn_str\": \"relu\", \"hook_name\": \"blocks.0.hook_resid_pre\",
+           \"model_name\": \"gpt2-small\", \"apply_b_dec_to_input\": False, \"normalize_activations\": \"none\"},
+   {\"W_enc\": h(We), \"b_enc\": h(be), \"W_dec\": h(Wd), \"b_dec\": h(bd)})
+mk(\"jump\", {\"architecture\": \"jumprelu\", \"d_in\": D, \"d_sae\": F, \"hook_name\": \"blocks.5.mlp.hook_post\", \"model_name\": \"gemma\"},
+   {\"W_enc\": b(We), \"b_enc\": b(be), \"W_dec\": b(Wd), \"b_dec\": b(bd), \"threshold\": b(th)})
+mk(\"tk6\", {\"architecture\": \"topk\", \"k\": 5, \"d_in\": D, \"d_sae\": F, \"hook_name\": \"h\", \"model_name\": \"m\"},
+   {\"b_dec\": f(bd), \"W_dec\": f(Wd), \"W_enc\": f(We), \"b_enc\": f(be)})
+" &&
+	sae-convert from-saelens std >std.tsz && sae-convert from-saelens jump -o jump.tsz && sae-convert from-saelens tk6 >tk6.tsz &&
+	tsz json std.tsz | grep "\"arch\":\"relu\",\"k\":0,.*\"hook\":\"blocks.0.hook_resid_pre\",\"model\":\"gpt2-small\",\"norm_scale\":1.0" &&
+	tsz json jump.tsz | grep "\"arch\":\"batchtopk\".*\"threshold\":{\"dtype\":\"f32\",\"shape\":\[20\]}" &&
+	tsz json tk6.tsz | grep "\"arch\":\"topk\",\"k\":5," &&
+	sae_tensors std.tsz s && sae_tensors jump.tsz j && sae_tensors tk6.tsz t && tsz to-npy --name threshold j_th.npy jump.tsz &&
+	py "
+We, be, Wd, bd, th = ld(\"We\"), ld(\"be\"), ld(\"Wd\"), ld(\"bd\"), ld(\"th\")
+h = lambda a: a.astype(np.float16).astype(np.float32)
+bf = lambda a: (bf16(a).astype(np.uint32) << 16).view(np.float32)
+assert (ld(\"s_W_enc\") == h(We)).all() and (ld(\"s_W_dec\") == h(Wd)).all() and (ld(\"s_b_dec\") == h(bd)).all()
+# apply_b_dec_to_input false: b_enc absorbs b_dec W_enc so that (x - b_dec) W_enc + b_enc = x W_enc + b_enc_saelens
+want = h(be) + h(bd) @ h(We); d = np.abs(ld(\"s_b_enc\") - want).max(); print(\"# b_enc max diff\", d); assert d < 1e-5
+for n, a in ((\"W_enc\", We), (\"b_enc\", be), (\"W_dec\", Wd), (\"b_dec\", bd)):
+    assert (ld(\"j_\" + n) == bf(a)).all(), n
+    assert (ld(\"t_\" + n) == a).all(), n
+assert (ld(\"j_th\") == bf(th)).all()
+"
+'
+
+test_expect_success NUMPY 'refusals name the file and the problem' '
+	test_must_fail sae-convert from-saelens nodir >o 2>err &&
+	grep "^sae-convert: nodir/cfg.json: No such file or directory$" err &&
+	mkdir bad && echo "{\"d_in\": 8," >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/cfg.json: line 2: " err &&
+	echo "{\"architecture\": \"gated\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err &&
+	grep "^sae-convert: bad/cfg.json: architecture .gated. is not supported (standard relu, topk, jumprelu)$" err &&
+	echo "{\"architecture\": \"standard\", \"activation_fn_str\": \"topk\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "needs k" err &&
+	echo "{\"d_in\": 8, \"d_sae\": 20, \"normalize_activations\": \"expected_average_only_in\"}" >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "normalize_activations .expected_average_only_in. is not supported" err &&
+	echo "{\"d_in\": 8, \"d_sae\": 21}" >bad/cfg.json && cp std/sae_weights.safetensors bad/ &&
+	test_must_fail sae-convert from-saelens bad >o 2>err &&
+	grep "^sae-convert: bad/sae_weights.safetensors: W_enc is (8,20) F16 but d_in=8 d_sae=21 needs (8,21) float$" err &&
+	echo "{\"architecture\": \"jumprelu\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/sae_weights.safetensors: no tensor threshold$" err &&
+	head -c 100 std/sae_weights.safetensors >bad/sae_weights.safetensors &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/sae_weights.safetensors" err &&
+	test_line_count = 1 err &&
+	test_must_fail sae-convert to-saelens x.tsz -o out 2>err && grep "^sae-convert: x.tsz: not an SAE file" err &&
+	test_expect_code () { want=$1; shift; "$@"; got=$?; test $got = $want; } &&
+	test_expect_code 2 sae-convert to-saelens topk.tsz 2>err && grep "^sae-convert: to-saelens needs -o DIR$" err &&
+	test_expect_code 2 sae-convert frobnicate 2>err && grep "^sae-convert: unknown command .frobnicate." err &&
+	test_expect_code 2 sae-convert 2>err && grep "^sae-convert: missing command" err
+'
+
+test_done
