@@ -324,7 +324,11 @@ static int get_once(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
-    if (have) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+    /* CURLOPT_RANGE rather than RESUME_FROM: a server that ignores Range and
+     * sends the whole file (200) is handled in on_body instead of failing */
+    char range[32];
+    snprintf(range, sizeof range, "%lld-", (long long)have);
+    if (have) curl_easy_setopt(c, CURLOPT_RANGE, range);
     CURLcode res = curl_easy_perform(c);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);

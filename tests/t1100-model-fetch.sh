@@ -1,0 +1,143 @@
+#!/bin/sh
+test_description='model-fetch: a loopback hub (tests/helpers/httpd-hub.py): fetch, no-op, resume, checksum, 404, token'
+. "$(dirname "$0")/test-lib.sh"
+
+PY=${PYTHON:-$(command -v python3)}
+test -n "$PY" || test_skip_all 'no python3 for the loopback hub'
+
+SAEPIPE_HOME=$PWD/home
+export SAEPIPE_HOME
+unset HF_TOKEN HF_ENDPOINT XDG_CACHE_HOME
+
+# start_hub [httpd-hub.py options]: serve ./hub on a free loopback port; sets
+# HF_ENDPOINT; the server is stopped by stop_hub (test_when_finished)
+start_hub () {
+	rm -f port log || return 1
+	"$PY" "$TEST_DIRECTORY/helpers/httpd-hub.py" hub port --log log "$@" \
+		</dev/null >/dev/null 2>hub.err 3>&- 4>&- &
+	echo $! >hub.pid &&
+	i=0 &&
+	while ! test -s port; do
+		i=$((i + 1)) && test $i -lt 100 || { cat hub.err >&4; return 1; }
+		sleep 0.1
+	done &&
+	HF_ENDPOINT=http://127.0.0.1:$(cat port) && export HF_ENDPOINT
+}
+stop_hub () {
+	if test -f hub.pid; then kill "$(cat hub.pid)" 2>/dev/null; rm -f hub.pid; fi
+}
+
+M=home/models/org/tiny
+
+test_expect_success 'setup: a small model directory on the hub (an LFS-sized safetensors, small json)' '
+	mkdir -p hub/org/tiny &&
+	"$PY" -c "import os; open(\"hub/org/tiny/model.safetensors\", \"wb\").write(bytes((i * 7 + i // 251) % 256 for i in range(300000)))" &&
+	echo "{\"n_positions\": 64, \"model_type\": \"gpt2\"}" >hub/org/tiny/config.json &&
+	if test -n "$GPT2_DIR"; then cp "$GPT2_DIR/vocab.json" "$GPT2_DIR/merges.txt" hub/org/tiny/;
+	else echo "{}" >hub/org/tiny/vocab.json && echo "#version: 0.2" >hub/org/tiny/merges.txt; fi
+'
+
+test_expect_success '--help lists every option; bad usage exits 2' '
+	model-fetch --help >help &&
+	for o in --dir --endpoint --revision --retries --quiet --progress --help --version; do
+		grep -e "$o" help || return 1
+	done &&
+	model-fetch --version | grep "^model-fetch " &&
+	test_expect_code () { "$@"; test $? = 2; } &&
+	test_expect_code model-fetch 2>err && grep "^model-fetch: a repository ID is required" err &&
+	test_expect_code model-fetch ../etc 2>err && grep "^model-fetch: .../etc. is not a repository id" err &&
+	test_expect_code model-fetch a/b/c 2>err && grep "^model-fetch: .a/b/c. is not a repository id" err &&
+	test_expect_code model-fetch --endpoint ftp://x gpt2 2>err && grep "^model-fetch: --endpoint: expected an http" err &&
+	test_expect_code model-fetch --retries x gpt2 2>err && grep "^model-fetch: --retries" err
+'
+
+test_expect_success 'fetch: the four files land whole in $SAEPIPE_HOME/models/ID, the directory on stdout' '
+	test_when_finished stop_hub && start_hub &&
+	model-fetch org/tiny >out 2>err &&
+	echo "$PWD/$M" >want && test_cmp want out &&
+	for f in config.json model.safetensors vocab.json merges.txt; do
+		cmp hub/org/tiny/$f $M/$f || return 1
+	done &&
+	! ls $M | grep part &&
+	grep "^HEAD /org/tiny/resolve/main/model.safetensors" log &&
+	grep "^GET /cdn/org/tiny/model.safetensors" log
+'
+
+test_expect_success 'a second run is a no-op that needs no network' '
+	HF_ENDPOINT=http://127.0.0.1:9 model-fetch org/tiny >out 2>err &&
+	echo "$PWD/$M" >want && test_cmp want out && test_must_be_empty () { ! test -s "$1"; } && test_must_be_empty err
+'
+
+test_expect_success 'an interrupted download keeps its .part and the next run resumes it with Range' '
+	test_when_finished stop_hub && start_hub --cut model.safetensors:100000 &&
+	rm -rf home &&
+	test_must_fail model-fetch --retries 0 org/tiny >out 2>err &&
+	grep "^model-fetch: org/tiny: model.safetensors: transfer cut after 100000 bytes (.*); .*model.safetensors.part keeps them, run again to resume$" err &&
+	test $(wc -c <$M/model.safetensors.part) = 100000 && ! test -e $M/model.safetensors &&
+	model-fetch org/tiny >out 2>err &&
+	grep "^GET /cdn/org/tiny/model.safetensors bytes=100000- " log &&
+	cmp hub/org/tiny/model.safetensors $M/model.safetensors && ! test -e $M/model.safetensors.part
+'
+
+test_expect_success 'a cut transfer is resumed within one run (--retries)' '
+	test_when_finished stop_hub && start_hub --cut model.safetensors:123456 &&
+	rm -rf home &&
+	model-fetch org/tiny >out 2>err &&
+	grep "bytes=123456- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors
+'
+
+test_expect_success 'a server that ignores Range: the .part is restarted, the file still right' '
+	test_when_finished stop_hub && start_hub --no-range &&
+	rm -rf home && mkdir -p $M && head -c 5000 /dev/zero >$M/model.safetensors.part &&
+	model-fetch org/tiny model.safetensors >out 2>err &&
+	grep "bytes=5000- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors
+'
+
+test_expect_success 'a wrong SHA-256 is refused: no file, no .part' '
+	test_when_finished stop_hub && start_hub --bad-sha model.safetensors &&
+	rm -rf home &&
+	test_must_fail model-fetch org/tiny >out 2>err &&
+	grep "^model-fetch: org/tiny: model.safetensors: SHA-256 mismatch: got [0-9a-f]\{64\}, the hub says [0-9a-f]\{64\}; removed the download$" err &&
+	! test -e $M/model.safetensors && ! test -e $M/model.safetensors.part &&
+	! test -s out
+'
+
+test_expect_success 'a 404 names the file and the URL' '
+	test_when_finished stop_hub && start_hub &&
+	test_must_fail model-fetch org/tiny nothere.bin >out 2>err &&
+	grep "^model-fetch: org/tiny: nothere.bin: HTTP 404 from $HF_ENDPOINT/org/tiny/resolve/main/nothere.bin (no such repository or file)$" err &&
+	test_must_fail model-fetch org/nosuch >out 2>err &&
+	grep "^model-fetch: org/nosuch: config.json: HTTP 404 from $HF_ENDPOINT/org/nosuch/resolve/main/config.json" err &&
+	! test -e home/models/org/nosuch/config.json
+'
+
+test_expect_success 'HF_TOKEN is sent as a bearer token and never printed' '
+	test_when_finished stop_hub && start_hub --token s3cr3t-tok &&
+	rm -rf home &&
+	test_must_fail model-fetch org/tiny config.json >out 2>err &&
+	grep "^model-fetch: org/tiny: config.json: HTTP 401 from .* (private or gated repository? set HF_TOKEN)$" err &&
+	HF_TOKEN=wrong-tok test_must_fail model-fetch --progress org/tiny config.json >out 2>err &&
+	! grep wrong-tok err &&
+	HF_TOKEN=s3cr3t-tok model-fetch --progress org/tiny >out 2>err &&
+	! grep s3cr3t err && ! grep s3cr3t out &&
+	cmp hub/org/tiny/model.safetensors $M/model.safetensors &&
+	grep "^HEAD /org/tiny/resolve/main/config.json - auth" log
+'
+
+test_expect_success 'a dead endpoint gives a clear error; --dir and --endpoint' '
+	test_must_fail model-fetch --endpoint http://127.0.0.1:9 org/other >out 2>err &&
+	grep "^model-fetch: org/other: config.json: http://127.0.0.1:9/org/other/resolve/main/config.json: .*" err &&
+	test_when_finished stop_hub && start_hub &&
+	model-fetch --dir elsewhere --endpoint "$HF_ENDPOINT" -q org/tiny config.json >out &&
+	! test -s out && cmp hub/org/tiny/config.json elsewhere/config.json
+'
+
+test_expect_success GPT2_VOCAB 'a fetched repo id works as --model for gpt2-tok' '
+	test_when_finished stop_hub && start_hub &&
+	model-fetch org/tiny >/dev/null &&
+	echo "Hello world" | gpt2-tok -m org/tiny --ctx 0 >t.tsz &&
+	tsz json --full t.tsz | grep "\[\[50256,15496,995,198\]\]" &&
+	echo hi | test_must_fail gpt2-tok -m org/tiny --ctx 65 >t.tsz 2>err && grep "n_positions 64" err
+'
+
+test_done
