@@ -240,6 +240,24 @@ char *explain_text_detect(const ExplainExamples *x, const ExplainHeldout *h, con
 }
 
 /* ---- replies ---- */
+/* The completions-style logprobs some servers put in chat replies
+ * ({"tokens": [...], "top_logprobs": [{"tok": lp, ...}, ...]}) in the chat
+ * shape ([{"token", "top_logprobs": [{"token", "logprob"}]}]). */
+static json_t *legacy_logprobs(const json_t *lpo)
+{
+    json_t *out = json_array(), *toks = json_object_get(lpo, "tokens"), *tops = json_object_get(lpo, "top_logprobs");
+    size_t i;
+    json_t *t;
+    json_array_foreach(toks, i, t) {
+        json_t *alts = json_array(), *top = json_array_get(tops, i), *v;
+        const char *k;
+        json_object_foreach(top, k, v) json_array_append_new(alts, json_pack("{s:s, s:O}", "token", k, "logprob", v));
+        json_array_append_new(out, json_pack("{s:s, s:o}", "token", json_string_value(t) ? json_string_value(t) : "",
+                                             "top_logprobs", alts));
+    }
+    return out;
+}
+
 int explain_reply_parse(ExplainReply *r, const char *body, size_t len, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
@@ -260,8 +278,9 @@ int explain_reply_parse(ExplainReply *r, const char *body, size_t len, char *err
         return -1;
     }
     r->content = xstrdup(content);
-    json_t *lp = json_object_get(json_object_get(ch, "logprobs"), "content");
+    json_t *lpo = json_object_get(ch, "logprobs"), *lp = json_object_get(lpo, "content");
     if (json_is_array(lp)) r->logprobs = json_incref(lp);
+    else if (json_is_array(json_object_get(lpo, "tokens"))) r->logprobs = legacy_logprobs(lpo);
     json_t *u = json_object_get(j, "usage");
     r->prompt_tokens = json_integer_value(json_object_get(u, "prompt_tokens"));
     r->completion_tokens = json_integer_value(json_object_get(u, "completion_tokens"));

@@ -60,6 +60,13 @@ test_expect_success 'without logprobs the integers replied are the simulation' '
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 10,0
 '
 
+test_expect_success 'completions-style logprobs in a chat reply are used too' '
+	start_server --legacy-logprobs &&
+	explain --cache "" --features 0-1 topk.tsz >out.tsz &&
+	tsz json --full out.tsz >out.json &&
+	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 9.35,0.1
+'
+
 test_expect_success 'messy replies (prose, fences, reordered blocks, a missing line) are aligned' '
 	start_server --messy &&
 	explain --cache "" topk.tsz >out.tsz 2>err &&

@@ -4,13 +4,14 @@ explain-gpt4 tests, with a fake explainer, simulator and detector that read
 the prompts, and fault injection.
 
   fake-openai.py --port-file F --log L [--port P] [--faults LIST] [--key K]
-                 [--fail-token T] [--slow S] [--delay S] [--always KIND] [--messy] [--no-logprobs]
+                 [--legacy-logprobs] [--fail-token T] [--slow S] [--delay S] [--always KIND] [--messy] [--no-logprobs]
 
 The explainer names the token that most often has a non-zero activation in
 the last user message: 'the word "w13".' The simulator answers 10 on lines
 whose token is that word and 0 elsewhere; with logprobs requested it also
 returns a distribution over the number (10: 0.8/9: 0.15/0: 0.05, 0: 0.9/1: 0.1).
-The detector names the examples whose text holds the word.
+--legacy-logprobs sends them completions-style ({"tokens", "top_logprobs"}),
+as some servers do. The detector names the examples whose text holds the word.
 
 Faults (--faults, comma-separated) are given out in order, one to each
 request body seen for the first time; a body seen again is answered
@@ -39,6 +40,7 @@ ap.add_argument("--always", default=None)
 ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--dump", default=None)
 ap.add_argument("--no-logprobs", action="store_true")
+ap.add_argument("--legacy-logprobs", action="store_true")
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -136,7 +138,11 @@ def answer(req):
         content = ", ".join(named) if named else "none"
     choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
     if req.get("logprobs"):
-        choice["logprobs"] = {"content": logprobs_for(content)}
+        lp = logprobs_for(content)
+        choice["logprobs"] = {"content": lp}
+        if args.legacy_logprobs:
+            choice["logprobs"] = {"tokens": [e["token"] for e in lp], "token_logprobs": [e["logprob"] for e in lp],
+                                  "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in lp]}
     ptok = sum(len(m.get("content", "")) for m in msgs) // 4
     return kind, {"id": "x", "object": "chat.completion", "model": req.get("model"), "choices": [choice],
                   "usage": {"prompt_tokens": ptok, "completion_tokens": len(content) // 4 + 1}}
