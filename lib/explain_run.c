@@ -128,8 +128,10 @@ char *explain_request_body(const ExplainConfig *c, ExplainJob *j, ExplainStage s
         json_object_set_new(req, "logprobs", json_true());
         json_object_set_new(req, "top_logprobs", json_integer(15));
     }
-    /* room for every "token<TAB>N" line of the simulation; a short answer otherwise */
+    /* room for every "token<TAB>N" line of the simulation, within the 4096
+     * completion tokens most models allow; a short answer otherwise */
     size_t max_tokens = stage == EXPLAIN_STAGE_SIMULATE ? 32 + j->h.E * (j->h.W * 4 + 4) : 300;
+    if (max_tokens > 4096) max_tokens = 4096;
     json_object_set_new(req, "max_tokens", json_integer((json_int_t)max_tokens));
     char *s = json_dumps(req, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(req);
