@@ -273,7 +273,7 @@ static void examples_from(ExplainExamples *x, const TszRecord *rec, const char *
         sp_die("%s: record %" PRIu64 " (feature %" PRId64 "): tokens and activations differ in shape", in, n, x->feature);
     x->token_strs = json_object_get(rec->meta, "token_strs");
     if (!json_is_object(x->token_strs))
-        sp_die("%s: record %" PRIu64 " (feature %" PRId64 "): meta has no 'token_strs' object", in, n, x->feature);
+        sp_die("%s: record %" PRIu64 " (feature %" PRId64 "): meta has no 'token_strs' object (run topk-ctx with --model)", in, n, x->feature);
     x->K = tt->shape[0];
     x->R = rt->shape[0];
     x->W = x->K ? tt->shape[1] : rt->shape[1];
@@ -325,7 +325,7 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
     if (o->c.scorer == EXPLAIN_SCORER_DETECTION)
         json_object_set_new(m, "detection", json_pack("{s:o, s:o, s:o}", "balanced_accuracy", num_or_null(j->score),
                                                       "tpr", num_or_null(j->det_tpr), "tnr", num_or_null(j->det_tnr)));
-    json_object_set_new(m, "status", json_string(j->ok ? "ok" : "failed"));
+    json_object_set_new(m, "status", json_string(j->ok ? "ok" : j->dead ? "dead" : "failed"));
     json_object_set_new(m, "error", j->ok ? json_null() : json_string(j->err));
     json_object_set_new(m, "attempts", json_integer(j->attempts));
     json_object_set_new(m, "cached", json_integer(j->cached));
@@ -391,6 +391,14 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
             nf * (o->c.scorer == EXPLAIN_SCORER_NONE ? 1 : 2), pin, pout, cost, o->c.model, o->price_in, o->price_out);
     tsz_record_free(&rec);
     if (fflush(stdout) != 0 || fclose(stdout) != 0) sp_die("stdout: write error");
+}
+
+/* ", 3 dead" for the summary, or "". */
+static const char *dead_note(uint64_t n, char *buf, size_t len)
+{
+    if (!n) return "";
+    snprintf(buf, len, ", %" PRIu64 " dead", n);
+    return buf;
 }
 
 /* Free what main holds besides the run. */
@@ -466,7 +474,7 @@ int main(int argc, char **argv)
     SpProgress prog;
     sp_progress_init(&prog, o.progress, "explain-gpt4", "features", 0);
     const char *in = sp_in_name(o.input);
-    uint64_t n_ok = 0, n_failed = 0;
+    uint64_t n_ok = 0, n_failed = 0, n_dead = 0;
     int eof = 0;
     while (!eof || head < tail) {
         while (!eof && tail - head < cap) {
@@ -486,10 +494,11 @@ int main(int argc, char **argv)
             job_record(&out, j, &o);
             tsz_write_or_die(w, &out);
             if (j->ok) n_ok++;
+            else if (j->dead) n_dead++;
             else n_failed++;
             explain_job_free(j);
             head++;
-            sp_progress_update(&prog, n_ok + n_failed);
+            sp_progress_update(&prog, n_ok + n_failed + n_dead);
         }
         if (head == tail) continue;
         int rc = explain_run_wait(run);
@@ -500,15 +509,17 @@ int main(int argc, char **argv)
     if (tsz_writer_close(w, err, sizeof err) < 0) sp_die("%s", err);   /* closes stdout too */
 
     ExplainStats st;
+    char dn[48];
     explain_run_stats(run, &st);
     double cost = (st.prompt_tokens * o.price_in + st.completion_tokens * o.price_out) / 1e6;
     if (o.c.backend == EXPLAIN_BACKEND_BASELINE)
-        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed; baseline backend, no API calls\n",
-                sp_prog, n_ok + n_failed, n_ok, n_failed);
+        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed%s; baseline backend, no API calls\n",
+                sp_prog, n_ok + n_failed + n_dead, n_ok, n_failed, dead_note(n_dead, dn, sizeof dn));
     else
-        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed; %" PRIu64 " API calls (%" PRIu64
+        fprintf(stderr, "%s: %" PRIu64 " features: %" PRIu64 " ok, %" PRIu64 " failed%s; %" PRIu64 " API calls (%" PRIu64
                 " retries), %" PRIu64 " cached replies; %" PRId64 " prompt + %" PRId64 " completion tokens; "
-                "estimated cost $%.4f (%s at $%g/$%g per million)\n", sp_prog, n_ok + n_failed, n_ok, n_failed,
+                "estimated cost $%.4f (%s at $%g/$%g per million)\n", sp_prog, n_ok + n_failed + n_dead, n_ok, n_failed,
+                dead_note(n_dead, dn, sizeof dn),
                 st.calls, st.retries, st.cache_hits, st.prompt_tokens, st.completion_tokens, cost, o.c.model,
                 o.price_in, o.price_out);
     explain_run_free(run);
@@ -519,7 +530,7 @@ int main(int argc, char **argv)
     free_all(&o, pdir, fr, pr, npr);
     if (n_failed) {
         fprintf(stderr, "%s: %" PRIu64 " of %" PRIu64 " features failed (their records say why; rerun to retry them)\n",
-                sp_prog, n_failed, n_ok + n_failed);
+                sp_prog, n_failed, n_ok + n_failed + n_dead);
         return 3;
     }
     return 0;

@@ -65,7 +65,7 @@ const char *explain_token_text(const ExplainExamples *x, int32_t id, char *buf, 
     }
     size_t j = 0;
     for (; *s && j + 3 < n; s++) {
-        const char *esc = *s == '\n' ? "\\n" : *s == '\t' ? "\\t" : *s == '\r' ? "\\r" : *s == '\\' ? "\\\\" : NULL;
+        const char *esc = *s == '\n' ? "\\n" : *s == '\t' ? "\\t" : *s == '\r' ? "\\r" : NULL;
         if (esc) {
             buf[j++] = esc[0];
             buf[j++] = esc[1];

@@ -46,8 +46,10 @@ typedef struct {
 void explain_heldout(ExplainHeldout *h, const ExplainExamples *x, size_t n_explain, size_t n_score);
 void explain_heldout_free(ExplainHeldout *h);
 
-/* The display text of a token for a prompt line: token_strs[id] with
- * newline, tab, CR and backslash escaped (\n \t \r \\), "<id>" when absent. */
+/* The display text of a token for a prompt line: token_strs[id] (topk-ctx
+ * already writes newlines and tabs as \n and \t) with any raw newline, tab
+ * or CR still in it escaped the same way, so a token is always one line;
+ * "<id>" when absent. */
 const char *explain_token_text(const ExplainExamples *x, int32_t id, char *buf, size_t n);
 
 /* ---- prompt templates ----

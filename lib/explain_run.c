@@ -301,7 +301,7 @@ static void run_baseline(ExplainRun *r, ExplainJob *j)
 
 void explain_run_add(ExplainRun *r, ExplainJob *j)
 {
-    j->done = j->ok = 0;
+    j->done = j->ok = j->dead = 0;
     j->score = j->score_top = j->score_random = j->det_tpr = j->det_tnr = NAN;
     j->err[0] = 0;
     j->stage = EXPLAIN_STAGE_EXPLAIN;
@@ -309,6 +309,7 @@ void explain_run_add(ExplainRun *r, ExplainJob *j)
     explain_job_prepare(&r->c, j);
     if (j->x.K == 0) {
         job_fail(j, "no top examples (the feature never fired)");
+        j->dead = 1;
         return;
     }
     if (r->c.scorer != EXPLAIN_SCORER_NONE && j->h.E == 0) {

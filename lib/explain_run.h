@@ -40,6 +40,7 @@ typedef struct {
     void *user;                 /* the caller's */
     /* results */
     int done, ok;
+    int dead;                   /* no top examples: nothing to explain (not a failure) */
     char *explanation;          /* owned; NULL if none */
     double score, score_top, score_random;  /* NAN when undefined or not scored */
     double det_tpr, det_tnr;    /* detection scorer: NAN otherwise */

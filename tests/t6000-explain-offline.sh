@@ -33,7 +33,7 @@ test_expect_success 'bad input fails with one line naming file, record and featu
 	grep "^explain-gpt4: cut.tsz: .*end marker\|^explain-gpt4: cut.tsz: .*truncated" err &&
 	for b in strs dtype shape nan nofeature; do mk-topk --break $b >$b.tsz || return 1; done &&
 	test_must_fail explain-gpt4 --backend baseline --cache "" strs.tsz >o 2>err &&
-	grep "^explain-gpt4: strs.tsz: record 2 (feature 1): meta has no .token_strs. object$" err &&
+	grep "^explain-gpt4: strs.tsz: record 2 (feature 1): meta has no .token_strs. object (run topk-ctx with --model)$" err &&
 	test_must_fail explain-gpt4 --backend baseline --cache "" dtype.tsz >o 2>err &&
 	grep "^explain-gpt4: dtype.tsz: record 2 (feature 1): tensor .top_acts. is (20,16) i32, expected (rows,window) f32$" err &&
 	test_must_fail explain-gpt4 --backend baseline --cache "" shape.tsz >o 2>err &&
@@ -84,6 +84,14 @@ test_expect_success '--features picks features; features with nothing to score f
 	grep "^explain-gpt4: 2 of 2 features failed" err &&
 	tsz json few.out >few.json && test_line_count = 2 few.json &&
 	grep "\"status\":\"failed\",\"error\":\"no held-out examples to score" few.json
+'
+
+test_expect_success 'a feature that never fired is written dead, which is not a failure' '
+	mk-topk --features 3 --dead 2 >dead.tsz &&
+	explain-gpt4 --backend baseline --cache "" dead.tsz >dead.out 2>err &&
+	grep "^explain-gpt4: 3 features: 2 ok, 0 failed, 1 dead; baseline backend, no API calls$" err &&
+	tsz json dead.out >dead.json && test_line_count = 3 dead.json &&
+	grep "\"feature\":1,\"explanation\":null,.*\"status\":\"dead\",\"error\":\"no top examples (the feature never fired)\"" dead.json
 '
 
 test_expect_success 'dry run prints prompts to stderr with an estimate and calls nothing' '

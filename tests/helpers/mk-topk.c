@@ -1,6 +1,6 @@
 /* mk-topk: write a planted topk-ctx stream for the explain-gpt4 tests.
  *   mk-topk [--features N] [--first F] [-K K] [-R R] [-W W] [--vocab V]
- *           [--seed S] [--pad] > topk.tsz
+ *           [--seed S] [--pad] [--dead I] [--break WHAT] > topk.tsz
  * Feature f (ids first..first+N-1) is driven by one planted token, id
  * 10 + (f % (V - 10)), shown as " w<id>": every top example holds it at one
  * to three positions with activation 1..5, and other tokens are 0; random
@@ -8,7 +8,8 @@
  * same way. Ids 0, 1 and 2 are a newline, a tab and a double quote, so
  * prompts must escape them. --pad ends each random row with two -1 ids
  * (padding). A final dict_stats record follows, as topk-ctx writes.
- * --break WHAT spoils the second feature record for the bad-input tests:
+ * --dead I gives feature record I (from 1) no top examples, as a feature
+ * that never fired. --break WHAT spoils the second feature record for the bad-input tests:
  * strs (no token_strs), dtype (top_acts as i32), shape (rand_acts one row
  * narrower), nan (a NaN activation), nofeature (no "feature" in meta). */
 #include <getopt.h>
@@ -18,7 +19,7 @@
 
 #include "stream.h"
 
-typedef struct { size_t N, K, R, W, V, first; uint64_t seed; int pad; const char *brk; } Spec;
+typedef struct { size_t N, K, R, W, V, first, dead; uint64_t seed; int pad; const char *brk; } Spec;
 
 static void fill(SpRng *rng, const Spec *s, int32_t planted, int32_t *tok, float *act, size_t rows, int always,
                  int pad)
@@ -106,7 +107,7 @@ int main(int argc, char **argv)
     sp_set_prog(argv[0]);
     Spec s = {.N = 4, .K = 20, .R = 20, .W = 16, .V = 60, .seed = 1};
     static const struct option lo[] = {{"features", 1, 0, 'n'}, {"first", 1, 0, 'F'}, {"vocab", 1, 0, 'v'},
-                                       {"seed", 1, 0, 's'}, {"pad", 0, 0, 'p'}, {"break", 1, 0, 'b'}, {0, 0, 0, 0}};
+                                       {"seed", 1, 0, 's'}, {"pad", 0, 0, 'p'}, {"break", 1, 0, 'b'}, {"dead", 1, 0, 'd'}, {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "K:R:W:", lo, NULL)) != -1) {
         switch (ch) {
@@ -116,10 +117,11 @@ int main(int argc, char **argv)
         case 's': s.seed = sp_opt_u64("--seed", optarg, 0, UINT64_MAX); break;
         case 'p': s.pad = 1; break;
         case 'b': s.brk = optarg; break;
+        case 'd': s.dead = sp_opt_u64("--dead", optarg, 1, 100000); break;
         case 'K': s.K = sp_opt_u64("-K", optarg, 0, 10000); break;
         case 'R': s.R = sp_opt_u64("-R", optarg, 0, 10000); break;
         case 'W': s.W = sp_opt_u64("-W", optarg, 4, 10000); break;
-        default: sp_usage_die("usage: mk-topk [--features N] [--first F] [-K K] [-R R] [-W W] [--vocab V] [--seed S] [--pad]");
+        default: sp_usage_die("usage: mk-topk [--features N] [--first F] [-K K] [-R R] [-W W] [--vocab V] [--seed S] [--pad] [--dead I] [--break WHAT]");
         }
     }
     sp_check_binary_stdout(0);
@@ -135,21 +137,22 @@ int main(int argc, char **argv)
         size_t f = s.first + i;
         int32_t planted = (int32_t)(10 + f % (s.V - 10));
         tsz_record_clear(&rec);
-        uint64_t ts[2] = {s.K, s.W}, rs[2] = {s.R, s.W}, ss[2] = {s.K, 3};
+        size_t K = i + 1 == s.dead ? 0 : s.K;
+        uint64_t ts[2] = {K, s.W}, rs[2] = {s.R, s.W}, ss[2] = {K, 3};
         int32_t *tt = tsz_record_add(&rec, "top_tokens", TSZ_I32, 2, ts)->data;
         float *ta = tsz_record_add(&rec, "top_acts", TSZ_F32, 2, ts)->data;
         int64_t *src = tsz_record_add(&rec, "top_src", TSZ_I64, 2, ss)->data;
         int32_t *rt = tsz_record_add(&rec, "rand_tokens", TSZ_I32, 2, rs)->data;
         float *ra = tsz_record_add(&rec, "rand_acts", TSZ_F32, 2, rs)->data;
-        fill(&rng, &s, planted, tt, ta, s.K, 1, 0);
-        sort_rows(tt, ta, s.K, s.W);
+        fill(&rng, &s, planted, tt, ta, K, 1, 0);
+        sort_rows(tt, ta, K, s.W);
         fill(&rng, &s, planted, rt, ra, s.R, 0, s.pad);
-        for (size_t k = 0; k < s.K; k++) src[3 * k] = (int64_t)k, src[3 * k + 1] = 0, src[3 * k + 2] = 0;
-        json_t *strs = token_strs(tt, s.K * s.W), *rstrs = token_strs(rt, s.R * s.W);
+        for (size_t k = 0; k < K; k++) src[3 * k] = (int64_t)k, src[3 * k + 1] = 0, src[3 * k + 2] = 0;
+        json_t *strs = token_strs(tt, K * s.W), *rstrs = token_strs(rt, s.R * s.W);
         json_object_update(strs, rstrs);
         json_decref(rstrs);
         float mx = 0;
-        for (size_t j = 0; j < s.K * s.W; j++) mx = ta[j] > mx ? ta[j] : mx;
+        for (size_t j = 0; j < K * s.W; j++) mx = ta[j] > mx ? ta[j] : mx;
         json_object_set_new(rec.meta, "kind", json_string("feature"));
         json_object_set_new(rec.meta, "feature", json_integer((json_int_t)f));
         json_object_set_new(rec.meta, "n_tokens", json_integer(100000));
