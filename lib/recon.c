@@ -208,33 +208,42 @@ int recon_patch(void *ctx, const char *hook, float *act, size_t B, size_t T, siz
     return 0;
 }
 
-void recon_log_softmax(float *z, size_t n, size_t V)
+/* log-sum-exp of row (b,t) from its loss: loss = lse - z[target]. */
+static double row_lse(const float *z, const float *loss, const int32_t *tok, size_t b, size_t t, size_t T, size_t V)
 {
-    for (size_t i = 0; i < n; i++) {
-        float *row = z + i * V;
-        // the max is subtracted only for numerical stability
-        float mx = row[0];
-        for (size_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        double sum = 0;
-        for (size_t v = 0; v < V; v++) sum += exp((double)row[v] - mx);
-        float lse = (float)(mx + log(sum));
-        for (size_t v = 0; v < V; v++) row[v] -= lse;
+    return (double)loss[b * (T - 1) + t] + z[(b * T + t) * V + (size_t)tok[b * T + t + 1]];
+}
+
+void recon_clean_logp(float *lp, const float *z, const float *loss, const int32_t *tok, size_t B, size_t T,
+                      size_t V)
+{
+    for (size_t b = 0; b < B; b++) {
+        for (size_t t = 0; t + 1 < T; t++) {
+            float lse = (float)row_lse(z, loss, tok, b, t, T, V);
+            const float *src = z + (b * T + t) * V;
+            float *dst = lp + (b * T + t) * V;
+            for (size_t v = 0; v < V; v++) dst[v] = src[v] - lse;
+        }
     }
 }
 
-double recon_kl_sum(const float *lp, const float *z, size_t B, size_t T, size_t V, size_t t0, size_t t1)
+double recon_kl_sum(const float *lp, const float *z, const float *loss, const int32_t *tok, size_t B, size_t T,
+                    size_t V, size_t t0)
 {
     double total = 0;
     for (size_t b = 0; b < B; b++) {
-        for (size_t t = t0; t < t1 && t < T; t++) {
+        for (size_t t = t0; t + 1 < T; t++) {
             const float *p = lp + (b * T + t) * V, *q = z + (b * T + t) * V;
-            float mx = q[0];
-            for (size_t v = 1; v < V; v++) mx = q[v] > mx ? q[v] : mx;
-            double sum = 0;
-            for (size_t v = 0; v < V; v++) sum += exp((double)q[v] - mx);
-            double lse = mx + log(sum), kl = 0;
-            // KL(p||q) = sum p (log p - log q), log q = z - lse
-            for (size_t v = 0; v < V; v++) kl += exp((double)p[v]) * ((double)p[v] - q[v] + lse);
+            float lse = (float)row_lse(z, loss, tok, b, t, T, V);
+            // KL(p||q) = sum p (log p - log q), log q = z - lse; sums of 16 in f32, of those in f64
+            double kl = 0;
+            size_t v = 0;
+            for (; v + 16 <= V; v += 16) {
+                float s = 0;
+                for (size_t u = v; u < v + 16; u++) s += expf(p[u]) * (p[u] - q[u] + lse);
+                kl += s;
+            }
+            for (; v < V; v++) kl += expf(p[v]) * (p[v] - q[v] + lse);
             total += kl;
         }
     }
@@ -363,8 +372,7 @@ int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const
     // clean: the residual entering the hook's layer, the hook value, logits
     if (clean_forward(e, tok, B, T, e->loss, 1) < 0) return -1;
     acc->loss[RECON_CLEAN] += sum_f(e->loss, npred);
-    memcpy(e->logp, e->g->acts.logits, B * T * V * sizeof(float));
-    recon_log_softmax(e->logp, B * T, V);
+    recon_clean_logp(e->logp, e->g->acts.logits, e->loss, tok, B, T, V);
     // the SAE on every row (rows before pos0 are computed but not counted)
     sae_encode(e->sae, e->x, B * T, e->f);
     sae_decode(e->sae, e->f, B * T, e->xhat);
@@ -380,8 +388,8 @@ int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const
                      .resid_in = e->resid0, .start_layer = e->hook.layer};
         if (gpt2_forward(e->g, &r) < 0) return eval_fail(e);
         acc->loss[which[i]] += sum_f(e->loss, npred);
-        if (which[i] == RECON_RECONS && T > 1)
-            acc->kl += recon_kl_sum(e->logp, e->g->acts.logits, B, T, V, e->pos0, T - 1);
+        if (which[i] == RECON_RECONS)
+            acc->kl += recon_kl_sum(e->logp, e->g->acts.logits, e->loss, tok, B, T, V, e->pos0);
     }
     acc->n_pred += npred;
     acc->n_kl += T > e->pos0 + 1 ? B * (T - 1 - e->pos0) : 0;

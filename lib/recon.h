@@ -121,10 +121,16 @@ typedef struct {
 } ReconPatch;
 int recon_patch(void *ctx, const char *hook, float *act, size_t B, size_t T, size_t D);
 
-/* KL(p || q) summed over rows t in [t0, t1) of each window, p given as
- * log-probabilities lp (B,T,V), q as logits z (B,T,V). */
-double recon_kl_sum(const float *lp, const float *z, size_t B, size_t T, size_t V, size_t t0, size_t t1);
-/* In place: logits (n,V) -> log-softmax. */
-void recon_log_softmax(float *z, size_t n, size_t V);
+/* The log-sum-exp of a row of logits is recovered from its next-token
+ * loss (gpt2_token_loss: loss = lse - z[target]), so these work on rows
+ * t < T-1 only and take no exp for the normaliser. */
+/* lp (B,T,V) = log-softmax of logits z (B,T,V) on rows t < T-1, given
+ * their losses (B,T-1) and the tokens (B,T). */
+void recon_clean_logp(float *lp, const float *z, const float *loss, const int32_t *tok, size_t B, size_t T,
+                      size_t V);
+/* Sum over rows t in [t0, T-1) of KL(p || q), p as log-probabilities lp
+ * (B,T,V), q as logits z (B,T,V) with their losses (B,T-1). */
+double recon_kl_sum(const float *lp, const float *z, const float *loss, const int32_t *tok, size_t B, size_t T,
+                    size_t V, size_t t0);
 
 #endif

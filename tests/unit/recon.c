@@ -123,26 +123,42 @@ int main(void)
     for (int i = 0; i < 12; i++) zero = zero && act[i] == 0;
     ok(zero, "patch zero");
 
-    // log-softmax and KL against double formulas
-    enum { R = 6, V = 50 };
-    float z1[R * V], z2[R * V], lp[R * V];
-    for (size_t i = 0; i < R * V; i++) z1[i] = (float)(4 * sp_rng_normal(&rng)), z2[i] = (float)(4 * sp_rng_normal(&rng));
-    memcpy(lp, z1, sizeof lp);
-    recon_log_softmax(lp, R, V);
-    double want = 0, maxd = 0;
-    for (size_t r = 0; r < R; r++) {
+    // log-softmax and KL against double formulas; windows B=2 of T=3
+    enum { BB = 2, TT = 3, V = 50 };
+    float z1[BB * TT * V], z2[BB * TT * V], lp[BB * TT * V], loss1[BB * (TT - 1)], loss2[BB * (TT - 1)];
+    int32_t tok[BB * TT] = {1, 7, 49, 3, 0, 22};
+    for (size_t i = 0; i < BB * TT * V; i++) z1[i] = (float)(4 * sp_rng_normal(&rng)), z2[i] = (float)(4 * sp_rng_normal(&rng));
+    double lse1[BB * TT], lse2[BB * TT];
+    for (size_t r = 0; r < BB * TT; r++) {
         double s1 = 0, s2 = 0;
         for (size_t v = 0; v < V; v++) s1 += exp(z1[r * V + v]), s2 += exp(z2[r * V + v]);
-        for (size_t v = 0; v < V; v++) {
-            double l1 = z1[r * V + v] - log(s1), l2 = z2[r * V + v] - log(s2);
-            maxd = fmax(maxd, fabs(lp[r * V + v] - l1));
-            if (r % 3 >= 1) want += exp(l1) * (l1 - l2);   // windows of T=3, rows t in [1,3)
-        }
+        lse1[r] = log(s1), lse2[r] = log(s2);
     }
-    ok(maxd < 1e-5, "log-softmax (max diff %.3g)", maxd);
-    double got = recon_kl_sum(lp, z2, 2, 3, V, 1, 3);
-    ok(fabs(got - want) < 1e-5 * fabs(want), "KL sum %.9g == %.9g", got, want);
-    ok(recon_kl_sum(lp, z1, 2, 3, V, 0, 3) < 1e-5, "KL(p || p) ~ 0");
+    for (size_t w = 0; w < BB; w++)
+        for (size_t t = 0; t + 1 < TT; t++) {
+            size_t r = w * TT + t, tgt = (size_t)tok[r + 1];
+            loss1[w * (TT - 1) + t] = (float)(lse1[r] - z1[r * V + tgt]);
+            loss2[w * (TT - 1) + t] = (float)(lse2[r] - z2[r * V + tgt]);
+        }
+    recon_clean_logp(lp, z1, loss1, tok, BB, TT, V);
+    double want = 0, want0 = 0, maxd = 0;
+    for (size_t w = 0; w < BB; w++)
+        for (size_t t = 0; t + 1 < TT; t++) {
+            size_t r = w * TT + t;
+            for (size_t v = 0; v < V; v++) {
+                double l1 = z1[r * V + v] - lse1[r], l2 = z2[r * V + v] - lse2[r];
+                maxd = fmax(maxd, fabs(lp[r * V + v] - l1));
+                want0 += exp(l1) * (l1 - l2);
+                if (t >= 1) want += exp(l1) * (l1 - l2);
+            }
+        }
+    ok(maxd < 1e-5, "log-softmax from the loss (max diff %.3g)", maxd);
+    double got = recon_kl_sum(lp, z2, loss2, tok, BB, TT, V, 1);
+    ok(fabs(got - want) < 1e-5 * fabs(want), "KL sum from t0=1: %.9g == %.9g", got, want);
+    got = recon_kl_sum(lp, z2, loss2, tok, BB, TT, V, 0);
+    ok(fabs(got - want0) < 1e-5 * fabs(want0), "KL sum from t0=0: %.9g == %.9g", got, want0);
+    ok(fabs(recon_kl_sum(lp, z1, loss1, tok, BB, TT, V, 0)) < 1e-5, "KL(p || p) ~ 0");
+    ok(recon_kl_sum(lp, z2, loss2, tok, BB, 1, V, 0) == 0, "T=1: no rows");
 
     recon_sums_free(&a), recon_sums_free(&b), recon_sums_free(&all);
     return done_testing();
