@@ -371,13 +371,11 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
                 float v = fr[j] > 0 ? gr[j] + l1n : 0;
                 gr[j] = v;
                 t->gb_enc[j] += v;
+                if (fr[j] > 0) t->since_fired[j] = -1; /* reset below */
             }
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, t->g, (int)F, xc, (int)D,
                     0.0f, t->gWt, (int)D);
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < F; j++)
-                if (pre[i * F + j] > 0) t->since_fired[j] = -1; /* reset below */
     } else {
         for (size_t i = 0; i < n; i++) {
             const float *dx = e + i * D, *xr = xc + i * D;

@@ -1,0 +1,49 @@
+/* sae_bench: tokens/s of sae-fit's training step (forward, backward, Adam,
+ * decoder normalisation) on random rows, without I/O.
+ *   sae_bench ARCH D F B K STEPS
+ * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s dense-equivalent)"
+ * after one warm-up step. bench/sae.sh runs it beside PyTorch. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "sae_train.h"
+
+int main(int argc, char **argv)
+{
+    sp_set_prog(argv[0]);
+    if (argc != 7) {
+        fprintf(stderr, "Usage: sae_bench ARCH D F B K STEPS\n");
+        return 2;
+    }
+    SAEArch arch;
+    if (sae_arch_parse(argv[1], &arch) < 0) sp_usage_die("bad arch '%s'", argv[1]);
+    size_t D = sp_opt_u64("D", argv[2], 1, 1 << 16), F = sp_opt_u64("F", argv[3], 1, 1 << 22);
+    size_t B = sp_opt_u64("B", argv[4], 1, 1 << 20), K = sp_opt_u64("K", argv[5], 1, 1 << 16);
+    size_t steps = sp_opt_u64("STEPS", argv[6], 1, 1 << 20);
+    SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = B,
+                        .aux_k = arch == SAE_RELU ? 0 : 512, .aux_coef = 1.0 / 32, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1e-8, .dead_rows = 1000000, .threshold_ema = 0.99};
+    SaeTrainer t;
+    char err[256];
+    if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
+    float *x = xmalloc_aligned(B * D * sizeof *x);
+    SpRng r;
+    sp_rng_seed(&r, 1);
+    for (size_t i = 0; i < B * D; i++) x[i] = (float)sp_rng_normal(&r);
+    sae_trainer_init_params(&t, &r, x, 0, SAE_BDEC_ZERO);
+    SaeStats st;
+    sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
+    sae_trainer_adam(&t, 1e-4);
+    double t0 = sp_now();
+    for (size_t s = 0; s < steps; s++) {
+        sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
+        sae_trainer_adam(&t, 1e-4);
+    }
+    double dt = (sp_now() - t0) / steps;
+    double flops = 2.0 * B * D * F * (arch == SAE_RELU ? 5 : 1);
+    printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products)\n", argv[1],
+           D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9);
+    free(x);
+    sae_trainer_free(&t);
+    return 0;
+}
