@@ -32,7 +32,7 @@ gpt2-fwd --model "$MODEL" --hook "$hook" --dtype bf16 "$OUT/tok.01.tsz" |
 set --
 for d in $DICTS; do
 	case $ARCH in relu) p="--l1 $L1" ;; *) p="--k $K" ;; esac
-	set -- "$@" "--arch $ARCH --dict $d $p" "$OUT/$d"
+	set -- "$@" "--arch $ARCH --dict $d $p --log-every 10 --eval-every 50" "$OUT/$d"
 done
 gpt2-fwd --model "$MODEL" --hook "$hook" --dtype bf16 "$OUT/tok.00.tsz" |
 	mlp-tap --hook "$hook" --dtype bf16 --shuffle-buffer 65536 |

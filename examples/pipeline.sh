@@ -17,16 +17,17 @@ EXPLAINER=${EXPLAINER:-$([ -n "$OPENAI_API_KEY" ] && echo openai || echo baselin
 hook=blocks.$LAYER.mlp.hook_post
 [ $# -gt 0 ] || set -- /usr/share/doc/*/README*
 mkdir -p "$OUT"
-cd "$OUT"
+o=$OUT
 
-gpt2-tok --model "$MODEL" --ctx 128 "$@" > tokens.tsz
-gpt2-fwd --model "$MODEL" --hook "$hook" tokens.tsz |
-	mlp-tap --shuffle-buffer 65536 > acts.tsz
-sae-fit --dict "$DICT" --arch "$ARCH" --k "$K" --tokens "$TOKENS" --log train.tsv < acts.tsz > sae.tsz
-recon-score --model "$MODEL" --sae sae.tsz < tokens.tsz > recon.tsz
-gpt2-fwd --model "$MODEL" --hook "$hook" tokens.tsz |
-	mlp-tap --keep-context | sae-encode --sae sae.tsz |
-	topk-ctx --model "$MODEL" > topk.tsz
-explain-gpt4 --backend "$EXPLAINER" < topk.tsz > explanations.tsz || [ $? = 3 ]
-sae-report -s sae.tsz -r recon.tsz -l train.tsv -F topk.tsz -e explanations.tsz -o report.html
-echo "report: $(pwd)/report.html"
+gpt2-tok --model "$MODEL" --ctx 128 "$@" > "$o/tokens.tsz"
+gpt2-fwd --model "$MODEL" --hook "$hook" "$o/tokens.tsz" |
+	mlp-tap --shuffle-buffer 65536 > "$o/acts.tsz"
+sae-fit --dict "$DICT" --arch "$ARCH" --k "$K" --tokens "$TOKENS" --log "$o/train.tsv" --log-every 10 < "$o/acts.tsz" > "$o/sae.tsz"
+recon-score --model "$MODEL" --sae "$o/sae.tsz" < "$o/tokens.tsz" > "$o/recon.tsz"
+gpt2-fwd --model "$MODEL" --hook "$hook" "$o/tokens.tsz" |
+	mlp-tap --keep-context | sae-encode --sae "$o/sae.tsz" |
+	topk-ctx --model "$MODEL" > "$o/topk.tsz"
+explain-gpt4 --backend "$EXPLAINER" < "$o/topk.tsz" > "$o/explanations.tsz" || [ $? = 3 ]
+sae-report -s "$o/sae.tsz" -r "$o/recon.tsz" -l "$o/train.tsv" -F "$o/topk.tsz" \
+	-e "$o/explanations.tsz" -o "$o/report.html"
+echo "report: $(cd "$o" && pwd)/report.html"

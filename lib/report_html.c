@@ -448,7 +448,7 @@ static void section_curves(FILE *f, const Report *r)
     for (size_t i = 0; i < r->nlog; i++) free(rowno[i]);
     free(rowno);
     free(s);
-    if (!drawn) fputs("<p class=\"na\">The logs have no numeric columns to plot.</p>\n", f);
+    if (!drawn) fputs("<p class=\"na\">The logs have no rows with numbers to plot yet.</p>\n", f);
     fputs("</section>\n", f);
 }
 

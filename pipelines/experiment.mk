@@ -66,6 +66,8 @@ BATCH     ?= 8
 SHUFFLE   ?= 65536
 SEED      ?= 0
 FIT_FLAGS ?=
+LOG_EVERY ?= 10
+EVAL_EVERY ?= 50
 TOPK_K    ?= 20
 WINDOW    ?= 64
 RANDOM    ?= 10
@@ -92,7 +94,8 @@ DATA  := $(RUNS)/$(MODEL_NAME)/$(CORPUS_NAME)-ctx$(CTX)-s$(SHARDS)
 ACTS  := $(DATA)/$(HOOK)-$(DTYPE)
 # ARCH/DICT/PARAM -> directory name of a fit
 fit_id = $(word 1,$(1))-$(word 2,$(1))-$(if $(filter relu,$(word 1,$(1))),l1,k)$(word 3,$(1))-t$(TOKENS)
-fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) $(if $(filter relu,$(word 1,$(1))),--l1,--k) $(word 3,$(1)) $(FIT_FLAGS)
+fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) $(if $(filter relu,$(word 1,$(1))),--l1,--k) $(word 3,$(1)) \
+	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS)
 FIT   := $(ARCH) $(DICT) $(if $(filter relu,$(ARCH)),$(L1),$(K))
 SAE   := $(ACTS)/$(call fit_id,$(FIT))
 
@@ -186,13 +189,13 @@ endef
 $(foreach d,$(SAE) $(SWEEP_DIRS),$(eval $(call SAE_RULES,$(d))))
 
 # ---- fitting -----------------------------------------------------------------------
-$(eval $(call params_rule,$(SAE)/fit.params,$(FIT_FLAGS)))
+$(eval $(call params_rule,$(SAE)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
 $(SAE)/sae.tsz: $(TRAIN_ROWS) $(EVAL_ROWS) $(SAE)/fit.params
 	cat $(TRAIN_ROWS) | $(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
 		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@
 
 # the sweep: one read of the store, tee'd into one sae-fit per member
-$(eval $(call params_rule,$(ACTS)/sweep/fit.params,$(FIT_FLAGS)))
+$(eval $(call params_rule,$(ACTS)/sweep/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
 $(SWEEP_DIRS:%=%/sae.tsz) &: $(TRAIN_ROWS) $(EVAL_ROWS) $(ACTS)/sweep/fit.params
 	cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
 		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(ACTS)/sweep/$(call fit_id,$(subst /, ,$(s))))

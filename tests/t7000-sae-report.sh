@@ -207,13 +207,16 @@ test_expect_success 'bad inputs: one line naming the file, and no page left behi
 	grep "^sae-report: recon32.tsz: record 1 is kind \"recon\", not \"sae\"" err
 '
 
-test_expect_success 'bad logs: malformed JSON line, no rows, missing file' '
+test_expect_success 'logs: malformed JSON line, empty file, missing file; a header alone is no error' '
 	printf "{\"step\": 1}\n{\"step\": 2,\n" >broken.jsonl &&
 	test_must_fail sae-report -l broken.jsonl 2>err >/dev/null &&
 	grep "^sae-report: broken.jsonl: line 2: not a JSON object" err &&
-	printf "step\tloss\n" >empty.tsv &&
+	: >empty.tsv &&
 	test_must_fail sae-report -l empty.tsv 2>err >/dev/null &&
-	grep "^sae-report: empty.tsv: no rows" err &&
+	grep "^sae-report: empty.tsv: no header line" err &&
+	printf "step\tloss\n" >header.tsv &&
+	sae-report -l header.tsv -o h.html &&
+	grep "The logs have no rows with numbers to plot yet." h.html &&
 	test_must_fail sae-report -l nope.tsv 2>err >/dev/null &&
 	grep "^sae-report: nope.tsv: No such file or directory" err
 '
