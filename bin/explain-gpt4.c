@@ -122,7 +122,8 @@ static void parse_args(Opts *o, int argc, char **argv)
     c->baseline_tokens = 3;
     http_opts_default(&c->http);
     int have_cache = 0, ch;
-    while ((ch = getopt_long(argc, argv, "j:fhV", lo, NULL)) != -1) {
+    opterr = 0;     /* one message of our own, below */
+    while ((ch = getopt_long(argc, argv, ":j:fhV", lo, NULL)) != -1) {
         switch (ch) {
         case O_API: c->api_base = optarg; break;
         case O_MODEL: c->model = optarg; break;
@@ -156,7 +157,8 @@ static void parse_args(Opts *o, int argc, char **argv)
         case 'f': o->force = 1; break;
         case 'h': usage(stdout, 0);
         case 'V': sp_print_version();
-        default: sp_usage_die("unknown option (see --help)");
+        case ':': sp_usage_die("%s: needs a value", argv[optind - 1]);
+        default: sp_usage_die("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (optind + 1 < argc) sp_usage_die("one input at most, got '%s' and '%s'", argv[optind], argv[optind + 1]);

@@ -20,7 +20,10 @@ test_expect_success 'bad usage exits 2 with one line naming the flag' '
 	code2 explain-gpt4 --price 3 topk.tsz 2>err && grep "^explain-gpt4: --price: expected IN,OUT" err &&
 	code2 explain-gpt4 --timeout -1 topk.tsz 2>err && grep "^explain-gpt4: --timeout:" err &&
 	code2 explain-gpt4 --dry-run=paper topk.tsz 2>err && grep "^explain-gpt4: --dry-run: unknown value" err &&
-	code2 explain-gpt4 a.tsz b.tsz 2>err && grep "^explain-gpt4: one input at most" err
+	code2 explain-gpt4 a.tsz b.tsz 2>err && grep "^explain-gpt4: one input at most" err &&
+	code2 explain-gpt4 --frobnicate topk.tsz 2>err && grep "^explain-gpt4: unknown option .--frobnicate.$" err &&
+	test_line_count = 2 err &&
+	code2 explain-gpt4 topk.tsz --model 2>err && grep "^explain-gpt4: --model: needs a value$" err
 '
 
 test_expect_success 'bad input fails with one line naming file, record and feature' '
