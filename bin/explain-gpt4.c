@@ -363,7 +363,7 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
     while (read_feature(r, &rec, in)) {
         ExplainJob j = {0};
         examples_from(&j.x, &rec, in, tsz_reader_records(r));
-        if (!wanted(fr, nfr, j.x.feature)) continue;
+        if (!wanted(fr, nfr, j.x.feature) || !j.x.K) continue;   /* dead features ask nothing */
         explain_job_prepare(&o->c, &j);
         nf++;
         for (int s = 0; s < (o->c.scorer == EXPLAIN_SCORER_NONE ? 1 : 2); s++) {
