@@ -136,9 +136,8 @@ int cache_open(Cache *c, const char *dir)
     memset(c, 0, sizeof *c);
     if (!dir || !*dir) return 0;
     struct stat st;
-    if (mkdir_p(dir) < 0 || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(c->err, sizeof c->err, "%s: cannot create cache directory: %s", dir,
-                 errno ? strerror(errno) : "not a directory");
+    if (mkdir_p(dir) < 0 || stat(dir, &st) < 0 || (!S_ISDIR(st.st_mode) && (errno = ENOTDIR))) {
+        snprintf(c->err, sizeof c->err, "%s: cannot create cache directory: %s", dir, strerror(errno));
         return -1;
     }
     c->dir = xstrdup(dir);

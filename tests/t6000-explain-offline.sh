@@ -54,6 +54,13 @@ test_expect_success NUMPY 'a stream of another kind is refused' '
 	grep "^explain-gpt4: x.tsz: record 1: kind .(none). is not .feature. (is this topk-ctx output?)$" err
 '
 
+test_expect_success 'a cache that cannot be made is refused by name' '
+	test_must_fail explain-gpt4 --api-base $NOWHERE --cache topk.tsz topk.tsz >o 2>err &&
+	grep "^explain-gpt4: topk.tsz: cannot create cache directory: Not a directory$" err &&
+	test_must_fail explain-gpt4 --api-base $NOWHERE --cache topk.tsz/sub topk.tsz >o 2>err &&
+	grep "^explain-gpt4: topk.tsz/sub: cannot create cache directory: Not a directory$" err
+'
+
 test_expect_success 'the OpenAI backend without a key says what to do' '
 	test_must_fail explain-gpt4 topk.tsz >o 2>err &&
 	grep "^explain-gpt4: OPENAI_API_KEY is not set (use --api-base for a local server, or --backend baseline" err
