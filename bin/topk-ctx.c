@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bpe.h"
+#include "fetch.h"
 #include "topk.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
@@ -31,8 +32,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --seed S         seed of the random and band samples [Default: 0]\n"
 "      --features LIST  only these features, e.g. 0-99,512 [Default: sae-encode's\n"
 "                       --features, else all]\n"
-"  -m, --model DIR      tokenizer (vocab.json, merges.txt) for the records'\n"
-"                       token_strs [Default: none, no token_strs]\n"
+"  -m, --model DIR|ID   tokenizer (vocab.json, merges.txt; a directory or a hub\n"
+"                       id fetched by model-fetch) for the records' token_strs\n"
+"                       [Default: none, no token_strs]\n"
 "      --merge          inputs are topk-ctx outputs of shards (same options);\n"
 "                       write what one run over all the shards writes\n"
 "      --max-mem SIZE   refuse to start when the examples need more bytes\n"
@@ -174,7 +176,9 @@ static int run_collect(Opts *o, int argc, char **argv)
     Strs strs = {0};
     Bpe bpe = {0};
     if (o->model) {
-        if (bpe_load(&bpe, o->model) < 0) sp_die("%s", bpe.err);
+        char dir[4096];
+        if (fetch_resolve_model(o->model, dir, sizeof dir, err, sizeof err) < 0) sp_die("%s", err);
+        if (bpe_load(&bpe, dir) < 0) sp_die("%s", bpe.err);
         strs.bpe = &bpe;
     }
     TszWriter *w = open_out(o, argc, argv, &o->t, F);

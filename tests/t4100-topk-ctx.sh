@@ -168,7 +168,7 @@ test_expect_success NUMPY 'merge refusals: other options, not topk-ctx output, d
 	topk-ctx $OPTS --features 1-4 feat.tsz >f14.tsz &&
 	test_must_fail topk-ctx --merge f03.tsz f14.tsz >o 2>err &&
 	grep "^topk-ctx: f14.tsz: record 1: feature is not 0: the inputs hold different features$" err &&
-	test_must_fail topk-ctx --model nowhere feat.tsz >o 2>err && grep "^topk-ctx: nowhere" err
+	test_must_fail topk-ctx --model nowhere feat.tsz >o 2>err && grep "^topk-ctx: nowhere: not a directory, nor in the model cache (.*); fetch it with: model-fetch nowhere$" err
 '
 
 test_done
