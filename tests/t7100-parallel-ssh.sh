@@ -128,7 +128,7 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'a job that fails remotely fai
 # HOSTS is byte for byte the store of a local run (tokens made by tsz here)
 run_acts () {
 	timeout 300 make -s -f "$SRC_DIR/pipelines/experiment.mk" MODEL="$TINY_MODEL_DIR" CORPUS=corp LAYER=3 \
-		SHARDS=3 SHUFFLE=500 "$@" acts
+		SHARDS=3 SHUFFLE=500 "$@"
 }
 store=runs/tiny-gpt2-docs/corp-ctx128-s3/blocks.3.mlp.hook_post-bf16
 
@@ -138,8 +138,8 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk acts: HOSTS ove
 		echo text >$d/corp/a.txt && touch -d 2001-01-01 $d/corp/a.txt &&
 		cp tokens.tsz $d/runs/tiny-gpt2-docs/corp-ctx128-s3/ || return 1
 	done &&
-	(cd mk-local && run_acts -j2) &&
-	(cd mk-ssh && run_acts -j3 HOSTS=loopback,loopback2 SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
+	(cd mk-local && run_acts -j2 acts) &&
+	(cd mk-ssh && run_acts -j3 acts HOSTS=loopback,loopback2 SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
 	for f in rows.00 rows.01 rows.02 ctx.00 ctx.01 ctx.02; do
 		cmp mk-local/$store/$f.tsz mk-ssh/$store/$f.tsz || return 1
 	done
@@ -147,13 +147,23 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk acts: HOSTS ove
 
 test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk resumes: a rerun redoes nothing, a changed parameter reruns the taps' '
 	touch marker &&
-	(cd mk-ssh && run_acts HOSTS=loopback SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
-	(cd mk-local && run_acts) &&
+	(cd mk-ssh && run_acts acts HOSTS=loopback SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
+	(cd mk-local && run_acts acts) &&
 	find mk-local/runs mk-ssh/runs -newer marker >redone &&
 	test_line_count = 0 redone &&
-	(cd mk-local && run_acts SHUFFLE=600) &&
+	(cd mk-local && run_acts acts SHUFFLE=600) &&
 	find mk-local/$store -name "rows.*.tsz" -newer marker >redone &&
 	test_line_count = 3 redone
+'
+
+test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk explain: encode, top-k and explanation parts over HOSTS equal the local run' '
+	test -x "$SRC_DIR/bin/sae-fit" && test -x "$SRC_DIR/bin/topk-ctx" && test -x "$SRC_DIR/bin/sae-encode" &&
+	cfg="ARCH=topk DICT=1x K=8 TOKENS=5K TOPK_K=4 WINDOW=16 RANDOM=2" &&
+	(cd mk-local && run_acts -j2 $cfg explain) &&
+	(cd mk-ssh && run_acts -j3 $cfg explain HOSTS=loopback,loopback2 SSH="ssh -F $TRASH_DIRECTORY/ssh_config") &&
+	for f in sae topk.00 topk.01 topk.02 topk expl.00 expl.01 expl.02 expl; do
+		cmp mk-local/$store/topk-1x-k8-t5K/$f.tsz mk-ssh/$store/topk-1x-k8-t5K/$f.tsz || return 1
+	done
 '
 
 test_expect_success LOOPBACK_SSH 'stop sshd' '
