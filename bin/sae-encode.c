@@ -21,7 +21,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "\n"
 "Options:\n"
 "  -s, --sae FILE       the SAE, as sae-fit or sae-convert writes it [required]\n"
-"      --tensor NAME    the input tensor to encode [Default: acts]\n"
+"      --tensor NAME    the input tensor to encode [Default: acts, else the\n"
+"                       SAE's hook, as gpt2-fwd names it]\n"
 "      --features LIST  only these features, e.g. 0-99,512 (ids are kept)\n"
 "                       [Default: all]\n"
 "      --dense          write `features` f32 (rows,F) instead of CSR (with\n"
@@ -58,7 +59,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
-    *o = (Opts){.input = "-", .tensor = "acts"};
+    *o = (Opts){.input = "-"};
     int c;
     while ((c = getopt_long(argc, argv, "s:o:fhV", longs, NULL)) != -1) {
         switch (c) {
@@ -181,10 +182,15 @@ static void pass_through(Enc *e, const TszRecord *rec, uint64_t recno, const Tsz
 
 static void encode_record(Enc *e, const TszRecord *rec, uint64_t recno)
 {
-    const TszTensor *x = tsz_record_get(rec, e->o->tensor);
+    const TszTensor *x = tsz_record_get(rec, e->o->tensor ? e->o->tensor : "acts");
+    if (!x && !e->o->tensor && e->sae.hook[0]) x = tsz_record_get(rec, e->sae.hook);   /* gpt2-fwd output */
     size_t D = e->sae.D, Fo = e->ids ? e->nsel : e->sae.F;
     char d1[96];
-    if (!x) sp_die("%s: record %" PRIu64 ": no tensor '%s' (--tensor names another)", e->in, recno, e->o->tensor);
+    if (!x && e->o->tensor)
+        sp_die("%s: record %" PRIu64 ": no tensor '%s' (--tensor names another)", e->in, recno, e->o->tensor);
+    if (!x)
+        sp_die("%s: record %" PRIu64 ": no tensor 'acts'%s%s (--tensor names another)", e->in, recno,
+               e->sae.hook[0] ? " nor " : "", e->sae.hook);
     if (!tsz_dtype_is_float(x->dtype) || x->ndim < 2 || x->ndim > 3 || x->shape[x->ndim - 1] != D)
         sp_die("%s: record %" PRIu64 ": %s is %s but the SAE needs (N,%zu) or (B,T,%zu) floats", e->in, recno,
                x->name, tsz_tensor_desc(x, d1, sizeof d1), D, D);

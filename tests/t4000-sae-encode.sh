@@ -111,6 +111,8 @@ test_expect_success NUMPY 'refusals: missing SAE, bad --features, wrong width, t
 	tsz from-npy acts=a.npy --meta norm_scale=-1 >n.tsz &&
 	test_must_fail sae-encode --sae relu/sae.tsz n.tsz >o 2>err &&
 	grep "^sae-encode: n.tsz: record 1: meta .norm_scale. must be a positive number$" err &&
+	tsz from-npy x=a.npy >x3.tsz && test_must_fail sae-encode --sae relu/sae.tsz x3.tsz >o 2>err &&
+	grep "^sae-encode: x3.tsz: record 1: no tensor .acts. nor blocks.1.mlp.hook_post (--tensor names another)$" err &&
 	test_must_fail sae-encode --sae relu/sae.tsz --tensor nope a.tsz >o 2>err &&
 	grep "^sae-encode: a.tsz: record 1: no tensor .nope. (--tensor names another)$" err &&
 	head -c 2000 relu/ctx.tsz >cut.tsz &&

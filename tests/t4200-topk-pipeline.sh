@@ -63,6 +63,15 @@ test_expect_success TINY_MODEL,NUMPY 'shards of the context stream merge to the 
 	topk-ctx --merge tk.00.tsz tk.01.tsz tk.02.tsz | tsz json --full >merged.json && cmp topk.json merged.json
 '
 
+test_expect_success TINY_MODEL 'gpt2-fwd output directly: the SAE'"'"'s hook tensor, BOS kept, as mlp-tap --no-drop-bos' '
+	gpt2-fwd -m "$TINY_MODEL_DIR" --hook $HOOK tok.tsz >fwd.tsz &&
+	sae-encode --sae sae/sae.tsz fwd.tsz >f1.tsz &&
+	mlp-tap --keep-context --no-drop-bos fwd.tsz | sae-encode --sae sae/sae.tsz >f2.tsz &&
+	for t in indptr indices values tokens doc offset; do
+		tsz to-npy --name $t 1.npy f1.tsz && tsz to-npy --name $t 2.npy f2.tsz && cmp 1.npy 2.npy || return 1
+	done
+'
+
 test_expect_success TINY_MODEL,NUMPY 'explain-gpt4 (offline baseline) reads the records' '
 	explain-gpt4 --backend baseline --features 0-5 --cache "" topk.tsz >expl.tsz &&
 	tsz json expl.tsz >j && test_line_count = 6 j && grep "\"kind\":\"explanation\"" j
