@@ -8,7 +8,7 @@
 #   examples/dict-sweep.sh TEXT-FILE...
 #
 # Environment (defaults in brackets): MODEL [distilgpt2], LAYER [5],
-# DICTS ["32x 128x"], ARCH [relu], L1 [0.001], K [32], TOKENS [2M],
+# DICTS ["32x 128x"], ARCH [relu], L1 [5], K [32], TOKENS [2M],
 # CTX [128], OUT [dict-sweep]. A quick run on the shipped model:
 #   MODEL=examples/models/tiny-gpt2-docs LAYER=3 DICTS="2x 8x" TOKENS=50K \
 #       examples/dict-sweep.sh /usr/share/common-licenses/*
@@ -17,7 +17,7 @@ set -e
 root=$(cd "$(dirname "$0")/.." && pwd)
 PATH=$root/bin:$PATH
 MODEL=${MODEL:-distilgpt2} LAYER=${LAYER:-5} DICTS=${DICTS:-"32x 128x"} ARCH=${ARCH:-relu}
-L1=${L1:-0.001} K=${K:-32} TOKENS=${TOKENS:-2M} CTX=${CTX:-128} OUT=${OUT:-dict-sweep}
+L1=${L1:-5} K=${K:-32} TOKENS=${TOKENS:-2M} CTX=${CTX:-128} OUT=${OUT:-dict-sweep}
 hook=blocks.$LAYER.mlp.hook_post
 mkdir -p "$OUT"
 [ -d "$MODEL" ] || model-fetch "$MODEL"   # a hub id: into the cache once

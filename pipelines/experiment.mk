@@ -26,9 +26,12 @@
 #              4/alice@gpu1,bob@gpu2, ':' for this machine): per-shard steps
 #              run there, round-robin, inputs transferred and outputs
 #              returned by GNU parallel; the hosts need saepipe at the same
-#              path (BIN, PIPELINES) and the model (MODEL) at the same path.
+#              path (BIN, PIPELINES), the model (MODEL) at the same path, and
+#              rsync; keep RUNS relative (the default) so that paths map into
+#              the remote work directory. SSH="ssh -F CONFIG" sets the ssh
+#              command.
 #   SWEEP      dictionaries trained from ONE read of the activation store, as
-#              ARCH/DICT/L1-or-K words: "relu/32x/0.001 relu/128x/0.001"
+#              ARCH/DICT/L1-or-K words: "relu/32x/5 relu/128x/5 topk/32x/32"
 #
 # Targets: report (default), tokens, acts, fit, recon, topk, explain, sweep
 # (fits, scores and compares the SWEEP dictionaries in one report), paths
@@ -52,7 +55,7 @@ HOOK      ?= blocks.$(LAYER).mlp.hook_post
 DICT      ?= 32x
 ARCH      ?= relu
 K         ?= 32
-L1        ?= 0.001
+L1        ?= 5
 TOKENS    ?= 2M
 CTX       ?= 128
 EXPLAINER ?= $(if $(OPENAI_API_KEY),openai,baseline)
