@@ -176,6 +176,27 @@ assert z[\"clean_loss\"] == i[\"clean_loss\"] and z[\"mean_abl_loss\"] == i[\"me
 " >&3
 '
 
+test_expect_success TINY_MODEL,NUMPY 'shipped model: an SAE trained by sae-fit recovers most of the loss' '
+	cat "$SRC_DIR"/man/man1/*.1 "$SRC_DIR/README.md" >corpus.txt &&
+	gpt2-tok -m "$TINY_MODEL_DIR" --ctx 64 --drop-tail --rows 48 corpus.txt >ctok.tsz &&
+	gpt2-fwd -m "$TINY_MODEL_DIR" --hook blocks.1.hook_resid_post ctok.tsz |
+	mlp-tap --hook blocks.1.hook_resid_post --shuffle-buffer 100000 >rows.tsz &&
+	sae-fit --arch topk --dict 4x --k 32 --batch 1024 --epochs 2 --lr 1e-3 --warmup 10 --aux-k 0 \
+		rows.tsz >fit.tsz 2>/dev/null &&
+	tsz head -n 1 ctok.tsz >eval.tsz &&
+	recon-score -m "$TINY_MODEL_DIR" --sae fit.tsz --json eval.tsz >fit.json 2>table &&
+	cat table >&3 &&
+	recon-score -m "$TINY_MODEL_DIR" --sae z256.tsz --json eval.tsz >z.json 2>/dev/null &&
+	"$PYTHON" -c "
+import json
+s, z = json.load(open(\"fit.json\")), json.load(open(\"z.json\"))
+assert s[\"tokens\"] == 48 * 64 and s[\"clean_loss\"] == z[\"clean_loss\"], (s, z)
+assert 0.5 < s[\"score\"] < 1.2 and s[\"fvu\"] < 0.5 and s[\"l0\"] <= 32, s
+assert s[\"recons_loss\"] < s[\"mean_abl_loss\"] < s[\"zero_abl_loss\"], s
+assert s[\"kl\"] < z[\"kl\"] and s[\"mse\"] < z[\"mse\"], (s, z)
+"
+'
+
 # ---- refusals ----
 test_expect_success NUMPY 'a --hook other than the SAE'"'"'s is refused' '
 	test_must_fail recon-score -m m1 --sae relu48.tsz --hook blocks.0.hook_resid_mid w1.tsz >out 2>err &&
