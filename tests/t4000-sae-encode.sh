@@ -83,6 +83,11 @@ test_expect_success NUMPY 'the input tensor by --tensor; output to -o' '
 	sae-encode --sae topk/sae.tsz --tensor x -o o.tsz x.tsz && tsz json --full o.tsz >o.json && cmp o.json r.json
 '
 
+test_expect_success NUMPY '--progress on stderr' '
+	sae-encode --progress --sae relu/sae.tsz relu/ctx.tsz 2>err >/dev/null &&
+	tr "\r" "\n" <err | grep "^sae-encode: encode 64 rows"
+'
+
 test_expect_success '--help, --version, bad usage' '
 	sae-encode --help >out && grep "^  -s, --sae FILE" out && grep "^      --features LIST" out &&
 	sae-encode --version >out && grep "^sae-encode " out &&

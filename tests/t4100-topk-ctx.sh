@@ -118,6 +118,10 @@ assert seen > 0
 	topk-ctx --merge g.00.tsz g.01.tsz g.02.tsz | tsz json --full >gm.json && cmp mj.json gm.json
 '
 
+test_expect_success NUMPY '--progress on stderr' '
+	topk-ctx --progress feat.tsz 2>err >/dev/null && tr "\r" "\n" <err | grep "^topk-ctx: topk 96 tokens"
+'
+
 test_expect_success '--help, --version, bad usage' '
 	topk-ctx --help >out && grep "^  -k, --top K" out && grep "^      --merge" out && grep "^Memory: F x" out &&
 	topk-ctx --version | grep "^topk-ctx " &&
