@@ -256,17 +256,34 @@ static double *log_row(ReportLog *lg)
     return row;
 }
 
+/* Rows of another kind than training (sae-fit's "eval" lines) go into
+ * columns of their own, "eval.loss", so that curves do not mix them; the
+ * x columns stay shared. */
+static int x_column(const char *name)
+{
+    return !strcmp(name, "step") || !strcmp(name, "tokens") || !strcmp(name, "time") ||
+           !strcmp(name, "elapsed");
+}
+
+static size_t kind_col(ReportLog *lg, const char *kind, const char *name)
+{
+    if (!kind || !kind[0] || !strcmp(kind, "train") || x_column(name)) return log_col(lg, name);
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", kind, name);
+    return log_col(lg, full);
+}
+
 /* Numeric fields of a JSON object, one level of nesting as "key.sub". */
-static void json_numbers(ReportLog *lg, const json_t *o, const char *prefix, double *row)
+static void json_numbers(ReportLog *lg, const json_t *o, const char *kind, const char *prefix, double *row)
 {
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)o, k, v) {
         char name[256];
         snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] ? "." : "", k);
-        if (json_is_object(v) && !prefix[0]) json_numbers(lg, v, name, row);
+        if (json_is_object(v) && !prefix[0]) json_numbers(lg, v, kind, name, row);
         if (!json_is_number(v)) continue;
-        size_t j = log_col(lg, name);
+        size_t j = kind_col(lg, kind, name);
         if (row) row[j] = json_number_value(v);
     }
 }
@@ -284,14 +301,12 @@ static char *next_line(char **p)
 
 static int blank(const char *s) { return s[strspn(s, " \t")] == 0; }
 
-static int parse_jsonl(ReportLog *lg, char *text, char *err, size_t errlen)
+/* Two passes over a copy of the text: columns first, so every row has them all. */
+static int parse_jsonl(ReportLog *lg, const char *text, char *err, size_t errlen)
 {
-    /* two passes: columns first, so every row has them all */
     for (int pass = 0; pass < 2; pass++) {
-        char *p = text, *line;
+        char *copy = xstrdup(text), *p = copy, *line;
         size_t ln = 0;
-        char *copy = pass ? NULL : xstrdup(text);
-        if (!pass) p = copy;
         while ((line = next_line(&p))) {
             ln++;
             if (blank(line)) continue;
@@ -304,10 +319,11 @@ static int parse_jsonl(ReportLog *lg, char *text, char *err, size_t errlen)
                 free(copy);
                 return -1;
             }
-            json_numbers(lg, o, "", pass ? log_row(lg) : NULL);
+            json_numbers(lg, o, json_string_value(json_object_get(o, "kind")), "",
+                         pass ? log_row(lg) : NULL);
             json_decref(o);
         }
-        if (!pass) { free(copy); }
+        free(copy);
     }
     return 0;
 }
@@ -328,46 +344,53 @@ static size_t split_fields(char *s, char sep, char **f, size_t maxf)
     return n;
 }
 
-static int parse_tsv(ReportLog *lg, char *text, char *err, size_t errlen)
+enum { LOG_MAXF = 256 };
+
+static int parse_tsv(ReportLog *lg, const char *text, char *err, size_t errlen)
 {
-    char *p = text, *line, *f[256];
-    size_t ln = 0, nh = 0;
-    char sep = '\t';
-    while ((line = next_line(&p))) {
-        ln++;
-        if (blank(line)) continue;
-        if (!nh) {
-            while (*line == '#' || *line == ' ') line++;
-            if (!strchr(line, '\t')) sep = strchr(line, ',') ? ',' : ' ';
-            nh = split_fields(line, sep, f, 256);
-            for (size_t j = 0; j < nh; j++) {
-                char name[256];
-                snprintf(name, sizeof name, "%.*s", (int)strcspn(f[j], " \t"),
-                         f[j] + strspn(f[j], " "));
-                log_col(lg, name[0] ? name : "?");
+    static const char kind_name[] = "kind";
+    for (int pass = 0; pass < 2; pass++) {
+        char *copy = xstrdup(text), *p = copy, *line, *f[LOG_MAXF], *hdr[LOG_MAXF];
+        size_t nh = 0;
+        long kcol = -1;
+        char sep = '\t';
+        while ((line = next_line(&p))) {
+            if (blank(line)) continue;
+            if (!nh) {
+                while (*line == '#' || *line == ' ') line++;
+                if (!strchr(line, '\t')) sep = strchr(line, ',') ? ',' : ' ';
+                nh = split_fields(line, sep, hdr, LOG_MAXF);
+                for (size_t j = 0; j < nh; j++) {
+                    hdr[j] += strspn(hdr[j], " ");
+                    hdr[j][strcspn(hdr[j], " \t")] = 0;
+                    if (!strcmp(hdr[j], kind_name)) kcol = (long)j;
+                    else if (!pass) log_col(lg, hdr[j][0] ? hdr[j] : "?");
+                }
+                continue;
             }
-            continue;
+            if (line[0] == '#') continue;
+            size_t n = split_fields(line, sep, f, LOG_MAXF);
+            const char *kind = kcol >= 0 && (size_t)kcol < n ? f[kcol] : "";
+            double *row = pass ? log_row(lg) : NULL;
+            for (size_t j = 0; j < n && j < nh; j++) {
+                char *end;
+                double v = strtod(f[j], &end);
+                if ((long)j == kcol || end == f[j] || !blank(end)) continue;
+                size_t c = kind_col(lg, kind, hdr[j][0] ? hdr[j] : "?");
+                if (row) row[c] = v;
+            }
         }
-        if (line[0] == '#') continue;
-        size_t n = split_fields(line, sep, f, 256);
-        double *row = log_row(lg);
-        for (size_t j = 0; j < n && j < lg->ncol; j++) {
-            char *end;
-            double v = strtod(f[j], &end);
-            if (end != f[j] && blank(end)) row[j] = v;
-        }
+        free(copy);
+        if (!nh) return snprintf(err, errlen, "no header line"), -1;
     }
-    if (!nh) return snprintf(err, errlen, "no header line"), -1;
     return 0;
 }
 
 int report_parse_log(ReportLog *lg, const char *text, char *err, size_t errlen)
 {
-    char *t = xstrdup(text);
-    const char *s = t + strspn(t, " \t\r\n");
-    int ret = *s == '{' ? parse_jsonl(lg, t, err, errlen) : parse_tsv(lg, t, err, errlen);
-    free(t);
-    return ret;   /* a log with a header and no rows yet is fine: the page says so */
+    const char *s = text + strspn(text, " \t\r\n");
+    /* a log with a header and no rows yet is fine: the page says so */
+    return *s == '{' ? parse_jsonl(lg, text, err, errlen) : parse_tsv(lg, text, err, errlen);
 }
 
 int report_add_log(Report *r, const char *path, const char *label)

@@ -27,6 +27,9 @@ DICT         ?= 4x
 L1           ?= 5
 TOKENS       ?= 400K
 EXPLAIN_FEATURES ?= $(if $(OPENAI_API_KEY),0-99,)
+# short runs: small batches, a short warmup; score on 2 x 64 windows
+FIT_FLAGS    ?= --batch 1024 --warmup 20
+RECON_RECORDS ?= 2
 JOBS         ?= 2
 
 HERE   := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -35,7 +38,7 @@ CORPUS := $(DEMO_DIR)/corpus
 EXPERIMENT = $(MAKE) --no-print-directory -f $(HERE)/experiment.mk -j$(JOBS) \
 	RUNS=$(DEMO_DIR)/runs MODEL=$(MODEL) CORPUS=$(CORPUS) LAYER=$(LAYER) CTX=$(CTX) \
 	SHARDS=$(SHARDS) ARCH=$(ARCH) K=$(K) DICT=$(DICT) L1=$(L1) TOKENS=$(TOKENS) \
-	EXPLAIN_FEATURES=$(EXPLAIN_FEATURES)
+	EXPLAIN_FEATURES=$(EXPLAIN_FEATURES) FIT_FLAGS="$(FIT_FLAGS)" RECON_RECORDS=$(RECON_RECORDS)
 
 .PHONY: demo
 demo: $(DEMO_DIR)/corpus.stamp

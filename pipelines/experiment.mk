@@ -22,6 +22,9 @@
 #   CTX        tokens per window (gpt2-tok --ctx)
 #   EXPLAINER  openai or baseline [openai when OPENAI_API_KEY is set]
 #   SHARDS     token shards; the last one is held out (validation, scoring)
+#   RECON_RECORDS  score on the first N records (TOK_ROWS windows each) of
+#              the held-out shard only [all of it]: recon-score runs four
+#              forwards with the unembedding, the costliest step
 #   HOSTS      comma-separated ssh logins (GNU parallel -S syntax, e.g.
 #              4/alice@gpu1,bob@gpu2, ':' for this machine): per-shard steps
 #              run there, round-robin, inputs transferred and outputs
@@ -75,6 +78,8 @@ TOPK_K    ?= 20
 WINDOW    ?= 64
 RANDOM    ?= 10
 TOPK_FLAGS ?=
+RECON_RECORDS ?=
+TOK_ROWS  ?= 64
 EXPLAIN_FEATURES ?=
 # (a range A-B, split over SHARDS parts like the rest; empty: every feature)
 EXPLAIN_FLAGS ?=
@@ -149,13 +154,15 @@ $(RUNS)/$(MODEL_NAME)/model.stamp:
 $(DATA)/tokens.tsz: $(CORPUS_FILES) $(MODEL_STAMP)
 	@test -n "$(CORPUS)" || { echo "experiment.mk: set CORPUS=FILE|DIR (text, .jsonl, or a directory of text files)" >&2; exit 2; }
 	@mkdir -p $(@D)
-	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail $(TOK_FORMAT) $(CORPUS_FILES) -o $@
+	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail --rows $(TOK_ROWS) $(TOK_FORMAT) $(CORPUS_FILES) -o $@
 
 # tsz split writes tok.00.tsz ... balanced by rows; cat of them is tokens.tsz
 $(DATA)/shards.stamp: $(DATA)/tokens.tsz
 	$(BIN)tsz split -n $(SHARDS) $(DATA)/tok $<
 	touch $@
 $(SHARD_IDS:%=$(DATA)/tok.%.tsz): $(DATA)/shards.stamp ;
+
+$(eval $(call params_rule,$(DATA)/recon.params,records=$(RECON_RECORDS)))
 
 # ---- activation store: one forward per shard, tapped twice ----------------------
 $(eval $(call params_rule,$(ACTS)/tap.params,model=$(MODEL_ARG) batch=$(BATCH) shuffle=$(SHUFFLE) seed=$(SEED)))
@@ -169,8 +176,8 @@ define SAE_RULES
 $(eval $(call params_rule,$(1)/topk.params,model=$(MODEL_ARG) k=$(TOPK_K) window=$(WINDOW) random=$(RANDOM) $(TOPK_FLAGS)))
 $(eval $(call params_rule,$(1)/explain.params,$(EXPLAINER) features=$(EXPLAIN_FEATURES) $(EXPLAIN_FLAGS)))
 
-$(1)/recon.tsz: $(1)/sae.tsz $(EVAL_TOK)
-	$(BIN)recon-score --model $(MODEL_ARG) --sae $(1)/sae.tsz $(EVAL_TOK) -o $$@
+$(1)/recon.tsz: $(1)/sae.tsz $(EVAL_TOK) $(DATA)/recon.params
+	$(if $(RECON_RECORDS),$(BIN)tsz head -n $(RECON_RECORDS) $(EVAL_TOK) | )$(BIN)recon-score --model $(MODEL_ARG) --sae $(1)/sae.tsz $(if $(RECON_RECORDS),-,$(EVAL_TOK)) -o $$@
 
 $(SHARD_IDS:%=$(1)/topk.%.tsz): $(1)/topk.%.tsz: $(ACTS)/ctx.%.tsz $(1)/sae.tsz $(1)/topk.params
 	$$(call dist,$$*,$$< $(1)/sae.tsz,$$@,$(BIN)sae-encode --sae {2} {1} | $(BIN)topk-ctx --model $$(MODEL_ARG) -k $$(TOPK_K) --window $$(WINDOW) --random $$(RANDOM) $$(TOPK_FLAGS) -o $$@)

@@ -106,6 +106,23 @@ static void test_logs(void)
            isnan(lg.v[lg.ncol + (size_t)col(&lg, "loss")]), "jsonl: values, NaN where absent");
     report_log_free(&lg);
 
+    /* sae-fit's logs: eval lines get columns of their own, x columns shared */
+    rc = report_parse_log(&lg, "kind\tstep\ttokens\tloss\tfvu\ntrain\t10\t100\t2.5\t0.9\n"
+                               "eval\t10\t100\t2.75\t0.8\ntrain\t20\t200\t2.0\t0.7\n", err, sizeof err);
+    int el = col(&lg, "eval.loss"), tl = col(&lg, "loss"), st = col(&lg, "step");
+    ok(rc == 0 && lg.nrow == 3 && el >= 0 && tl >= 0 && st >= 0 && col(&lg, "kind") < 0 &&
+           col(&lg, "eval.step") < 0, "tsv kinds: eval.loss beside loss, step shared");
+    ok(el >= 0 && tl >= 0 && isnan(lg.v[(size_t)el]) && lg.v[lg.ncol + (size_t)el] == 2.75 &&
+           isnan(lg.v[lg.ncol + (size_t)tl]) && lg.v[2 * lg.ncol + (size_t)tl] == 2.0 &&
+           lg.v[lg.ncol + (size_t)st] == 10, "tsv kinds: values in their columns");
+    report_log_free(&lg);
+    rc = report_parse_log(&lg, "{\"kind\":\"train\",\"step\":1,\"loss\":3}\n"
+                               "{\"kind\":\"eval\",\"step\":1,\"loss\":4}\n", err, sizeof err);
+    el = col(&lg, "eval.loss");
+    ok(rc == 0 && el >= 0 && lg.v[lg.ncol + (size_t)el] == 4 && col(&lg, "eval.step") < 0,
+       "jsonl kinds: eval.loss");
+    report_log_free(&lg);
+
     rc = report_parse_log(&lg, "{\"step\":1}\n[1,2]\n", err, sizeof err);
     ok(rc < 0 && strstr(err, "line 2: not a JSON object"), "jsonl: array line refused: %s", err);
     report_log_free(&lg);
