@@ -151,7 +151,9 @@ $(RUNS)/$(MODEL_NAME)/model.stamp:
 	$(BIN)model-fetch $(MODEL)
 	touch $@
 
-$(DATA)/tokens.tsz: $(CORPUS_FILES) $(MODEL_STAMP)
+$(eval $(call params_rule,$(DATA)/tok.params,model=$(MODEL_ARG) rows=$(TOK_ROWS) $(TOK_FORMAT)))
+
+$(DATA)/tokens.tsz: $(CORPUS_FILES) $(MODEL_STAMP) $(DATA)/tok.params
 	@test -n "$(CORPUS)" || { echo "experiment.mk: set CORPUS=FILE|DIR (text, .jsonl, or a directory of text files)" >&2; exit 2; }
 	@mkdir -p $(@D)
 	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail --rows $(TOK_ROWS) $(TOK_FORMAT) $(CORPUS_FILES) -o $@
