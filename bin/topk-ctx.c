@@ -135,6 +135,7 @@ static TszWriter *open_out(const Opts *o, int argc, char **argv, const TopkOpts 
     if (!o->output || !strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
     TszWriteOpts wo;
     tsz_write_opts_default(&wo);
+    wo.shuffle = 0;     /* example windows: small tensors, mostly zero acts; probing costs more than it saves */
     TszWriter *w = tsz_writer_open(o->output ? o->output : "-", "topk-ctx", argc, argv, &wo);
     tsz_writer_check(w);
     json_object_set_new(tsz_writer_header(w), "topk", topk_opts_json(t));

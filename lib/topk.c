@@ -132,13 +132,21 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-uint64_t topk_hash(uint64_t seed, uint64_t salt, uint64_t f, const TopkGid *id)
+uint64_t topk_hash_prefix(uint64_t seed, uint64_t salt, uint64_t f)
 {
-    uint64_t h = mix64(seed ^ mix64(salt));
-    h = mix64(h ^ f);
-    h = mix64(h ^ (uint64_t)id->doc);
+    return mix64(mix64(seed ^ mix64(salt)) ^ f);
+}
+
+uint64_t topk_hash_gid(uint64_t prefix, const TopkGid *id)
+{
+    uint64_t h = mix64(prefix ^ (uint64_t)id->doc);
     h = mix64(h ^ (uint64_t)id->off);
     return mix64(h ^ (uint64_t)id->t);
+}
+
+uint64_t topk_hash(uint64_t seed, uint64_t salt, uint64_t f, const TopkGid *id)
+{
+    return topk_hash_gid(topk_hash_prefix(seed, salt, f), id);
 }
 
 /* v = m 2^e with m in [0.5, 1): half octave 2(e-1), or 2(e-1)+1 when

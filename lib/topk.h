@@ -58,6 +58,9 @@ int topk_cmp(uint64_t ka, const TopkGid *a, uint64_t kb, const TopkGid *b);
 
 uint64_t topk_act_key(float v);
 uint64_t topk_hash(uint64_t seed, uint64_t salt, uint64_t f, const TopkGid *id);
+/* The same in two steps: the part of (seed, salt, f), then the gid's. */
+uint64_t topk_hash_prefix(uint64_t seed, uint64_t salt, uint64_t f);
+uint64_t topk_hash_gid(uint64_t prefix, const TopkGid *id);
 
 /* Histogram of activations: bin 0 is (0, 2^-12), then half octaves up to
  * 2^11, the last bin [2^11, inf). */

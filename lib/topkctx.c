@@ -146,6 +146,7 @@ static void add_column(TopkCtx *c, size_t j, const CtxRows *x)
     const SpCsc *m = &c->csc;
     uint64_t f = (uint64_t)c->sel[j];
     int64_t e = m->colptr[j], end = m->colptr[j + 1];
+    uint64_t hr = topk_hash_prefix(c->o.seed, SALT_RAND, f), hb = topk_hash_prefix(c->o.seed, SALT_BAND, f);
     add_stats(&c->st[j], m->val, e, end);
     while (e < end) {
         size_t b = m->row[e] / x->Tp;
@@ -157,9 +158,9 @@ static void add_column(TopkCtx *c, size_t j, const CtxRows *x)
         for (int64_t i = e; i < g1 && (c->o.R || c->o.NB * c->o.NPB > 0); i++) {
             size_t tp = m->row[i] - b * x->Tp;
             TopkGid g = gid_of(x, b, tp);
-            long slot = topk_offer(&c->rnd, j, topk_hash(c->o.seed, SALT_RAND, f, &g), &g);
+            long slot = topk_offer(&c->rnd, j, topk_hash_gid(hr, &g), &g);
             if (slot >= 0) fill(&c->rnd, j, slot, x, b, tp, m->row, m->val, e, g1);
-            slot = topk_offer(&c->band, j, topk_hash(c->o.seed, SALT_BAND, f, &g), &g);
+            slot = topk_offer(&c->band, j, topk_hash_gid(hb, &g), &g);
             if (slot >= 0) fill(&c->band, j, slot, x, b, tp, m->row, m->val, e, g1);
         }
         size_t tp = m->row[best] - b * x->Tp;
