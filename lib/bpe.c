@@ -21,6 +21,8 @@ static const char GPT2_PATTERN[] =
 
 /* Pieces longer than this are merged every time instead of cached. */
 #define CACHE_MAX_PIECE 128
+/* Pieces longer than this are merged through a heap (merge_long). */
+#define LONG_PIECE 48
 #define CACHE_SLOTS (1u << 17)
 #define CACHE_KEY_BYTES (4u << 20)
 #define CACHE_TOKS (1u << 20)
@@ -240,6 +242,23 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
     return 0;
 }
 
+/* b->ordered: every rule's parts are bytes or made only by earlier rules,
+ * so a merge at rank r never creates a pair of rank <= r (merge_long). */
+static void check_order(Bpe *b)
+{
+    int64_t *made = xmalloc(b->V * sizeof *made);   /* latest rank that makes each token */
+    for (size_t i = 0; i < b->V; i++) made[i] = -1;
+    for (size_t i = 0; i < b->mcap; i++)
+        if (b->mkey[i] != UINT64_MAX && made[b->mid[i]] < (int64_t)b->mrank[i]) made[b->mid[i]] = b->mrank[i];
+    b->ordered = 1;
+    for (size_t i = 0; i < b->mcap; i++) {
+        if (b->mkey[i] == UINT64_MAX) continue;
+        int64_t r = b->mrank[i];
+        if (made[b->mkey[i] >> 32] >= r || made[b->mkey[i] & 0xffffffffu] >= r) b->ordered = 0;
+    }
+    free(made);
+}
+
 static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
 {
     size_t len;
@@ -269,6 +288,7 @@ static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
     }
     free(txt);
     b->n_merges = rank;
+    if (rc == 0) check_order(b);
     if (rc == 0 && rank == 0) return bpe_fail(b, "%s: no merges", path);
     return rc;
 }
@@ -383,6 +403,9 @@ void bpe_enc_free(BpeEnc *e)
     free(e->w);
     free(e->san);
     free(e->subst);
+    free(e->nx);
+    free(e->pv);
+    free(e->heap);
     memset(e, 0, sizeof *e);
 }
 
@@ -418,6 +441,72 @@ static size_t merge_word(const Bpe *b, int32_t *w, size_t n)
     return n;
 }
 
+/* The same result for long pieces in O(n log n): pop the lowest (rank,
+ * position) pair, merge it, push the two new neighbour pairs. Equal ranks
+ * pop left to right, as encoder.py's pass merges them, and a merge made at
+ * rank r only creates pairs of rank > r when every rule's parts were made
+ * by earlier rules (b->ordered, checked at load; true of trained BPE such
+ * as GPT-2's), so the pops follow encoder.py's order exactly. Entries made
+ * stale by a neighbour's merge are recognised and skipped on pop. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t x)
+{
+    size_t i = (*n)++;
+    while (i && h[(i - 1) / 2] > x) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *n)
+{
+    uint64_t top = h[0], x = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && h[c + 1] < h[c]) c++;
+        if (h[c] >= x) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+    return top;
+}
+
+static size_t merge_long(BpeEnc *e, size_t n)
+{
+    const Bpe *b = e->b;
+    int32_t *w = e->w, *nx = e->nx, *pv = e->pv, mid;
+    size_t nh = 0, left = n;
+    for (size_t i = 0; i < n; i++) {
+        nx[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+        pv[i] = (int32_t)i - 1;
+        uint32_t r = i + 1 < n ? merge_find(b, w[i], w[i + 1], &mid) : UINT32_MAX;
+        if (r != UINT32_MAX) heap_push(e->heap, &nh, (uint64_t)r << 32 | i);
+    }
+    while (nh) {
+        uint64_t top = heap_pop(e->heap, &nh);
+        uint32_t r = (uint32_t)(top >> 32);
+        int32_t p = (int32_t)(uint32_t)top, q = nx[p];
+        /* stale: p was merged away (w[p] < 0), is last, or its pair changed */
+        if (w[p] < 0 || q < 0 || merge_find(b, w[p], w[q], &mid) != r) continue;
+        w[p] = mid;
+        w[q] = -1;
+        nx[p] = nx[q];
+        if (nx[q] >= 0) pv[nx[q]] = p;
+        left--;
+        if (pv[p] >= 0 && (r = merge_find(b, w[pv[p]], w[p], &mid)) != UINT32_MAX)
+            heap_push(e->heap, &nh, (uint64_t)r << 32 | (uint32_t)pv[p]);
+        if (nx[p] >= 0 && (r = merge_find(b, w[p], w[nx[p]], &mid)) != UINT32_MAX)
+            heap_push(e->heap, &nh, (uint64_t)r << 32 | (uint32_t)p);
+    }
+    size_t j = 0;
+    for (int32_t p = 0; p >= 0; p = nx[p]) w[j++] = w[p];
+    (void)left;
+    return j;
+}
+
 static void cache_clear(BpeEnc *e)
 {
     memset(e->slot, 0, e->cache_cap * sizeof *e->slot);
@@ -450,7 +539,18 @@ static void encode_piece(BpeEnc *e, const char *p, size_t n, BpeIds *out)
         e->w = xrealloc(e->w, e->wcap * sizeof *e->w);
     }
     for (size_t k = 0; k < n; k++) e->w[k] = b->byte_tok[(unsigned char)p[k]];
-    size_t m = merge_word(b, e->w, n);
+    size_t m;
+    if (n > LONG_PIECE && b->ordered) {
+        if (n > e->lcap) {
+            e->lcap = n;
+            e->nx = xrealloc(e->nx, n * sizeof *e->nx);
+            e->pv = xrealloc(e->pv, n * sizeof *e->pv);
+            e->heap = xrealloc(e->heap, 3 * n * sizeof *e->heap);   /* n-1 pairs + 2 per merge */
+        }
+        m = merge_long(e, n);
+    } else {
+        m = merge_word(b, e->w, n);
+    }
     ids_append(out, e->w, m);
     if (!h) return;
     if (2 * (e->cache_n + 1) > e->cache_cap || e->key_n + n > e->key_cap || e->tok_n + m > e->tok_cap) {

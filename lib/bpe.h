@@ -33,6 +33,7 @@ typedef struct {
     uint32_t *tok_off;      /* (V+1) offsets into tok_bytes */
     int32_t byte_tok[256];  /* id of each single-byte token */
     int32_t eot;            /* id of <|endoftext|>, -1 if absent */
+    int ordered;            /* every rule's parts are made by earlier rules (see merge_long) */
     /* raw token bytes -> id; open addressing, (vcap) slots of id or -1 */
     int32_t *vslot;
     size_t vcap;
@@ -79,6 +80,10 @@ typedef struct {
     /* merge scratch, grown to the longest piece seen */
     int32_t *w;             /* (wcap) symbols of the piece being merged */
     size_t wcap;
+    /* long pieces: linked symbols and a heap of (rank, position) */
+    int32_t *nx, *pv;       /* (lcap) next and previous alive position, -1 at the ends */
+    uint64_t *heap;         /* (lcap) rank << 32 | position */
+    size_t lcap;
     /* invalid UTF-8: the text with each bad byte as a private-use character */
     char *san;
     size_t san_cap;

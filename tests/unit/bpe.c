@@ -89,7 +89,7 @@ static void test_goldens(const Bpe *b, BpeEnc *e)
         files++;
     }
     closedir(d);
-    ok(files >= 12, "%d golden files", files);
+    ok(files >= 13, "%d golden files", files);
 }
 
 static void test_special(const Bpe *b, BpeEnc *e)
@@ -127,6 +127,39 @@ static void test_display(const Bpe *b, BpeEnc *e)
     size_t len;
     ok(bpe_decode(b, bad, 2, buf, sizeof buf, &len) == -1 && len == 1, "bpe_decode refuses id -3 at index 1");
     bpe_ids_free(&ids);
+}
+
+/* Long pieces go through a heap (merge_long) when the merges are ordered;
+ * the same vocabulary with ordered = 0 takes encoder.py's loop on every
+ * piece. Random long pieces from small alphabets must agree. */
+static void test_long_paths(const Bpe *b)
+{
+    static const char *alpha[] = {"!?.-=#*", " \n\t", "0123456789", "abcde", "ab", "\xe4\xb8\xad\xf0\x9f\x98\x80!",
+                                  "\x80\xff\xfe\xc3"};
+    Bpe plain = *b;
+    plain.ordered = 0;
+    BpeEnc e1, e2;
+    if (bpe_enc_init(&e1, b) < 0 || bpe_enc_init(&e2, &plain) < 0) return;
+    SpRng rng;
+    sp_rng_seed(&rng, 7);
+    char *text = xmalloc(4096);
+    int same = 1, tested = 0;
+    for (int k = 0; k < 300 && same; k++) {
+        const char *a = alpha[k % 7];
+        size_t na = strlen(a), n = 49 + sp_rng_below(&rng, 3000);
+        for (size_t i = 0; i < n; i++) text[i] = a[sp_rng_below(&rng, na)];
+        BpeIds x = {0}, y = {0};
+        if (bpe_encode(&e1, text, n, 0, &x) < 0 || bpe_encode(&e2, text, n, 0, &y) < 0) same = 0;
+        same &= x.n == y.n && !memcmp(x.v, y.v, x.n * sizeof *x.v);
+        tested++;
+        bpe_ids_free(&x);
+        bpe_ids_free(&y);
+    }
+    ok(b->ordered == 1, "GPT-2's merges are ordered (long pieces take the heap)");
+    ok(same, "heap and encoder.py loop agree on %d random long texts", tested);
+    free(text);
+    bpe_enc_free(&e1);
+    bpe_enc_free(&e2);
 }
 
 static void write_file(const char *path, const char *s)
@@ -213,6 +246,7 @@ int main(void)
     test_goldens(&b, &e);
     test_special(&b, &e);
     test_display(&b, &e);
+    test_long_paths(&b);
     bpe_enc_free(&e);
     bpe_free(&b);
     return done_testing();
