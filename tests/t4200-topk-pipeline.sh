@@ -63,6 +63,17 @@ test_expect_success TINY_MODEL,NUMPY 'shards of the context stream merge to the 
 	topk-ctx --merge tk.00.tsz tk.01.tsz tk.02.tsz | tsz json --full >merged.json && cmp topk.json merged.json
 '
 
+test_expect_success TINY_MODEL,NUMPY 'short tail windows (records of other T) and windows longer than rows' '
+	gpt2-tok -m "$TINY_MODEL_DIR" --ctx 24 a.txt b.txt c.txt >tail.tsz &&
+	tsz json tail.tsz | grep -c "\"shape\":\[1,[0-9]*\]" >n && test $(cat n) -ge 1 &&
+	gpt2-fwd -m "$TINY_MODEL_DIR" --hook $HOOK tail.tsz | mlp-tap --keep-context |
+		sae-encode --sae sae/sae.tsz >tf.tsz &&
+	topk-ctx -k 4 -w 30 --random 3 --bands 2 --per-band 1 tf.tsz >tt.tsz &&
+	tsz json --full tf.tsz >tf.json && tsz json --full tt.tsz >tt.json &&
+	"$PYTHON" "$REF" topk --k 4 --w 30 --r 3 --nb 2 --npb 1 --seed 0 tf.json tt.json >out && cat out &&
+	grep "^all ok" out
+'
+
 test_expect_success TINY_MODEL 'gpt2-fwd output directly: the SAE'"'"'s hook tensor, BOS kept, as mlp-tap --no-drop-bos' '
 	gpt2-fwd -m "$TINY_MODEL_DIR" --hook $HOOK tok.tsz >fwd.tsz &&
 	sae-encode --sae sae/sae.tsz fwd.tsz >f1.tsz &&
