@@ -136,6 +136,7 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'experiment.mk acts: HOSTS ove
 	for d in mk-local mk-ssh; do
 		mkdir -p $d/corp $d/runs/tiny-gpt2-docs/corp-ctx128-s3 &&
 		echo text >$d/corp/a.txt && touch -d 2001-01-01 $d/corp/a.txt &&
+		(cd $d && run_acts runs/tiny-gpt2-docs/corp-ctx128-s3/tok.params) &&
 		cp tokens.tsz $d/runs/tiny-gpt2-docs/corp-ctx128-s3/ || return 1
 	done &&
 	(cd mk-local && run_acts -j2 acts) &&
