@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,6 +36,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --no-special      <|endoftext|> in the text is plain text [Default: it is\n"
 "                        token 50256]\n"
 "      --rows N          windows per record [Default: about 4 MB of tokens]\n"
+"  -j, --threads N       encode documents on N threads; the output is the same\n"
+"                        [Default: 1]\n"
 "  -o, --output FILE     write the stream to FILE (atomically) [Default: stdout]\n"
 "  -f, --force           write a binary stream even to a terminal\n"
 "      --progress        show progress on stderr (also when stderr is a terminal)\n"
@@ -53,7 +56,7 @@ enum { SPLIT_FILE, SPLIT_BLANK, SPLIT_LINE };
 typedef struct {
     const char *model, *output, *key;
     int format, split, drop_tail, no_special, force, progress;
-    uint64_t ctx, rows;
+    uint64_t ctx, rows, threads;
     char **inputs;
     int ninputs;
 } Opts;
@@ -73,14 +76,15 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"key", required_argument, 0, O_KEY}, {"split", required_argument, 0, O_SPLIT},
         {"ctx", required_argument, 0, O_CTX}, {"drop-tail", no_argument, 0, O_DROP},
         {"no-special", no_argument, 0, O_NOSPEC}, {"rows", required_argument, 0, O_ROWS},
+        {"threads", required_argument, 0, 'j'},
         {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
         {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     static const char *const formats[] = {"text", "jsonl"}, *const splits[] = {"file", "blank", "line"};
-    *o = (Opts){.key = "text", .ctx = 128};
+    *o = (Opts){.key = "text", .ctx = 128, .threads = 1};
     int c, key_given = 0, split_given = 0;
-    while ((c = getopt_long(argc, argv, "m:o:fhV", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:o:j:fhV", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
         case O_FORMAT: o->format = pick("--format", optarg, formats, 2); break;
@@ -90,6 +94,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_DROP: o->drop_tail = 1; break;
         case O_NOSPEC: o->no_special = 1; break;
         case O_ROWS: o->rows = sp_opt_u64("--rows", optarg, 1, 1u << 30); break;
+        case 'j': o->threads = sp_opt_u64("--threads", optarg, 1, 256); break;
         case 'o': o->output = optarg; break;
         case 'f': o->force = 1; break;
         case O_PROGRESS: o->progress = 1; break;
@@ -162,24 +167,51 @@ static void win_finish(Win *wn)
     wn->row = 0;
 }
 
-/* One document's text: tokens to windows (or a record of its own). */
-static void add_doc(Win *wn, BpeEnc *e, BpeIds *ids, const char *text, size_t n, const char *in)
+/* ids = BOS + the document's tokens; the BOS slot serves --ctx 0. */
+static int encode_doc(BpeEnc *e, int flags, const char *text, size_t n, BpeIds *ids)
 {
     ids->n = 0;
-    if (wn->T == 0) bpe_ids_push(ids, 50256);
-    if (bpe_encode(e, text, n, wn->o->no_special ? BPE_NO_SPECIAL : 0, ids) < 0) sp_die("%s: %s", in, e->err);
+    bpe_ids_push(ids, 50256);
+    return bpe_encode(e, text, n, flags, ids);
+}
+
+/* One document's ids to windows (or a record of its own). */
+static void place_doc(Win *wn, const BpeIds *ids)
+{
     int64_t d = (int64_t)wn->docs++;
-    wn->tokens += ids->n;
+    size_t n = ids->n - 1;
+    wn->tokens += n;
     if (wn->T == 0) {
         int64_t zero = 0;
         emit(wn, ids->v, &d, &zero, 1, ids->n);
         return;
     }
-    for (size_t i = 0; i < ids->n; i++) win_push(wn, ids->v[i], d, (int64_t)i);
-    win_push(wn, 50256, d, (int64_t)ids->n);   /* the separator ends the document */
+    for (size_t i = 0; i < n; i++) win_push(wn, ids->v[i + 1], d, (int64_t)i);
+    win_push(wn, 50256, d, (int64_t)n);   /* the separator ends the document */
 }
 
 /* ---- inputs ---- */
+
+/* --threads: documents are gathered into a batch, encoded in parallel
+ * (each thread with its own BpeEnc, taking the next document from a shared
+ * counter) and placed in input order, so the output does not depend on N. */
+#define BATCH_BYTES (8u << 20)
+#define BATCH_DOCS 4096u
+
+typedef struct {
+    char *text;         /* the batch's documents, concatenated */
+    size_t ntext, captext;
+    size_t *off;        /* (BATCH_DOCS+1) document starts in text */
+    size_t ndocs;
+    BpeIds *ids;        /* (BATCH_DOCS) */
+    size_t next;        /* next document to encode (atomic) */
+    int flags, failed;
+} Batch;
+
+typedef struct {
+    Batch *b;
+    BpeEnc e;
+} Worker;
 
 typedef struct {
     Win *wn;
@@ -187,9 +219,64 @@ typedef struct {
     BpeIds ids;
     SpProgress prog;
     uint64_t bytes;
-    char *doc;          /* text gathered for --split blank */
+    char *doc;          /* text gathered for --split file and blank */
     size_t ndoc, capdoc;
+    Batch batch;
+    Worker *wk;         /* (threads) when threads > 1 */
+    size_t nwk;
 } Reader;
+
+static void *worker_run(void *arg)
+{
+    Worker *w = arg;
+    Batch *b = w->b;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        if (i >= b->ndocs) break;
+        if (encode_doc(&w->e, b->flags, b->text + b->off[i], b->off[i + 1] - b->off[i], &b->ids[i]) < 0)
+            __atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+static void batch_run(Reader *rd)
+{
+    Batch *b = &rd->batch;
+    if (!b->ndocs) return;
+    pthread_t *th = xmalloc(rd->nwk * sizeof *th);
+    b->next = 0;
+    for (size_t t = 0; t < rd->nwk; t++)
+        if (pthread_create(&th[t], NULL, worker_run, &rd->wk[t]) != 0) sp_die("cannot start a thread");
+    for (size_t t = 0; t < rd->nwk; t++) pthread_join(th[t], NULL);
+    free(th);
+    if (b->failed)
+        for (size_t t = 0; t < rd->nwk; t++)
+            if (*rd->wk[t].e.err) sp_die("%s", rd->wk[t].e.err);
+    for (size_t i = 0; i < b->ndocs; i++) place_doc(rd->wn, &b->ids[i]);
+    b->ndocs = b->ntext = 0;
+}
+
+/* A document's text: encoded now, or queued for the threads. */
+static void add_doc(Reader *rd, const char *text, size_t n, const char *in)
+{
+    int flags = rd->wn->o->no_special ? BPE_NO_SPECIAL : 0;
+    if (!rd->nwk) {
+        if (encode_doc(rd->e, flags, text, n, &rd->ids) < 0) sp_die("%s: %s", in, rd->e->err);
+        place_doc(rd->wn, &rd->ids);
+        return;
+    }
+    Batch *b = &rd->batch;
+    if (b->ntext + n > b->captext) {
+        while (b->ntext + n > b->captext) b->captext = b->captext ? 2 * b->captext : BATCH_BYTES;
+        b->text = xrealloc(b->text, b->captext);
+    }
+    memcpy(b->text + b->ntext, text, n);
+    b->off[b->ndocs] = b->ntext;
+    b->ntext += n;
+    b->off[++b->ndocs] = b->ntext;
+    b->flags = flags;
+    if (b->ndocs == BATCH_DOCS || b->ntext >= BATCH_BYTES) batch_run(rd);
+}
 
 static void gather(Reader *rd, const char *s, size_t n)
 {
@@ -214,7 +301,7 @@ static void end_block(Reader *rd, const char *in)
     size_t n = rd->ndoc;
     if (rd->doc[n - 1] == '\n') n--;   /* the newline before the blank line separates, it is not text */
     if (n && rd->doc[n - 1] == '\r') n--;
-    add_doc(rd->wn, rd->e, &rd->ids, rd->doc, n, in);
+    add_doc(rd, rd->doc, n, in);
     rd->ndoc = 0;
 }
 
@@ -229,7 +316,7 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
     if (!json_is_object(j)) sp_die("%s: line %" PRIu64 ": expected a JSON object", in, lineno);
     if (!v) sp_die("%s: line %" PRIu64 ": no \"%s\" field", in, lineno, key);
     if (!json_is_string(v)) sp_die("%s: line %" PRIu64 ": \"%s\" is not a string", in, lineno, key);
-    add_doc(rd->wn, rd->e, &rd->ids, json_string_value(v), json_string_length(v), in);
+    add_doc(rd, json_string_value(v), json_string_length(v), in);
     json_decref(j);
 }
 
@@ -248,7 +335,7 @@ static void read_input(Reader *rd, const char *path)
             sp_progress_update(&rd->prog, rd->bytes += got);
         }
         if (ferror(f)) sp_die("%s: read error: %s", in, strerror(errno));
-        add_doc(rd->wn, rd->e, &rd->ids, rd->doc ? rd->doc : "", rd->ndoc, in);
+        add_doc(rd, rd->doc ? rd->doc : "", rd->ndoc, in);
         rd->ndoc = 0;
     } else {
         char *line = NULL;
@@ -262,7 +349,7 @@ static void read_input(Reader *rd, const char *path)
             else if (o->split == SPLIT_LINE) {
                 size_t k = (size_t)n;
                 while (k && (line[k - 1] == '\n' || line[k - 1] == '\r')) k--;
-                if (!blank_line(line, k)) add_doc(rd->wn, rd->e, &rd->ids, line, k, in);
+                if (!blank_line(line, k)) add_doc(rd, line, k, in);
             } else if (blank_line(line, (size_t)n)) end_block(rd, in);
             else gather(rd, line, (size_t)n);
         }
@@ -338,8 +425,19 @@ int main(int argc, char **argv)
         wn.off = xmalloc(wn.R * sizeof *wn.off);
     }
     Reader rd = {.wn = &wn, .e = &e};
+    if (o.threads > 1) {
+        rd.nwk = o.threads;
+        rd.wk = xcalloc(rd.nwk, sizeof *rd.wk);
+        for (size_t t = 0; t < rd.nwk; t++) {
+            rd.wk[t].b = &rd.batch;
+            if (bpe_enc_init(&rd.wk[t].e, &b) < 0) sp_die("%s", rd.wk[t].e.err);
+        }
+        rd.batch.off = xcalloc(BATCH_DOCS + 1, sizeof *rd.batch.off);
+        rd.batch.ids = xcalloc(BATCH_DOCS, sizeof *rd.batch.ids);
+    }
     sp_progress_init(&rd.prog, o.progress, "gpt2-tok", "B", total_input_bytes(&o));
     for (int i = 0; i < o.ninputs; i++) read_input(&rd, o.inputs[i]);
+    batch_run(&rd);
     win_finish(&wn);
     sp_progress_end(&rd.prog);
     tsz_writer_close_or_die(w);
@@ -348,6 +446,13 @@ int main(int argc, char **argv)
                 wn.tokens, wn.rows_out);
     free(rd.doc);
     bpe_ids_free(&rd.ids);
+    for (size_t t = 0; t < rd.nwk; t++) bpe_enc_free(&rd.wk[t].e);
+    if (rd.batch.ids)
+        for (size_t i = 0; i < BATCH_DOCS; i++) bpe_ids_free(&rd.batch.ids[i]);
+    free(rd.wk);
+    free(rd.batch.ids);
+    free(rd.batch.off);
+    free(rd.batch.text);
     free(wn.tok);
     free(wn.doc);
     free(wn.off);

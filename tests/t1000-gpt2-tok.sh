@@ -17,7 +17,7 @@ idline () { ids "$1" | tr "\n" " " && echo; }
 
 test_expect_success '--help lists every option; --version' '
 	gpt2-tok --help >help &&
-	for o in --model --format --key --split --ctx --drop-tail --no-special --rows --output --force --progress --help --version; do
+	for o in --model --format --key --split --ctx --drop-tail --no-special --rows --threads --output --force --progress --help --version; do
 		grep -e "$o" help || return 1
 	done &&
 	gpt2-tok --version | grep "^gpt2-tok "
@@ -151,6 +151,20 @@ test_expect_success GPT2_VOCAB 'a repo id in the cache resolves; --ctx is checke
 	echo hi | gpt2-tok -m org/small --ctx 64 >ok.tsz && tsz info ok.tsz >/dev/null &&
 	echo hi | test_must_fail gpt2-tok -m org/small --ctx 65 >o.tsz 2>err &&
 	grep "^gpt2-tok: --ctx 65 exceeds the model.s n_positions 64" err
+'
+
+test_expect_success GPT2_VOCAB '--threads: the same stream as one thread, across batches (> 4096 documents)' '
+	cat "$DATA"/*.txt "$DATA"/*.txt >all.txt &&
+	for i in 1 2 3 4 5 6 7 8 9 10 11 12; do cat all.txt; done >big.txt &&
+	test $(grep -c "[^[:space:]]" big.txt) -gt 4096 &&
+	gpt2-tok -m "$GPT2_DIR" --split line --ctx 32 big.txt >j1.tsz &&
+	gpt2-tok -m "$GPT2_DIR" --split line --ctx 32 -j 3 big.txt >j3.tsz &&
+	tsz json --full j1.tsz >j1.json && tsz json --full j3.tsz >j3.json && test_cmp j1.json j3.json &&
+	test $(wc -l <j1.json) -gt 1 &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 --threads 2 "$DATA"/*.txt >f2.tsz &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 "$DATA"/*.txt >f1.tsz &&
+	tsz json --full f1.tsz >f1.json && tsz json --full f2.tsz >f2.json && test_cmp f1.json f2.json &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" -j 0 </dev/null 2>err && grep "^gpt2-tok: --threads" err
 '
 
 test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of BOS and separator' '
