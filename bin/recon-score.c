@@ -303,6 +303,7 @@ static void merge(const Opts *o, int argc, char **argv)
         tsz_reader_close(r);
     }
     if (!have) sp_die("%s: no records to merge", sp_in_name(o->inputs[0]));
+    if (!total.F && o->json) sp_usage_die("--json: recon_mean records have no metrics to print");
     if (!mean_exact) {
         sp_warn("the shards used different ablation means: mean_abl_loss is not that of one run (give every "
                 "shard one --mean)");

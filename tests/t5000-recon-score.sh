@@ -94,6 +94,19 @@ test_expect_success NUMPY 'the record: kind recon, metrics, sums, fires; table o
 	tsz to-npy --name fires fires.npy r.tsz
 '
 
+test_expect_success NUMPY 'stdin, -o atomically, --progress, -q; a failed run writes nothing' '
+	recon-score -m m1 --sae relu48.tsz --progress -o out.tsz <w1.tsz >stdout 2>progress &&
+	test ! -s stdout && tsz info out.tsz | grep "^records: 1" &&
+	grep "two passes.*tokens" progress &&
+	recon-score -m m1 --sae relu48.tsz -q --json <w1.tsz >a.json 2>err && test ! -s err &&
+	recon-score -m m1 --sae relu48.tsz --json w1.tsz >b.json 2>/dev/null && test_cmp a.json b.json &&
+	"$PYTHON" -c "import numpy as np; t = np.load(\"w1.npy\"); t[6, 2] = 500; np.save(\"late.npy\", t)" &&
+	tsz from-npy --rows 3 tokens=late.npy >late.tsz &&
+	test_must_fail recon-score -m m1 --sae relu48.tsz -o bad.tsz late.tsz >out 2>err &&
+	grep "^recon-score: late.tsz: record 3: token id 500 at row 0, position 2" err &&
+	test ! -e bad.tsz && test ! -s out && ls >files && ! grep "bad.tsz" files
+'
+
 test_expect_success NUMPY '--mean: a .npy, a recon_mean record, a recon record; --mean-only' '
 	"$PYTHON" -c "import numpy as np; np.save(\"mu.npy\", np.random.default_rng(9).standard_normal(48).astype(np.float32))" &&
 	recon-score -m m1 --sae relu48.tsz --mean mu.npy --json w1.tsz >got.json 2>/dev/null &&
@@ -260,7 +273,9 @@ test_expect_success NUMPY 'merge refusals: not a recon record, mixed hooks, mixe
 	test_must_fail recon-score --merge full.tsz bos.tsz 2>err &&
 	grep "^recon-score: bos.tsz: record 1: pos0 differs from the first record'"'"'s (--include-bos mixed)$" err &&
 	test_must_fail recon-score --merge full.tsz mean.tsz 2>err &&
-	grep "^recon-score: mean.tsz: record 1: width d=48 f=0 does not match d=48 f=96$" err
+	grep "^recon-score: mean.tsz: record 1: width d=48 f=0 does not match d=48 f=96$" err &&
+	test_must_fail recon-score --merge --json mean.tsz 2>err &&
+	grep "^recon-score: --json: recon_mean records have no metrics to print$" err
 '
 
 test_expect_success 'usage errors' '
