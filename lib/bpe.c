@@ -135,7 +135,10 @@ static inline uint32_t merge_find(const Bpe *b, int32_t x, int32_t y, int32_t *m
 static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
 {
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
+    FILE *f = fopen(path, "rb");
+    if (!f) return bpe_fail(b, "%s: %s", path, strerror(errno));
+    json_t *root = json_loadf(f, 0, &je);
+    fclose(f);
     if (!root) {
         if (je.line < 0) return bpe_fail(b, "%s: %s", path, je.text);
         return bpe_fail(b, "%s: line %d: %s", path, je.line, je.text);

@@ -137,7 +137,11 @@ test_expect_success GPT2_VOCAB 'a missing input file, a missing model, a broken 
 	grep "^gpt2-tok: org/nomodel: not a directory, nor in the model cache ($PWD/home/models/org/nomodel); fetch it with: model-fetch org/nomodel$" err &&
 	test_must_fail gpt2-tok -m ./no/such/dir </dev/null >o.tsz 2>err &&
 	grep "^gpt2-tok: ./no/such/dir: no such model directory$" err &&
-	mkdir -p broken && cp "$GPT2_DIR/vocab.json" broken/ && printf "#version: 0.2\\nx y z\\n" >broken/merges.txt &&
+	mkdir -p broken &&
+	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err &&
+	grep "^gpt2-tok: broken/vocab.json: No such file or directory$" err &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" . >o.tsz 2>err && grep "^gpt2-tok: .: read error: Is a directory$" err &&
+	cp "$GPT2_DIR/vocab.json" broken/ && printf "#version: 0.2\\nx y z\\n" >broken/merges.txt &&
 	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err &&
 	grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
 	echo "{\"a\": " >broken/vocab.json &&
