@@ -162,6 +162,34 @@ static void test_long_paths(const Bpe *b)
     bpe_enc_free(&e2);
 }
 
+/* Random bytes (any value, runs of one class, <|endoftext|> spliced in):
+ * every id in range, and decoding gives the bytes back. */
+static void test_random_bytes(const Bpe *b, BpeEnc *e)
+{
+    SpRng rng;
+    sp_rng_seed(&rng, 11);
+    char *text = xmalloc(6000), *back = xmalloc(6000);
+    int good = 1, k;
+    for (k = 0; k < 400 && good; k++) {
+        size_t n = sp_rng_below(&rng, 5000);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t c = sp_rng_below(&rng, 4);
+            text[i] = (char)(c == 0 ? sp_rng_below(&rng, 256) : c == 1 ? ' ' : c == 2 ? 0x80 + sp_rng_below(&rng, 64)
+                                                                                      : 'a' + sp_rng_below(&rng, 3));
+        }
+        if (n > 40 && k % 3 == 0) memcpy(text + n / 2, BPE_EOT_TEXT, 13);
+        BpeIds ids = {0};
+        size_t bl = 0;
+        good = bpe_encode(e, text, n, k % 2 ? BPE_NO_SPECIAL : 0, &ids) == 0;
+        for (size_t i = 0; good && i < ids.n; i++) good = ids.v[i] >= 0 && (size_t)ids.v[i] < b->V;
+        good = good && bpe_decode(b, ids.v, ids.n, back, 6000, &bl) == 0 && bl == n && !memcmp(back, text, n);
+        bpe_ids_free(&ids);
+    }
+    ok(good, "random bytes: %d texts encode to valid ids and decode back", k);
+    free(text);
+    free(back);
+}
+
 static void write_file(const char *path, const char *s)
 {
     FILE *f = fopen(path, "w");
@@ -247,6 +275,7 @@ int main(void)
     test_special(&b, &e);
     test_display(&b, &e);
     test_long_paths(&b);
+    test_random_bytes(&b, &e);
     bpe_enc_free(&e);
     bpe_free(&b);
     return done_testing();
