@@ -382,7 +382,13 @@ int fetch_file(const FetchOpts *o, const char *id, const char *file, const char 
         rc = 0;
         goto out;
     }
-    if (make_dirs(dir, err, errlen) < 0) goto out;
+    {
+        char *parent = xstrdup(dst);   /* FILE may have directories of its own (onnx/model.onnx) */
+        *strrchr(parent, '/') = 0;
+        int mk = make_dirs(parent, err, errlen);
+        free(parent);
+        if (mk < 0) goto out;
+    }
     const char *ep = o->endpoint;
     size_t el = strlen(ep);
     while (el && ep[el - 1] == '/') el--;

@@ -128,8 +128,9 @@ test_expect_success 'a dead endpoint gives a clear error; --dir and --endpoint' 
 	test_must_fail model-fetch --endpoint http://127.0.0.1:9 org/other >out 2>err &&
 	grep "^model-fetch: org/other: config.json: http://127.0.0.1:9/org/other/resolve/main/config.json: .*" err &&
 	test_when_finished stop_hub && start_hub &&
-	model-fetch --dir elsewhere --endpoint "$HF_ENDPOINT" -q org/tiny config.json >out &&
-	! test -s out && cmp hub/org/tiny/config.json elsewhere/config.json
+	mkdir -p hub/org/tiny/sub && echo nested >hub/org/tiny/sub/n.txt &&
+	model-fetch --dir elsewhere --endpoint "$HF_ENDPOINT" -q org/tiny config.json sub/n.txt >out &&
+	! test -s out && cmp hub/org/tiny/config.json elsewhere/config.json && cmp hub/org/tiny/sub/n.txt elsewhere/sub/n.txt
 '
 
 test_expect_success GPT2_VOCAB 'a fetched repo id works as --model for gpt2-tok' '
