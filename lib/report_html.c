@@ -321,7 +321,8 @@ static void section_commands(FILE *f, const Report *r)
     json_array_foreach(r->prov, i, p)
         json_array_foreach(json_object_get(p, "headers"), j, h) collect_commands(h, seen, cmds, 0);
     if (json_array_size(cmds)) {
-        fputs("<h3>Commands</h3>\n<div class=\"scroll\"><table class=\"kv cmds\">\n", f);
+        fprintf(f, "<details><summary><b>Commands</b> (%zu)</summary>\n<div class=\"scroll\">"
+                   "<table class=\"kv cmds\">\n", json_array_size(cmds));
         json_array_foreach(cmds, i, h) {
             const char *stage = json_string_value(json_object_get(h, "stage"));
             fputs("<tr><th>", f);
@@ -341,7 +342,7 @@ static void section_commands(FILE *f, const Report *r)
             }
             fputs("</code></td></tr>\n", f);
         }
-        fputs("</table></div>\n", f);
+        fputs("</table></div></details>\n", f);
     }
     json_decref(seen);
     json_decref(cmds);
@@ -394,6 +395,20 @@ static int log_has_earlier(const Report *r, size_t i0, const char *name)
     return 0;
 }
 
+/* 1 when every finite value of every series is the same (and there is one). */
+static int series_constant(const Series *s, size_t ns, double *v)
+{
+    int seen = 0;
+    for (size_t k = 0; k < ns; k++)
+        for (size_t i = 0; i < s[k].n; i++) {
+            double y = s[k].y[i * s[k].ys];
+            if (!isfinite(y)) continue;
+            if (seen && y != *v) return 0;
+            *v = y, seen = 1;
+        }
+    return seen;
+}
+
 static void section_curves(FILE *f, const Report *r)
 {
     fputs("<section id=\"training\"><h2>Training curves</h2>\n", f);
@@ -415,6 +430,8 @@ static void section_curves(FILE *f, const Report *r)
     Series *s = xcalloc(r->nlog, sizeof *s);
     double **rowno = xcalloc(r->nlog, sizeof *rowno);
     int drawn = 0;
+    size_t nconst = 0;
+    char *consts = xstrdup("");
     /* one plot per column (of any log) that is not an x column */
     for (size_t i0 = 0; i0 < r->nlog; i0++)
     for (size_t c = 0; c < r->logs[i0].ncol; c++) {
@@ -443,8 +460,22 @@ static void section_curves(FILE *f, const Report *r)
             s[ns].label = lg->label;
             ns++;
         }
+        double cv = 0;
+        if (series_constant(s, ns, &cv)) {   /* a flat line says less than its value */
+            char item[320];
+            snprintf(item, sizeof item, "%s%s = %.6g", nconst++ ? ", " : "", name, cv);
+            consts = xrealloc(consts, strlen(consts) + strlen(item) + 1);
+            strcat(consts, item);
+            continue;
+        }
         drawn |= svg_lines(f, name, xname, s, ns);
     }
+    if (nconst) {
+        fputs("<p class=\"fstat\">Constant throughout: ", f);
+        report_html_escape(f, consts);
+        fputs(".</p>\n", f);
+    }
+    free(consts);
     for (size_t i = 0; i < r->nlog; i++) free(rowno[i]);
     free(rowno);
     free(s);

@@ -127,8 +127,16 @@ test_expect_success 'training curves overlay both logs, x is tokens' '
 	printf "<title>%s</title>\n" loss mse l0 val.fvu >expect &&
 	test_cmp expect titles &&
 	grep -o "<polyline" curves.html >lines && test_line_count = 5 lines &&
+	! grep "Constant throughout" curves.html &&
 	grep ">32x</text>" curves.html && grep ">128x</text>" curves.html &&
 	grep -c ">tokens</text>" curves.html
+'
+
+test_expect_success 'constant columns are a note, not a flat plot' '
+	printf "step\tloss\tdead\tl0\n1\t2\t0\t32\n2\t1\t0\t32\n" >flat.tsv &&
+	sae-report -l flat.tsv -o flat.html &&
+	grep "Constant throughout: dead = 0, l0 = 32." flat.html &&
+	grep -o "<svg" flat.html >svgs && test_line_count = 1 svgs
 '
 
 test_expect_success 'density histogram from dict_stats: dead and dense counts' '
@@ -141,7 +149,7 @@ test_expect_success 'provenance lists every input with its command line' '
 	sed -n "/<section id=\"provenance\">/,/<\/section>/p" report.html >prov.html &&
 	grep "recon: recon32.tsz" prov.html && grep "<code>recon-score --model distilgpt2 --sae sae32.tsz</code>" prov.html &&
 	grep "training log: 128x" prov.html &&
-	sed -n "/<h3>Commands/,/<\/table>/p" report.html >cmds.html &&
+	sed -n "/<b>Commands/,/<\/table>/p" report.html >cmds.html &&
 	grep "<tr><th>recon-score</th><td><code>recon-score --model distilgpt2 --sae sae128.tsz</code>" cmds.html &&
 	grep -c "<tr><th>" cmds.html >n && test $(cat n) = 6
 '
