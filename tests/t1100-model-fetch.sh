@@ -9,11 +9,14 @@ SAEPIPE_HOME=$PWD/home
 export SAEPIPE_HOME
 unset HF_TOKEN HF_ENDPOINT XDG_CACHE_HOME
 
-# start_hub [httpd-hub.py options]: serve ./hub on a free loopback port; sets
-# HF_ENDPOINT; the server is stopped by stop_hub (test_when_finished)
+# start_hub [httpd-hub.py options]: serve ./hub on a free loopback port and
+# set HF_ENDPOINT. Test bodies run in a subshell, so each body ends with
+# stop_hub; start_hub also stops a server a failed body left, the script
+# stops the last one, and the server exits by itself after 30 idle seconds.
 start_hub () {
+	stop_hub
 	rm -f port log || return 1
-	"$PY" "$TEST_DIRECTORY/helpers/httpd-hub.py" hub port --log log "$@" \
+	"$PY" "$TEST_DIRECTORY/helpers/httpd-hub.py" hub port --log log --idle 30 "$@" \
 		</dev/null >/dev/null 2>hub.err 3>&- 4>&- &
 	echo $! >hub.pid &&
 	i=0 &&
@@ -52,7 +55,7 @@ test_expect_success '--help lists every option; bad usage exits 2' '
 '
 
 test_expect_success 'fetch: the four files land whole in $SAEPIPE_HOME/models/ID, the directory on stdout' '
-	test_when_finished stop_hub && start_hub &&
+	start_hub &&
 	model-fetch org/tiny >out 2>err &&
 	echo "$PWD/$M" >want && test_cmp want out &&
 	for f in config.json model.safetensors vocab.json merges.txt; do
@@ -60,7 +63,8 @@ test_expect_success 'fetch: the four files land whole in $SAEPIPE_HOME/models/ID
 	done &&
 	! ls $M | grep part &&
 	grep "^HEAD /org/tiny/resolve/main/model.safetensors" log &&
-	grep "^GET /cdn/org/tiny/model.safetensors" log
+	grep "^GET /cdn/org/tiny/model.safetensors" log &&
+	stop_hub
 '
 
 test_expect_success 'a second run is a no-op that needs no network' '
@@ -69,50 +73,55 @@ test_expect_success 'a second run is a no-op that needs no network' '
 '
 
 test_expect_success 'an interrupted download keeps its .part and the next run resumes it with Range' '
-	test_when_finished stop_hub && start_hub --cut model.safetensors:100000 &&
+	start_hub --cut model.safetensors:100000 &&
 	rm -rf home &&
 	test_must_fail model-fetch --retries 0 org/tiny >out 2>err &&
 	grep "^model-fetch: org/tiny: model.safetensors: transfer cut after 100000 bytes (.*); .*model.safetensors.part keeps them, run again to resume$" err &&
 	test $(wc -c <$M/model.safetensors.part) = 100000 && ! test -e $M/model.safetensors &&
 	model-fetch org/tiny >out 2>err &&
 	grep "^GET /cdn/org/tiny/model.safetensors bytes=100000- " log &&
-	cmp hub/org/tiny/model.safetensors $M/model.safetensors && ! test -e $M/model.safetensors.part
+	cmp hub/org/tiny/model.safetensors $M/model.safetensors && ! test -e $M/model.safetensors.part &&
+	stop_hub
 '
 
 test_expect_success 'a cut transfer is resumed within one run (--retries)' '
-	test_when_finished stop_hub && start_hub --cut model.safetensors:123456 &&
+	start_hub --cut model.safetensors:123456 &&
 	rm -rf home &&
 	model-fetch org/tiny >out 2>err &&
-	grep "bytes=123456- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors
+	grep "bytes=123456- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors &&
+	stop_hub
 '
 
 test_expect_success 'a server that ignores Range: the .part is restarted, the file still right' '
-	test_when_finished stop_hub && start_hub --no-range &&
+	start_hub --no-range &&
 	rm -rf home && mkdir -p $M && head -c 5000 /dev/zero >$M/model.safetensors.part &&
 	model-fetch org/tiny model.safetensors >out 2>err &&
-	grep "bytes=5000- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors
+	grep "bytes=5000- " log && cmp hub/org/tiny/model.safetensors $M/model.safetensors &&
+	stop_hub
 '
 
 test_expect_success 'a wrong SHA-256 is refused: no file, no .part' '
-	test_when_finished stop_hub && start_hub --bad-sha model.safetensors &&
+	start_hub --bad-sha model.safetensors &&
 	rm -rf home &&
 	test_must_fail model-fetch org/tiny >out 2>err &&
 	grep "^model-fetch: org/tiny: model.safetensors: SHA-256 mismatch: got [0-9a-f]\{64\}, the hub says [0-9a-f]\{64\}; removed the download$" err &&
 	! test -e $M/model.safetensors && ! test -e $M/model.safetensors.part &&
-	! test -s out
+	! test -s out &&
+	stop_hub
 '
 
 test_expect_success 'a 404 names the file and the URL' '
-	test_when_finished stop_hub && start_hub &&
+	start_hub &&
 	test_must_fail model-fetch org/tiny nothere.bin >out 2>err &&
 	grep "^model-fetch: org/tiny: nothere.bin: HTTP 404 from $HF_ENDPOINT/org/tiny/resolve/main/nothere.bin (no such repository or file)$" err &&
 	test_must_fail model-fetch org/nosuch >out 2>err &&
 	grep "^model-fetch: org/nosuch: config.json: HTTP 404 from $HF_ENDPOINT/org/nosuch/resolve/main/config.json" err &&
-	! test -e home/models/org/nosuch/config.json
+	! test -e home/models/org/nosuch/config.json &&
+	stop_hub
 '
 
 test_expect_success 'HF_TOKEN is sent as a bearer token and never printed' '
-	test_when_finished stop_hub && start_hub --token s3cr3t-tok &&
+	start_hub --token s3cr3t-tok &&
 	rm -rf home &&
 	test_must_fail model-fetch org/tiny config.json >out 2>err &&
 	grep "^model-fetch: org/tiny: config.json: HTTP 401 from .* (private or gated repository? set HF_TOKEN)$" err &&
@@ -121,24 +130,28 @@ test_expect_success 'HF_TOKEN is sent as a bearer token and never printed' '
 	HF_TOKEN=s3cr3t-tok model-fetch --progress org/tiny >out 2>err &&
 	! grep s3cr3t err && ! grep s3cr3t out &&
 	cmp hub/org/tiny/model.safetensors $M/model.safetensors &&
-	grep "^HEAD /org/tiny/resolve/main/config.json - auth" log
+	grep "^HEAD /org/tiny/resolve/main/config.json - auth" log &&
+	stop_hub
 '
 
 test_expect_success 'a dead endpoint gives a clear error; --dir and --endpoint' '
 	test_must_fail model-fetch --endpoint http://127.0.0.1:9 org/other >out 2>err &&
 	grep "^model-fetch: org/other: config.json: http://127.0.0.1:9/org/other/resolve/main/config.json: .*" err &&
-	test_when_finished stop_hub && start_hub &&
+	start_hub &&
 	mkdir -p hub/org/tiny/sub && echo nested >hub/org/tiny/sub/n.txt &&
 	model-fetch --dir elsewhere --endpoint "$HF_ENDPOINT" -q org/tiny config.json sub/n.txt >out &&
-	! test -s out && cmp hub/org/tiny/config.json elsewhere/config.json && cmp hub/org/tiny/sub/n.txt elsewhere/sub/n.txt
+	! test -s out && cmp hub/org/tiny/config.json elsewhere/config.json && cmp hub/org/tiny/sub/n.txt elsewhere/sub/n.txt &&
+	stop_hub
 '
 
 test_expect_success GPT2_VOCAB 'a fetched repo id works as --model for gpt2-tok' '
-	test_when_finished stop_hub && start_hub &&
+	start_hub &&
 	model-fetch org/tiny >/dev/null &&
 	echo "Hello world" | gpt2-tok -m org/tiny --ctx 0 >t.tsz &&
 	tsz json --full t.tsz | grep "\[\[50256,15496,995,198\]\]" &&
-	echo hi | test_must_fail gpt2-tok -m org/tiny --ctx 65 >t.tsz 2>err && grep "n_positions 64" err
+	echo hi | test_must_fail gpt2-tok -m org/tiny --ctx 65 >t.tsz 2>err && grep "n_positions 64" err &&
+	stop_hub
 '
 
+stop_hub
 test_done

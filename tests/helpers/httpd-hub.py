@@ -3,7 +3,7 @@
 endpoint, for the model-fetch tests (t1100).
 
   httpd-hub.py ROOT PORTFILE [--log FILE] [--cut FILE:BYTES] [--bad-sha FILE]
-               [--token TOKEN] [--no-range] [--lfs-min BYTES]
+               [--token TOKEN] [--no-range] [--lfs-min BYTES] [--idle SECONDS]
 
 Serves ROOT/ID/FILE at /ID/resolve/main/FILE the way the hub does:
  - an LFS file (at least --lfs-min bytes, default 1000) answers HEAD and
@@ -18,7 +18,8 @@ Serves ROOT/ID/FILE at /ID/resolve/main/FILE the way the hub does:
 the first time, then drops the connection (an interrupted download).
 --bad-sha FILE announces a wrong SHA-256 for FILE. --token T answers 401
 unless the request carries "Authorization: Bearer T". --log appends one line
-per request: METHOD PATH RANGE AUTH(yes/no). The chosen port (bound on
+per request: METHOD PATH RANGE AUTH(yes/no). --idle S exits after S seconds
+without a request (a safety net for tests that die early). The chosen port (bound on
 127.0.0.1, picked by the kernel) is written to PORTFILE once listening.
 """
 import argparse
@@ -26,6 +27,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ap = argparse.ArgumentParser()
@@ -37,9 +39,11 @@ ap.add_argument("--bad-sha", action="append", default=[])
 ap.add_argument("--token")
 ap.add_argument("--no-range", action="store_true")
 ap.add_argument("--lfs-min", type=int, default=1000)
+ap.add_argument("--idle", type=float, default=0, help="exit after this many seconds without a request")
 args = ap.parse_args()
 cuts = {f: int(n) for f, n in (c.rsplit(":", 1) for c in args.cut)}
 lock = threading.Lock()
+last_request = time.monotonic()
 
 
 class Hub(BaseHTTPRequestHandler):
@@ -70,6 +74,8 @@ class Hub(BaseHTTPRequestHandler):
         self.handle_any()
 
     def handle_any(self):
+        global last_request
+        last_request = time.monotonic()
         self.log()
         if args.token and self.headers.get("Authorization") != f"Bearer {args.token}":
             return self.send(401, b'{"error":"Invalid credentials"}')
@@ -129,6 +135,17 @@ srv.daemon_threads = True
 with open(args.portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(args.portfile + ".tmp", args.portfile)
+
+
+def watchdog():
+    # a test that dies before stopping its server must not leave it behind
+    while time.monotonic() - last_request < args.idle:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+if args.idle > 0:
+    threading.Thread(target=watchdog, daemon=True).start()
 try:
     srv.serve_forever()
 except KeyboardInterrupt:
