@@ -322,7 +322,8 @@ static GPT2Hook resolve_hook(const Opts *o, const GPT2Config *c, const SAE *sae)
 {
     char err[256];
     const char *name = o->hook ? o->hook : (sae && sae->hook[0] ? sae->hook : NULL);
-    if (!name) sp_usage_die("--hook NAME is required (%s records no hook)", o->sae ? o->sae : "no SAE given");
+    if (!name && !sae) sp_usage_die("--hook NAME is required with --mean-only and no --sae");
+    if (!name) sp_usage_die("--hook NAME is required (%s records no hook)", o->sae);
     if (o->hook && sae && sae->hook[0] && strcmp(o->hook, sae->hook))
         sp_die("%s: --hook %s, but the SAE was trained on %s", o->sae, o->hook, sae->hook);
     GPT2Hook h;

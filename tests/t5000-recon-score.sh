@@ -282,6 +282,10 @@ test_expect_success 'usage errors' '
 	test_must_fail recon-score --sae x.tsz 2>err && grep "^recon-score: --model DIR is required$" err &&
 	test_must_fail recon-score -m m1 2>err && grep "^recon-score: --sae FILE is required$" err &&
 	test_must_fail recon-score -m m1 --sae x -b 0 2>err && grep "^recon-score: --batch" err &&
+	test_must_fail recon-score -m m1 --mean-only 2>err &&
+	grep "^recon-score: --hook NAME is required with --mean-only and no --sae$" err &&
+	test_must_fail recon-score -m m1 --mean-only --mean x.npy 2>err &&
+	grep "^recon-score: --mean-only computes the mean; it takes no --mean$" err &&
 	test_must_fail recon-score --merge 2>err && grep "^recon-score: --merge needs at least one RECON.tsz$" err &&
 	test_must_fail recon-score --merge -m m1 a.tsz 2>err && grep "^recon-score: --merge takes only record files" err &&
 	test_must_fail recon-score --bogus 2>err && grep "unrecognized option .--bogus" err && grep "^Usage: recon-score" err
