@@ -278,6 +278,20 @@ json_t *sae_meta(const SAE *s, const json_t *extra)
     return m;
 }
 
+void sae_to_record(const SAE *s, TszRecord *rec, const json_t *extra_meta)
+{
+    json_t *m = sae_meta(s, extra_meta);
+    json_object_update(rec->meta, m);
+    json_decref(m);
+    SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
+    SaeSlot tab[5];
+    size_t n = sae_slots(&tmp, tab);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t shape[2] = {tab[i].rows, tab[i].cols};
+        tsz_record_add_copy(rec, tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, shape, *tab[i].slot);
+    }
+}
+
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage, int argc,
                 char **argv, char *err, size_t errlen)
 {
@@ -291,15 +305,7 @@ int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const 
     }
     TszRecord rec;
     tsz_record_init(&rec);
-    json_decref(rec.meta);
-    rec.meta = sae_meta(s, extra_meta);
-    SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
-    SaeSlot tab[5];
-    size_t n = sae_slots(&tmp, tab);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t shape[2] = {tab[i].rows, tab[i].cols};
-        tsz_record_add_copy(&rec, tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, shape, *tab[i].slot);
-    }
+    sae_to_record(s, &rec, extra_meta);
     int rc = 0;
     if (tsz_write(w, &rec) < 0) {
         fail(err, errlen, "%s", tsz_writer_error(w));

@@ -80,5 +80,8 @@ json_t *sae_meta(const SAE *s, const json_t *extra);
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage,
                 int argc, char **argv, char *err, size_t errlen);
 int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen);
+/* The SAE's tensors and metadata added to rec (for writers of their own). */
+#include "stream.h"
+void sae_to_record(const SAE *s, TszRecord *rec, const json_t *extra_meta);
 
 #endif
