@@ -180,6 +180,17 @@ int report_add_sae(Report *r, const char *path)
 {
     TszReader *rd = open_in(r, path);
     if (!rd) return -1;
+    /* A header that carries the SAE's metadata spares reading the weights
+     * (gigabytes for a 128x dictionary of a 3072-wide MLP). */
+    const json_t *h = tsz_reader_header(rd);
+    if (json_is_integer(json_object_get(h, "f")) && json_is_integer(json_object_get(h, "d"))) {
+        json_t *m = json_deep_copy(h);
+        static const char *drop[] = {"stage", "version", "argv", "inputs"};
+        for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) json_object_del(m, drop[i]);
+        json_object_set_new(m, "file", jstr(path));
+        json_array_append_new(r->saes, m);
+        return close_in(r, rd, "sae", path, 0);
+    }
     TszRecord rec;
     tsz_record_init(&rec);
     int ret, n = 0;

@@ -114,6 +114,14 @@ test_expect_success 'reconstruction table: our scores beside the seed figures' '
 	grep "<td class=\"l\">sae128.tsz</td>.*<td>128x</td>.*<td>62.50%</td>.*<td class=\"seed\">48%</td>" recon.html
 '
 
+test_expect_success 'SAE metadata from the header when it is there (the weights are not read)' '
+	sae-report -s sae128.tsz -o h128.html &&
+	grep "<td>393216</td>" h128.html &&
+	! grep "tokens_seen" h128.html &&
+	sae-report -s sae32.tsz -o h32.html &&
+	grep "<th>tokens_seen</th><td>1000000</td>" h32.html
+'
+
 test_expect_success 'no seed figure where the setting differs' '
 	sae-report -r recon32.tsz -o plain.html &&
 	grep "<td>81.25%</td>" plain.html &&

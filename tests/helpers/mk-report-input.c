@@ -7,7 +7,8 @@
  *   recon32.tsz  a "recon" record, header argv naming --sae sae32.tsz
  *   recon128.tsz the same for sae128.tsz
  *   sae32.tsz, sae128.tsz  "sae" records: distilgpt2, blocks.5.mlp.hook_post,
- *                d=3072, f=32x and 128x (tiny placeholder tensors)
+ *                d=3072, f=32x and 128x (tiny placeholder tensors); sae128's
+ *                header carries its metadata as well (with "note")
  *   bad-shape.tsz a feature whose top_acts does not match top_tokens
  *   no-id.tsz     a feature record without "feature"
  *   bad-band.tsz  band_tokens/band_acts without band_id
@@ -168,6 +169,16 @@ static void write_sae_and_recon(const char *dir, int mult, double score)
     snprintf(sae, sizeof sae, "sae%d.tsz", mult);
     char *sargv[] = {"sae-fit", "--dict", mult == 32 ? "32x" : "128x", "-o", sae};
     TszWriter *w = open_w(dir, sae, "sae-fit", 5, sargv);
+    if (mult == 128) {   /* metadata in the header too: sae-report need not read the weights */
+        json_t *h = tsz_writer_header(w);
+        json_object_set_new(h, "kind", json_string("sae"));
+        json_object_set_new(h, "arch", json_string("relu"));
+        json_object_set_new(h, "d", json_integer(3072));
+        json_object_set_new(h, "f", json_integer(3072 * 128));
+        json_object_set_new(h, "hook", json_string("blocks.5.mlp.hook_post"));
+        json_object_set_new(h, "model", json_string("distilgpt2"));
+        json_object_set_new(h, "note", json_string("from the header"));
+    }
     TszRecord rec;
     tsz_record_init(&rec);
     json_t *m = rec.meta;
