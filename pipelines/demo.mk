@@ -11,6 +11,10 @@
 # the offline baseline otherwise. Everything goes under demo/; it ends by
 # printing the path of the report, and a second run redoes nothing.
 #
+# Measured: 7.5 min wall (3.6 min CPU) on 2 cores that other jobs kept at a
+# load of about 10; about 1 GB under demo/ (the bf16 activation store);
+# the report's score was 96% (loss recovered against zero ablation).
+#
 # MODEL=distilgpt2 LAYER=5 (fetched by model-fetch when the hub is
 # reachable) runs the seed's own setting; that takes far longer than the
 # default on two cores.
