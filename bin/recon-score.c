@@ -392,7 +392,7 @@ int main(int argc, char **argv)
         json_object_set_new(extra, "mean_hash", json_string(mean_hash(mean, e.D, hash, sizeof hash)));
         json_object_set_new(extra, "mean_source", json_string(o.mean ? o.mean : "input"));
         ReconSums acc;
-        recon_sums_init(&acc, e.D, sae.F);
+        recon_sums_init(&acc, e.D, sp->F);
         for (size_t i = 0, j; i < w.n; i = j) {
             j = next_batch(&w, i, o.batch);
             if (recon_eval_batch(&e, w.tok + w.start[i], j - i, w.len[i], mean, &acc) < 0)
