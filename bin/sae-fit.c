@@ -639,6 +639,7 @@ static void write_output(Fit *f, int argc, char **argv)
     TszWriter *w = tsz_writer_open(f->o.output, "sae-fit", argc, argv, &wo);
     tsz_writer_check(w);
     json_object_set_new(tsz_writer_header(w), "kind", json_string("sae"));
+    if (f->src.r) tsz_writer_add_input(w, f->src.r); /* provenance: the rows' headers */
     TszRecord rec;
     tsz_record_init(&rec);
     sae_to_record(&s, &rec, extra);
