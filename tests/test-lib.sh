@@ -9,6 +9,7 @@
 #   test_expect_failure ...            (known breakage: counts as TODO)
 #   test_must_fail CMD...              (fails, but not by signal or 127)
 #   test_cmp EXPECT ACTUAL             (diff -u)
+#   test_path_is_file F / test_path_is_missing F
 #   test_when_finished 'cleanup'       (runs after the current test)
 #   test_set_prereq NAME / test_have_prereq NAME
 #   test_skip_all 'why'                (the whole script)
@@ -20,6 +21,10 @@
 LANG=C LC_ALL=C TZ=UTC
 export LANG LC_ALL TZ
 unset CDPATH
+# Under 'make -jN check' the environment names make's jobserver file
+# descriptors, and this library reuses fds 3 and 4: a make started by a test
+# (the pipelines) would read its job tokens from /dev/null. Tests start clean.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 
 TEST_DIRECTORY=$(cd "$(dirname "$0")" && pwd)
 SRC_DIR=$(cd "$TEST_DIRECTORY/.." && pwd)
@@ -72,14 +77,26 @@ say_body () { echo "$1" | sed -e 's/^/#	/'; }
 
 test_run_ () {
 	test_cleanup=:
+	rm -f "$TRASH_DIRECTORY/.when-finished"
 	( eval "$1" ) >&3 2>&4 </dev/null
 	eval_ret=$?
+	# the body ran in a subshell: what it asked test_when_finished to do
+	# comes back through a file
+	if test -f "$TRASH_DIRECTORY/.when-finished"; then
+		test_cleanup="$(cat "$TRASH_DIRECTORY/.when-finished")"
+		rm -f "$TRASH_DIRECTORY/.when-finished"
+	fi
 	eval "$test_cleanup" >&3 2>&4
 	return $eval_ret
 }
 
-test_when_finished () { test_cleanup="{ $*
-} && (exit \"\$eval_ret\"); eval_ret=\$?; $test_cleanup"; }
+# Cleanups run after the test, newest first; a failing cleanup fails the
+# test. Kept in a file too, since test bodies run in a subshell.
+test_when_finished () {
+	test_cleanup="{ $*
+} && (exit \"\$eval_ret\"); eval_ret=\$?; $test_cleanup"
+	printf '%s\n' "$test_cleanup" >"$TRASH_DIRECTORY/.when-finished"
+}
 
 test_expect_success () {
 	prereq=
@@ -131,6 +148,8 @@ test_must_fail () {
 }
 
 test_cmp () { diff -u "$@"; }
+test_path_is_file () { test -f "$1" || { echo >&4 "no file $1"; return 1; }; }
+test_path_is_missing () { ! test -e "$1" || { echo >&4 "$1 exists"; return 1; }; }
 
 # test_line_count = N FILE
 test_line_count () {
