@@ -38,7 +38,7 @@ LIBA      := lib/libsaepipe.a
 # Debian packages: to build, to test, to benchmark.
 DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
               libcurl4-openssl-dev libjansson-dev libpcre2-dev zstd
-DEBS_RUN   := parallel curl
+DEBS_RUN   := parallel curl openssh-client rsync
 DEBS_CHECK := perl python3-numpy chromium openssh-server rsync
 DEBS_BENCH := python3-torch hyperfine
 
