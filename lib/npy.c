@@ -221,7 +221,7 @@ int npy_append(NpyWriter *w, const void *src, uint64_t rows)
     for (int i = 1; i < w->ndim; i++) rb *= w->shape[i];
     if (!w->ndim && rows != 1) return nfail(w->err, w->path, "a 0-d array takes one value");
     /* an empty tensor may come with a NULL pointer, which fwrite must not see */
-    if (rows * rb && (fseek(w->f, 0, SEEK_END) != 0 || fwrite(src, 1, rows * rb, w->f) != rows * rb))
+    if (rows * rb != 0 && (fseek(w->f, 0, SEEK_END) != 0 || fwrite(src, 1, rows * rb, w->f) != rows * rb))
         return nfail(w->err, w->path, "write failed: %s", strerror(errno));
     if (w->ndim) w->shape[0] += rows;
     return 0;
