@@ -17,9 +17,10 @@ static SP_NORETURN void usage(FILE *f, int status)
 {
     fprintf(f,
 "Usage: gpt2-fwd --model DIR [OPTIONS] [TOKENS.tsz | -] > ACTS.tsz\n"
-"Run a GPT-2 family model (config.json + model.safetensors) over the token\n"
-"windows of a stream (records with `tokens` i32 (rows,T)) and write, per batch,\n"
-"`tokens`, one (B,T,D) tensor per hook, and with --loss `loss` (B,T-1).\n"
+"Run a GPT-2 family model (config.json + model.safetensors, or the shards a\n"
+"model.safetensors.index.json lists) over the token windows of a stream\n"
+"(records with `tokens` i32 (rows,T)) and write, per batch, `tokens`, one\n"
+"(B,T,D) tensor per hook, and with --loss `loss` (B,T-1).\n"
 "\n"
 "Options:\n"
 "  -m, --model DIR        model directory (Hugging Face layout), or a repo id\n"

@@ -128,16 +128,21 @@ static size_t gpt2_slots(const GPT2Config *c, GPT2Params *p, GPT2Slot *t)
     return GPT2_NSLOTS;
 }
 
+/* The checkpoint as messages name it: model.safetensors or the index. */
+static const char *ck_name(const StCheckpoint *ck) { return ck->index ? ck->index : ck->path[0]; }
+
 static size_t slot_numel(const GPT2Slot *s) { return s->ndim == 1 ? s->shape[0] : s->shape[0] * s->shape[1]; }
 
-/* Find prefix+key, check its shape against the slot, widen it into dst. */
-static int load_tensor(GPT2 *g, const SafeTensors *st, const char *file, const char *key, const GPT2Slot *s,
-                       float *dst, char *used)
+/* Find prefix+key, check its shape against the slot, widen it into dst.
+ * Messages name the shard that holds the tensor (or the checkpoint). */
+static int load_tensor(GPT2 *g, const StCheckpoint *ck, const char *key, const GPT2Slot *s, float *dst, char *used)
 {
-    const StTensor *t = st_find(st, key);
-    if (!t) return GFAIL(g, "%s: missing tensor %s (config: n_layer %zu, n_embd %zu)", file, key,
+    const char *file;
+    size_t id;
+    const StTensor *t = st_ckpt_find(ck, key, &file, &id);
+    if (!t) return GFAIL(g, "%s: missing tensor %s (config: n_layer %zu, n_embd %zu)", ck_name(ck), key,
                          g->cfg.num_layers, g->cfg.channels);
-    used[t - st->t] = 1;
+    used[id] = 1;
     int same = t->ndim == s->ndim;
     for (int d = 0; same && d < s->ndim; d++) same = t->shape[d] == s->shape[d];
     char have[96];
@@ -160,15 +165,18 @@ static int ignorable_key(const char *k)
     return (n > 10 && !strcmp(k + n - 10, ".attn.bias")) || (n > 17 && !strcmp(k + n - 17, ".attn.masked_bias"));
 }
 
-static int gpt2_load(GPT2 *g, const SafeTensors *st, const char *file)
+static int gpt2_load(GPT2 *g, const StCheckpoint *ck)
 {
     const GPT2Config *c = &g->cfg;
     GPT2Slot tab[GPT2_NSLOTS];
     size_t ns = gpt2_slots(c, &g->w, tab), L = c->num_layers;
-    const char *prefix = st_find(st, "wte.weight") ? "" : st_find(st, "transformer.wte.weight") ? "transformer." : NULL;
-    if (!prefix) return GFAIL(g, "%s: no wte.weight or transformer.wte.weight: not a GPT-2 checkpoint", file);
-    const StTensor *lm = st_find(st, "lm_head.weight");
-    const StTensor *wte = st_find(st, strcmp(prefix, "") ? "transformer.wte.weight" : "wte.weight");
+    const char *prefix = st_ckpt_find(ck, "wte.weight", NULL, NULL)               ? ""
+                         : st_ckpt_find(ck, "transformer.wte.weight", NULL, NULL) ? "transformer."
+                                                                                   : NULL;
+    if (!prefix)
+        return GFAIL(g, "%s: no wte.weight or transformer.wte.weight: not a GPT-2 checkpoint", ck_name(ck));
+    const StTensor *lm = st_ckpt_find(ck, "lm_head.weight", NULL, NULL);
+    const StTensor *wte = st_ckpt_find(ck, *prefix ? "transformer.wte.weight" : "wte.weight", NULL, NULL);
     int tied = !lm || (lm->dtype == wte->dtype && lm->nbytes == wte->nbytes && !memcmp(lm->data, wte->data, lm->nbytes));
     size_t total = tied ? 0 : c->vocab_size * c->channels;
     for (size_t i = 0; i < ns; i++) total += slot_numel(&tab[i]) * (tab[i].per_layer ? L : 1);
@@ -179,26 +187,29 @@ static int gpt2_load(GPT2 *g, const SafeTensors *st, const char *file)
         cur += slot_numel(&tab[i]) * (tab[i].per_layer ? L : 1);
     }
     g->w.lm_head = tied ? g->w.wte : cur;
-    char *used = xcalloc(st->n + 1, 1), key[160], fmt[128];
+    char *used = xcalloc(ck->n + 1, 1), key[160], fmt[128];
     int rc = 0;
     for (size_t i = 0; i < ns && !rc; i++) {
         snprintf(fmt, sizeof fmt, "%s%s", prefix, tab[i].key);
         size_t n = slot_numel(&tab[i]);
         for (size_t l = 0; l < (tab[i].per_layer ? L : 1) && !rc; l++) {
             snprintf(key, sizeof key, fmt, l);
-            rc = load_tensor(g, st, file, key, &tab[i], *tab[i].slot + l * n, used);
+            rc = load_tensor(g, ck, key, &tab[i], *tab[i].slot + l * n, used);
         }
     }
     if (!rc && lm) {
         GPT2Slot s = {"lm_head.weight", 0, 2, {c->vocab_size, c->channels}, NULL};
         float *dst = tied ? xmalloc(c->vocab_size * c->channels * sizeof(float)) : g->w.lm_head;
-        rc = load_tensor(g, st, file, "lm_head.weight", &s, dst, used);   /* checks the shape */
+        rc = load_tensor(g, ck, "lm_head.weight", &s, dst, used);   /* checks the shape */
         if (tied) free(dst);
     }
-    for (size_t i = 0; i < st->n && !rc; i++)
-        if (!used[i] && !ignorable_key(st->t[i].name))
+    for (size_t i = 0; i < ck->n && !rc; i++) {
+        const char *file;
+        const StTensor *t = st_ckpt_get(ck, i, &file);
+        if (!used[i] && !ignorable_key(t->name))
             rc = GFAIL(g, "%s: unexpected tensor %s (config: n_layer %zu): checkpoint and config disagree", file,
-                       st->t[i].name, L);
+                       t->name, L);
+    }
     free(used);
     return rc;
 }
@@ -207,26 +218,20 @@ int gpt2_open(GPT2 *g, const char *dir)
 {
     memset(g, 0, sizeof *g);
     size_t n = strlen(dir) + 32;
-    char *cpath = xmalloc(n), *mpath = xmalloc(n);
+    char *cpath = xmalloc(n);
     snprintf(cpath, n, "%s/config.json", dir);
-    snprintf(mpath, n, "%s/model.safetensors", dir);
     size_t len;
     char *text = sp_read_file(cpath, &len);
     int rc = text ? 0 : GFAIL(g, "%s: %s", cpath, strerror(errno));
     if (!rc && strlen(text) != len) rc = GFAIL(g, "%s: contains a NUL byte", cpath);
     if (!rc) rc = gpt2_config_parse(&g->cfg, text, cpath, g->err, sizeof g->err);
     free(text);
-    SafeTensors st;
-    if (!rc && st_open(&st, mpath) < 0) {
-        snprintf(g->err, sizeof g->err, "%s", st.err);
-        rc = -1;
-        st_close(&st);
-    } else if (!rc) {
-        rc = gpt2_load(g, &st, mpath);
-        st_close(&st);
-    }
     free(cpath);
-    free(mpath);
+    if (rc) return rc;
+    StCheckpoint ck;
+    if (st_ckpt_open(&ck, dir) < 0) rc = GFAIL(g, "%s", ck.err);
+    else rc = gpt2_load(g, &ck);
+    st_ckpt_close(&ck);
     return rc;
 }
 

@@ -103,7 +103,8 @@ typedef struct {
     char err[512];        /* message of the last failure */
 } GPT2;
 
-/* Load dir/config.json and dir/model.safetensors. Refuses non-GPT-2 configs
+/* Load dir/config.json and dir/model.safetensors (or the shards of
+ * dir/model.safetensors.index.json, see st_ckpt_open). Refuses non-GPT-2 configs
  * and checkpoints that do not match their config, naming the key and both
  * shapes. 0, or -1 with g->err. gpt2_close is safe after a failed open. */
 int gpt2_open(GPT2 *g, const char *dir) SP_RESULT_USED;

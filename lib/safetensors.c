@@ -162,3 +162,138 @@ int st_to_f32(const StTensor *t, float *dst)
     default: return -1;
     }
 }
+
+/* ---- a checkpoint of one file or of shards listed in an index ---- */
+
+static int ck_fail(StCheckpoint *c, const char *fmt, ...) SP_PRINTF(2, 3);
+static int ck_fail(StCheckpoint *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int ck_add(StCheckpoint *c, const char *path)
+{
+    c->shard = xrealloc(c->shard, (c->nshard + 1) * sizeof *c->shard);
+    c->path = xrealloc(c->path, (c->nshard + 1) * sizeof *c->path);
+    SafeTensors *s = &c->shard[c->nshard];
+    c->path[c->nshard] = xstrdup(path);
+    c->nshard++;
+    if (st_open(s, path) < 0) return ck_fail(c, "%s", s->err);
+    c->n += s->n;
+    return 0;
+}
+
+/* A shard name from the index: a plain relative path inside DIR. */
+static int ck_valid_name(const char *f)
+{
+    return *f && f[0] != '/' && !strstr(f, "..") && strlen(f) < 1024;
+}
+
+static int ck_open_index(StCheckpoint *c, const char *dir)
+{
+    size_t len;
+    char *text = sp_read_file(c->index, &len);
+    if (!text) return ck_fail(c, "%s: %s", c->index, strerror(errno));
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root) return ck_fail(c, "%s: line %d: %s", c->index, je.line, je.text);
+    json_t *wm = json_object_get(root, "weight_map");
+    int rc = 0;
+    if (!json_is_object(wm) || !json_object_size(wm))
+        rc = ck_fail(c, "%s: no \"weight_map\" object naming the shards", c->index);
+    const char *key;
+    json_t *v;
+    /* open each shard the first time the map names it */
+    json_object_foreach(wm, key, v) {
+        if (rc) break;
+        const char *f = json_string_value(v);
+        if (!f || !ck_valid_name(f)) {
+            rc = ck_fail(c, "%s: weight_map: %s: shard must be a file name inside the directory", c->index, key);
+            break;
+        }
+        size_t pl = strlen(dir) + strlen(f) + 2;
+        char *path = xmalloc(pl);
+        snprintf(path, pl, "%s/%s", dir, f);
+        size_t s;
+        for (s = 0; s < c->nshard && strcmp(c->path[s], path); s++) {}
+        if (s == c->nshard) rc = ck_add(c, path);
+        if (!rc && !st_find(&c->shard[s], key))
+            rc = ck_fail(c, "%s: %s: not in %s, where the index puts it", c->index, key, f);
+        free(path);
+    }
+    /* every tensor of every shard once, and named by the index */
+    for (size_t s = 0; s < c->nshard && !rc; s++)
+        for (size_t i = 0; i < c->shard[s].n && !rc; i++) {
+            const char *name = c->shard[s].t[i].name;
+            const char *want = json_string_value(json_object_get(wm, name));
+            if (!want)
+                rc = ck_fail(c, "%s: %s: not listed in %s", c->path[s], name, c->index);
+            else if (strcmp(c->path[s] + strlen(dir) + 1, want))
+                rc = ck_fail(c, "%s: %s: %s puts it in %s", c->path[s], name, c->index, want);
+        }
+    json_decref(root);
+    return rc;
+}
+
+int st_ckpt_open(StCheckpoint *c, const char *dir)
+{
+    memset(c, 0, sizeof *c);
+    size_t pl = strlen(dir) + 40;
+    char *single = xmalloc(pl);
+    snprintf(single, pl, "%s/model.safetensors", dir);
+    int rc;
+    struct stat sb;
+    if (stat(single, &sb) == 0 || errno != ENOENT) {
+        rc = ck_add(c, single);
+    } else {
+        c->index = xmalloc(pl);
+        snprintf(c->index, pl, "%s/model.safetensors.index.json", dir);
+        if (stat(c->index, &sb) < 0 && errno == ENOENT)
+            rc = ck_fail(c, "%s: no model.safetensors (nor model.safetensors.index.json for a sharded one)", dir);
+        else
+            rc = ck_open_index(c, dir);
+    }
+    free(single);
+    return rc;
+}
+
+const StTensor *st_ckpt_get(const StCheckpoint *c, size_t id, const char **file)
+{
+    for (size_t s = 0; s < c->nshard; id -= c->shard[s].n, s++)
+        if (id < c->shard[s].n) {
+            if (file) *file = c->path[s];
+            return &c->shard[s].t[id];
+        }
+    return NULL;
+}
+
+const StTensor *st_ckpt_find(const StCheckpoint *c, const char *name, const char **file, size_t *id)
+{
+    size_t base = 0;
+    for (size_t s = 0; s < c->nshard; base += c->shard[s].n, s++) {
+        const StTensor *t = st_find(&c->shard[s], name);
+        if (t) {
+            if (file) *file = c->path[s];
+            if (id) *id = base + (size_t)(t - c->shard[s].t);
+            return t;
+        }
+    }
+    return NULL;
+}
+
+void st_ckpt_close(StCheckpoint *c)
+{
+    for (size_t s = 0; s < c->nshard; s++) {
+        st_close(&c->shard[s]);
+        free(c->path[s]);
+    }
+    free(c->shard);
+    free(c->path);
+    free(c->index);
+    c->shard = NULL, c->path = NULL, c->index = NULL, c->nshard = c->n = 0;
+}

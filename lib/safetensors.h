@@ -45,6 +45,30 @@ int st_open(SafeTensors *s, const char *path) SP_RESULT_USED;
 const StTensor *st_find(const SafeTensors *s, const char *name); /* NULL if absent */
 void st_close(SafeTensors *s);
 
+/* A checkpoint directory: DIR/model.safetensors, or, when that is absent,
+ * the shards that DIR/model.safetensors.index.json lists (Hugging Face's
+ * sharded layout: {"weight_map": {"tensor name": "model-00001-of-00002.safetensors", ...}}).
+ * Every shard is opened and checked; the index must agree with the shards:
+ * each tensor it names is in the shard it names, and no tensor is in two
+ * shards. Tensors are numbered 0..n-1 across shards (for "used" maps). */
+typedef struct {
+    SafeTensors *shard;         /* (nshard) */
+    char **path;                /* (nshard) DIR/FILE of each shard */
+    size_t nshard;
+    size_t n;                   /* tensors in all shards */
+    char *index;                /* DIR/model.safetensors.index.json, or NULL if unsharded */
+    char err[768];
+} StCheckpoint;
+
+/* 0, or -1 with c->err naming the file. st_ckpt_close is safe after failure. */
+int st_ckpt_open(StCheckpoint *c, const char *dir) SP_RESULT_USED;
+/* The tensor called name, or NULL; *file gets its shard's path and *id its
+ * number in 0..n-1 (either may be NULL). */
+const StTensor *st_ckpt_find(const StCheckpoint *c, const char *name, const char **file, size_t *id);
+/* Tensor number id (0..n-1) and its shard's path. */
+const StTensor *st_ckpt_get(const StCheckpoint *c, size_t id, const char **file);
+void st_ckpt_close(StCheckpoint *c);
+
 const char *st_dtype_name(StDtype dt);   /* "F32", ... */
 size_t st_dtype_size(StDtype dt);
 /* "(768,2304) F16" into buf; returns buf. */

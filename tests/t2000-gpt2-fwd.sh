@@ -239,6 +239,46 @@ test_expect_success NUMPY 'checkpoints that do not match their config are refuse
 	grep "^gpt2-fwd: empty/config.json: No such file or directory$" err
 '
 
+test_expect_success NUMPY 'a sharded checkpoint (model.safetensors.index.json) loads like the single file' '
+	"$PYTHON" "$REF" make sh --layers 2 --embd 40 --heads 5 --vocab 61 --positions 12 --seed 2 \
+		--dtype f16 --prefix --lm-head same --attn-bias --shards 3 &&
+	! test -e sh/model.safetensors && test -e sh/model-00003-of-00003.safetensors &&
+	tsz from-npy tokens=f16.12.npy >tok12.tsz &&
+	gpt2-fwd -m sh --hook all --loss tok12.tsz >sh.tsz &&
+	check_all sh f16.12.npy sh.tsz 2 1e-4 &&
+	gpt2-fwd -m f16 --hook all --loss tok12.tsz >one.tsz &&
+	for n in loss blocks.1.hook_resid_post; do
+		tsz to-npy --name $n a.npy sh.tsz && tsz to-npy --name $n b.npy one.tsz && cmp a.npy b.npy || return 1
+	done
+'
+
+test_expect_success NUMPY 'a sharded checkpoint that disagrees with its index is refused, naming the file' '
+	cp -r sh bad1 && rm bad1/model-00002-of-00003.safetensors &&
+	test_must_fail gpt2-fwd -m bad1 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad1/model-00002-of-00003.safetensors: No such file or directory$" err &&
+	cp -r sh bad2 && sed "s/\"transformer.wte.weight\": \"model-00001/\"transformer.wte.weight\": \"model-00002/" \
+		sh/model.safetensors.index.json >bad2/model.safetensors.index.json &&
+	test_must_fail gpt2-fwd -m bad2 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad2/model.safetensors.index.json: transformer.wte.weight: not in model-00002-of-00003.safetensors, where the index puts it$" err &&
+	cp -r sh bad3 && "$PYTHON" -c "import json; f = \"bad3/model.safetensors.index.json\"; d = json.load(open(f)); del d[\"weight_map\"][\"transformer.ln_f.bias\"]; json.dump(d, open(f, \"w\"))" &&
+	test_must_fail gpt2-fwd -m bad3 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad3/model-00003-of-00003.safetensors: transformer.ln_f.bias: not listed in bad3/model.safetensors.index.json$" err &&
+	cp -r sh bad4 && echo "{\"weight_map\": {\"x\": \"../f16/model.safetensors\"}}" >bad4/model.safetensors.index.json &&
+	test_must_fail gpt2-fwd -m bad4 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad4/model.safetensors.index.json: weight_map: x: shard must be a file name inside the directory$" err &&
+	echo "{\"metadata\": {}}" >bad4/model.safetensors.index.json &&
+	test_must_fail gpt2-fwd -m bad4 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad4/model.safetensors.index.json: no \"weight_map\" object naming the shards$" err &&
+	echo "{" >bad4/model.safetensors.index.json &&
+	test_must_fail gpt2-fwd -m bad4 tok12.tsz >out 2>err && grep "^gpt2-fwd: bad4/model.safetensors.index.json: line " err &&
+	cp -r sh bad5 && sed "s/\"n_layer\": 2/\"n_layer\": 3/" sh/config.json >bad5/config.json &&
+	test_must_fail gpt2-fwd -m bad5 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad5/model.safetensors.index.json: missing tensor transformer.h.2.ln_1.weight" err &&
+	mkdir bad6 && cp sh/config.json bad6/ &&
+	test_must_fail gpt2-fwd -m bad6 tok12.tsz >out 2>err &&
+	grep "^gpt2-fwd: bad6: no model.safetensors (nor model.safetensors.index.json for a sharded one)$" err
+'
+
 test_expect_success NUMPY '--model takes a repo id from the model cache' '
 	mkdir -p home/models/someone/tiny && cp f32/config.json f32/model.safetensors home/models/someone/tiny/ &&
 	tsz from-npy tokens=f32.7.npy >tok.tsz &&

@@ -4,9 +4,12 @@ writer of tiny random Hugging Face checkpoints, for saepipe's tests.
 
   gpt2_ref.py make DIR [--layers L] [--embd C] [--heads NH] [--vocab V]
               [--positions P] [--inner F] [--dtype f32|f16|bf16] [--prefix]
-              [--lm-head same|own] [--attn-bias] [--seed S] [--eps E]
+              [--lm-head same|own] [--attn-bias] [--seed S] [--eps E] [--shards N]
       write DIR/config.json and DIR/model.safetensors (the safetensors
-      format written by hand: 8-byte header length, JSON header, data)
+      format written by hand: 8-byte header length, JSON header, data);
+      --shards N: instead N files model-0000i-of-0000N.safetensors, the
+      tensors in order cut into N runs, and model.safetensors.index.json
+      with the "weight_map" Hugging Face writes for sharded checkpoints
   gpt2_ref.py forward DIR TOKENS.npy OUT.npz [HOOK=zero|HOOK=mean:FILE.npy|HOOK=sae:PREFIX]...
       (sae:PREFIX: PREFIX.json {"arch", "k", "norm_scale"} and PREFIX.W_enc.npy,
       .b_enc, .W_dec, .b_dec[, .threshold] as lib/sae.h defines them)
@@ -100,6 +103,7 @@ def make(argv):
     p.add_argument("--attn-bias", action="store_true", help="add the attn.bias mask buffers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eps", type=float, default=1e-5)
+    p.add_argument("--shards", type=int, default=0)
     a = p.parse_args(argv)
     import os
     os.makedirs(a.dir, exist_ok=True)
@@ -130,7 +134,17 @@ def make(argv):
         t.append(("lm_head.weight", t[0][1]))
     elif a.lm_head == "own":
         t.append(("lm_head.weight", w(V, C, scale=1.0)))
-    write_safetensors(os.path.join(a.dir, "model.safetensors"), t, a.dtype)
+    if a.shards:
+        cut = [len(t) * i // a.shards for i in range(a.shards + 1)]
+        wmap = {}
+        for i in range(a.shards):
+            name = "model-%05d-of-%05d.safetensors" % (i + 1, a.shards)
+            write_safetensors(os.path.join(a.dir, name), t[cut[i]:cut[i + 1]], a.dtype)
+            wmap.update({k: name for k, _ in t[cut[i]:cut[i + 1]]})
+        with open(os.path.join(a.dir, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": sum(v.nbytes for _, v in t)}, "weight_map": wmap}, f, indent=2)
+    else:
+        write_safetensors(os.path.join(a.dir, "model.safetensors"), t, a.dtype)
     cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": C, "n_layer": L,
            "n_head": a.heads, "n_positions": P, "n_ctx": P, "vocab_size": V, "layer_norm_epsilon": a.eps,
            "activation_function": "gelu_new", "n_inner": a.inner}
@@ -153,7 +167,12 @@ def forward(d, tokens, patches=None):
     mean vector that replaces the value there (the rest runs on it)."""
     patches = patches or {}
     cfg = json.load(open(d + "/config.json"))
-    W = read_safetensors(d + "/model.safetensors")
+    try:
+        W = read_safetensors(d + "/model.safetensors")
+    except FileNotFoundError:
+        W = {}
+        for f in sorted(set(json.load(open(d + "/model.safetensors.index.json"))["weight_map"].values())):
+            W.update(read_safetensors(d + "/" + f))
     pre = "transformer." if "transformer.wte.weight" in W else ""
     g = lambda k: W[pre + k]
     C, NH, eps = cfg["n_embd"], cfg["n_head"], cfg.get("layer_norm_epsilon", 1e-5)
