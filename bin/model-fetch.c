@@ -19,7 +19,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "transfers, checking size and SHA-256 as the hub reports them, renaming each\n"
 "file into place only when whole. Files already there are not fetched again.\n"
 "Prints the directory on stdout. Default FILEs: config.json model.safetensors\n"
-"vocab.json merges.txt.\n"
+"vocab.json merges.txt. When the repository has no model.safetensors (a 404),\n"
+"its sharded checkpoint is fetched instead: model.safetensors.index.json and\n"
+"every shard file its weight_map names.\n"
 "\n"
 "Options:\n"
 "  -d, --dir DIR         put the files in DIR [Default: $SAEPIPE_HOME/models/ID;\n"
@@ -111,16 +113,19 @@ int main(int argc, char **argv)
     o.progress = on_progress;
     o.user = &pr;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) sp_die("cannot initialise libcurl");
-    int fetched = 0;
+    int fetched = 0, total = 0;
     for (int i = 0; i < nfiles; i++) {
-        int rc = fetch_file(&o, id, files[i], dir, err, sizeof err);
+        int n = 1, rc = strcmp(files[i], "model.safetensors")
+                            ? fetch_file(&o, id, files[i], dir, err, sizeof err)
+                            : fetch_checkpoint(&o, id, dir, &n, err, sizeof err);
         if (*pr.file) sp_progress_end(&pr.p);
         pr.file[0] = 0;
         if (rc < 0) sp_die("%s: %s", id, err);
         fetched += rc;
+        total += n;
     }
     curl_global_cleanup();
-    if (pr.force) fprintf(stderr, "model-fetch: %s: %d file(s) fetched, %d already there\n", id, fetched, nfiles - fetched);
+    if (pr.force) fprintf(stderr, "model-fetch: %s: %d file(s) fetched, %d already there\n", id, fetched, total - fetched);
     if (!quiet && printf("%s\n", dir) < 0) sp_die("stdout: write error");
     if (fflush(stdout) != 0 || fclose(stdout) != 0) sp_die("stdout: write error");
     return 0;

@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +207,7 @@ static const char *status_hint(long code)
  * response carries X-Linked-Size or is a 200. Fills size (-1 unknown) and
  * sha (or ""). */
 static int hub_head(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const char *file, const char *url,
-                    int64_t *size, char sha[65], char *err, size_t errlen)
+                    int64_t *size, char sha[65], long *status, char *err, size_t errlen)
 {
     char errbuf[CURL_ERROR_SIZE], *cur = xstrdup(url);
     HubHeaders h;
@@ -235,6 +236,7 @@ static int hub_head(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
             continue;
         }
         if (code != 200 && !(code >= 300 && code < 400)) {
+            *status = code;
             fail(err, errlen, "%s: HTTP %ld from %s%s", file, code, url, status_hint(code));
             break;
         }
@@ -367,8 +369,11 @@ static int verify_part(const char *file, const char *part, int64_t size, const c
     return 0;
 }
 
-int fetch_file(const FetchOpts *o, const char *id, const char *file, const char *dir, char *err, size_t errlen)
+/* fetch_file, and the HTTP status of a refused HEAD in *status (0 else). */
+static int fetch_file_status(const FetchOpts *o, const char *id, const char *file, const char *dir, long *status,
+                             char *err, size_t errlen)
 {
+    *status = 0;
     if (!fetch_valid_id(id)) return fail(err, errlen, "%s: not a valid repository id", id);
     if (!*file || strstr(file, "..") || file[0] == '/') return fail(err, errlen, "%s: not a valid file name", file);
     size_t n = strlen(dir) + strlen(file) + 8;
@@ -408,7 +413,7 @@ int fetch_file(const FetchOpts *o, const char *id, const char *file, const char 
     }
     int64_t size;
     char sha[65];
-    if (hub_head(c, o, hdr, file, url, &size, sha, err, errlen) < 0) goto out;
+    if (hub_head(c, o, hdr, file, url, &size, sha, status, err, errlen) < 0) goto out;
     int r = 1;
     for (int attempt = 0; r == 1 && attempt <= o->retries; attempt++) r = get_once(c, o, hdr, file, url, part, size,
                                                                                    err, errlen);
@@ -426,4 +431,92 @@ out:
     free(dst);
     free(part);
     return rc;
+}
+
+int fetch_file(const FetchOpts *o, const char *id, const char *file, const char *dir, char *err, size_t errlen)
+{
+    long status;
+    return fetch_file_status(o, id, file, dir, &status, err, errlen);
+}
+
+/* The shard names of DIR/model.safetensors.index.json, each once, in the
+ * order the index first names them. NULL-terminated, or NULL with err. */
+static char **index_shards(const char *index, size_t *n, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &je), *v;
+    if (!root) {
+        fail(err, errlen, "%s: line %d: %s", index, je.line, je.text);
+        return NULL;
+    }
+    json_t *wm = json_object_get(root, "weight_map");
+    char **out = NULL;
+    *n = 0;
+    const char *key;
+    if (!json_is_object(wm) || !json_object_size(wm)) {
+        fail(err, errlen, "%s: no \"weight_map\" object naming the shards", index);
+        goto done;
+    }
+    out = xcalloc(json_object_size(wm) + 1, sizeof *out);
+    json_object_foreach(wm, key, v) {
+        const char *f = json_string_value(v);
+        if (!f || !*f || f[0] == '/' || strstr(f, "..") || !strcmp(f, "model.safetensors.index.json")) {
+            fail(err, errlen, "%s: weight_map: %s: shard must be a file name inside the repository", index, key);
+            for (size_t i = 0; i < *n; i++) free(out[i]);
+            free(out);
+            out = NULL;
+            goto done;
+        }
+        size_t i;
+        for (i = 0; i < *n && strcmp(out[i], f); i++) {}
+        if (i == *n) out[(*n)++] = xstrdup(f);
+    }
+done:
+    json_decref(root);
+    return out;
+}
+
+int fetch_checkpoint(const FetchOpts *o, const char *id, const char *dir, int *nfiles, char *err, size_t errlen)
+{
+    size_t n = strlen(dir) + 40;
+    char *single = xmalloc(n), *index = xmalloc(n);
+    snprintf(single, n, "%s/model.safetensors", dir);
+    snprintf(index, n, "%s/model.safetensors.index.json", dir);
+    int rc = 0, fetched = 0;
+    long status = 0;
+    *nfiles = 1;
+    if (file_size(single) >= 0) goto out;
+    if (file_size(index) < 0) {
+        /* one file, unless the hub has none: then the sharded layout */
+        char err1[512];
+        rc = fetch_file_status(o, id, "model.safetensors", dir, &status, err1, sizeof err1);
+        if (rc >= 0 || status != 404) {
+            if (rc < 0) snprintf(err, errlen, "%s", err1);
+            fetched = rc;
+            goto out;
+        }
+        rc = fetch_file_status(o, id, "model.safetensors.index.json", dir, &status, err, errlen);
+        if (rc < 0) {
+            if (status == 404) snprintf(err, errlen, "%s; nor model.safetensors.index.json (a sharded checkpoint)", err1);
+            goto out;
+        }
+        fetched += rc;
+    }
+    size_t ns = 0;
+    char **shards = index_shards(index, &ns, err, errlen);
+    if (!shards) {
+        rc = -1;
+        goto out;
+    }
+    *nfiles = (int)ns + 1;
+    for (size_t i = 0; i < ns && rc >= 0; i++) {
+        rc = fetch_file(o, id, shards[i], dir, err, errlen);
+        if (rc > 0) fetched++;
+    }
+    for (size_t i = 0; i < ns; i++) free(shards[i]);
+    free(shards);
+out:
+    free(single);
+    free(index);
+    return rc < 0 ? -1 : fetched;
 }

@@ -61,6 +61,16 @@ int fetch_resolve_model(const char *arg, char *dir, size_t len, char *err, size_
 int fetch_file(const FetchOpts *o, const char *id, const char *file, const char *dir, char *err,
                size_t errlen) SP_RESULT_USED;
 
+/* Fetch the weights of repo ID into DIR: model.safetensors, or, when the
+ * hub answers 404 for it, model.safetensors.index.json and every shard its
+ * "weight_map" names (the layout Hugging Face uses for large checkpoints).
+ * Each file as fetch_file does it; a DIR that already holds
+ * model.safetensors, or the index, needs no network for it. Returns how
+ * many files were downloaded, or -1 with err; *nfiles gets how many files
+ * the checkpoint has (1, or the index plus its shards). */
+int fetch_checkpoint(const FetchOpts *o, const char *id, const char *dir, int *nfiles, char *err, size_t errlen)
+    SP_RESULT_USED;
+
 /* SHA-256 of a file as 64 hex digits. 0 or -1 (errno). */
 int fetch_sha256_file(const char *path, char hex[65]) SP_RESULT_USED;
 

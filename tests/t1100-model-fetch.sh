@@ -144,6 +144,54 @@ test_expect_success 'a dead endpoint gives a clear error; --dir and --endpoint' 
 	stop_hub
 '
 
+test_expect_success NUMPY 'no model.safetensors on the hub: the index and every shard it names; gpt2-fwd loads them' '
+	"$PYTHON" "$TEST_DIRECTORY/helpers/gpt2_ref.py" make hub/org/sharded --layers 2 --embd 48 --heads 3 \
+		--vocab 97 --positions 16 --shards 2 &&
+	start_hub &&
+	rm -rf home && S=home/models/org/sharded &&
+	model-fetch org/sharded config.json model.safetensors >out 2>err &&
+	echo "$PWD/$S" >want && test_cmp want out &&
+	for f in config.json model.safetensors.index.json model-00001-of-00002.safetensors model-00002-of-00002.safetensors; do
+		cmp hub/org/sharded/$f $S/$f || return 1
+	done &&
+	! test -e $S/model.safetensors && ! ls $S | grep part &&
+	grep "^HEAD /org/sharded/resolve/main/model.safetensors " log &&
+	grep "^GET /org/sharded/resolve/main/model.safetensors.index.json " log &&
+	grep "^GET /cdn/org/sharded/model-00002-of-00002.safetensors " log &&
+	HF_ENDPOINT=http://127.0.0.1:9 model-fetch --progress org/sharded config.json model.safetensors >out 2>err &&
+	grep "^model-fetch: org/sharded: 0 file(s) fetched, 4 already there$" err &&
+	"$PYTHON" -c "import numpy as np; np.save(\"t.npy\", np.arange(32, dtype=np.int32).reshape(2, 16) % 97)" &&
+	tsz from-npy tokens=t.npy >t.tsz &&
+	gpt2-fwd -m org/sharded --loss t.tsz >a.tsz && gpt2-fwd -m hub/org/sharded --loss t.tsz >b.tsz &&
+	tsz to-npy --name loss a.npy a.tsz && tsz to-npy --name loss b.npy b.tsz && cmp a.npy b.npy &&
+	stop_hub
+'
+
+test_expect_success NUMPY 'a shard with a wrong SHA-256 is refused; the next run fetches only what is missing' '
+	start_hub --bad-sha model-00002-of-00002.safetensors &&
+	rm -rf home && S=home/models/org/sharded &&
+	test_must_fail model-fetch org/sharded model.safetensors >out 2>err &&
+	grep "^model-fetch: org/sharded: model-00002-of-00002.safetensors: SHA-256 mismatch: got [0-9a-f]\{64\}, the hub says [0-9a-f]\{64\}; removed the download$" err &&
+	test -e $S/model-00001-of-00002.safetensors && ! test -e $S/model-00002-of-00002.safetensors &&
+	start_hub &&
+	model-fetch org/sharded model.safetensors >out 2>err &&
+	cmp hub/org/sharded/model-00002-of-00002.safetensors $S/model-00002-of-00002.safetensors &&
+	! grep "model.safetensors.index.json\|model-00001" log &&
+	stop_hub
+'
+
+test_expect_success 'neither model.safetensors nor an index: the 404 says both' '
+	mkdir -p hub/org/empty && echo "{}" >hub/org/empty/config.json &&
+	start_hub &&
+	test_must_fail model-fetch org/empty >out 2>err &&
+	grep "^model-fetch: org/empty: model.safetensors: HTTP 404 from $HF_ENDPOINT/org/empty/resolve/main/model.safetensors (no such repository or file); nor model.safetensors.index.json (a sharded checkpoint)$" err &&
+	! test -s out && ! test -e home/models/org/empty/model.safetensors.index.json &&
+	mkdir -p hub/org/badidx && echo "{\"weight_map\": {\"a\": \"../../etc/passwd\"}}" >hub/org/badidx/model.safetensors.index.json &&
+	test_must_fail model-fetch org/badidx model.safetensors >out 2>err &&
+	grep "^model-fetch: org/badidx: .*model.safetensors.index.json: weight_map: a: shard must be a file name inside the repository$" err &&
+	stop_hub
+'
+
 test_expect_success GPT2_VOCAB 'a fetched repo id works as --model for gpt2-tok' '
 	start_hub &&
 	model-fetch org/tiny >/dev/null &&
