@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,25 +449,73 @@ static void residual_forward(float *x, const float *y, size_t n)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
-GPT2_VECTORIZE void gpt2_token_loss(const float *logits, const int32_t *tokens, size_t B, size_t T, size_t V, float *loss)
+typedef struct {
+    const float *logits;    /* (B,T,V) */
+    const int32_t *tokens;  /* (B,T) */
+    size_t T, V, r0, r1;    /* rows r0..r1-1 of the (B*(T-1)) losses */
+    float *loss;            /* (B,T-1) */
+} GPT2LossJob;
+
+/* loss[r] = logsumexp(logits[b,t]) - logits[b,t,tokens[b,t+1]], r = b*(T-1)+t */
+GPT2_VECTORIZE static void *token_loss_rows(void *arg)
 {
-    // loss (B,T-1): logsumexp(logits[b,t]) - logits[b,t,tokens[b,t+1]]
-    for (size_t b = 0; b < B; b++)
-        for (size_t t = 0; t + 1 < T; t++) {
-            const float *z = logits + (b * T + t) * V;
-            float mx = z[0];
-            for (size_t j = 1; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-            // sums of 16 in f32 (vectorised), of those in f64
-            double sum = 0;
-            size_t j = 0;
-            for (; j + 16 <= V; j += 16) {
-                float s = 0;
-                for (size_t u = j; u < j + 16; u++) s += fast_exp(z[u] - mx);
-                sum += s;
+    const GPT2LossJob *j = arg;
+    size_t T = j->T, V = j->V;
+    for (size_t r = j->r0; r < j->r1; r++) {
+        size_t b = r / (T - 1), t = r % (T - 1);
+        const float *z = j->logits + (b * T + t) * V;
+        // max in 16 lanes: a plain max reduction does not vectorise
+        // without -ffast-math, 16 independent lanes do
+        float lane[16], mx;
+        size_t k = 0;
+        for (size_t u = 0; u < 16; u++) lane[u] = z[0];
+        for (; k + 16 <= V; k += 16)
+            for (size_t u = 0; u < 16; u++) lane[u] = z[k + u] > lane[u] ? z[k + u] : lane[u];
+        mx = lane[0];
+        for (size_t u = 1; u < 16; u++) mx = lane[u] > mx ? lane[u] : mx;
+        for (; k < V; k++) mx = z[k] > mx ? z[k] : mx;
+        // 16 f32 lanes (vectorised; a single f32 sum would be a serial
+        // chain of adds), each summing at most 16 values <= 1 before the
+        // lanes go into the f64 total
+        double sum = 0;
+        float acc[16] = {0};
+        size_t c = 0;
+        for (k = 0; k + 16 <= V; k += 16) {
+            for (size_t u = 0; u < 16; u++) acc[u] += fast_exp(z[k + u] - mx);
+            if (++c == 16) {
+                for (size_t u = 0; u < 16; u++) sum += acc[u], acc[u] = 0;
+                c = 0;
             }
-            for (; j < V; j++) sum += fast_exp(z[j] - mx);
-            loss[b * (T - 1) + t] = (float)(log(sum) + mx - z[tokens[b * T + t + 1]]);
         }
+        for (size_t u = 0; u < 16; u++) sum += acc[u];
+        for (; k < V; k++) sum += fast_exp(z[k] - mx);
+        j->loss[r] = (float)(log(sum) + mx - z[j->tokens[b * T + t + 1]]);
+    }
+    return NULL;
+}
+
+void gpt2_token_loss(const float *logits, const int32_t *tokens, size_t B, size_t T, size_t V, float *loss)
+{
+    // Rows are independent, so they are split over as many threads as
+    // OpenBLAS uses (the loss is a fifth of the unembedding's time on one
+    // core); each row is computed the same way, so the result does not
+    // depend on the thread count. A thread that cannot start runs inline.
+    if (T < 2) return;
+    size_t n = B * (T - 1), nt = (size_t)openblas_get_num_threads();
+    if (nt > 64) nt = 64;
+    if (nt > n / 8) nt = n / 8 ? n / 8 : 1;
+    GPT2LossJob job[64];
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (size_t i = 0; i < nt; i++) {
+        job[i] = (GPT2LossJob){logits, tokens, T, V, n * i / nt, n * (i + 1) / nt, loss};
+        if (i) started[i] = pthread_create(&tid[i], NULL, token_loss_rows, &job[i]) == 0;
+    }
+    token_loss_rows(&job[0]);
+    for (size_t i = 1; i < nt; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else token_loss_rows(&job[i]);
+    }
 }
 
 /* ---- the forward ---- */

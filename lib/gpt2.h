@@ -178,7 +178,9 @@ typedef struct {
 int gpt2_forward(GPT2 *g, const GPT2Run *r) SP_RESULT_USED;
 
 /* Per-token losses from logits (B,T,V): loss (B,T-1). Exposed so callers
- * can score logits they hold (e.g. a cached clean run). */
+ * can score logits they hold (e.g. a cached clean run). Rows are spread
+ * over openblas_get_num_threads() threads; the result does not depend on
+ * the thread count. */
 void gpt2_token_loss(const float *logits, const int32_t *tokens, size_t B, size_t T, size_t V,
                      float *loss);
 

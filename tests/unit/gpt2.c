@@ -3,6 +3,7 @@
  * resuming from a cached residual, per-token loss). The numerics against an
  * independent numpy forward are in tests/t2000-gpt2-fwd.sh; here the
  * references are double-precision formulas written in this file. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,6 +314,40 @@ static void test_config_refusals(void)
        fabsf(c.ln_eps - 1e-5f) < 1e-12f, "defaults: n_inner 4C, eps 1e-5");
 }
 
+/* gpt2_token_loss against log-sum-exp in double, on logits wide enough for
+ * the vectorised lanes and their tail (V not a multiple of 16), with logits
+ * far from 0; and the same bits on 1 and 2 threads. */
+static void test_token_loss(void)
+{
+    size_t B = 3, T = 40, V2 = 50257 % 4096;   /* 1105 = 69 * 16 + 1 */
+    float *z = malloc(B * T * V2 * sizeof *z), *l1 = malloc(B * T * sizeof *l1), *l2 = malloc(B * T * sizeof *l2);
+    int32_t *tok = malloc(B * T * sizeof *tok);
+    unsigned x = 7;
+    for (size_t i = 0; i < B * T * V2; i++) x = x * 1103515245u + 12345u, z[i] = (float)((x >> 8) % 4000) / 100.0f + 30;
+    for (size_t i = 0; i < B * T; i++) x = x * 1103515245u + 12345u, tok[i] = (int32_t)((x >> 8) % V2);
+    z[V2 - 1] = 95;                 /* the max in the tail of row 0 */
+    int nt = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    gpt2_token_loss(z, tok, B, T, V2, l1);
+    openblas_set_num_threads(2);
+    gpt2_token_loss(z, tok, B, T, V2, l2);
+    openblas_set_num_threads(nt);
+    double worst = 0;
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t + 1 < T; t++) {
+            const float *r = z + (b * T + t) * V2;
+            double mx = r[0], s = 0;
+            for (size_t j = 0; j < V2; j++) mx = r[j] > mx ? r[j] : mx;
+            for (size_t j = 0; j < V2; j++) s += exp(r[j] - mx);
+            double want = log(s) + mx - r[tok[b * T + t + 1]];
+            double d = fabs(l1[b * (T - 1) + t] - want) / fmax(1, fabs(want));
+            worst = d > worst ? d : worst;
+        }
+    ok(worst < 1e-5, "token loss matches double log-sum-exp (max rel diff %.2g)", worst);
+    ok(!memcmp(l1, l2, B * (T - 1) * sizeof *l1), "token loss: same bits on 1 and 2 threads");
+    free(z), free(l1), free(l2), free(tok);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/gpt2-unit.XXXXXX");
@@ -320,6 +355,7 @@ int main(void)
     write_model();
     test_safetensors_refusals();
     test_config_refusals();
+    test_token_loss();
     GPT2 g;
     int rc = gpt2_open(&g, dir);
     ok(rc == 0, "open a random F32 checkpoint: %s", rc ? g.err : "ok");
