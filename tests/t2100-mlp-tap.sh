@@ -131,6 +131,25 @@ test_expect_success NUMPY 'bad inputs and flags are refused with one line' '
 	test_code_2 mlp-tap --normalize --norm-scale 2 acts.tsz 2>err && grep "^mlp-tap: --normalize computes a scale" err
 '
 
+test_expect_success NUMPY '--drop-bos is the default; -o writes atomically and a failed run leaves no file; --progress on stderr' '
+	mlp-tap acts.tsz >a.tsz && mlp-tap --drop-bos acts.tsz >b.tsz &&
+	tsz to-npy --name acts a.npy a.tsz && tsz to-npy --name acts b.npy b.tsz && cmp a.npy b.npy &&
+	mlp-tap --progress -o o.tsz acts.tsz >stdout 2>progress &&
+	! test -s stdout && tsz to-npy --name acts o.npy o.tsz && cmp a.npy o.npy &&
+	tr "\\r" "\\n" <progress | grep "^mlp-tap: tap [0-9]* rows" &&
+	head -c $(($(wc -c <acts.tsz) - 30)) acts.tsz >cut.tsz &&
+	test_must_fail mlp-tap -o bad.tsz cut.tsz 2>err && grep "^mlp-tap: cut.tsz: " err &&
+	ls >files && ! grep "bad.tsz" files
+'
+
+command -v script >/dev/null && test_set_prereq SCRIPT
+test_expect_success NUMPY,SCRIPT 'a terminal on stdout is refused unless -f' '
+	script -qec "mlp-tap acts.tsz" /dev/null >tty.out 2>&1 </dev/null;
+	grep "mlp-tap: stdout is a terminal: refusing to write a binary stream (redirect it, or -f)" tty.out &&
+	script -qec "mlp-tap -f --rows 1 --hook blocks.2.hook_resid_post acts.tsz | wc -c" /dev/null >tty.out 2>&1 </dev/null &&
+	! grep "refusing" tty.out
+'
+
 test_expect_success NUMPY 'an empty stream gives an empty, well-formed stream' '
 	tsz head -n 0 acts.tsz >empty.tsz && mlp-tap --hook blocks.2.mlp.hook_post --normalize empty.tsz >out.tsz &&
 	tsz info out.tsz | grep "^records: 0"
