@@ -176,4 +176,13 @@ test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of B
 	echo "50256 50256 " >want && test_cmp want got
 '
 
+command -v script >/dev/null && test_set_prereq SCRIPT
+test_expect_success GPT2_VOCAB,SCRIPT 'a terminal on stdout is refused unless -f' '
+	echo hi >hi.txt &&
+	script -qec "gpt2-tok -m \"$GPT2_DIR\" hi.txt" /dev/null >tty.out 2>&1 </dev/null;
+	grep "gpt2-tok: stdout is a terminal: refusing to write a binary stream (redirect it, or -f)" tty.out &&
+	script -qec "gpt2-tok -f -m \"$GPT2_DIR\" hi.txt | wc -c" /dev/null >tty.out 2>&1 </dev/null &&
+	! grep "refusing" tty.out
+'
+
 test_done

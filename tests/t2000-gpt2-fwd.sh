@@ -303,6 +303,15 @@ test_expect_success NUMPY 'bad flags exit 2 with one line' '
 	grep "^gpt2-fwd: m7.npy: mean must be a (48) float vector$" err
 '
 
+command -v script >/dev/null && test_set_prereq SCRIPT
+test_expect_success NUMPY,SCRIPT 'a terminal on stdout is refused unless -f' '
+	tsz from-npy tokens=f32.7.npy >tok7.tsz &&
+	script -qec "gpt2-fwd -m f32 tok7.tsz" /dev/null >tty.out 2>&1 </dev/null;
+	grep "gpt2-fwd: stdout is a terminal: refusing to write a binary stream (redirect it, or -f)" tty.out &&
+	script -qec "gpt2-fwd -f -m f32 tok7.tsz | wc -c" /dev/null >tty.out 2>&1 </dev/null &&
+	! grep "refusing" tty.out
+'
+
 test_expect_success EXPENSIVE,NUMPY 'a distilgpt2-shaped random model matches numpy (T=128)' '
 	"$PYTHON" "$REF" make big --layers 6 --embd 768 --heads 12 --vocab 50257 --positions 1024 --dtype f16 &&
 	tokens 2 128 50257 3 big.npy && tsz from-npy tokens=big.npy >big.tsz &&
