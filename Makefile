@@ -33,13 +33,14 @@ HELPERS   := $(HELPER_SRCS:.c=)
 SCRIPTS   := $(wildcard bin/*.sh)
 MAN1      := $(sort $(wildcard man/man1/*.1))
 MAN5      := $(sort $(wildcard man/man5/*.5))
+MAN7      := $(sort $(wildcard man/man7/*.7))
 LIBA      := lib/libsaepipe.a
 
 # Debian packages: to build, to test, to benchmark.
 DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
               libcurl4-openssl-dev libjansson-dev libpcre2-dev zstd
 DEBS_RUN   := parallel curl openssh-client rsync
-DEBS_CHECK := perl python3-numpy chromium openssh-server rsync
+DEBS_CHECK := perl python3-numpy chromium openssh-server rsync man-db
 DEBS_BENCH := python3-torch hyperfine
 
 .PHONY: all check demo bench install clean deps deps-check deps-bench flags
@@ -83,12 +84,14 @@ bench: deps-bench all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/saepipe \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	  $(DESTDIR)$(PREFIX)/share/man/man7 \
 	  $(DESTDIR)$(PREFIX)/share/saepipe
 	install -m 755 $(BINS) $(SCRIPTS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib
 	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/saepipe
 	install -m 644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7
 	if [ -d share/prompts ]; then cp -r share/prompts $(DESTDIR)$(PREFIX)/share/saepipe/; fi
 
 clean:

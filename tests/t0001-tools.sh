@@ -37,7 +37,23 @@ test_expect_success 'make install puts programs, library and man pages under PRE
 	make -C "$SRC_DIR" -s install PREFIX="$PWD/inst" >/dev/null &&
 	for s in $stages; do test -x inst/bin/$s || return 1; done &&
 	test -f inst/lib/libsaepipe.a && test -f inst/include/saepipe/stream.h &&
-	test -f inst/share/man/man5/tsz.5 && test -f inst/share/man/man1/tsz.1
+	test -f inst/share/man/man5/tsz.5 && test -f inst/share/man/man1/tsz.1 &&
+	test -f inst/share/man/man7/saepipe.7
+'
+
+command -v man >/dev/null && test_set_prereq MAN
+
+test_expect_success 'man saepipe names every stage' '
+	for s in $stages; do
+		grep -q "^\.BR $s (1)" "$SRC_DIR/man/man7/saepipe.7" || { echo "saepipe.7 does not name $s"; return 1; }
+	done
+'
+
+test_expect_success MAN 'every man page renders without warnings' '
+	for p in "$SRC_DIR"/man/man*/*.[157]; do
+		MANWIDTH=80 man --warnings -l "$p" >/dev/null 2>warn || return 1
+		test ! -s warn || { echo "$p:"; cat warn; return 1; }
+	done
 '
 
 test_done
