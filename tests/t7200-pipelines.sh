@@ -89,6 +89,72 @@ test_expect_success STAGES,TINY_MODEL 'examples/pipeline.sh (the README pipeline
 	grep "data-state=\"loading\"" pe/report.html
 '
 
+# the demo's choice of model and corpus, against a loopback hub
+PY=${PYTHON:-$(command -v python3)}
+test -n "$PY" && test_set_prereq PYTHON
+demo_choose () {
+	timeout 120 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/$1" CORPUS_BYTES=20000 choose
+}
+start_hub () {
+	rm -f port log &&
+	"$PY" "$TEST_DIRECTORY/helpers/httpd-hub.py" hub port --log log --idle 60 \
+		</dev/null >/dev/null 2>hub.err 3>&- 4>&- &
+	echo $! >hub.pid &&
+	i=0 &&
+	while ! test -s port; do
+		i=$((i + 1)) && test $i -lt 100 || return 1
+		sleep 0.1
+	done
+}
+
+test_expect_success STAGES,TINY_MODEL 'demo offline: the shipped model and local documentation, and it says so' '
+	HF_ENDPOINT=http://127.0.0.1:1 DEMO_PROBE_TIMEOUT=3 demo_choose off >out 2>err &&
+	grep "^model=examples/models/tiny-gpt2-docs layer=3 source=shipped corpus=$PWD/off/corpus$" out &&
+	grep "== model: the shipped tiny-gpt2-docs (http://127.0.0.1:1 not reachable within 3s: curl: (7)" err &&
+	grep "demo-corpus.sh: http://127.0.0.1:1/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt: curl: (7).*: using local documentation instead" err &&
+	grep "demo-corpus.sh: local documentation under /usr/share/doc" err &&
+	ls off/corpus/*.txt >docs && test_line_count -ge 1 docs &&
+	HF_ENDPOINT=http://127.0.0.1:1 demo_choose off >out2 2>err2 &&
+	grep "^model=" out >m1 && grep "^model=" out2 >m2 && test_cmp m1 m2 &&
+	! grep "==\|demo-corpus" out2 err2
+'
+
+test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the hub (HF_ENDPOINT), a public dataset as corpus' '
+	mkdir -p hub/distilgpt2 hub/datasets/roneneldan/TinyStories &&
+	cp "$TINY_MODEL_DIR"/config.json "$TINY_MODEL_DIR"/model.safetensors "$TINY_MODEL_DIR"/vocab.json \
+		"$TINY_MODEL_DIR"/merges.txt hub/distilgpt2/ &&
+	for i in $(seq 400); do
+		printf "Once upon a time there was a little cat number %d. It liked to sleep in the sun.\n\nThe end.\n<|endoftext|>\n" $i || return 1
+	done >hub/datasets/roneneldan/TinyStories/TinyStories-valid.txt &&
+	start_hub && test_when_finished "kill \$(cat hub.pid)" &&
+	HF_ENDPOINT=http://127.0.0.1:$(cat port) DEMO_PROBE_TIMEOUT=5 demo_choose on >out 2>err &&
+	grep "^model=distilgpt2 layer=5 source=hub corpus=$PWD/on/corpus$" out &&
+	grep "== model: distilgpt2 from the hub (http://127.0.0.1:$(cat port) answered within 5s)" err &&
+	grep "demo-corpus.sh: a public dataset, http://127.0.0.1:$(cat port)/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt: [0-9]* documents" err &&
+	cat on/corpus/*.txt >all.txt &&
+	test $(wc -c <all.txt) -le 20000 && test $(wc -c <all.txt) -ge 15000 &&
+	grep -c "Once upon a time" all.txt >n && test $(cat n) -ge 150 &&
+	! grep "endoftext" all.txt &&
+	grep "^GET /datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt bytes=0-19999 " log &&
+	# and the experiment fetches that model through model-fetch and HF_ENDPOINT
+	SAEPIPE_HOME=$PWD/home HF_ENDPOINT=http://127.0.0.1:$(cat port) timeout 300 \
+		make -f "$SRC_DIR/pipelines/experiment.mk" MODEL=distilgpt2 CORPUS=on/corpus RUNS=onruns CTX=64 SHARDS=2 tokens >eout 2>eerr &&
+	grep "GET /distilgpt2/resolve/main/model.safetensors" log &&
+	test -s home/models/distilgpt2/model.safetensors &&
+	test -s onruns/distilgpt2/corpus-ctx64-s2/tok.01.tsz
+'
+
+test_expect_success STAGES,TINY_MODEL,PYTHON 'demo: a hub that accepts but never answers costs the probe timeout, no more' '
+	"$PY" -c "import socket,time,sys; s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(5); open(\"mute.port\",\"w\").write(str(s.getsockname()[1])); sys.stdout.close(); time.sleep(60)" \
+		</dev/null >/dev/null 2>&1 3>&- 4>&- &
+	echo $! >mute.pid && test_when_finished "kill \$(cat mute.pid)" &&
+	i=0 && while ! test -s mute.port; do i=$((i + 1)) && test $i -lt 100 || return 1; sleep 0.1; done &&
+	start=$(date +%s) &&
+	HF_ENDPOINT=http://127.0.0.1:$(cat mute.port) DEMO_PROBE_TIMEOUT=2 DEMO_DATASET_URL= demo_choose mute >out 2>err &&
+	test $(( $(date +%s) - start )) -lt 15 &&
+	grep "source=shipped" out && grep "not reachable within 2s: curl: (28)" err
+'
+
 test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo: end to end, then a rerun redoes nothing' '
 	timeout 1800 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out 2>err &&
 	grep "^report: $PWD/demo/.*/report.html" out &&
