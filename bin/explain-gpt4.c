@@ -1,6 +1,6 @@
 /* explain-gpt4: explain every feature of a topk-ctx stream with an LLM,
  * simulate it from the explanation, and score the simulation (Bills et al.
- * 2023), over any OpenAI-compatible chat-completions API or the offline
+ * 2023), over any OpenAI-compatible chat-completions (or completions) API or the offline
  * baseline. The client is lib/explain_run.c; this is flags, I/O and the
  * summary. */
 #include <getopt.h>
@@ -24,11 +24,15 @@ static void usage(FILE *f, int status)
 "Usage: explain-gpt4 [OPTIONS] [TOPK.tsz | -] > EXPLANATIONS.tsz\n"
 "Explain each feature of a topk-ctx stream with an LLM, simulate its activations\n"
 "from the explanation alone and score the simulation by correlation (Bills et\n"
-"al. 2023). Any OpenAI-compatible chat-completions server; key from OPENAI_API_KEY.\n"
+"al. 2023). Any OpenAI-compatible chat-completions or completions server; key\n"
+"from OPENAI_API_KEY.\n"
 "\n"
 "Options:\n"
 "      --api-base URL      API base; requests go to URL/chat/completions\n"
+"                          (URL/completions with --endpoint completions)\n"
 "                          [Default: " DEFAULT_API_BASE "]\n"
+"      --endpoint NAME     chat (messages) or completions (one prompt text;\n"
+"                          vLLM, llama.cpp, base models) [Default: chat]\n"
 "      --model NAME        model [Default: " DEFAULT_MODEL "]\n"
 "      --backend NAME      openai (any chat-completions server) or baseline\n"
 "                          (offline, over-represented tokens) [Default: openai]\n"
@@ -44,6 +48,8 @@ static void usage(FILE *f, int status)
 "      --backoff S         first retry waits up to S seconds, doubling [Default: 1]\n"
 "      --max-backoff S     cap on any wait, Retry-After included [Default: 60]\n"
 "      --no-logprobs       do not ask for logprobs; use the integers replied\n"
+"                          (by default a simulation asks for them and uses the\n"
+"                          expected value over 0..10 wherever they come back)\n"
 "      --temperature T     sampling temperature [Default: 0]\n"
 "      --min-aligned F     fraction of held-out tokens a simulation reply must\n"
 "                          match [Default: 0.9]\n"
@@ -78,7 +84,7 @@ typedef struct {
 
 enum { O_API = 256, O_MODEL, O_BACKEND, O_SCORER, O_FEATURES, O_NEXPLAIN, O_NSCORE, O_CACHE, O_TIMEOUT,
        O_ATTEMPTS, O_BACKOFF, O_MAXBACKOFF, O_NOLOGPROBS, O_TEMP, O_MINALIGN, O_BASETOK, O_PROMPTDIR,
-       O_PRICE, O_DRYRUN, O_PROGRESS };
+       O_PRICE, O_DRYRUN, O_PROGRESS, O_ENDPOINT };
 
 static int pick(const char *flag, const char *v, const char *const *names)
 {
@@ -100,7 +106,7 @@ static char *default_cache(void)
 static void parse_args(Opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"api-base", 1, 0, O_API}, {"model", 1, 0, O_MODEL}, {"backend", 1, 0, O_BACKEND},
+        {"api-base", 1, 0, O_API}, {"endpoint", 1, 0, O_ENDPOINT}, {"model", 1, 0, O_MODEL}, {"backend", 1, 0, O_BACKEND},
         {"scorer", 1, 0, O_SCORER}, {"features", 1, 0, O_FEATURES}, {"n-explain", 1, 0, O_NEXPLAIN},
         {"n-score", 1, 0, O_NSCORE}, {"jobs", 1, 0, 'j'}, {"cache", 1, 0, O_CACHE},
         {"timeout", 1, 0, O_TIMEOUT}, {"max-attempts", 1, 0, O_ATTEMPTS}, {"backoff", 1, 0, O_BACKOFF},
@@ -112,6 +118,7 @@ static void parse_args(Opts *o, int argc, char **argv)
     static const char *const backends[] = {"openai", "baseline", NULL};
     static const char *const scorers[] = {"simulation", "detection", "none", NULL};
     static const char *const where[] = {"stderr", "stdout", NULL};
+    static const char *const endpoints[] = {"chat", "completions", NULL};
     ExplainConfig *c = &o->c;
     *o = (Opts){.argc = argc, .argv = argv};
     c->api_base = DEFAULT_API_BASE;
@@ -139,6 +146,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_BACKOFF: c->http.backoff_base = sp_opt_double("--backoff", optarg, 0, 3600); break;
         case O_MAXBACKOFF: c->http.backoff_max = sp_opt_double("--max-backoff", optarg, 0, 86400); break;
         case O_NOLOGPROBS: c->logprobs = 0; break;
+        case O_ENDPOINT: c->completions = pick("--endpoint", optarg, endpoints); break;
         case O_TEMP: c->temperature = sp_opt_double("--temperature", optarg, 0, 2); break;
         case O_MINALIGN: c->min_aligned = sp_opt_double("--min-aligned", optarg, 0, 1); break;
         case O_BASETOK: c->baseline_tokens = sp_opt_u64("--baseline-tokens", optarg, 1, EXPLAIN_BASELINE_MAX); break;
@@ -377,6 +385,11 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
                 const char *text = json_string_value(json_object_get(msg, "content"));
                 fprintf(f, "--- %s\n%s\n", json_string_value(json_object_get(msg, "role")), text);
                 chars += strlen(text) + 8;
+            }
+            const char *prompt = json_string_value(json_object_get(req, "prompt"));
+            if (prompt) {
+                fprintf(f, "--- prompt\n%s\n", prompt);
+                chars += strlen(prompt);
             }
             /* about 4 characters a token; the replies' length as the prompts ask */
             pin += chars / 4.0;

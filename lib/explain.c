@@ -185,6 +185,24 @@ json_t *explain_prompt_render(const ExplainPrompt *p, const char *examples, cons
     return msgs;
 }
 
+char *explain_messages_text(const json_t *msgs)
+{
+    Sb b = {0};
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *text = json_string_value(json_object_get(m, "content"));
+        if (!role || !text) continue;
+        if (!strcmp(role, "user")) sb_str(&b, "User:\n");
+        else if (!strcmp(role, "assistant")) sb_str(&b, "Assistant:\n");
+        sb_str(&b, text);
+        sb_str(&b, "\n\n");
+    }
+    sb_str(&b, "Assistant:\n");
+    return sb_done(&b);
+}
+
 /* ---- example text ---- */
 char *explain_text_explain(const ExplainExamples *x, size_t n_show)
 {
@@ -271,9 +289,10 @@ int explain_reply_parse(ExplainReply *r, const char *body, size_t len, char *err
     const char *apierr = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
     json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
     const char *content = json_string_value(json_object_get(json_object_get(ch, "message"), "content"));
+    if (!content) content = json_string_value(json_object_get(ch, "text"));
     if (!content) {
         if (apierr) snprintf(err, errlen, "API error: %.200s", apierr);
-        else snprintf(err, errlen, "reply has no choices[0].message.content");
+        else snprintf(err, errlen, "reply has no choices[0].message.content or choices[0].text");
         json_decref(j);
         return -1;
     }

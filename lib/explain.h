@@ -72,6 +72,12 @@ void explain_prompt_free(ExplainPrompt *p);
 json_t *explain_prompt_render(const ExplainPrompt *p, const char *examples, const char *explanation,
                               const char *n);
 
+/* The messages as one prompt for a completions endpoint (malloc'd): a
+ * system message as it is, then each user or assistant message as a line
+ * "User:" or "Assistant:" followed by its text, messages separated by a
+ * blank line, and a final "Assistant:" line for the model to continue. */
+char *explain_messages_text(const json_t *msgs);
+
 /* ---- the text blocks that go into {{EXAMPLES}} (malloc'd) ---- */
 /* The first n_show top examples as "token<TAB>act" lines, act scaled to
  * floor(10 * a / max) by the maximum over the shown rows (0 if that max <= 0),
@@ -86,11 +92,13 @@ char *explain_text_detect(const ExplainExamples *x, const ExplainHeldout *h, con
 /* ---- replies ---- */
 typedef struct {
     char *content;              /* the assistant message (owned) */
-    json_t *logprobs;           /* choices[0].logprobs.content array or NULL (owned ref) */
+    json_t *logprobs;           /* choices[0].logprobs.content array (completions-style
+                                 * logprobs converted to that shape) or NULL (owned ref) */
     int64_t prompt_tokens, completion_tokens;
 } ExplainReply;
-/* Parse a chat-completions response body. 0, or -1 with err ("reply is not
- * JSON", "reply has no choices[0].message.content", "API error: ..."). */
+/* Parse a chat-completions response body (choices[0].message.content) or a
+ * completions one (choices[0].text). 0, or -1 with err ("reply is not JSON",
+ * "reply has no choices[0].message.content or choices[0].text", "API error: ..."). */
 int explain_reply_parse(ExplainReply *r, const char *body, size_t len, char *err, size_t errlen) SP_RESULT_USED;
 void explain_reply_free(ExplainReply *r);
 

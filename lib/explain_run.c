@@ -69,7 +69,7 @@ ExplainRun *explain_run_new(const ExplainConfig *c, char *err, size_t errlen)
         size_t n = strlen(c->api_base), cap = n + 32;
         while (n && c->api_base[n - 1] == '/') n--;
         r->url = xmalloc(cap);
-        snprintf(r->url, cap, "%.*s/chat/completions", (int)n, c->api_base);
+        snprintf(r->url, cap, "%.*s/%s", (int)n, c->api_base, c->completions ? "completions" : "chat/completions");
         if (c->api_key && *c->api_key) {
             cap = strlen(c->api_key) + 32;
             r->auth = xmalloc(cap);
@@ -121,12 +121,24 @@ char *explain_request_body(const ExplainConfig *c, ExplainJob *j, ExplainStage s
         ex = explain_text_detect(&j->x, &j->h, j->perm);
         p = c->p_detect;
     }
-    json_t *req = json_pack("{s:s, s:o, s:f}", "model", c->model,
-                            "messages", explain_prompt_render(p, ex, explanation, nbuf),
-                            "temperature", c->temperature);
+    json_t *msgs = explain_prompt_render(p, ex, explanation, nbuf), *req;
+    if (c->completions) {
+        char *text = explain_messages_text(msgs);
+        req = json_pack("{s:s, s:s, s:f}", "model", c->model, "prompt", text, "temperature", c->temperature);
+        free(text);
+        json_decref(msgs);
+    } else {
+        req = json_pack("{s:s, s:o, s:f}", "model", c->model, "messages", msgs, "temperature", c->temperature);
+    }
     if (stage == EXPLAIN_STAGE_SIMULATE && c->logprobs) {
-        json_object_set_new(req, "logprobs", json_true());
-        json_object_set_new(req, "top_logprobs", json_integer(15));
+        /* chat: a flag and a count; completions: the count (at most 5 on
+         * OpenAI's own completions endpoint, more on vLLM and others) */
+        if (c->completions) {
+            json_object_set_new(req, "logprobs", json_integer(5));
+        } else {
+            json_object_set_new(req, "logprobs", json_true());
+            json_object_set_new(req, "top_logprobs", json_integer(15));
+        }
     }
     /* room for every "token<TAB>N" line of the simulation, within the 4096
      * completion tokens most models allow; a short answer otherwise */

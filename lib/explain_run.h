@@ -23,6 +23,8 @@ typedef struct {
     ExplainBackend backend;
     ExplainScorer scorer;
     const char *api_base;       /* ".../v1"; requests go to api_base/chat/completions */
+    int completions;            /* to api_base/completions instead: one prompt text
+                                 * (explain_messages_text), logprobs as a number */
     const char *model;
     const char *api_key;        /* NULL or "" for servers that need none */
     size_t n_explain, n_score;

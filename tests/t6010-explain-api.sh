@@ -67,6 +67,32 @@ test_expect_success 'completions-style logprobs in a chat reply are used too' '
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 9.35,0.1
 '
 
+test_expect_success 'completions endpoint: one prompt text, logprobs as a number, expected values scored' '
+	start_server &&
+	explain --cache c7 --endpoint completions topk.tsz >out.tsz 2>err &&
+	grep "6 features: 6 ok, 0 failed; 12 API calls (0 retries)" err &&
+	test $(grep -c "\"path\": \"/v1/completions\"" log) = 12 &&
+	grep -c "\"kind\": \"simulate\".*\"logprobs\": true" log >n && echo 6 >six && test_cmp six n &&
+	tsz json --full out.tsz >out.json &&
+	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --min-score 0.8 --pred-values 9.35,0.1 &&
+	explain --cache c7 --endpoint completions --dry-run=stdout --features 0 topk.tsz >dry 2>err &&
+	grep "^--- prompt$" dry && grep "^User:$" dry && test "$(tail -n 2 dry | head -n 1)" = "Assistant:" &&
+	explain --cache "" --endpoint completions --no-logprobs --features 0-1 topk.tsz >o2.tsz &&
+	tsz json --full o2.tsz >o2.json &&
+	"$PYTHON" "$CHECK" topk.json o2.json --planted 60 --pred-values 10,0
+'
+
+test_expect_success 'completions endpoint: every fault survived; an unknown --endpoint is a usage error' '
+	start_server --faults 429,short,nonjson,badformat,500 &&
+	explain --cache "" --endpoint completions -j 3 topk.tsz >out.tsz 2>err &&
+	grep "6 features: 6 ok, 0 failed" err &&
+	for f in 429 short nonjson badformat 500; do grep -q "\"fault\": \"$f\"" log || return 1; done &&
+	tsz json --full out.tsz >out.json &&
+	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 9.35,0.1 &&
+	explain --endpoint bogus topk.tsz >o.tsz 2>e3; test $? = 2 &&
+	grep "^explain-gpt4: --endpoint: unknown value .bogus.$" e3
+'
+
 test_expect_success 'messy replies (prose, fences, reordered blocks, a missing line) are aligned' '
 	start_server --messy &&
 	explain --cache "" topk.tsz >out.tsz 2>err &&

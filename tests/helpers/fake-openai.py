@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""fake-openai.py: a chat-completions server on loopback for the
+"""fake-openai.py: a chat-completions and completions server on loopback for the
 explain-gpt4 tests, with a fake explainer, simulator and detector that read
 the prompts, and fault injection.
 
@@ -12,6 +12,11 @@ whose token is that word and 0 elsewhere; with logprobs requested it also
 returns a distribution over the number (10: 0.8/9: 0.15/0: 0.05, 0: 0.9/1: 0.1).
 --legacy-logprobs sends them completions-style ({"tokens", "top_logprobs"}),
 as some servers do. The detector names the examples whose text holds the word.
+/v1/completions takes the prompt text explain-gpt4 --endpoint completions
+writes (the last "User:" part is the question) and answers choices[0].text,
+with completions-style logprobs when "logprobs" is a number (at most 5, as
+OpenAI's completions endpoint allows: more gets a 400); /v1/chat/completions
+takes messages. A body without what its path needs gets a 400.
 
 Faults (--faults, comma-separated) are given out in order, one to each
 request body seen for the first time; a body seen again is answered
@@ -122,9 +127,22 @@ def logprobs_for(content):
     return lp
 
 
+def prompt_user(prompt):
+    """The last user part of a completions prompt."""
+    part = re.split(r"(?:^|\n)User:\n", prompt)[-1]
+    end = part.rfind("\n\nAssistant:\n")
+    return part[:end] if end >= 0 else part
+
+
+def legacy(lp):
+    return {"tokens": [e["token"] for e in lp], "token_logprobs": [e["logprob"] for e in lp],
+            "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in lp]}
+
+
 def answer(req):
+    completions = "prompt" in req
     msgs = req.get("messages", [])
-    text = last_user(msgs)
+    text = prompt_user(req.get("prompt", "")) if completions else last_user(msgs)
     kind = kind_of(text)
     if kind == "explain":
         word = explain_word(text)
@@ -136,13 +154,25 @@ def answer(req):
         named = [m.group(1) for m in re.finditer(r"^(\d+): (.*)$", text, re.M)
                  if re.search(r"(^| )%s( |$)" % re.escape(word), m.group(2))]
         content = ", ".join(named) if named else "none"
+    if completions:
+        choice = {"index": 0, "text": content, "finish_reason": "stop"}
+        if req.get("logprobs"):
+            lp = logprobs_for(content)
+            choice["logprobs"] = legacy(lp)
+            off, offs = 0, []
+            for e in lp:
+                offs.append(off)
+                off += len(e["token"])
+            choice["logprobs"]["text_offset"] = offs
+        ptok = len(req.get("prompt", "")) // 4
+        return kind, {"id": "x", "object": "text_completion", "model": req.get("model"), "choices": [choice],
+                      "usage": {"prompt_tokens": ptok, "completion_tokens": len(content) // 4 + 1}}
     choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
     if req.get("logprobs"):
         lp = logprobs_for(content)
         choice["logprobs"] = {"content": lp}
         if args.legacy_logprobs:
-            choice["logprobs"] = {"tokens": [e["token"] for e in lp], "token_logprobs": [e["logprob"] for e in lp],
-                                  "top_logprobs": [{a["token"]: a["logprob"] for a in e["top_logprobs"]} for e in lp]}
+            choice["logprobs"] = legacy(lp)
     ptok = sum(len(m.get("content", "")) for m in msgs) // 4
     return kind, {"id": "x", "object": "chat.completion", "model": req.get("model"), "choices": [choice],
                   "usage": {"prompt_tokens": ptok, "completion_tokens": len(content) // 4 + 1}}
@@ -181,8 +211,11 @@ class H(BaseHTTPRequestHandler):
             req = json.loads(raw)
         except ValueError:
             return self.send(400, json.dumps({"error": {"message": "bad JSON"}}))
+        if not isinstance(req, dict):
+            return self.send(400, json.dumps({"error": {"message": "body is not a JSON object"}}))
         kind, good = answer(req)
-        word = explain_word(last_user(req.get("messages", []))) if kind == "explain" else None
+        user = prompt_user(req.get("prompt", "")) if "prompt" in req else last_user(req.get("messages", []))
+        word = explain_word(user) if kind == "explain" else None
         auth = self.headers.get("Authorization", "")
         with lock:
             count[0] += 1
@@ -203,8 +236,14 @@ class H(BaseHTTPRequestHandler):
         if args.dump:
             with open("%s/%d.json" % (args.dump, seq), "wb") as f:
                 f.write(raw)
-        if self.path != "/v1/chat/completions":
+        if self.path not in ("/v1/chat/completions", "/v1/completions"):
             return self.send(404, json.dumps({"error": {"message": "no such path " + self.path}}))
+        need = "prompt" if self.path == "/v1/completions" else "messages"
+        if need not in req:
+            return self.send(400, json.dumps({"error": {"message": "'%s' is required at %s" % (need, self.path)}}))
+        lpn = req.get("logprobs")
+        if need == "prompt" and lpn is not None and (isinstance(lpn, bool) or not isinstance(lpn, int) or lpn > 5):
+            return self.send(400, json.dumps({"error": {"message": "logprobs must be an integer at most 5"}}))
         try:
             self.fault(fault, kind, good, auth)
         except (BrokenPipeError, ConnectionResetError):
@@ -227,7 +266,10 @@ class H(BaseHTTPRequestHandler):
         if args.delay:
             time.sleep(args.delay)
         if fault == "badformat":
-            good["choices"][0]["message"]["content"] = bad_format(kind)
+            if "text" in good["choices"][0]:
+                good["choices"][0]["text"] = bad_format(kind)
+            else:
+                good["choices"][0]["message"]["content"] = bad_format(kind)
             good["choices"][0].pop("logprobs", None)
         self.send(200, json.dumps(good))
 

@@ -195,8 +195,19 @@ static void test_prompt(void)
     ok(!strcmp(json_string_value(json_object_get(json_array_get(m, 0), "content")), "S 3") &&
        !strcmp(json_string_value(json_object_get(json_array_get(m, 1), "content")), "A EX B EXPL") &&
        !strcmp(json_string_value(json_object_get(json_array_get(m, 1), "role")), "user"), "prompt renders");
+    char *t = explain_messages_text(m);
+    ok(!strcmp(t, "S 3\n\nUser:\nA EX B EXPL\n\nAssistant:\n"), "completions prompt text");
+    free(t);
     json_decref(m);
     explain_prompt_free(&p);
+    ExplainReply r;
+    const char *comp = "{\"choices\":[{\"text\":\"a\\t10\\n\",\"logprobs\":{\"tokens\":[\"a\",\"\\t\",\"10\",\"\\n\"],"
+                       "\"top_logprobs\":[{},{},{\"10\":-0.1,\"9\":-2.5},{}]}}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}";
+    ok(explain_reply_parse(&r, comp, strlen(comp), err, sizeof err) == 0 && !strcmp(r.content, "a\t10\n") &&
+       json_array_size(r.logprobs) == 4 && r.prompt_tokens == 7, "a completions reply parses (text, logprobs)");
+    explain_reply_free(&r);
+    ok(explain_reply_parse(&r, "{\"choices\":[{}]}", 16, err, sizeof err) < 0 &&
+       strstr(err, "choices[0].message.content or choices[0].text"), "%s", err);
     ok(explain_prompt_parse(&p, "=== boss\nx\n", "t", err, sizeof err) < 0 && strstr(err, "unknown role 'boss'"), "%s", err);
     ok(explain_prompt_parse(&p, "# only comments\n", "t", err, sizeof err) < 0 && strstr(err, "no messages"), "%s", err);
 }
