@@ -365,6 +365,7 @@ static int parse_tsv(ReportLog *lg, const char *text, char *err, size_t errlen)
         size_t nh = 0;
         long kcol = -1;
         char sep = '\t';
+        size_t lines = 0, numbers = 0;
         while ((line = next_line(&p))) {
             if (blank(line)) continue;
             if (!nh) {
@@ -380,6 +381,7 @@ static int parse_tsv(ReportLog *lg, const char *text, char *err, size_t errlen)
                 continue;
             }
             if (line[0] == '#') continue;
+            lines++;
             size_t n = split_fields(line, sep, f, LOG_MAXF);
             const char *kind = kcol >= 0 && (size_t)kcol < n ? f[kcol] : "";
             double *row = pass ? log_row(lg) : NULL;
@@ -387,12 +389,16 @@ static int parse_tsv(ReportLog *lg, const char *text, char *err, size_t errlen)
                 char *end;
                 double v = strtod(f[j], &end);
                 if ((long)j == kcol || end == f[j] || !blank(end)) continue;
+                numbers++;
                 size_t c = kind_col(lg, kind, hdr[j][0] ? hdr[j] : "?");
                 if (row) row[c] = v;
             }
         }
         free(copy);
         if (!nh) return snprintf(err, errlen, "no header line"), -1;
+        if (lines && !numbers)
+            return snprintf(err, errlen, "no number in any line after the header (%zu lines; not a training log)",
+                            lines), -1;
     }
     return 0;
 }

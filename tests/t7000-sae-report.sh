@@ -223,7 +223,7 @@ test_expect_success 'bad inputs: one line naming the file, and no page left behi
 	grep "^sae-report: recon32.tsz: record 1 is kind \"recon\", not \"sae\"" err
 '
 
-test_expect_success 'logs: malformed JSON line, empty file, missing file; a header alone is no error' '
+test_expect_success 'logs: malformed JSON line, empty file, missing file, not a log; a header alone is no error' '
 	printf "{\"step\": 1}\n{\"step\": 2,\n" >broken.jsonl &&
 	test_must_fail sae-report -l broken.jsonl 2>err >/dev/null &&
 	grep "^sae-report: broken.jsonl: line 2: not a JSON object" err &&
@@ -234,7 +234,11 @@ test_expect_success 'logs: malformed JSON line, empty file, missing file; a head
 	sae-report -l header.tsv -o h.html &&
 	grep "The logs have no rows with numbers to plot yet." h.html &&
 	test_must_fail sae-report -l nope.tsv 2>err >/dev/null &&
-	grep "^sae-report: nope.tsv: No such file or directory" err
+	grep "^sae-report: nope.tsv: No such file or directory" err &&
+	printf "user:x:1000\nroot:x:0\n" >notalog.txt &&
+	test_must_fail sae-report -l notalog.txt -o n.html 2>err >/dev/null &&
+	grep "^sae-report: notalog.txt: no number in any line after the header (1 lines; not a training log)$" err &&
+	! test -e n.html
 '
 
 test_expect_success CHROMIUM 'headless chromium: the page lists every feature, no console error' '
