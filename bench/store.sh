@@ -17,7 +17,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rows=$(( ${TOKENS_K:-64} * 1000 / 128 ))
 if [ -x bin/gpt2-tok ]; then   # real text: the documentation on this machine
-	sh pipelines/demo-corpus.sh "$tmp/corpus" $((rows * 600)) 2>/dev/null
+	DEMO_DATASET_URL= sh pipelines/demo-corpus.sh "$tmp/corpus" $((rows * 600)) 2>/dev/null
 	bin/gpt2-tok --model $M --ctx 128 "$tmp"/corpus/* >"$tmp/all.tsz"
 	bin/tsz head -n 1000000 "$tmp/all.tsz" >"$tmp/tok.tsz"
 elif "$PY" -c 'import numpy' 2>/dev/null; then

@@ -22,9 +22,9 @@ store=$run/blocks.3.mlp.hook_post-bf16
 sae=$store/topk-2x-k8-t20K
 
 test_expect_success STAGES,TINY_MODEL 'a corpus of text on this machine' '
-	sh "$SRC_DIR/pipelines/demo-corpus.sh" corp 16000 4000 2>err &&
+	DEMO_DATASET_URL= sh "$SRC_DIR/pipelines/demo-corpus.sh" corp 16000 4000 2>err &&
 	grep "documents" err && ls corp >docs && test_line_count -ge 4 docs &&
-	sh "$SRC_DIR/pipelines/demo-corpus.sh" small 5000 2500 2>err
+	DEMO_DATASET_URL= sh "$SRC_DIR/pipelines/demo-corpus.sh" small 5000 2500 2>err
 '
 
 test_expect_success STAGES,TINY_MODEL 'experiment.mk: the whole run, ending with the report path' '
@@ -155,9 +155,11 @@ test_expect_success STAGES,TINY_MODEL,PYTHON 'demo: a hub that accepts but never
 	grep "source=shipped" out && grep "not reachable within 2s: curl: (28)" err
 '
 
-test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo: end to end, then a rerun redoes nothing' '
+test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo offline: end to end, then a rerun redoes nothing' '
+	HF_ENDPOINT=http://127.0.0.1:1 && export HF_ENDPOINT &&
 	timeout 1800 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out 2>err &&
 	grep "^report: $PWD/demo/.*/report.html" out &&
+	grep "== model: the shipped tiny-gpt2-docs" err &&
 	touch marker &&
 	timeout 600 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out2 2>err2 &&
 	find demo -newer marker >redone && test_line_count = 0 redone &&
