@@ -349,6 +349,7 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
     if (!j->ok || !j->pred || o->c.scorer != EXPLAIN_SCORER_SIMULATION) return;
     /* the held-out examples, true and simulated, so the score can be checked */
     json_object_set_new(m, "aligned", json_real(j->aligned));
+    json_object_set_new(m, "logprob_frac", json_real(j->logprob_frac));
     uint64_t shape[2] = {j->h.E, j->h.W};
     int32_t *tok = tsz_record_add(out, "sim_tokens", TSZ_I32, 2, shape)->data;
     for (size_t e = 0; e < j->h.E; e++) memcpy(tok + e * j->h.W, j->h.tok[e], j->h.W * sizeof *tok);

@@ -447,8 +447,8 @@ static void lp_index(LpIndex *ix, const json_t *lp)
 }
 
 /* Value at a reply offset: the expected value over 0..10 from the logprobs
- * entry covering off, or fallback when there is none. */
-static float lp_value(const LpIndex *ix, size_t off, int fallback)
+ * entry covering off (counted in *used), or fallback when there is none. */
+static float lp_value(const LpIndex *ix, size_t off, int fallback, size_t *used)
 {
     if (!ix->n || off >= ix->start[ix->n]) return (float)fallback;
     size_t lo = 0, hi = ix->n;   /* the last entry starting at or before off */
@@ -469,7 +469,9 @@ static float lp_value(const LpIndex *ix, size_t off, int fallback)
         sp += p;
         sv += p * (double)v;
     }
-    return sp > 0 ? (float)(sv / sp) : (float)fallback;
+    if (sp <= 0) return (float)fallback;
+    ++*used;
+    return (float)(sv / sp);
 }
 
 /* LCS of expected token texts exp[0..m) and lines[0..n); match[i] = index of
@@ -502,8 +504,10 @@ static size_t lcs(char **exp, size_t m, SimLine **lines, size_t n, long *match)
 }
 
 double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const char *content,
-                     const json_t *lp, float *pred, char *err, size_t errlen)
+                     const json_t *lp, float *pred, double *lp_frac, char *err, size_t errlen)
 {
+    size_t n_lp = 0;
+    if (lp_frac) *lp_frac = 0;
     char *copy = xstrdup(content);
     SimLine *lines;
     int nb;
@@ -540,7 +544,7 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
         for (size_t j = 0; j < nl; j++) ptr[j] = &lines[j];
         got = lcs(exp, total, ptr, nl, match);
         for (size_t i = 0; i < total; i++)
-            if (match[i] >= 0) pred[pos[i]] = lp_value(&ix, ptr[match[i]]->off, ptr[match[i]]->value);
+            if (match[i] >= 0) pred[pos[i]] = lp_value(&ix, ptr[match[i]]->off, ptr[match[i]]->value, &n_lp);
     } else {
         /* each example takes the unused block it matches best */
         uint8_t *used = xcalloc((size_t)nb, 1);
@@ -564,7 +568,7 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
             got += best;
             for (size_t i = 0; i < m; i++)
                 if (best_match[i] >= 0)
-                    pred[pos[start[e] + i]] = lp_value(&ix, lines[best_match[i]].off, lines[best_match[i]].value);
+                    pred[pos[start[e] + i]] = lp_value(&ix, lines[best_match[i]].off, lines[best_match[i]].value, &n_lp);
         }
         free(used);
         free(best_match);
@@ -579,6 +583,7 @@ double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const ch
     free(ix.ent);
     free(lines);
     free(copy);
+    if (lp_frac && got) *lp_frac = (double)n_lp / (double)got;
     return total ? (double)got / (double)total : 1.0;
 }
 

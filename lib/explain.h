@@ -115,9 +115,11 @@ char *explain_clean(const char *reply);
  * fine); within a block tokens are matched by longest common subsequence,
  * so missing, extra or reordered lines, prose and code fences are skipped.
  * Returns the fraction of held-out tokens matched (unmatched ones get 0),
+ * sets *lp_frac (when not NULL) to the fraction of matched tokens whose
+ * value is a logprob expected value rather than the integer written,
  * or -1 with err when no line of the reply has the "token<TAB>N" shape. */
 double explain_align(const ExplainExamples *x, const ExplainHeldout *h, const char *content,
-                     const json_t *lp, float *pred, char *err, size_t errlen);
+                     const json_t *lp, float *pred, double *lp_frac, char *err, size_t errlen);
 
 /* Example numbers named in a detection reply: said[i] = 1 when example i+1
  * is named. -1 with err when the reply names none and does not say "none". */

@@ -213,7 +213,7 @@ static int use_reply(ExplainRun *r, ExplainJob *j, const ExplainReply *rep, char
     }
     if (j->stage == EXPLAIN_STAGE_SIMULATE) {
         if (!j->pred) j->pred = xmalloc((j->h.E * j->h.W + 1) * sizeof *j->pred);
-        double f = explain_align(&j->x, &j->h, rep->content, rep->logprobs, j->pred, why, n);
+        double f = explain_align(&j->x, &j->h, rep->content, rep->logprobs, j->pred, &j->logprob_frac, why, n);
         if (f < 0) return -1;
         if (f < r->c.min_aligned) {
             snprintf(why, n, "simulation reply matches only %.0f%% of the held-out tokens", 100 * f);

@@ -47,6 +47,7 @@ typedef struct {
     double score, score_top, score_random;  /* NAN when undefined or not scored */
     double det_tpr, det_tnr;    /* detection scorer: NAN otherwise */
     double aligned;             /* fraction of simulated tokens matched */
+    double logprob_frac;        /* of those, fraction valued by logprobs (NAN: not simulated) */
     int attempts;               /* HTTP attempts made in this run */
     int cached;                 /* replies taken from the cache */
     int64_t prompt_tokens, completion_tokens;   /* usage of the replies used */

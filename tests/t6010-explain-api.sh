@@ -49,6 +49,7 @@ test_expect_success 'happy path: explanations name the planted token, scores equ
 	test $(calls) = 12 && grep -c "\"kind\": \"simulate\".*\"logprobs\": true" log >n && echo 6 >six && test_cmp six n &&
 	tsz json --full out.tsz >out.json &&
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --min-score 0.8 --pred-values 9.35,0.1 >check && cat check &&
+	tsz json out.tsz >meta.json && test $(grep -c "\"logprob_frac\":1.0[,}]" meta.json) = 6 &&
 	grep -q "\"usage\":{\"prompt_tokens\":[1-9][0-9]*,\"completion_tokens\":[1-9]" out.json
 '
 
@@ -56,6 +57,7 @@ test_expect_success 'without logprobs the integers replied are the simulation' '
 	start_server --no-logprobs &&
 	explain --cache "" --no-logprobs topk.tsz >out.tsz &&
 	! grep "\"logprobs\": true" log &&
+	tsz json out.tsz >meta.json && test $(grep -c "\"logprob_frac\":0.0[,}]" meta.json) = 6 &&
 	tsz json --full out.tsz >out.json &&
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 10,0
 '
@@ -75,6 +77,7 @@ test_expect_success 'completions endpoint: one prompt text, logprobs as a number
 	grep -c "\"kind\": \"simulate\".*\"logprobs\": true" log >n && echo 6 >six && test_cmp six n &&
 	tsz json --full out.tsz >out.json &&
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --min-score 0.8 --pred-values 9.35,0.1 &&
+	tsz json out.tsz >meta.json && test $(grep -c "\"logprob_frac\":1.0[,}]" meta.json) = 6 &&
 	explain --cache c7 --endpoint completions --dry-run=stdout --features 0 topk.tsz >dry 2>err &&
 	grep "^--- prompt$" dry && grep "^User:$" dry && test "$(tail -n 2 dry | head -n 1)" = "Assistant:" &&
 	explain --cache "" --endpoint completions --no-logprobs --features 0-1 topk.tsz >o2.tsz &&

@@ -131,20 +131,20 @@ static void test_align(void)
     /* in order, with fences and prose */
     const char *r1 = "Sure:\n```\n<start>\n w4\t1\n w4\t2\n w7\t3\n w8\t4\n<end>\n<start>\n w3\t5\n\\t\t6\n w8\t7\n<end>\n"
                      "<start>\n w5\t8\n w6\t9\n w7\t10\n w8\t0\n<end>\n<start>\n w3\t1\n w4\t2\n w5\t3\n w6\t4\n<end>\n```\nDone.";
-    double fr = explain_align(&f.x, &f.h, r1, NULL, pred, err, sizeof err);
+    double fr = explain_align(&f.x, &f.h, r1, NULL, pred, NULL, err, sizeof err);
     float want1[16] = {1, 2, 3, 4, 5, 6, 7, 0, 8, 9, 10, 0, 1, 2, 3, 4};
     ok(fr == 1.0 && !memcmp(pred, want1, sizeof want1), "aligned in order through fences and prose (%g)", fr);
     /* blocks reordered, one line missing, one extra line */
     const char *r2 = "<start>\n w3\t1\n w4\t2\n w5\t3\n w6\t4\n<end>\n<start>\n w5\t8\n w6\t9\n w7\t10\n w8\t0\n<end>\n"
                      "<start>\n w3\t5\n w8\t7\n<end>\n<start>\n w4\t1\n w4\t2\n w9\t9\n w7\t3\n w8\t4\n<end>\n";
-    fr = explain_align(&f.x, &f.h, r2, NULL, pred, err, sizeof err);
+    fr = explain_align(&f.x, &f.h, r2, NULL, pred, NULL, err, sizeof err);
     float want2[16] = {1, 2, 3, 4, 5, 0, 7, 0, 8, 9, 10, 0, 1, 2, 3, 4};
     ok(fabs(fr - 14.0 / 15) < 1e-9 && !memcmp(pred, want2, sizeof want2), "reordered blocks matched by content, a missing line left 0 (%g)", fr);
     /* no block markers at all, tokens without their leading space */
     const char *r3 = "w4\t1\nw4\t2\nw7\t3\nw8\t4\nw3\t5\n\\t\t6\nw8\t7\nw5\t8\nw6\t9\nw7\t10\nw8\t0\nw3 1\nw4 2\nw5 3\nw6 4\n";
-    fr = explain_align(&f.x, &f.h, r3, NULL, pred, err, sizeof err);
+    fr = explain_align(&f.x, &f.h, r3, NULL, pred, NULL, err, sizeof err);
     ok(fr == 1.0 && !memcmp(pred, want1, sizeof want1), "no markers: one alignment over all lines (%g)", fr);
-    fr = explain_align(&f.x, &f.h, "I think they are all zero.", NULL, pred, err, sizeof err);
+    fr = explain_align(&f.x, &f.h, "I think they are all zero.", NULL, pred, NULL, err, sizeof err);
     ok(fr < 0 && strstr(err, "no 'token<TAB>number' lines"), "prose only is refused: %s", err);
     /* logprobs: the expected value over 0..10 at each number */
     const char *r4 = "<start>\n w4\t10\n<end>";
@@ -153,8 +153,12 @@ static void test_align(void)
                            "token", "10", "top_logprobs", "token", "10", "logprob", log(0.6), "token", "5", "logprob",
                            log(0.2), "token", "x", "logprob", log(0.2),
                            "token", "\n<end>", "top_logprobs");
-    fr = explain_align(&f.x, &f.h, r4, lp, pred, err, sizeof err);
+    double lpf = -1;
+    fr = explain_align(&f.x, &f.h, r4, lp, pred, &lpf, err, sizeof err);
     ok(fabs(pred[0] - (0.6 * 10 + 0.2 * 5) / 0.8) < 1e-5, "logprob expected value %g (want %g)", pred[0], (0.6 * 10 + 0.2 * 5) / 0.8);
+    ok(lpf == 1, "every matched value from logprobs (%g)", lpf);
+    fr = explain_align(&f.x, &f.h, r4, NULL, pred, &lpf, err, sizeof err);
+    ok(lpf == 0 && pred[0] == 10, "without logprobs: the integer, none from logprobs (%g)", lpf);
     json_decref(lp);
     explain_heldout_free(&f.h);
     json_decref(f.strs);
