@@ -32,6 +32,7 @@ DEMO_LAYER := 5
 DEMO_CORPUS_BYTES := 300000
 DEMO_TOKENS := 200K
 DEMO_DICT := 4x
+DEMO_RECON_RECORDS := 1
 EOF
 	echo "== model: $model from the hub ($ep answered within ${wait}s); delete $out to choose again" >&2
 else
@@ -45,6 +46,7 @@ DEMO_LAYER := 3
 DEMO_CORPUS_BYTES := 1000000
 DEMO_TOKENS := 400K
 DEMO_DICT := 4x
+DEMO_RECON_RECORDS := 2
 EOF
 	echo "== model: the shipped tiny-gpt2-docs ($ep not reachable within ${wait}s: $why)" >&2
 fi
