@@ -119,7 +119,7 @@ test_expect_success STAGES,TINY_MODEL 'demo offline: the shipped model and local
 	! grep "==\|demo-corpus" out2 err2
 '
 
-test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the hub (HF_ENDPOINT), a public dataset as corpus' '
+test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the hub (HF_ENDPOINT) and a public dataset, end to end; a rerun redoes nothing' '
 	mkdir -p hub/distilgpt2 hub/datasets/roneneldan/TinyStories &&
 	cp "$TINY_MODEL_DIR"/config.json "$TINY_MODEL_DIR"/model.safetensors "$TINY_MODEL_DIR"/vocab.json \
 		"$TINY_MODEL_DIR"/merges.txt hub/distilgpt2/ &&
@@ -136,12 +136,24 @@ test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the h
 	grep -c "Once upon a time" all.txt >n && test $(cat n) -ge 150 &&
 	! grep "endoftext" all.txt &&
 	grep "^GET /datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt bytes=0-19999 " log &&
-	# and the experiment fetches that model through model-fetch and HF_ENDPOINT
-	SAEPIPE_HOME=$PWD/home HF_ENDPOINT=http://127.0.0.1:$(cat port) timeout 300 \
-		make -f "$SRC_DIR/pipelines/experiment.mk" MODEL=distilgpt2 CORPUS=on/corpus RUNS=onruns CTX=64 SHARDS=2 tokens >eout 2>eerr &&
-	grep "GET /distilgpt2/resolve/main/model.safetensors" log &&
+	# the demo on that choice (small sizes; LAYER=3: the stand-in has 4 layers):
+	# model-fetch gets the model through HF_ENDPOINT, the run ends with the report
+	demo_on () {
+		SAEPIPE_HOME=$PWD/home HF_ENDPOINT=http://127.0.0.1:$(cat port) timeout 600 \
+			make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/on" \
+			LAYER=3 TOKENS=10K SHARDS=2 CTX=64
+	} &&
+	demo_on >dout 2>derr &&
+	grep "^== saepipe demo: model distilgpt2 (hub), layer 3" dout &&
+	grep "^report: $PWD/on/runs/distilgpt2/corpus-ctx64-s2/.*/report.html$" dout &&
+	grep "^GET /distilgpt2/resolve/main/model.safetensors" log &&
 	test -s home/models/distilgpt2/model.safetensors &&
-	test -s onruns/distilgpt2/corpus-ctx64-s2/tok.01.tsz
+	# a second run redoes nothing and asks the hub nothing
+	cp log log.before && touch marker &&
+	demo_on >dout2 2>derr2 &&
+	grep "^report: " dout2 &&
+	find on -newer marker >redone && test_line_count = 0 redone &&
+	test_cmp log.before log
 '
 
 test_expect_success STAGES,TINY_MODEL,PYTHON 'demo: a hub that accepts but never answers costs the probe timeout, no more' '
