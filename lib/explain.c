@@ -457,6 +457,14 @@ static float lp_value(const LpIndex *ix, size_t off, int fallback, size_t *used)
         if (ix->start[mid] <= off) lo = mid;
         else hi = mid;
     }
+    /* the sampled token must be the whole number written: a tokenizer that
+     * cuts "10" into "1" and "0" offers digits, not 0..10, at that place */
+    const char *tk = json_string_value(json_object_get(ix->ent[lo], "token"));
+    char *tend;
+    long tv = tk ? strtol(tk, &tend, 10) : -1;
+    if (!tk || tend == tk || tv != fallback) return (float)fallback;
+    while (*tend == ' ' || *tend == '\t' || *tend == '\n' || *tend == '\r') tend++;
+    if (*tend) return (float)fallback;
     double sp = 0, sv = 0;
     size_t k;
     json_t *alt;

@@ -110,7 +110,9 @@ char *explain_clean(const char *reply);
 
 /* Align a simulation reply with the held-out tokens and fill pred (E,W) with
  * the simulated activations (0..10): from logprobs (expected value over
- * 0..10, when lp is an array) or the integers given. Blocks between <start>
+ * 0..10, when lp is an array and the token sampled at the number is that
+ * whole number; a tokenizer that splits "10" into digits gets the integer)
+ * or the integers given. Blocks between <start>
  * and <end> are matched to examples by content (so reordered blocks are
  * fine); within a block tokens are matched by longest common subsequence,
  * so missing, extra or reordered lines, prose and code fences are skipped.

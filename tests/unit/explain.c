@@ -159,6 +159,13 @@ static void test_align(void)
     ok(lpf == 1, "every matched value from logprobs (%g)", lpf);
     fr = explain_align(&f.x, &f.h, r4, NULL, pred, &lpf, err, sizeof err);
     ok(lpf == 0 && pred[0] == 10, "without logprobs: the integer, none from logprobs (%g)", lpf);
+    json_t *split = json_pack("[{s:s, s:[]}, {s:s, s:[{s:s, s:f}, {s:s, s:f}]}, {s:s, s:[]}, {s:s, s:[]}]",
+                              "token", "<start>\n w4\t", "top_logprobs",
+                              "token", "1", "top_logprobs", "token", "1", "logprob", log(0.9), "token", "2", "logprob",
+                              log(0.1), "token", "0", "top_logprobs", "token", "\n<end>", "top_logprobs");
+    fr = explain_align(&f.x, &f.h, r4, split, pred, &lpf, err, sizeof err);
+    ok(lpf == 0 && pred[0] == 10, "\"10\" sampled as \"1\" \"0\": the integer, not digit logprobs (%g, %g)", pred[0], lpf);
+    json_decref(split);
     json_decref(lp);
     explain_heldout_free(&f.h);
     json_decref(f.strs);
