@@ -7,8 +7,9 @@
 # distilgpt2, with a corpus and a token budget cut so that the run stays
 # near the time of the offline one. Otherwise it uses the small GPT-2
 # shipped with the project (examples/models/tiny-gpt2-docs). Writes make
-# assignments to OUT.mk (atomically) and says on stderr which was chosen and
-# why. Exit 0 either way; 2 on bad usage.
+# assignments to OUT.mk (atomically; demo.mk includes it, with HERE set to
+# the pipelines directory) and says on stderr which was chosen and why.
+# Exit 0 either way; 2 on bad usage.
 set -u
 [ $# -eq 1 ] || { echo "usage: demo-choose.sh OUT.mk" >&2; exit 2; }
 out=$1
@@ -41,7 +42,7 @@ else
 	cat >"$tmp" <<EOF
 # demo-choose.sh: $url: $why: the hub is not reachable
 DEMO_SOURCE := shipped
-DEMO_MODEL := examples/models/tiny-gpt2-docs
+DEMO_MODEL := \$(abspath \$(HERE)/../examples/models/tiny-gpt2-docs)
 DEMO_LAYER := 3
 DEMO_CORPUS_BYTES := 1000000
 DEMO_TOKENS := 400K

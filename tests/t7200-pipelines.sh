@@ -109,7 +109,7 @@ start_hub () {
 
 test_expect_success STAGES,TINY_MODEL 'demo offline: the shipped model and local documentation, and it says so' '
 	HF_ENDPOINT=http://127.0.0.1:1 DEMO_PROBE_TIMEOUT=3 demo_choose off >out 2>err &&
-	grep "^model=examples/models/tiny-gpt2-docs layer=3 source=shipped corpus=$PWD/off/corpus$" out &&
+	grep "^model=$SRC_DIR/examples/models/tiny-gpt2-docs layer=3 source=shipped corpus=$PWD/off/corpus$" out &&
 	grep "== model: the shipped tiny-gpt2-docs (http://127.0.0.1:1 not reachable within 3s: curl: (7)" err &&
 	grep "demo-corpus.sh: http://127.0.0.1:1/datasets/roneneldan/TinyStories/resolve/main/TinyStories-valid.txt: curl: (7).*: using local documentation instead" err &&
 	grep "demo-corpus.sh: local documentation under /usr/share/doc" err &&
