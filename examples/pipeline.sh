@@ -3,7 +3,7 @@
 # HTML report: tokens -> activations -> SAE -> score -> top contexts ->
 # explanations -> report.html.
 #
-#   examples/pipeline.sh [TEXT-FILE...]   [Default: /usr/share/doc/*/README*]
+#   examples/pipeline.sh [TEXT-FILE...]   [Default: /usr/share/common-licenses/*]
 #
 # Environment (defaults in brackets): MODEL [examples/models/tiny-gpt2-docs],
 # LAYER [3], DICT [8x], ARCH [topk], K [32], TOKENS [200K], OUT [pipeline-out],
@@ -15,7 +15,7 @@ MODEL=${MODEL:-$root/examples/models/tiny-gpt2-docs} LAYER=${LAYER:-3} DICT=${DI
 ARCH=${ARCH:-topk} K=${K:-32} TOKENS=${TOKENS:-200K} OUT=${OUT:-pipeline-out}
 EXPLAINER=${EXPLAINER:-$([ -n "$OPENAI_API_KEY" ] && echo openai || echo baseline)}
 hook=blocks.$LAYER.mlp.hook_post
-[ $# -gt 0 ] || set -- /usr/share/doc/*/README*
+[ $# -gt 0 ] || set -- /usr/share/common-licenses/*
 mkdir -p "$OUT"
 o=$OUT
 
