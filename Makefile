@@ -11,7 +11,7 @@ PREFIX  ?= /usr/local
 OPT     ?= -O2 -march=x86-64-v2
 CFLAGS  ?= $(OPT) -g
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
-PKGS    := openblas msgpack libzstd libcurl jansson libpcre2-8
+PKGS    := openblas msgpack libzstd libcurl jansson libpcre2-8 zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CPPFLAGS += -Ilib -D_GNU_SOURCE $(PKG_CFLAGS)
@@ -38,7 +38,7 @@ LIBA      := lib/libsaepipe.a
 
 # Debian packages: to build, to test, to benchmark.
 DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
-              libcurl4-openssl-dev libjansson-dev libpcre2-dev zstd
+              libcurl4-openssl-dev libjansson-dev libpcre2-dev zlib1g-dev zstd
 DEBS_RUN   := parallel curl openssh-client rsync
 DEBS_CHECK := perl python3-numpy chromium openssh-server rsync man-db
 DEBS_BENCH := python3-torch hyperfine

@@ -12,6 +12,7 @@
 #include "bpe.h"
 #include "fetch.h"
 #include "stream.h"
+#include "textin.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
 {
@@ -44,7 +45,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -h, --help            this help\n"
 "  -V, --version         version\n"
 "\n"
-"No FILE or '-' reads standard input. Invalid UTF-8 is encoded byte for byte.\n"
+"No FILE or '-' reads standard input. Input compressed with gzip or zstd is\n"
+"read as its text (told by its first bytes). Invalid UTF-8 is encoded byte\n"
+"for byte.\n"
 "--ctx may not exceed the model's n_positions (config.json) when known.\n"
 "Exit status: 0 on success, 1 on a bad input or model, 2 on bad usage.\n");
     exit(status);
@@ -323,8 +326,11 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
 static void read_input(Reader *rd, const char *path)
 {
     const char *in = sp_in_name(path);
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) sp_die("%s: %s", in, strerror(errno));
+    FILE *raw = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!raw) sp_die("%s: %s", in, strerror(errno));
+    char err[512];
+    FILE *f = textin_open(raw, in, err, sizeof err);   // gzip and zstd are read as text
+    if (!f) sp_die("%s", err);
     const Opts *o = rd->wn->o;
     if (o->format == FMT_TEXT && o->split == SPLIT_FILE) {
         char buf[1 << 16];
@@ -334,7 +340,7 @@ static void read_input(Reader *rd, const char *path)
             gather(rd, buf, got);
             sp_progress_update(&rd->prog, rd->bytes += got);
         }
-        if (ferror(f)) sp_die("%s: read error: %s", in, strerror(errno));
+        if (ferror(f)) sp_die("%s: %s", in, textin_error());
         add_doc(rd, rd->doc ? rd->doc : "", rd->ndoc, in);
         rd->ndoc = 0;
     } else {
@@ -353,11 +359,11 @@ static void read_input(Reader *rd, const char *path)
             } else if (blank_line(line, (size_t)n)) end_block(rd, in);
             else gather(rd, line, (size_t)n);
         }
-        if (ferror(f)) sp_die("%s: read error: %s", in, strerror(errno));
+        if (ferror(f)) sp_die("%s: %s", in, textin_error());
         free(line);
         end_block(rd, in);
     }
-    if (f != stdin) fclose(f);
+    fclose(f);
 }
 
 /* n_positions from DIR/config.json, 0 when there is none. */

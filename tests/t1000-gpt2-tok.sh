@@ -185,4 +185,30 @@ test_expect_success GPT2_VOCAB,SCRIPT 'a terminal on stdout is refused unless -f
 	! grep "refusing" tty.out
 '
 
+test_expect_success GPT2_VOCAB 'gzip and zstd inputs (files, concatenated members, stdin) read as their text' '
+	cat "$DATA"/*.txt >plain.txt &&
+	gzip -c plain.txt >c.txt.gz && zstd -q -c plain.txt >c.txt.zst &&
+	head -c 1000 plain.txt | gzip -c >two.gz && tail -c +1001 plain.txt | gzip -c >>two.gz &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 64 plain.txt >p.tsz && tsz json --full p.tsz >want &&
+	for f in c.txt.gz c.txt.zst two.gz; do
+		gpt2-tok -m "$GPT2_DIR" --ctx 64 $f >c.tsz && tsz json --full c.tsz >got &&
+		test_cmp want got || return 1
+	done &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 64 <c.txt.zst >c.tsz && tsz json --full c.tsz >got && test_cmp want got &&
+	printf "{\"text\": \"a b\"}\n" | gzip -c >j.jsonl.gz &&
+	gpt2-tok -m "$GPT2_DIR" --format jsonl j.jsonl.gz >j.tsz && tsz info j.tsz >/dev/null
+'
+
+test_expect_success GPT2_VOCAB 'a cut-short or corrupt compressed input is an error naming it, and writes nothing' '
+	head -c 100 c.txt.gz >cut.gz &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" -o out.tsz cut.gz 2>err &&
+	grep "^gpt2-tok: cut.gz: gzip data cut short$" err && test_path_is_missing out.tsz &&
+	head -c 100 c.txt.zst >cut.zst &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" cut.zst >out 2>err &&
+	grep "^gpt2-tok: cut.zst: zstd data cut short$" err &&
+	printf "\037\213garbage-garbage-garbage" >bad.gz &&
+	test_must_fail gpt2-tok -m "$GPT2_DIR" bad.gz >out 2>err &&
+	grep "^gpt2-tok: bad.gz: corrupt gzip data" err
+'
+
 test_done

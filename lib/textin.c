@@ -1,0 +1,178 @@
+/* textin.c: gzip (zlib) and zstd decompression behind a plain FILE*, with
+ * fopencookie, so a reader's fread/getline loop does not change. */
+#include "textin.h"
+#include "util.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+enum { PLAIN, GZIP, ZSTD };
+
+typedef struct {
+    FILE *f;           /* the compressed input */
+    int kind;
+    char err[256];     /* why the last read failed */
+    unsigned char *in; /* compressed bytes read from f */
+    size_t in_cap;
+    z_stream z;
+    ZSTD_DCtx *zd;
+    ZSTD_inBuffer zin;
+    int frame_open;    /* bytes of a frame seen that did not end yet */
+    size_t peek_pos, peek_len; /* PLAIN: the sniffed bytes not yet given back */
+} TextIn;
+
+/* the reason of the last failed read on this thread (inputs are read one
+ * at a time, and fopencookie's FILE gives no way back to its cookie) */
+static __thread char last_err[256];
+
+/* Refill the compressed buffer; 0 at EOF, -1 on a read error. */
+static ssize_t refill(TextIn *t)
+{
+    size_t n = fread(t->in, 1, t->in_cap, t->f);
+    if (n == 0 && ferror(t->f)) {
+        snprintf(t->err, sizeof t->err, "read error: %s", strerror(errno));
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t gz_read(TextIn *t, char *buf, size_t size)
+{
+    t->z.next_out = (unsigned char *)buf;
+    t->z.avail_out = (uInt)size;
+    while (t->z.avail_out == size) {
+        if (t->z.avail_in == 0) {
+            ssize_t n = refill(t);
+            if (n < 0) return -1;
+            if (n == 0) {
+                if (!t->frame_open) return 0;
+                snprintf(t->err, sizeof t->err, "gzip data cut short");
+                return -1;
+            }
+            t->z.next_in = t->in;
+            t->z.avail_in = (uInt)n;
+        }
+        t->frame_open = 1;
+        int r = inflate(&t->z, Z_NO_FLUSH);
+        if (r == Z_STREAM_END) {
+            // concatenated members (gzip's own rule): start the next one
+            t->frame_open = 0;
+            inflateReset(&t->z);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            snprintf(t->err, sizeof t->err, "corrupt gzip data: %s", t->z.msg ? t->z.msg : "inflate failed");
+            return -1;
+        }
+    }
+    return (ssize_t)(size - t->z.avail_out);
+}
+
+static ssize_t zst_read(TextIn *t, char *buf, size_t size)
+{
+    ZSTD_outBuffer out = {buf, size, 0};
+    while (out.pos == 0) {
+        if (t->zin.pos == t->zin.size) {
+            ssize_t n = refill(t);
+            if (n < 0) return -1;
+            if (n == 0) {
+                if (!t->frame_open) return 0;
+                snprintf(t->err, sizeof t->err, "zstd data cut short");
+                return -1;
+            }
+            t->zin = (ZSTD_inBuffer){t->in, (size_t)n, 0};
+        }
+        size_t r = ZSTD_decompressStream(t->zd, &out, &t->zin);
+        if (ZSTD_isError(r)) {
+            snprintf(t->err, sizeof t->err, "corrupt zstd data: %s", ZSTD_getErrorName(r));
+            return -1;
+        }
+        t->frame_open = r != 0;
+    }
+    return (ssize_t)out.pos;
+}
+
+static ssize_t plain_read(TextIn *t, char *buf, size_t size)
+{
+    if (t->peek_pos < t->peek_len) {
+        size_t n = t->peek_len - t->peek_pos < size ? t->peek_len - t->peek_pos : size;
+        memcpy(buf, t->in + t->peek_pos, n);
+        t->peek_pos += n;
+        return (ssize_t)n;
+    }
+    size_t n = fread(buf, 1, size, t->f);
+    if (n == 0 && ferror(t->f)) {
+        snprintf(t->err, sizeof t->err, "read error: %s", strerror(errno));
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t ti_read(void *cookie, char *buf, size_t size)
+{
+    TextIn *t = cookie;
+    if (size == 0) return 0;
+    ssize_t n = t->kind == GZIP ? gz_read(t, buf, size)
+              : t->kind == ZSTD ? zst_read(t, buf, size) : plain_read(t, buf, size);
+    if (n < 0) {
+        memcpy(last_err, t->err, sizeof last_err);
+        errno = EIO;
+    }
+    return n;
+}
+
+static int ti_close(void *cookie)
+{
+    TextIn *t = cookie;
+    if (t->kind == GZIP) inflateEnd(&t->z);
+    else if (t->kind == ZSTD) ZSTD_freeDCtx(t->zd);
+    int r = t->f == stdin ? 0 : fclose(t->f);
+    free(t->in);
+    free(t);
+    return r;
+}
+
+FILE *textin_open(FILE *f, const char *what, char *err, size_t errlen)
+{
+    // peek at the magic bytes, then put them back
+    unsigned char m[4];
+    size_t got = fread(m, 1, sizeof m, f);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: read error: %s", what, strerror(errno));
+        return NULL;
+    }
+    int kind = got >= 2 && m[0] == 0x1f && m[1] == 0x8b ? GZIP
+             : got == 4 && m[0] == 0x28 && m[1] == 0xb5 && m[2] == 0x2f && m[3] == 0xfd ? ZSTD : PLAIN;
+    TextIn *t = xcalloc(1, sizeof *t);
+    t->f = f;
+    t->kind = kind;
+    t->in_cap = 1 << 17;
+    t->in = xmalloc(t->in_cap);
+    memcpy(t->in, m, got);
+    if (kind == PLAIN) t->peek_len = got;
+    else if (kind == GZIP) {
+        if (inflateInit2(&t->z, 15 + 16) != Z_OK) {
+            snprintf(err, errlen, "%s: cannot start gzip decompression", what);
+            free(t->in), free(t);
+            return NULL;
+        }
+        t->z.next_in = t->in;
+        t->z.avail_in = (uInt)got;
+    } else if (kind == ZSTD) {
+        t->zd = ZSTD_createDCtx();
+        t->zin = (ZSTD_inBuffer){t->in, got, 0};
+    }
+    cookie_io_functions_t io = {.read = ti_read, .close = ti_close};
+    FILE *r = fopencookie(t, "r", io);
+    if (!r) {
+        snprintf(err, errlen, "%s: %s", what, strerror(errno));
+        ti_close(t);
+        return NULL;
+    }
+    return r;
+}
+
+const char *textin_error(void)
+{
+    return last_err[0] ? last_err : "read error";
+}
