@@ -71,7 +71,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -V, --version           version\n"
 "\n"
 "Memory: 4P (weights) + 4P (gradients) + 8P (Adam; 4P with bf16) + 4P (best\n"
-"weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk) + 4D(B + V)\n"
+"weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +BF more for\n"
+"relu's sparse step) + 4D(B + V)\n"
 "bytes, P = 2DF + F + D, B = --batch, V = --val-rows.\n"
 "Exit status: 0 on success, 1 on a bad input or failure, 2 on bad usage.\n");
     exit(status);

@@ -1,8 +1,9 @@
 /* sae_train.c: forward, loss, backward and Adam for relu, topk and
  * batchtopk SAEs (see sae_train.h for the objective). Dense matrix work is
  * OpenBLAS sgemm; topk and batchtopk compute the decoder and the whole
- * backward over the active latents only. Everything is single-threaded
- * outside BLAS, so results depend on the BLAS thread count only. */
+ * backward over the active latents only, and so does relu when few latents
+ * fire. Element passes run on sp_parfor; results depend on the BLAS thread
+ * count only. */
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parfor.h"
 #include "sae_train.h"
 
 /* The hot element loops compiled at -O3 with the vectoriser (GCC -O2 leaves
@@ -28,15 +30,23 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static size_t kmax(const SaeTrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
+
+/* entries the CSR holds: K per row, or relu's sparse share of B*F */
+static uint64_t csr_cap(const SaeTrainConfig *c)
+{
+    if (c->arch != SAE_RELU) return (uint64_t)c->B * c->K;
+    double r = c->relu_sparse == 0 ? SAE_RELU_SPARSE : c->relu_sparse > 1 ? 1 : c->relu_sparse;
+    return r < 0 ? 0 : (uint64_t)(r * (double)c->B * (double)c->F);
+}
 static int needs_g(const SaeTrainConfig *c) { return c->arch != SAE_TOPK; }
 
 uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
 {
-    uint64_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
+    uint64_t D = c->D, F = c->F, B = c->B, A = c->aux_k;
     uint64_t P = 2 * D * F + F + D;
     uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
-    b += B * K * 12 + (B + 1) * 8 + B * A * 8 + F * 20 + B * 4 + D * 8;
+    b += csr_cap(c) * 20 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 8;
     return b;
 }
 
@@ -67,11 +77,17 @@ int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t e
     t->e = xmalloc_aligned(B * D * sizeof(float));
     t->pre = xmalloc_aligned(B * F * sizeof(float));
     if (needs_g(c)) t->g = xmalloc_aligned(B * F * sizeof(float));
-    size_t nk = B * (K ? K : 1);
+    t->cap = csr_cap(c);
+    size_t nk = t->cap ? t->cap : 1;
     t->idx = xmalloc(nk * sizeof *t->idx);
     t->val = xmalloc(nk * sizeof *t->val);
     t->dval = xmalloc(nk * sizeof *t->dval);
+    t->cq = xmalloc(nk * sizeof *t->cq);
+    t->crow = xmalloc(nk * sizeof *t->crow);
     t->ptr = xmalloc((B + 1) * sizeof *t->ptr);
+    t->cptr = xmalloc((F + 1) * sizeof *t->cptr);
+    t->rsq = xmalloc(3 * B * sizeof *t->rsq);
+    t->rl1 = t->rsq + B, t->ract = t->rl1 + B;
     t->aidx = xmalloc(B * (A ? A : 1) * sizeof *t->aidx);
     t->aval = xmalloc(B * (A ? A : 1) * sizeof *t->aval);
     t->abuf = xmalloc(F * sizeof *t->abuf);
@@ -85,7 +101,7 @@ void sae_trainer_free(SaeTrainer *t)
 {
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
-                    t->idx, t->val, t->dval, t->ptr, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
+                    t->idx, t->val, t->dval, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     memset(t, 0, sizeof *t);
 }
@@ -290,56 +306,226 @@ static double auxk(SaeTrainer *t, size_t n, int grad)
     return coef * sum / n;
 }
 
-void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval, SaeStats *st,
-                         uint64_t *fired)
+
+/* ---- the step's element passes, run on sp_parfor chunks of rows, latents
+ * or columns. Every reduction stays inside one index (a row's sums, a
+ * latent's sum over rows ascending), so the bytes do not depend on the
+ * thread count. ---- */
+typedef struct {
+    SaeTrainer *t;
+    const float *x;
+    size_t n;
+    float th, l1n, sc;
+} Pass;
+
+/* xc = x - b_dec; pre = b_enc (the sgemm adds xc W_enc) */
+static void pass_center(void *a, size_t lo, size_t hi)
 {
+    Pass *p = a;
+    SaeTrainer *t = p->t;
     size_t D = t->c.D, F = t->c.F;
-    int relu = t->c.arch == SAE_RELU;
-    float *xc = t->xc, *pre = t->pre, *e = t->e;
-    for (size_t i = 0; i < n; i++)
-        for (size_t d = 0; d < D; d++) xc[i * D + d] = x[i * D + d] - t->b_dec[d];
-    /* pre = xc W_enc + b_enc: the one dense product every arch needs */
-    for (size_t i = 0; i < n; i++) memcpy(pre + i * F, t->b_enc, F * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, xc, (int)D, t->Wt, (int)D,
-                1.0f, pre, (int)F);
-    double l1sum = 0, active = 0;
-    /* dense activations: relu always; batchtopk in eval, where the threshold
-     * may let any number of latents through (act = g, so pre stays for AuxK) */
-    int dense = relu || (eval && t->c.arch == SAE_BATCHTOPK);
-    float *act = relu ? pre : t->g;
-    if (dense) {
-        float th = relu ? 0.0f : (float)t->theta;
-        for (size_t i = 0; i < n * F; i++) {
-            float v = pre[i] > 0 && pre[i] > th ? pre[i] : 0;
-            act[i] = v;
-            l1sum += v;
-            active += v > 0;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, act, (int)F, t->Wd,
-                    (int)D, 0.0f, e, (int)D);
-    } else {
-        select_active(t, n);
-        for (size_t i = 0; i < n; i++) {
-            float *er = e + i * D;
-            memset(er, 0, D * sizeof *er);
-            for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
-                if (t->val[q] > 0) axpyf(er, t->val[q], t->Wd + (size_t)t->idx[q] * D, D), active++;
-        }
+    for (size_t i = lo; i < hi; i++) {
+        for (size_t d = 0; d < D; d++) t->xc[i * D + d] = p->x[i * D + d] - t->b_dec[d];
+        memcpy(t->pre + i * F, t->b_enc, F * sizeof(float));
     }
-    /* e = x_hat - x */
-    double sq = 0;
-    for (size_t i = 0; i < n; i++) {
+}
+
+/* act = pre where pre > 0 and > th, else 0; per row its sum and count */
+static void pass_act(void *a, size_t lo, size_t hi)
+{
+    Pass *p = a;
+    SaeTrainer *t = p->t;
+    size_t F = t->c.F;
+    float *act = t->c.arch == SAE_RELU ? t->pre : t->g;
+    for (size_t i = lo; i < hi; i++) {
+        double s = 0, c = 0;
+        for (size_t j = i * F; j < (i + 1) * F; j++) {
+            float v = t->pre[j] > 0 && t->pre[j] > p->th ? t->pre[j] : 0;
+            act[j] = v;
+            s += v;
+            c += v > 0;
+        }
+        t->rl1[i] = s, t->ract[i] = c;
+    }
+}
+
+/* relu's active set as CSR (ptr already holds the row offsets) */
+static void pass_csr(void *a, size_t lo, size_t hi)
+{
+    SaeTrainer *t = ((Pass *)a)->t;
+    size_t F = t->c.F;
+    for (size_t i = lo; i < hi; i++) {
+        size_t q = t->ptr[i];
+        for (size_t j = 0; j < F; j++)
+            if (t->pre[i * F + j] > 0) t->idx[q] = (uint32_t)j, t->val[q++] = t->pre[i * F + j];
+    }
+}
+
+/* x_hat (before b_dec) of the active set, row by row */
+static void pass_decode(void *a, size_t lo, size_t hi)
+{
+    SaeTrainer *t = ((Pass *)a)->t;
+    size_t D = t->c.D;
+    for (size_t i = lo; i < hi; i++) {
+        float *er = t->e + i * D;
+        double c = 0;
+        memset(er, 0, D * sizeof *er);
+        for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
+            if (t->val[q] > 0) axpyf(er, t->val[q], t->Wd + (size_t)t->idx[q] * D, D), c++;
+        t->ract[i] = c;
+    }
+}
+
+/* e = x_hat - x and each row's squared error */
+static void pass_err(void *a, size_t lo, size_t hi)
+{
+    Pass *p = a;
+    SaeTrainer *t = p->t;
+    size_t D = t->c.D;
+    for (size_t i = lo; i < hi; i++) {
         double s = 0;
         for (size_t d = 0; d < D; d++) {
-            float v = e[i * D + d] + t->b_dec[d] - x[i * D + d];
-            e[i * D + d] = v;
+            float v = t->e[i * D + d] + t->b_dec[d] - p->x[i * D + d];
+            t->e[i * D + d] = v;
             s += (double)v * v;
         }
         t->rowloss[i] = (float)s;
-        sq += s;
+        t->rsq[i] = s;
     }
+}
+
+/* over columns d: dx_hat = sc e, and acc = its sum over rows (b_dec's gradient) */
+static void pass_dxhat(void *a, size_t lo, size_t hi)
+{
+    Pass *p = a;
+    SaeTrainer *t = p->t;
+    size_t D = t->c.D;
+    for (size_t d = lo; d < hi; d++) t->acc[d] = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t d = lo; d < hi; d++) {
+            float v = t->e[i * D + d] * p->sc;
+            t->e[i * D + d] = v;
+            t->acc[d] += v;
+        }
+}
+
+/* relu dense, over latents: dpre = (f>0)(df + l1/n) in g, b_enc's gradient */
+static void pass_mask(void *a, size_t lo, size_t hi)
+{
+    Pass *p = a;
+    SaeTrainer *t = p->t;
+    size_t F = t->c.F;
+    for (size_t j = lo; j < hi; j++) t->gb_enc[j] = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        float *gr = t->g + i * F;
+        const float *fr = t->pre + i * F;
+        for (size_t j = lo; j < hi; j++) {
+            float v = fr[j] > 0 ? gr[j] + p->l1n : 0;
+            gr[j] = v;
+            t->gb_enc[j] += v;
+            if (fr[j] > 0) t->since_fired[j] = -1; /* reset at the end of the step */
+        }
+    }
+}
+
+static void pass_zero(void *a, size_t lo, size_t hi)
+{
+    SaeTrainer *t = ((Pass *)a)->t;
+    memset(t->grad + lo, 0, (hi - lo) * sizeof(float));
+}
+
+/* sparse backward, per active entry: dval = dx_hat . W_dec row (+ l1/n) */
+static void pass_dval(void *a, size_t lo, size_t hi)
+{
+    Pass *p = a;
+    SaeTrainer *t = p->t;
+    size_t D = t->c.D;
+    for (size_t i = lo; i < hi; i++)
+        for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
+            t->dval[q] = t->val[q] > 0 ? dotf(t->e + i * D, t->Wd + (size_t)t->idx[q] * D, D) + p->l1n : 0;
+}
+
+/* sparse backward, per latent over its rows ascending (CSC) */
+static void pass_accum(void *a, size_t lo, size_t hi)
+{
+    SaeTrainer *t = ((Pass *)a)->t;
+    size_t D = t->c.D;
+    for (size_t j = lo; j < hi; j++)
+        for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
+            size_t q = t->cq[c], i = t->crow[c];
+            axpyf(t->gWd + j * D, t->val[q], t->e + i * D, D);
+            axpyf(t->gWt + j * D, t->dval[q], t->xc + i * D, D);
+            t->gb_enc[j] += t->dval[q];
+            t->since_fired[j] = -1;
+        }
+}
+
+/* the active entries with val > 0, grouped by latent, rows ascending */
+static void build_csc(SaeTrainer *t, size_t n)
+{
+    size_t F = t->c.F;
+    memset(t->cptr, 0, (F + 1) * sizeof *t->cptr);
+    for (size_t q = 0; q < t->ptr[n]; q++) t->cptr[t->idx[q] + 1] += t->val[q] > 0;
+    for (size_t j = 0; j < F; j++) t->cptr[j + 1] += t->cptr[j];
+    for (size_t i = 0; i < n; i++)
+        for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++) {
+            if (!(t->val[q] > 0)) continue;
+            size_t c = t->cptr[t->idx[q]]++;
+            t->cq[c] = (uint32_t)q, t->crow[c] = (uint32_t)i;
+        }
+    for (size_t j = F; j > 0; j--) t->cptr[j] = t->cptr[j - 1]; /* undo the shift */
+    t->cptr[0] = 0;
+}
+
+/* relu goes sparse when its active set fits the CSR buffers */
+static int relu_sparse(SaeTrainer *t, size_t n)
+{
+    size_t nnz = 0;
+    for (size_t i = 0; i < n; i++) nnz += (size_t)t->ract[i];
+    if (nnz > t->cap) return 0;
+    t->ptr[0] = 0;
+    for (size_t i = 0; i < n; i++) t->ptr[i + 1] = t->ptr[i] + (size_t)t->ract[i];
+    return 1;
+}
+
+void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval, SaeStats *st,
+                         uint64_t *fired)
+{
+    size_t D = t->c.D, F = t->c.F, P = t->P;
+    int relu = t->c.arch == SAE_RELU;
+    float *xc = t->xc, *pre = t->pre, *e = t->e;
+    Pass ps = {.t = t, .x = x, .n = n, .th = relu ? 0.0f : (float)t->theta, .l1n = relu ? (float)(l1 / n) : 0,
+               .sc = (float)(2.0 / n)};
+    size_t rows = 16384 / D + 1, cols = 256; /* chunks worth a thread */
+    sp_parfor(n, rows, pass_center, &ps);
+    /* pre = xc W_enc + b_enc: the one dense product every arch needs */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, xc, (int)D, t->Wt, (int)D,
+                1.0f, pre, (int)F);
+    /* dense activations: relu always; batchtopk in eval, where the threshold
+     * may let any number of latents through (act = g, so pre stays for AuxK).
+     * relu's decoder and backward go sparse (sparse = 1) when few latents
+     * fire: the same sums over the active entries, without the zeros. */
+    int dense = relu || (eval && t->c.arch == SAE_BATCHTOPK), sparse = !dense;
+    float *act = relu ? pre : t->g;
+    for (size_t i = 0; i < n; i++) t->rl1[i] = 0;
+    if (dense) {
+        sp_parfor(n, rows, pass_act, &ps);
+        if (relu && relu_sparse(t, n)) {
+            sparse = 1;
+            sp_parfor(n, rows, pass_csr, &ps);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, act, (int)F, t->Wd,
+                        (int)D, 0.0f, e, (int)D);
+        }
+    } else {
+        select_active(t, n);
+    }
+    if (sparse) sp_parfor(n, rows, pass_decode, &ps);
+    sp_parfor(n, rows, pass_err, &ps);
+    double sq = 0, l1sum = 0, active = 0;
+    for (size_t i = 0; i < n; i++) sq += t->rsq[i], l1sum += t->rl1[i], active += t->ract[i];
     if (fired) {
-        if (dense) {
+        if (!sparse) {
             for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < F; j++) fired[j] += act[i * F + j] > 0;
         } else {
@@ -351,7 +537,9 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     st->sq_err = sq;
     st->recon = sq / n;
     st->l0 = active / n;
-    if (grad) memset(t->grad, 0, t->P * sizeof(float));
+    st->sparse = sparse;
+    /* relu dense writes every gradient below; the sparse paths add into it */
+    if (grad && sparse) sp_parfor(P, 1 << 16, pass_zero, &ps);
     if (relu) {
         st->aux = l1 * l1sum / n;
     } else {
@@ -361,44 +549,20 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     if (!grad) return;
     if (dense && !relu) return; /* no gradient of the inference map */
 
-    /* dx_hat = 2/n e */
-    float sc = (float)(2.0 / n);
-    for (size_t i = 0; i < n * D; i++) e[i] *= sc;
-    for (size_t d = 0; d < D; d++) t->acc[d] = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t d = 0; d < D; d++) t->acc[d] += e[i * D + d];
-    if (relu) {
-        float l1n = (float)(l1 / n);
+    sp_parfor(D, cols, pass_dxhat, &ps); /* e becomes dx_hat = 2/n e */
+    if (!sparse) {
         /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, pre, (int)F, e, (int)D,
                     0.0f, t->gWd, (int)D);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, e, (int)D, t->Wd, (int)D,
                     0.0f, t->g, (int)F);
-        for (size_t i = 0; i < n; i++) {
-            float *gr = t->g + i * F;
-            const float *fr = pre + i * F;
-            for (size_t j = 0; j < F; j++) {
-                float v = fr[j] > 0 ? gr[j] + l1n : 0;
-                gr[j] = v;
-                t->gb_enc[j] += v;
-                if (fr[j] > 0) t->since_fired[j] = -1; /* reset below */
-            }
-        }
+        sp_parfor(F, cols, pass_mask, &ps);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, t->g, (int)F, xc, (int)D,
                     0.0f, t->gWt, (int)D);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            const float *dx = e + i * D, *xr = xc + i * D;
-            for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++) {
-                if (!(t->val[q] > 0)) continue;
-                size_t j = t->idx[q];
-                float dv = dotf(dx, t->Wd + j * D, D);
-                axpyf(t->gWd + j * D, t->val[q], dx, D);
-                axpyf(t->gWt + j * D, dv, xr, D);
-                t->gb_enc[j] += dv;
-                t->since_fired[j] = -1;
-            }
-        }
+        sp_parfor(n, 1, pass_dval, &ps);
+        build_csc(t, n);
+        sp_parfor(F, cols, pass_accum, &ps);
     }
     /* b_dec: the decoder's bias, minus its share through xc = x - b_dec */
     for (size_t d = 0; d < D; d++) t->gb_dec[d] = (float)t->acc[d];
@@ -410,37 +574,61 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
 /* m, v of element i as float, and back */
 static inline float ld16(const uint16_t *p, size_t i) { return bf16_to_f32(p[i]); }
 
-SAE_VEC void sae_trainer_adam(SaeTrainer *t, double lr)
+typedef struct {
+    SaeTrainer *t;
+    float a, ib2, eps, b1, b2, c1, c2;
+} AdamStep;
+
+/* Adam on parameters [lo, hi) of the block */
+SAE_VEC static void adam_range(const AdamStep *s, size_t lo, size_t hi)
 {
-    size_t D = t->c.D, F = t->c.F, P = t->P;
-    /* remove the gradient component parallel to each (unit) decoder row */
-    for (size_t j = 0; j < F; j++) {
-        float *w = t->Wd + j * D, *g = t->gWd + j * D;
-        float p = dotf(w, g, D);
-        axpyf(g, -p, w, D);
-    }
-    t->step++;
-    double b1 = t->c.beta1, b2 = t->c.beta2;
-    double bc1 = 1 - pow(b1, (double)t->step), bc2 = 1 - pow(b2, (double)t->step);
-    float a = (float)(lr / bc1), ib2 = (float)(1.0 / sqrt(bc2)), eps = (float)t->c.eps;
-    float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1 - b1), c2 = (float)(1 - b2);
+    SaeTrainer *t = s->t;
     float *p = t->param, *g = t->grad;
+    float a = s->a, ib2 = s->ib2, eps = s->eps, fb1 = s->b1, fb2 = s->b2, c1 = s->c1, c2 = s->c2;
     if (t->m) {
         float *m = t->m, *v = t->v;
-        for (size_t i = 0; i < P; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float mi = fb1 * m[i] + c1 * g[i], vi = fb2 * v[i] + c2 * g[i] * g[i];
             m[i] = mi, v[i] = vi;
             p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
         }
     } else {
         uint16_t *m = t->m16, *v = t->v16;
-        for (size_t i = 0; i < P; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float mi = fb1 * ld16(m, i) + c1 * g[i], vi = fb2 * ld16(v, i) + c2 * g[i] * g[i];
             m[i] = f32_to_bf16(mi), v[i] = f32_to_bf16(vi);
             p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
         }
     }
-    for (size_t j = 0; j < F; j++) normalize_row(t->Wd + j * D, D);
+}
+
+/* per latent j: its encoder row and bias; its decoder row with the
+ * gradient's parallel component removed first and unit norm restored after */
+static void pass_adam(void *arg, size_t lo, size_t hi)
+{
+    const AdamStep *s = arg;
+    SaeTrainer *t = s->t;
+    size_t D = t->c.D, F = t->c.F, FD = F * D;
+    for (size_t j = lo; j < hi; j++) {
+        float *w = t->Wd + j * D, *g = t->gWd + j * D;
+        axpyf(g, -dotf(w, g, D), w, D);
+        adam_range(s, j * D, (j + 1) * D);
+        adam_range(s, FD + j, FD + j + 1);
+        adam_range(s, FD + F + j * D, FD + F + (j + 1) * D);
+        normalize_row(w, D);
+    }
+}
+
+void sae_trainer_adam(SaeTrainer *t, double lr)
+{
+    size_t F = t->c.F;
+    t->step++;
+    double b1 = t->c.beta1, b2 = t->c.beta2;
+    double bc1 = 1 - pow(b1, (double)t->step), bc2 = 1 - pow(b2, (double)t->step);
+    AdamStep s = {t, (float)(lr / bc1), (float)(1.0 / sqrt(bc2)), (float)t->c.eps, (float)b1, (float)b2,
+                  (float)(1 - b1), (float)(1 - b2)};
+    sp_parfor(F, 64, pass_adam, &s);
+    adam_range(&s, t->P - t->c.D, t->P); /* b_dec */
 }
 
 static void zero_state(SaeTrainer *t, size_t off, size_t cnt)

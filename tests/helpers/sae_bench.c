@@ -1,18 +1,37 @@
 /* sae_bench: tokens/s of sae-fit's training step (forward, backward, Adam,
  * decoder normalisation) on random rows, without I/O.
- *   sae_bench ARCH D F B K STEPS
- * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s dense-equivalent)"
+ *   sae_bench ARCH D F B K STEPS [DENSITY [RELU_SPARSE]]
+ * Rows x ~ N(0,1) and unit decoder rows make every pre-activation N(0,1);
+ * DENSITY (relu) sets b_enc = -z with P(N(0,1) > z) = DENSITY, so that
+ * fraction of latents fires, as in a trained relu SAE (default 0.5: the
+ * initial b_enc = 0). sae_torch_bench.py builds the same. RELU_SPARSE is
+ * SaeTrainConfig.relu_sparse (default 0: the library's choice).
+ * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path .."
  * after one warm-up step. bench/sae.sh runs it beside PyTorch. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "parfor.h"
 #include "sae_train.h"
+
+/* z with P(N(0,1) > z) = p, by bisection */
+static double upper_quantile(double p)
+{
+    double lo = -10, hi = 10;
+    for (int i = 0; i < 100; i++) {
+        double mid = (lo + hi) / 2;
+        if (0.5 * erfc(mid / sqrt(2.0)) > p) lo = mid;
+        else hi = mid;
+    }
+    return (lo + hi) / 2;
+}
 
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
-    if (argc != 7) {
-        fprintf(stderr, "Usage: sae_bench ARCH D F B K STEPS\n");
+    if (argc < 7 || argc > 9) {
+        fprintf(stderr, "Usage: sae_bench ARCH D F B K STEPS [DENSITY [RELU_SPARSE]]\n");
         return 2;
     }
     SAEArch arch;
@@ -20,9 +39,11 @@ int main(int argc, char **argv)
     size_t D = sp_opt_u64("D", argv[2], 1, 1 << 16), F = sp_opt_u64("F", argv[3], 1, 1 << 22);
     size_t B = sp_opt_u64("B", argv[4], 1, 1 << 20), K = sp_opt_u64("K", argv[5], 1, 1 << 16);
     size_t steps = sp_opt_u64("STEPS", argv[6], 1, 1 << 20);
+    double density = argc > 7 ? atof(argv[7]) : 0.5, relu_sparse = argc > 8 ? atof(argv[8]) : 0;
+    if (!(density > 0 && density < 1)) sp_usage_die("DENSITY must be in (0,1), got '%s'", argv[7]);
     SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = B,
                         .aux_k = arch == SAE_RELU ? 0 : 512, .aux_coef = 1.0 / 32, .beta1 = 0.9, .beta2 = 0.999,
-                        .eps = 1e-8, .dead_rows = 1000000, .threshold_ema = 0.99};
+                        .eps = 1e-8, .dead_rows = 1000000, .threshold_ema = 0.99, .relu_sparse = relu_sparse};
     SaeTrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
@@ -31,18 +52,24 @@ int main(int argc, char **argv)
     sp_rng_seed(&r, 1);
     for (size_t i = 0; i < B * D; i++) x[i] = (float)sp_rng_normal(&r);
     sae_trainer_init_params(&t, &r, x, 0, SAE_BDEC_ZERO);
+    if (arch == SAE_RELU)
+        for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
     SaeStats st;
     sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
     sae_trainer_adam(&t, 1e-4);
-    double t0 = sp_now();
+    double t0 = sp_now(), l0 = 0;
+    int sparse = 0;
     for (size_t s = 0; s < steps; s++) {
         sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
         sae_trainer_adam(&t, 1e-4);
+        l0 += st.l0 / steps, sparse += st.sparse;
     }
     double dt = (sp_now() - t0) / steps;
     double flops = 2.0 * B * D * F * (arch == SAE_RELU ? 5 : 1);
-    printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products)\n", argv[1],
-           D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9);
+    printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products) "
+           "L0 %.0f, %s decoder and backward, %d threads\n",
+           argv[1], D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9, l0,
+           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads());
     free(x);
     sae_trainer_free(&t);
     return 0;

@@ -82,12 +82,14 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
     return recon + R->aux_coef * aux / N;
 }
 
-static void check_arch(SAEArch arch)
+/* relu_sparse: as SaeTrainConfig (relu: 1 forces the sparse path, -1 the dense one) */
+static void check_arch(SAEArch arch, double relu_sparse)
 {
-    const char *an = sae_arch_name(arch);
+    char an[64];
+    snprintf(an, sizeof an, "%s%s", sae_arch_name(arch), relu_sparse > 0 ? " sparse" : relu_sparse < 0 ? " dense" : "");
     SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = N,
                         .aux_k = arch == SAE_RELU ? 0 : AUXK, .aux_coef = 0.5, .beta1 = 0.9, .beta2 = 0.999,
-                        .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9};
+                        .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
     SaeTrainer t;
     char err[256];
     ok(sae_trainer_init(&t, &c, err, sizeof err) == 0, "%s: init", an);
@@ -105,6 +107,8 @@ static void check_arch(SAEArch arch)
     double l1 = 0.7;
     SaeStats st;
     sae_trainer_forward(&t, x, N, l1, 1, 0, &st, NULL);
+    ok(st.sparse == (arch != SAE_RELU || relu_sparse > 0), "%s: %s decoder and backward", an,
+       st.sparse ? "sparse" : "dense");
 
     Ref R = {.arch = arch, .l1 = l1, .aux_coef = 0.5};
     double *p = malloc(t.P * sizeof *p);
@@ -198,9 +202,10 @@ static void check_bf16_state(void)
 
 int main(void)
 {
-    check_arch(SAE_RELU);
-    check_arch(SAE_TOPK);
-    check_arch(SAE_BATCHTOPK);
+    check_arch(SAE_RELU, -1);
+    check_arch(SAE_RELU, 1);
+    check_arch(SAE_TOPK, 0);
+    check_arch(SAE_BATCHTOPK, 0);
     check_bf16_state();
     return done_testing();
 }

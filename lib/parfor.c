@@ -1,0 +1,51 @@
+/* parfor.c: sp_parfor (see parfor.h). Threads are created per call: a call
+ * covers tens of milliseconds of work or more, against ~50 us to start a
+ * thread, and no pool means no idle spinning beside OpenBLAS's own. */
+#include <cblas.h>
+#include <pthread.h>
+
+#include "parfor.h"
+
+enum { PAR_MAX = 64 };
+
+typedef struct {
+    SpParBody body;
+    void *arg;
+    size_t lo, hi;
+} ParChunk;
+
+static void *run_chunk(void *p)
+{
+    ParChunk *c = p;
+    c->body(c->arg, c->lo, c->hi);
+    return NULL;
+}
+
+int sp_par_threads(void)
+{
+    int n = openblas_get_num_threads();
+    return n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
+}
+
+void sp_parfor(size_t n, size_t min_chunk, SpParBody body, void *arg)
+{
+    if (!n) return;
+    size_t T = (size_t)sp_par_threads();
+    if (min_chunk < 1) min_chunk = 1;
+    if (T > n / min_chunk) T = n / min_chunk;
+    if (T <= 1) {
+        body(arg, 0, n);
+        return;
+    }
+    ParChunk c[PAR_MAX];
+    pthread_t th[PAR_MAX];
+    size_t started = 1;
+    for (size_t k = 0; k < T; k++) c[k] = (ParChunk){body, arg, n * k / T, n * (k + 1) / T};
+    for (size_t k = 1; k < T; k++) {
+        if (pthread_create(&th[k], NULL, run_chunk, &c[k]) != 0) break; /* run the rest here */
+        started++;
+    }
+    run_chunk(&c[0]);
+    for (size_t k = started; k < T; k++) run_chunk(&c[k]);
+    for (size_t k = 1; k < started; k++) pthread_join(th[k], NULL);
+}
