@@ -72,8 +72,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "\n"
 "Memory: 4P (weights) + 4P (gradients) + 8P (Adam; 4P with bf16) + 4P (best\n"
 "weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +BF more for\n"
-"relu's sparse step) + 4D(B + V)\n"
-"bytes, P = 2DF + F + D, B = --batch, V = --val-rows.\n"
+"relu's sparse step) + 4D(B + V) + W bytes, P = 2DF + F + D, B = --batch,\n"
+"V = --val-rows, W = 16P to write the SAE or 3x a checkpoint's bytes if more\n"
+"(see the man page). Each file must fit one 4.29 GB stream record.\n"
 "Exit status: 0 on success, 1 on a bad input or failure, 2 on bad usage.\n");
     exit(status);
 }
@@ -582,15 +583,31 @@ static uint64_t mem_available(void)
     return kb * 1024;
 }
 
+/* Writing a record holds the record's copy of the tensors, their packed
+ * form and the compressed frame (lib/stream.c), each about as large as the
+ * data; the SAE file adds sae_trainer_export's copy (4P). A checkpoint
+ * holds param, the moments and, with --val, the best weights. Each file is
+ * one record, so each must also stay under TSZ_MAX_RECORD_BYTES. */
 static void check_memory(const Fit *f, size_t V)
 {
     const SaeTrainConfig *c = &f->t.c;
+    const Opts *o = &f->o;
     uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D;
-    uint64_t need = sae_trainer_bytes(c) + (f->o.val ? 4 * P : 0) + 4ull * c->D * (c->B + V);
-    uint64_t have = f->o.max_memory ? f->o.max_memory : mem_available();
+    uint64_t sae_rec = 4 * P + 4ull * c->F, ck_rec = 4 * P + (c->state_bf16 ? 4 : 8) * P + (o->val ? 4 * P : 0);
+    if (sae_rec > TSZ_MAX_RECORD_BYTES)
+        sp_die("d=%zu f=%zu: the SAE file would be one record of %.3g GB, over the %.3g GB a stream record may "
+               "hold; try a smaller --dict", c->D, c->F, sae_rec / 1e9, TSZ_MAX_RECORD_BYTES / 1e9);
+    if (o->ckdir && ck_rec > TSZ_MAX_RECORD_BYTES)
+        sp_die("d=%zu f=%zu: a checkpoint would be one record of %.3g GB, over the %.3g GB a stream record may "
+               "hold; try a smaller --dict%s, or no --checkpoint", c->D, c->F, ck_rec / 1e9,
+               TSZ_MAX_RECORD_BYTES / 1e9, c->state_bf16 ? "" : ", --state-dtype bf16");
+    uint64_t write = 4 * P + 3 * sae_rec;
+    if (o->ckdir && 3 * ck_rec > write) write = 3 * ck_rec;
+    uint64_t need = sae_trainer_bytes(c) + (o->val ? 4 * P : 0) + 4ull * c->D * (c->B + V) + write;
+    uint64_t have = o->max_memory ? o->max_memory : mem_available();
     if (have && need > have)
         sp_die("d=%zu f=%zu batch=%zu needs %.3g GB but %.3g GB is available%s; try a smaller --dict or --batch%s",
-               c->D, c->F, c->B, need / 1e9, have / 1e9, f->o.max_memory ? " (--max-memory)" : " (MemAvailable)",
+               c->D, c->F, c->B, need / 1e9, have / 1e9, o->max_memory ? " (--max-memory)" : " (MemAvailable)",
                c->state_bf16 ? "" : ", or --state-dtype bf16");
 }
 
@@ -675,7 +692,6 @@ int main(int argc, char **argv)
     parse_args(&f.o, argc, argv);
     Opts *o = &f.o;
     if (!strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
-    if (o->ckdir && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST) sp_die("%s: %s", o->ckdir, strerror(errno));
     /* the total length, when it can be known, for the schedule and the ETA */
     uint64_t input_rows = strcmp(o->input, "-") ? count_rows(o->input) : 0;
     f.total_rows = input_rows * o->epochs;
@@ -694,6 +710,7 @@ int main(int argc, char **argv)
                         .threshold_ema = 0.99};
     f.t.c = c;
     check_memory(&f, o->val ? o->val_rows : 0);
+    if (o->ckdir && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST) sp_die("%s: %s", o->ckdir, strerror(errno));
     char err[512];
     if (sae_trainer_init(&f.t, &c, err, sizeof err) < 0) sp_die("%s", err);
     f.x = xmalloc_aligned(o->batch * D * sizeof *f.x);
