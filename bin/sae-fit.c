@@ -682,6 +682,7 @@ static void eval_step(Fit *f, double l1, double lr)
     json_decref(f->last_val);
     f->last_val = v;
     SaeStats st = {.loss = jnum(v, "loss"), .recon = jnum(v, "mse") * f->src.D, .l0 = jnum(v, "l0")};
+    st.aux = st.loss - st.recon; /* the L1 or AuxK term, as train lines show it */
     log_line(f, "val", &st, jnum(v, "fvu"), jnum(v, "dead"), lr);
 }
 

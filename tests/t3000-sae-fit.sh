@@ -90,10 +90,14 @@ test_expect_success NUMPY 'same seed, input and threads: identical bytes; anothe
 
 # relu passes through its dense and its sparse step (few latents fire once
 # the L1 term bites); the element passes run on 2 threads here
-test_expect_success NUMPY 'relu on 2 threads: identical bytes run to run' '
-	OPENBLAS_NUM_THREADS=2 sae-fit --arch relu --l1 0.6 $FIT --tokens 30000 train.tsz >ra.tsz &&
-	OPENBLAS_NUM_THREADS=2 sae-fit --arch relu --l1 0.6 $FIT --tokens 30000 train.tsz >rb.tsz &&
-	cmp ra.tsz rb.tsz
+test_expect_success NUMPY 'relu on 2 threads: identical bytes run to run; val log lines carry the L1 term' '
+	OPENBLAS_NUM_THREADS=2 sae-fit --arch relu --l1 0.6 $FIT --tokens 30000 --val val.tsz --eval-every 50 \
+		--log rl.tsv train.tsz >ra.tsz &&
+	OPENBLAS_NUM_THREADS=2 sae-fit --arch relu --l1 0.6 $FIT --tokens 30000 --val val.tsz --eval-every 50 \
+		train.tsz >rb.tsz &&
+	same_weights ra.tsz rb.tsz &&
+	grep "^val" rl.tsv >vl && test_line_count = 3 vl &&
+	awk -F "	" "{ d = \$4 - 32 * \$5 - \$6; if (\$6 <= 0 || d > 1e-4 || d < -1e-4) exit 1 }" vl
 '
 
 # resume: kill -9 at a random moment, resume, compare with an uninterrupted

@@ -1,6 +1,7 @@
 /* Gradients of every SAE architecture (lib/sae_train.c) against central
  * finite differences of an independent double-precision loss written here;
  * plus the Adam step's invariants (unit decoder rows, bf16 state). */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,7 +136,7 @@ static void check_arch(SAEArch arch, double relu_sparse)
         p[i] = keep;
         fd[i] = (float)((lp - lm) / (2 * h));
     }
-    char name[96];
+    char name[160];
     snprintf(name, sizeof name, "%s: gradient of all %zu parameters vs finite differences", an, t.P);
     close_enough(t.grad, fd, t.P, 2e-3, name);
     const char *part[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
@@ -200,6 +201,64 @@ static void check_bf16_state(void)
     sae_trainer_free(&b);
 }
 
+/* At a size where sp_parfor splits rows, latents and columns: the same
+ * bytes run to run on 2 threads, and on 1 and 2 threads where OpenBLAS
+ * allows it (its sgemm of the dense relu backward sums in another order
+ * on 2 threads); relu's sparse step follows its dense one. */
+static float *run_steps(SAEArch arch, double relu_sparse, int threads, const float *x, size_t n, size_t *P)
+{
+    enum { TD = 64, TF = 1024 };
+    SaeTrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = arch == SAE_RELU ? 0 : 8, .B = n,
+                        .aux_k = arch == SAE_RELU ? 0 : 32, .aux_coef = 0.1, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1e-8, .dead_rows = 300, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
+    SaeTrainer t;
+    char err[256];
+    if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
+    openblas_set_num_threads(threads);
+    SpRng r;
+    sp_rng_seed(&r, 3);
+    sae_trainer_init_params(&t, &r, x, n, SAE_BDEC_MEAN);
+    /* few latents fire, as in a trained relu SAE */
+    for (size_t j = 0; j < TF; j++) t.b_enc[j] = -0.25f;
+    SaeStats st;
+    for (int s = 0; s < 4; s++) {
+        sae_trainer_forward(&t, x, n, 0.5, 1, 0, &st, NULL);
+        sae_trainer_adam(&t, 1e-3);
+    }
+    float *p = malloc(t.P * sizeof *p);
+    memcpy(p, t.param, t.P * sizeof *p);
+    *P = t.P;
+    sae_trainer_free(&t);
+    return p;
+}
+
+static void check_threads(void)
+{
+    size_t n = 600, P;
+    float *x = malloc(n * 64 * sizeof *x);
+    SpRng r;
+    sp_rng_seed(&r, 11);
+    for (size_t i = 0; i < n * 64; i++) x[i] = (float)(sp_rng_normal(&r) / 8); /* pre ~ N(0, 1/8^2) */
+    struct { SAEArch arch; double rs; const char *name; } runs[] = {
+        {SAE_RELU, -1, "relu dense"}, {SAE_RELU, 1, "relu sparse"}, {SAE_TOPK, 0, "topk"}, {SAE_BATCHTOPK, 0, "batchtopk"}};
+    float *relu[2] = {0};
+    for (int k = 0; k < 4; k++) {
+        int t1 = k ? 1 : 2; /* relu dense: 2 and 2 threads */
+        float *a = run_steps(runs[k].arch, runs[k].rs, t1, x, n, &P), *b = run_steps(runs[k].arch, runs[k].rs, 2, x, n, &P);
+        ok(a && b && !memcmp(a, b, P * sizeof *a), "%s: 4 steps give the same bytes on %d and 2 threads", runs[k].name,
+           t1);
+        if (k < 2) relu[k] = a;
+        else free(a);
+        free(b);
+    }
+    double md = 0;
+    for (size_t i = 0; i < P; i++) md = fmax(md, fabs(relu[0][i] - relu[1][i]));
+    ok(md < 1e-4, "relu: the sparse step follows the dense one (max diff %.2g after 4 steps)", md);
+    free(relu[0]);
+    free(relu[1]);
+    free(x);
+}
+
 int main(void)
 {
     check_arch(SAE_RELU, -1);
@@ -207,5 +266,6 @@ int main(void)
     check_arch(SAE_TOPK, 0);
     check_arch(SAE_BATCHTOPK, 0);
     check_bf16_state();
+    check_threads();
     return done_testing();
 }
