@@ -71,7 +71,7 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -V, --version           version\n"
 "\n"
 "Memory: 4P (weights) + 4P (gradients) + 8P (Adam; 4P with bf16) + 4P (best\n"
-"weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +BF more for\n"
+"weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +0.8BF more for\n"
 "relu's sparse step) + 4D(B + V) + W bytes, P = 2DF + F + D, B = --batch,\n"
 "V = --val-rows, W = 16P to write the SAE or 3x a checkpoint's bytes if more\n"
 "(see the man page). Each file must fit one 4.29 GB stream record.\n"

@@ -46,7 +46,7 @@ uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
     uint64_t P = 2 * D * F + F + D;
     uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
-    b += csr_cap(c) * 20 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 8;
+    b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 8;
     return b;
 }
 
@@ -81,7 +81,6 @@ int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t e
     size_t nk = t->cap ? t->cap : 1;
     t->idx = xmalloc(nk * sizeof *t->idx);
     t->val = xmalloc(nk * sizeof *t->val);
-    t->dval = xmalloc(nk * sizeof *t->dval);
     t->cq = xmalloc(nk * sizeof *t->cq);
     t->crow = xmalloc(nk * sizeof *t->crow);
     t->ptr = xmalloc((B + 1) * sizeof *t->ptr);
@@ -101,7 +100,7 @@ void sae_trainer_free(SaeTrainer *t)
 {
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
-                    t->idx, t->val, t->dval, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
+                    t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     memset(t, 0, sizeof *t);
 }
@@ -434,28 +433,22 @@ static void pass_zero(void *a, size_t lo, size_t hi)
     memset(t->grad + lo, 0, (hi - lo) * sizeof(float));
 }
 
-/* sparse backward, per active entry: dval = dx_hat . W_dec row (+ l1/n) */
-static void pass_dval(void *a, size_t lo, size_t hi)
+/* sparse backward, per latent j over its entries (CSC, rows ascending):
+ * dv = dx_hat_i . W_dec_j (+ l1/n), then W_dec_j's, W_enc_j's and b_enc_j's
+ * gradients. Going by latent keeps W_dec_j and both gradient rows in cache
+ * while the rows i stream past. */
+static void pass_accum(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
     SaeTrainer *t = p->t;
     size_t D = t->c.D;
-    for (size_t i = lo; i < hi; i++)
-        for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
-            t->dval[q] = t->val[q] > 0 ? dotf(t->e + i * D, t->Wd + (size_t)t->idx[q] * D, D) + p->l1n : 0;
-}
-
-/* sparse backward, per latent over its rows ascending (CSC) */
-static void pass_accum(void *a, size_t lo, size_t hi)
-{
-    SaeTrainer *t = ((Pass *)a)->t;
-    size_t D = t->c.D;
     for (size_t j = lo; j < hi; j++)
         for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
             size_t q = t->cq[c], i = t->crow[c];
+            float dv = dotf(t->e + i * D, t->Wd + j * D, D) + p->l1n;
             axpyf(t->gWd + j * D, t->val[q], t->e + i * D, D);
-            axpyf(t->gWt + j * D, t->dval[q], t->xc + i * D, D);
-            t->gb_enc[j] += t->dval[q];
+            axpyf(t->gWt + j * D, dv, t->xc + i * D, D);
+            t->gb_enc[j] += dv;
             t->since_fired[j] = -1;
         }
 }
@@ -560,7 +553,6 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, t->g, (int)F, xc, (int)D,
                     0.0f, t->gWt, (int)D);
     } else {
-        sp_parfor(n, 1, pass_dval, &ps);
         build_csc(t, n);
         sp_parfor(F, cols, pass_accum, &ps);
     }

@@ -68,7 +68,7 @@ typedef struct {
     float *pre, *g;        /* (B,F); g only for relu and batchtopk */
     size_t cap;            /* active entries the CSR holds: B*K, or relu's share of B*F */
     uint32_t *idx;         /* (cap) active latents, CSR by ptr */
-    float *val, *dval;     /* (cap) */
+    float *val;            /* (cap) */
     size_t *ptr;           /* (B+1) */
     uint32_t *cq, *crow;   /* (cap) the entries by latent (CSC by cptr): entry, row */
     size_t *cptr;          /* (F+1) */
