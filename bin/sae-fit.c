@@ -771,6 +771,9 @@ int main(int argc, char **argv)
     }
     sp_progress_end(&prog);
     if (f.t.step == 0) sp_die("%s: no usable rows to train on (%" PRIu64 " had NaN or Inf)", f.src.name, f.nan_rows);
+    /* the last step's schedule, also when a resumed run had no step left */
+    lr = lr_at(&f, f.t.step - 1, total_steps);
+    l1 = l1_at(&f, f.t.step - 1);
     if (o->val && (!f.last_val || jint(f.last_val, "step") != f.t.step)) eval_step(&f, l1, lr);
     if (f.nan_rows && o->on_nan == NAN_COUNT)
         sp_warn("%s: skipped %" PRIu64 " rows with NaN or Inf", f.src.name, f.nan_rows);

@@ -130,6 +130,13 @@ test_expect_success NUMPY 'resuming a finished run changes nothing' '
 	sae-fit $RES --checkpoint ck0 --resume -o again.tsz <train.tsz && same_weights full.tsz again.tsz
 '
 
+test_expect_success NUMPY 'relu resumed from a checkpoint of its last step: the same file, final validation loss with its L1 term' '
+	R="--arch relu --l1 0.6 $FIT --tokens 8000 --val val.tsz --eval-every 10 --checkpoint-every 32 --checkpoint ckr" &&
+	sae-fit $R -o r1.tsz train.tsz && tsz json ckr/checkpoint.tsz | grep "\"rows_trained\":8000," &&
+	sae-fit $R --resume -o r2.tsz train.tsz &&
+	same_weights r1.tsz r2.tsz && tsz json r1.tsz >m1 && tsz json r2.tsz >m2 && test_cmp m1 m2
+'
+
 test_expect_success NUMPY '--val and --keep-best: the kept step is the best validation fvu in the log' '
 	sae-fit --arch topk --k 3 $FIT --lr 2e-2 --input train.tsz --val val.tsz --eval-every 20 \
 		--log log.tsv -o best.tsz 2>err &&
