@@ -47,6 +47,12 @@ void sp_usage_die(const char *fmt, ...)
     exit(2);
 }
 
+void sp_usage_try(void)
+{
+    fprintf(stderr, "Try '%s --help' for more information.\n", sp_prog);
+    exit(2);
+}
+
 void sp_warn(const char *fmt, ...)
 {
     va_list ap;
