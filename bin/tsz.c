@@ -96,9 +96,19 @@ static void print_header(const json_t *h, int i)
     const char *stage = json_string_value(json_object_get(h, "stage"));
     const char *ver = json_string_value(json_object_get(h, "version"));
     printf("  segment %d: %s %s:", i + 1, stage ? stage : "?", ver ? ver : "?");
-    size_t k;
-    json_t *a;
-    json_array_foreach(json_object_get(h, "argv"), k, a) printf(" %s", json_string_value(a));
+    // a command line over a corpus can name thousands of files: show its
+    // start and say how much is left (tsz json --headers has all of it)
+    size_t k, shown = 0;
+    json_t *a, *argv = json_object_get(h, "argv");
+    json_array_foreach(argv, k, a) {
+        const char *s = json_string_value(a);
+        if (shown > 300 && json_array_size(argv) - k > 1) {
+            printf(" ... (%zu more arguments)", json_array_size(argv) - k);
+            break;
+        }
+        printf(" %s", s ? s : "?");
+        shown += 1 + (s ? strlen(s) : 1);
+    }
     printf("\n");
     const char *key;
     json_t *v;

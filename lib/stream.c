@@ -396,7 +396,15 @@ void tsz_writer_add_input(TszWriter *w, const TszReader *r)
         inputs = json_array();
         json_object_set_new(w->header, "inputs", inputs);
     }
-    json_array_extend(inputs, (json_t *)tsz_reader_headers(r));
+    // one copy of each distinct header: a stream of many identical
+    // segments (the same file catted again) does not grow its provenance
+    size_t i, j;
+    json_t *h, *seen;
+    json_array_foreach(tsz_reader_headers(r), i, h) {
+        int dup = 0;
+        json_array_foreach(inputs, j, seen) if (json_equal(seen, h)) { dup = 1; break; }
+        if (!dup) json_array_append(inputs, h);
+    }
 }
 
 /* Compress the packed map in w->sb as one frame and write it. */

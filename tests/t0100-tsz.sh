@@ -161,4 +161,17 @@ test_expect_success NUMPY 'float activations compress better byte-shuffled' '
 	"$PYTHON" -c "import sys; r=float(\"$ratio\"); zr=$raw/$z; print(r, zr); sys.exit(0 if r > zr else 1)"
 '
 
+test_expect_success NUMPY 'provenance: tsz info shortens a long command line; repeated inputs are kept once' '
+	"$PYTHON" -c "import numpy as np; np.save(\"z.npy\", np.zeros((2, 2), np.float32))" &&
+	args= && for i in $(seq 60); do args="$args a$i=z.npy"; done &&
+	tsz from-npy $args >wide.tsz &&
+	tsz info wide.tsz >info && grep "a1=z.npy .*\.\.\. ([0-9]* more arguments)$" info &&
+	test $(wc -L <info) -lt 500 &&
+	tsz json --headers wide.tsz | grep -o "a[0-9]*=z.npy" >all && test_line_count = 60 all &&
+	tsz cat wide.tsz wide.tsz wide.tsz >thrice.tsz &&
+	# this cat, the cat that made thrice.tsz, from-npy once (not three times)
+	tsz cat thrice.tsz | tsz json --headers | head -n 1 | grep -o "\"stage\":\"tsz\"" >n &&
+	test_line_count = 3 n
+'
+
 test_done
