@@ -35,8 +35,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -m, --model DIR|ID   tokenizer (vocab.json, merges.txt; a directory or a hub\n"
 "                       id fetched by model-fetch) for the records' token_strs\n"
 "                       [Default: none, no token_strs]\n"
-"      --merge          inputs are topk-ctx outputs of shards (same options);\n"
-"                       write what one run over all the shards writes\n"
+"      --merge          inputs are topk-ctx outputs of disjoint shards (same\n"
+"                       options, taken from their headers); write what one run\n"
+"                       over all the shards writes\n"
 "      --max-mem SIZE   refuse to start when the examples need more bytes\n"
 "                       [Default: MemAvailable of /proc/meminfo]\n"
 "  -o, --output FILE    write the stream to FILE (atomically) [Default: stdout]\n"
@@ -54,6 +55,7 @@ typedef struct {
     const char *output, *features, *model;
     char **inputs;
     int ninputs, merge, force, progress;
+    const char *collect_flag;   /* the last option that only collecting uses (refused with --merge) */
     uint64_t max_mem;
     TopkOpts t;
 } Opts;
@@ -72,8 +74,11 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
     };
     *o = (Opts){.t = {.K = 20, .W = 64, .R = 20, .NB = 4, .NPB = 2}};
-    int c;
-    while ((c = getopt_long(argc, argv, "k:w:m:o:fhV", longs, NULL)) != -1) {
+    int c, li = -1;
+    while ((c = getopt_long(argc, argv, "k:w:m:o:fhV", longs, &li)) != -1) {
+        if (strchr("kwm", c) || (c >= O_RANDOM && c <= O_SEED) || c == O_MAXMEM)
+            o->collect_flag = li >= 0 ? longs[li].name : c == 'k' ? "top" : c == 'w' ? "window" : "model";
+        li = -1;
         switch (c) {
         case 'k': o->t.K = sp_opt_u64("--top", optarg, 0, 100000); break;
         case 'w': o->t.W = sp_opt_u64("--window", optarg, 1, 100000); break;
@@ -98,6 +103,9 @@ static void parse_args(Opts *o, int argc, char **argv)
     if (o->merge && o->ninputs < 1) sp_usage_die("--merge needs the topk-ctx outputs to merge");
     if (!o->merge && o->ninputs > 1) sp_usage_die("one input (or --merge for several), got %d", o->ninputs);
     if (o->merge && o->features) sp_usage_die("--features does not go with --merge");
+    if (o->merge && o->collect_flag)
+        sp_usage_die("--%s does not go with --merge: the inputs' options (headers) and token_strs are used",
+                     o->collect_flag);
     if (o->t.NB * o->t.NPB > 100000) sp_usage_die("--bands x --per-band is too large");
 }
 

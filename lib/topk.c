@@ -85,6 +85,14 @@ int topk_wants(const TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id)
     return topk_cmp(key, id, root->key, &root->id) < 0;
 }
 
+long topk_find(const TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id)
+{
+    const TopkEnt *e = h->ent + f * h->cap;
+    for (size_t i = 0; i < h->n[f]; i++)
+        if (!topk_cmp(key, id, e[i].key, &e[i].id)) return (long)e[i].slot;
+    return -1;
+}
+
 long topk_offer(TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id)
 {
     if (!topk_wants(h, f, key, id)) return -1;

@@ -50,6 +50,8 @@ void topk_heaps_free(TopkHeaps *h);
 void topk_heaps_clear(TopkHeaps *h);
 /* -1 if (key, id) is refused, else the slot whose window the caller fills. */
 long topk_offer(TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id);
+/* The slot holding exactly (key, id) for f, or -1. */
+long topk_find(const TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id);
 /* Would topk_offer accept? Cheap test before building anything. */
 int topk_wants(const TopkHeaps *h, size_t f, uint64_t key, const TopkGid *id);
 /* The held entries of f, best (smallest) first, into out (cap). Returns n. */

@@ -388,6 +388,14 @@ static int merge_set(TopkCtx *c, size_t j, const TszRecord *rec, const char *pre
         float v = acts[k * W + (size_t)src[3 * k + 2]];
         if (!isfinite(v)) return fail(c, "\"%s\" row %zu is not finite", na, k);
         uint64_t key = salt ? topk_hash(c->o.seed, salt, (uint64_t)c->sel[j], &g) : topk_act_key(v);
+        // shards of one input hold disjoint tokens: the same token, window and key twice means
+        // overlapping inputs (a shard given twice), whose counts would be added twice
+        long dup = topk_find(h, j, key, &g);
+        if (dup >= 0 && !memcmp(h->tok + (j * h->cap + (size_t)dup) * W, (const int32_t *)tt->data + k * W,
+                                W * sizeof(int32_t)))
+            return fail(c, "feature %d: token (doc %lld, offset %lld, position %lld) is in two inputs: the "
+                        "inputs overlap (a shard given twice?)", c->sel[j], (long long)g.doc, (long long)g.off,
+                        (long long)g.t);
         long slot = topk_offer(h, j, key, &g);
         if (slot < 0) continue;
         size_t at = j * h->cap + (size_t)slot;

@@ -128,7 +128,14 @@ test_expect_success '--help, --version, bad usage' '
 	test_must_fail topk-ctx --window 0 2>err && grep "^topk-ctx: --window" err &&
 	test_must_fail topk-ctx --merge 2>err && grep "^topk-ctx: --merge needs the topk-ctx outputs to merge$" err &&
 	test_must_fail topk-ctx a b 2>err && grep "^topk-ctx: one input (or --merge for several), got 2$" err &&
-	test_must_fail topk-ctx --merge --features 1 a 2>err && grep "^topk-ctx: --features does not go with --merge$" err
+	test_must_fail topk-ctx --merge --features 1 a 2>err && grep "^topk-ctx: --features does not go with --merge$" err &&
+	for o in "-k 5:top" "--top=5:top" "-w 8:window" "--random 1:random" "--bands 1:bands" "--per-band 1:per-band" \
+		"--seed 1:seed" "-m x:model" "--max-mem 1G:max-mem"
+	do
+		test_must_fail topk-ctx --merge ${o%:*} a >o 2>err &&
+		grep "^topk-ctx: --${o#*:} does not go with --merge: the inputs. options (headers) and token_strs are used$" err &&
+		! test -s o || return 1
+	done
 '
 
 test_expect_success NUMPY 'refusals: not features, no tokens, bad CSR, memory, bad --features, truncation' '
@@ -166,12 +173,16 @@ test_expect_success NUMPY 'merge refusals: other options, not topk-ctx output, d
 	grep "^topk-ctx: k4.tsz: made with other topk-ctx options or dictionary size than topk.tsz$" err &&
 	test_must_fail topk-ctx --merge topk.tsz feat.tsz >o 2>err &&
 	grep "^topk-ctx: feat.tsz: header has no .topk. options and .f. (is this topk-ctx output?)$" err &&
-	topk-ctx $OPTS --features 0-3 feat.tsz >f03.tsz && topk-ctx $OPTS --features 0-4 feat.tsz >f04.tsz &&
+	sae-encode --sae sae.tsz sh.00.tsz >sf0.tsz && sae-encode --sae sae.tsz sh.01.tsz >sf1.tsz &&
+	topk-ctx $OPTS --features 0-3 sf0.tsz >f03.tsz && topk-ctx $OPTS --features 0-4 sf1.tsz >f04.tsz &&
 	test_must_fail topk-ctx --merge f03.tsz f04.tsz >o 2>err &&
 	grep "^topk-ctx: f04.tsz: record 5: the inputs hold different features (f03.tsz has another record here)$" err &&
-	topk-ctx $OPTS --features 1-4 feat.tsz >f14.tsz &&
+	topk-ctx $OPTS --features 1-4 sf1.tsz >f14.tsz &&
 	test_must_fail topk-ctx --merge f03.tsz f14.tsz >o 2>err &&
 	grep "^topk-ctx: f14.tsz: record 1: feature is not 0: the inputs hold different features$" err &&
+	test_must_fail topk-ctx --merge tk.00.tsz tk.01.tsz tk.00.tsz >o 2>err &&
+	grep "^topk-ctx: tk.00.tsz: record [0-9]*: feature [0-9]*: token (doc [0-9]*, offset [0-9]*, position [0-9]*) is in two inputs: the inputs overlap (a shard given twice?)$" err &&
+	test_must_fail topk-ctx --merge -o mm.tsz m.tsz tk.01.tsz 2>err && grep "inputs overlap" err && ! test -e mm.tsz &&
 	test_must_fail topk-ctx --model nowhere feat.tsz >o 2>err && grep "^topk-ctx: nowhere: not a directory, nor in the model cache (.*); fetch it with: model-fetch nowhere$" err
 '
 
