@@ -266,6 +266,26 @@ static void emit(const Opts *o, int argc, char **argv, const TszReader *in, cons
 }
 
 /* ---- --merge ---- */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* FNV-1a over every sum of a record: disjoint shards never share all of them,
+ * so two equal fingerprints mean one shard given twice (counted twice). */
+static uint64_t sums_fingerprint(const ReconSums *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    const uint64_t n[] = {s->D, s->F, s->tokens, s->windows, s->n_pred, s->n_kl, s->n_rows};
+    const double d[] = {s->loss[0], s->loss[1], s->loss[2], s->loss[3], s->kl, s->sse, s->sum_sq, s->l0};
+    h = fnv(fnv(h, n, sizeof n), d, sizeof d);
+    h = fnv(h, s->sum_x, s->D * sizeof *s->sum_x);
+    return s->F ? fnv(h, s->fires, s->F * sizeof *s->fires) : h;
+}
+
+typedef struct { uint64_t fp, recno; const char *in; } SeenRec;
+
 static void merge(const Opts *o, int argc, char **argv)
 {
     ReconSums total = {0};
@@ -274,6 +294,8 @@ static void merge(const Opts *o, int argc, char **argv)
     TszRecord rec;
     tsz_record_init(&rec);
     char err[256];
+    SeenRec *seen = NULL;
+    size_t nseen = 0;
     for (int i = 0; i < o->ninputs; i++) {
         const char *in = sp_in_name(o->inputs[i]);
         TszReader *r = tsz_reader_open(o->inputs[i]);
@@ -297,11 +319,19 @@ static void merge(const Opts *o, int argc, char **argv)
             if (!json_equal(pos0, json_object_get(extra, "pos0")))
                 sp_die("%s: record %" PRIu64 ": pos0 differs from the first record's (--include-bos mixed)", in, recno);
             if (mh && !json_equal(mh, json_object_get(extra, "mean_hash"))) mean_exact = 0;
+            uint64_t fp = sums_fingerprint(&s);
+            for (size_t k = 0; k < nseen; k++)
+                if (seen[k].fp == fp)
+                    sp_die("%s: record %" PRIu64 ": the same sums as %s record %" PRIu64
+                           ": the inputs overlap (a shard given twice?)", in, recno, seen[k].in, seen[k].recno);
+            seen = xrealloc(seen, (nseen + 1) * sizeof *seen);
+            seen[nseen++] = (SeenRec){fp, recno, in};
             if (recon_sums_add(&total, &s, err, sizeof err) < 0) sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
             recon_sums_free(&s);
         }
         tsz_reader_close(r);
     }
+    free(seen);
     if (!have) sp_die("%s: no records to merge", sp_in_name(o->inputs[0]));
     if (!total.F && o->json) sp_usage_die("--json: recon_mean records have no metrics to print");
     if (!mean_exact) {

@@ -275,7 +275,14 @@ test_expect_success NUMPY 'merge refusals: not a recon record, mixed hooks, mixe
 	test_must_fail recon-score --merge full.tsz mean.tsz 2>err &&
 	grep "^recon-score: mean.tsz: record 1: width d=48 f=0 does not match d=48 f=96$" err &&
 	test_must_fail recon-score --merge --json mean.tsz 2>err &&
-	grep "^recon-score: --json: recon_mean records have no metrics to print$" err
+	grep "^recon-score: --json: recon_mean records have no metrics to print$" err &&
+	test_must_fail recon-score --merge -o m3.tsz sh.00.r.tsz sh.01.r.tsz sh.00.r.tsz 2>err &&
+	grep "^recon-score: sh.00.r.tsz: record 1: the same sums as sh.00.r.tsz record 1: the inputs overlap (a shard given twice?)$" err &&
+	! test -e m3.tsz &&
+	test_must_fail recon-score --merge sh.01.mean.tsz sh.00.mean.tsz sh.01.mean.tsz >o 2>err &&
+	grep "^recon-score: sh.01.mean.tsz: record 1: the same sums as sh.01.mean.tsz record 1: the inputs overlap" err &&
+	test_must_fail recon-score --merge two.tsz sh.01.r.tsz >o 2>err &&
+	grep "^recon-score: sh.01.r.tsz: record 1: the same sums as two.tsz record 2: the inputs overlap" err
 '
 
 test_expect_success 'usage errors' '
