@@ -13,6 +13,13 @@
 #   (c) recon-score computing the mean itself (a first pass to the hook).
 # Prints tokens/s of each and the ratios (b)/(a), (c)/(a) in time.
 # THREADS (default: all cores), BATCH (8), ROWS, HOOK, F.
+# Measured 2026-11-27, 2 shared cores (other jobs' load 3-9, so wall times
+# swing): full size, 3 forwards 1557.8 s, (b) 1238.5 s, (c) 680.8 s (load fell
+# during the run; the ratios 0.80x/0.44x are not meaningful). Interleaved on
+# 4096 tokens, user CPU: 3 forwards 23.7 s, (b) 33.4 s = 1.41x, as the FLOPs
+# predict (1 + 3 x (3 of 6 layers + lm_head) forwards ~ 0.9 of 3 forwards,
+# plus the SAE's dense encode and decode, 2 x 2DF = 150 MFLOP a token, about
+# one forward). perf: 76% in sgemm, 6% gpt2_token_loss, 2% recon_kl_sum.
 set -e
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
