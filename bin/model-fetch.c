@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         case O_PROGRESS: pr.force = 1; break;
         case 'h': usage(stdout, 0);
         case 'V': sp_print_version();
-        default: usage(stderr, 2);
+        default: sp_usage_try();   // getopt said what was wrong
         }
     }
     if (optind >= argc) sp_usage_die("a repository ID is required");

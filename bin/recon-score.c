@@ -90,7 +90,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_PROGRESS: o->progress = 1; break;
         case 'h': usage(stdout, 0);
         case 'V': sp_print_version();
-        default: usage(stderr, 2);
+        default: sp_usage_try();   // getopt said what was wrong
         }
     }
     o->inputs = argv + optind, o->ninputs = argc - optind;

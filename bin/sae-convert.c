@@ -54,7 +54,7 @@ int main(int argc, char **argv)
         case O_PROGRESS: break;
         case 'h': usage(stdout, 0);
         case 'V': sp_print_version();
-        default: usage(stderr, 2);
+        default: sp_usage_try();   // getopt said what was wrong
         }
     }
     if (optind >= argc) sp_usage_die("missing command: to-saelens or from-saelens");

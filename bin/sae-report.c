@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         case O_PROGRESS: progress = 1; break;
         case 'h': usage(stdout, 0); break;
         case 'V': sp_print_version(); break;
-        default: usage(stderr, 2);
+        default: sp_usage_try();   // getopt said what was wrong
         }
     }
     if (optind < argc) sp_usage_die("unexpected argument '%s'", argv[optind]);

@@ -498,7 +498,7 @@ int main(int argc, char **argv)
         case 'M': add_meta(&o, optarg); break;
         case 'h': usage(stdout, 0); break;
         case 'V': sp_print_version(); break;
-        default: usage(stderr, 2);
+        default: sp_usage_try();   // getopt said what was wrong
         }
     }
     int nin = argc - optind;

@@ -17,7 +17,10 @@ test_expect_success 'a bad flag is a usage error (exit 2) naming the program' '
 	for s in $stages; do
 		"$SRC_DIR/bin/$s" --no-such-flag </dev/null >out 2>err
 		test $? = 2 || { echo "$s: bad flag did not exit 2"; return 1; }
-		grep -q "^$s: \|^Usage: $s\|^$s:" err || { echo "$s: no message naming it"; cat err; return 1; }
+		# getopt names the program as invoked; then one line points at --help
+		grep -q "^\(.*/\)\?$s: " err || { echo "$s: no message naming it"; cat err; return 1; }
+		tail -n 1 err | grep -q "^Try .$s --help. for more information\.$" || { echo "$s: no pointer to --help"; cat err; return 1; }
+		test $(wc -l <err) -le 2 || { echo "$s: more than two lines"; cat err; return 1; }
 	done
 '
 
