@@ -14,16 +14,6 @@
 #include "cache.h"
 #include "fetch.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void fetch_opts_default(FetchOpts *o)
 {
     const char *ep = getenv("HF_ENDPOINT"), *tok = getenv("HF_TOKEN");
@@ -62,8 +52,8 @@ int fetch_cache_root(char *buf, size_t len, char *err, size_t errlen)
     if (home && *home) n = snprintf(buf, len, "%s/models", home);
     else if (xdg && *xdg) n = snprintf(buf, len, "%s/saepipe/models", xdg);
     else if (h && *h) n = snprintf(buf, len, "%s/.cache/saepipe/models", h);
-    else return fail(err, errlen, "no model cache: set SAEPIPE_HOME (or HOME)");
-    if (n < 0 || (size_t)n >= len) return fail(err, errlen, "model cache path too long");
+    else return sp_fail(err, errlen, "no model cache: set SAEPIPE_HOME (or HOME)");
+    if (n < 0 || (size_t)n >= len) return sp_fail(err, errlen, "model cache path too long");
     return 0;
 }
 
@@ -75,17 +65,17 @@ static int is_dir(const char *p)
 
 int fetch_resolve_model(const char *arg, char *dir, size_t len, char *err, size_t errlen)
 {
-    if (!arg || !*arg) return fail(err, errlen, "empty --model");
+    if (!arg || !*arg) return sp_fail(err, errlen, "empty --model");
     if (is_dir(arg)) {
-        if ((size_t)snprintf(dir, len, "%s", arg) >= len) return fail(err, errlen, "%s: path too long", arg);
+        if ((size_t)snprintf(dir, len, "%s", arg) >= len) return sp_fail(err, errlen, "%s: path too long", arg);
         return 0;
     }
-    if (!fetch_valid_id(arg)) return fail(err, errlen, "%s: no such model directory", arg);
+    if (!fetch_valid_id(arg)) return sp_fail(err, errlen, "%s: no such model directory", arg);
     char root[4096];
     if (fetch_cache_root(root, sizeof root, err, errlen) < 0) return -1;
-    if ((size_t)snprintf(dir, len, "%s/%s", root, arg) >= len) return fail(err, errlen, "%s: path too long", arg);
+    if ((size_t)snprintf(dir, len, "%s/%s", root, arg) >= len) return sp_fail(err, errlen, "%s: path too long", arg);
     if (is_dir(dir)) return 0;
-    return fail(err, errlen, "%s: not a directory, nor in the model cache (%s/%s); fetch it with: model-fetch %s", arg,
+    return sp_fail(err, errlen, "%s: not a directory, nor in the model cache (%s/%s); fetch it with: model-fetch %s", arg,
                 root, arg, arg);
 }
 
@@ -99,7 +89,7 @@ static int make_dirs(const char *path, char *err, size_t errlen)
         *s = 0;
         if (mkdir(p, 0755) < 0 && errno != EEXIST) {
             int e = errno;
-            fail(err, errlen, "%s: cannot create: %s", p, strerror(e));
+            sp_fail(err, errlen, "%s: cannot create: %s", p, strerror(e));
             free(p);
             return -1;
         }
@@ -225,7 +215,7 @@ static int hub_head(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
         if (res != CURLE_OK) {
-            fail(err, errlen, "%s: %s: %s", file, cur, *errbuf ? errbuf : curl_easy_strerror(res));
+            sp_fail(err, errlen, "%s: %s: %s", file, cur, *errbuf ? errbuf : curl_easy_strerror(res));
             break;
         }
         char *next = NULL;
@@ -237,7 +227,7 @@ static int hub_head(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
         }
         if (code != 200 && !(code >= 300 && code < 400)) {
             *status = code;
-            fail(err, errlen, "%s: HTTP %ld from %s%s", file, code, url, status_hint(code));
+            sp_fail(err, errlen, "%s: HTTP %ld from %s%s", file, code, url, status_hint(code));
             break;
         }
         curl_off_t cl = -1;
@@ -247,7 +237,7 @@ static int hub_head(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
         rc = 0;
         break;
     }
-    if (rc < 0 && !*err) fail(err, errlen, "%s: too many redirects from %s", file, url);
+    if (rc < 0 && !*err) sp_fail(err, errlen, "%s: too many redirects from %s", file, url);
     free(cur);
     return rc;
 }
@@ -313,7 +303,7 @@ static int get_once(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
     if (size >= 0 && have == size) return 0;
     FILE *f = fopen(part, have ? "r+b" : "wb");
     if (!f || (have && (ftruncate(fileno(f), have) < 0 || fseek(f, 0, SEEK_END) < 0)))
-        return fail(err, errlen, "%s: %s", part, strerror(errno));
+        return sp_fail(err, errlen, "%s: %s", part, strerror(errno));
     Sink s = {.f = f, .c = c, .o = o, .file = file, .start = (uint64_t)have, .size = size};
     curl_easy_reset(c);
     set_common(c, o, hdr, errbuf);
@@ -336,18 +326,18 @@ static int get_once(CURL *c, const FetchOpts *o, struct curl_slist *hdr, const c
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     int bad_close = fflush(f) != 0 || fsync(fileno(f)) < 0;
     bad_close |= fclose(f) != 0;
-    if (s.werr || bad_close) return fail(err, errlen, "%s: write failed: %s", part, strerror(s.werr ? s.werr : errno));
+    if (s.werr || bad_close) return sp_fail(err, errlen, "%s: write failed: %s", part, strerror(s.werr ? s.werr : errno));
     if (res == CURLE_HTTP_RETURNED_ERROR && code == 416 && have) return 0;   /* nothing left to send */
     if (res == CURLE_HTTP_RETURNED_ERROR)
-        return fail(err, errlen, "%s: HTTP %ld from %s%s", file, code, url, status_hint(code));
+        return sp_fail(err, errlen, "%s: HTTP %ld from %s%s", file, code, url, status_hint(code));
     if (res == CURLE_PARTIAL_FILE || res == CURLE_RECV_ERROR || res == CURLE_OPERATION_TIMEDOUT ||
         res == CURLE_GOT_NOTHING || res == CURLE_SEND_ERROR) {
-        fail(err, errlen, "%s: transfer cut after %" PRIu64 " bytes (%s); %s keeps them, run again to resume", file,
+        sp_fail(err, errlen, "%s: transfer cut after %" PRIu64 " bytes (%s); %s keeps them, run again to resume", file,
              s.start + s.got, *errbuf ? errbuf : curl_easy_strerror(res), part);
         return 1;
     }
     if (res != CURLE_OK)
-        return fail(err, errlen, "%s: %s: %s", file, url, *errbuf ? errbuf : curl_easy_strerror(res));
+        return sp_fail(err, errlen, "%s: %s: %s", file, url, *errbuf ? errbuf : curl_easy_strerror(res));
     return 0;
 }
 
@@ -357,14 +347,14 @@ static int verify_part(const char *file, const char *part, int64_t size, const c
     char got[65];
     if (size >= 0 && have != size) {
         unlink(part);
-        return fail(err, errlen, "%s: size mismatch: got %lld bytes, the hub says %lld; removed the partial file", file,
+        return sp_fail(err, errlen, "%s: size mismatch: got %lld bytes, the hub says %lld; removed the partial file", file,
                     (long long)have, (long long)size);
     }
     if (!*sha) return 0;
-    if (fetch_sha256_file(part, got) < 0) return fail(err, errlen, "%s: %s", part, strerror(errno));
+    if (fetch_sha256_file(part, got) < 0) return sp_fail(err, errlen, "%s: %s", part, strerror(errno));
     if (strcmp(got, sha)) {
         unlink(part);
-        return fail(err, errlen, "%s: SHA-256 mismatch: got %s, the hub says %s; removed the download", file, got, sha);
+        return sp_fail(err, errlen, "%s: SHA-256 mismatch: got %s, the hub says %s; removed the download", file, got, sha);
     }
     return 0;
 }
@@ -374,8 +364,8 @@ static int fetch_file_status(const FetchOpts *o, const char *id, const char *fil
                              char *err, size_t errlen)
 {
     *status = 0;
-    if (!fetch_valid_id(id)) return fail(err, errlen, "%s: not a valid repository id", id);
-    if (!*file || strstr(file, "..") || file[0] == '/') return fail(err, errlen, "%s: not a valid file name", file);
+    if (!fetch_valid_id(id)) return sp_fail(err, errlen, "%s: not a valid repository id", id);
+    if (!*file || strstr(file, "..") || file[0] == '/') return sp_fail(err, errlen, "%s: not a valid file name", file);
     size_t n = strlen(dir) + strlen(file) + 8;
     char *dst = xmalloc(n), *part = xmalloc(n), *url = NULL;
     snprintf(dst, n, "%s/%s", dir, file);
@@ -408,7 +398,7 @@ static int fetch_file_status(const FetchOpts *o, const char *id, const char *fil
         free(auth);
     }
     if (!(c = curl_easy_init())) {
-        fail(err, errlen, "cannot initialise libcurl");
+        sp_fail(err, errlen, "cannot initialise libcurl");
         goto out;
     }
     int64_t size;
@@ -420,7 +410,7 @@ static int fetch_file_status(const FetchOpts *o, const char *id, const char *fil
     if (r != 0) goto out;
     if (verify_part(file, part, size, sha, err, errlen) < 0) goto out;
     if (rename(part, dst) < 0) {
-        fail(err, errlen, "%s: cannot rename into place: %s", dst, strerror(errno));
+        sp_fail(err, errlen, "%s: cannot rename into place: %s", dst, strerror(errno));
         goto out;
     }
     rc = 1;
@@ -446,7 +436,7 @@ static char **index_shards(const char *index, size_t *n, char *err, size_t errle
     json_error_t je;
     json_t *root = json_load_file(index, JSON_REJECT_DUPLICATES, &je), *v;
     if (!root) {
-        fail(err, errlen, "%s: line %d: %s", index, je.line, je.text);
+        sp_fail(err, errlen, "%s: line %d: %s", index, je.line, je.text);
         return NULL;
     }
     json_t *wm = json_object_get(root, "weight_map");
@@ -454,14 +444,14 @@ static char **index_shards(const char *index, size_t *n, char *err, size_t errle
     *n = 0;
     const char *key;
     if (!json_is_object(wm) || !json_object_size(wm)) {
-        fail(err, errlen, "%s: no \"weight_map\" object naming the shards", index);
+        sp_fail(err, errlen, "%s: no \"weight_map\" object naming the shards", index);
         goto done;
     }
     out = xcalloc(json_object_size(wm) + 1, sizeof *out);
     json_object_foreach(wm, key, v) {
         const char *f = json_string_value(v);
         if (!f || !*f || f[0] == '/' || strstr(f, "..") || !strcmp(f, "model.safetensors.index.json")) {
-            fail(err, errlen, "%s: weight_map: %s: shard must be a file name inside the repository", index, key);
+            sp_fail(err, errlen, "%s: weight_map: %s: shard must be a file name inside the repository", index, key);
             for (size_t i = 0; i < *n; i++) free(out[i]);
             free(out);
             out = NULL;

@@ -127,22 +127,12 @@ void recon_sums_to_record(const ReconSums *s, const ReconMetrics *m, TszRecord *
     }
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* A non-negative integer meta value. */
 static int meta_u64(const json_t *meta, const char *key, uint64_t *out, char *err, size_t errlen)
 {
     const json_t *v = json_object_get(meta, key);
     if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return fail(err, errlen, "metadata \"%s\" is missing or not a non-negative integer", key);
+        return sp_fail(err, errlen, "metadata \"%s\" is missing or not a non-negative integer", key);
     *out = (uint64_t)json_integer_value(v);
     return 0;
 }
@@ -152,20 +142,20 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
     const json_t *meta = rec->meta;
     const char *kind = json_string_value(json_object_get(meta, "kind"));
     if (!kind || (strcmp(kind, "recon") && strcmp(kind, "recon_mean")))
-        return fail(err, errlen, "record of kind \"%s\", expected \"recon\" or \"recon_mean\"", kind ? kind : "");
+        return sp_fail(err, errlen, "record of kind \"%s\", expected \"recon\" or \"recon_mean\"", kind ? kind : "");
     uint64_t D, F;
     if (meta_u64(meta, "d", &D, err, errlen) || meta_u64(meta, "f", &F, err, errlen)) return -1;
-    if (!D || D > (1u << 24) || F > (1u << 28)) return fail(err, errlen, "implausible widths d=%llu f=%llu",
+    if (!D || D > (1u << 24) || F > (1u << 28)) return sp_fail(err, errlen, "implausible widths d=%llu f=%llu",
                                                            (unsigned long long)D, (unsigned long long)F);
-    if (!strcmp(kind, "recon") != !!F) return fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
+    if (!strcmp(kind, "recon") != !!F) return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
     const json_t *sx = json_object_get(meta, "sum_x");
     if (!json_is_array(sx) || json_array_size(sx) != D)
-        return fail(err, errlen, "metadata \"sum_x\" is not an array of d=%llu numbers", (unsigned long long)D);
+        return sp_fail(err, errlen, "metadata \"sum_x\" is not an array of d=%llu numbers", (unsigned long long)D);
     const TszTensor *t = NULL;
     if (F) {
         t = tsz_record_get(rec, "fires");
         if (!t || t->dtype != TSZ_I64 || t->ndim != 1 || t->shape[0] != F)
-            return fail(err, errlen, "tensor `fires` is missing or not i64 (f=%llu)", (unsigned long long)F);
+            return sp_fail(err, errlen, "tensor `fires` is missing or not i64 (f=%llu)", (unsigned long long)F);
     }
     recon_sums_init(s, D, F);
     for (size_t i = 0; i < NELEM(u64_fields); i++)
@@ -173,7 +163,7 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
     for (size_t i = 0; i < NELEM(dbl_fields); i++) {
         const json_t *v = json_object_get(meta, dbl_fields[i].key);
         if (!json_is_number(v)) {
-            fail(err, errlen, "metadata \"%s\" is missing or not a number", dbl_fields[i].key);
+            sp_fail(err, errlen, "metadata \"%s\" is missing or not a number", dbl_fields[i].key);
             goto bad;
         }
         *(double *)((char *)s + dbl_fields[i].off) = json_number_value(v);
@@ -181,7 +171,7 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
     for (size_t i = 0; i < D; i++) {
         const json_t *v = json_array_get(sx, i);
         if (!json_is_number(v)) {
-            fail(err, errlen, "metadata \"sum_x\"[%zu] is not a number", i);
+            sp_fail(err, errlen, "metadata \"sum_x\"[%zu] is not a number", i);
             goto bad;
         }
         s->sum_x[i] = json_number_value(v);

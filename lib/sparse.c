@@ -7,35 +7,25 @@
 #include "sparse.h"
 #include "util.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int sparse_csr_check(const SpCsr *c, char *err, size_t errlen)
 {
-    if (c->indptr[0] != 0) return fail(err, errlen, "indptr[0] is %lld, not 0", (long long)c->indptr[0]);
+    if (c->indptr[0] != 0) return sp_fail(err, errlen, "indptr[0] is %lld, not 0", (long long)c->indptr[0]);
     if ((uint64_t)c->indptr[c->rows] != c->nnz)
-        return fail(err, errlen, "indptr ends at %lld but there are %zu values", (long long)c->indptr[c->rows],
+        return sp_fail(err, errlen, "indptr ends at %lld but there are %zu values", (long long)c->indptr[c->rows],
                     c->nnz);
     for (size_t r = 0; r < c->rows; r++)
         if (c->indptr[r + 1] < c->indptr[r] || c->indptr[r + 1] > (int64_t)c->nnz)
-            return fail(err, errlen, "indptr[%zu] = %lld is out of order", r + 1, (long long)c->indptr[r + 1]);
+            return sp_fail(err, errlen, "indptr[%zu] = %lld is out of order", r + 1, (long long)c->indptr[r + 1]);
     for (size_t r = 0; r < c->rows; r++) {
         int64_t a = c->indptr[r], b = c->indptr[r + 1];
         for (int64_t i = a; i < b; i++) {
             int32_t j = c->indices[i];
             if (j < 0 || (size_t)j >= c->F)
-                return fail(err, errlen, "indices[%lld] = %d is outside [0, %zu)", (long long)i, j, c->F);
+                return sp_fail(err, errlen, "indices[%lld] = %d is outside [0, %zu)", (long long)i, j, c->F);
             if (i > a && j <= c->indices[i - 1])
-                return fail(err, errlen, "indices of row %zu are not ascending at %lld", r, (long long)i);
+                return sp_fail(err, errlen, "indices of row %zu are not ascending at %lld", r, (long long)i);
             if (!isfinite(c->values[i]))
-                return fail(err, errlen, "values[%lld] is not finite", (long long)i);
+                return sp_fail(err, errlen, "values[%lld] is not finite", (long long)i);
         }
     }
     return 0;
@@ -169,7 +159,7 @@ int sparse_parse_features(const char *s, size_t F, int32_t **ids, size_t *n, cha
     const char *p = s;
     int rc = -1;
     if (!*p) {
-        fail(err, errlen, "empty feature list");
+        sp_fail(err, errlen, "empty feature list");
         goto out;
     }
     while (*p) {
@@ -186,7 +176,7 @@ int sparse_parse_features(const char *s, size_t F, int32_t **ids, size_t *n, cha
         if (*p == ',' && !p[1]) goto bad;
         if (*p) p++;
         if (b < a || b >= F) {
-            fail(err, errlen, "feature range %llu-%llu is outside [0, %zu)", a, b, F);
+            sp_fail(err, errlen, "feature range %llu-%llu is outside [0, %zu)", a, b, F);
             goto out;
         }
         memset(on + a, 1, b - a + 1);
@@ -200,7 +190,7 @@ int sparse_parse_features(const char *s, size_t F, int32_t **ids, size_t *n, cha
     rc = 0;
     goto out;
 bad:
-    fail(err, errlen, "bad feature list '%s' (expected e.g. 0-99,512)", s);
+    sp_fail(err, errlen, "bad feature list '%s' (expected e.g. 0-99,512)", s);
 out:
     free(on);
     return rc;

@@ -47,6 +47,15 @@ void sp_usage_die(const char *fmt, ...)
     exit(2);
 }
 
+int sp_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 void sp_usage_try(void)
 {
     fprintf(stderr, "Try '%s --help' for more information.\n", sp_prog);
