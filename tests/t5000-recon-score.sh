@@ -295,7 +295,7 @@ test_expect_success 'usage errors' '
 	grep "^recon-score: --mean-only computes the mean; it takes no --mean$" err &&
 	test_must_fail recon-score --merge 2>err && grep "^recon-score: --merge needs at least one RECON.tsz$" err &&
 	test_must_fail recon-score --merge -m m1 a.tsz 2>err && grep "^recon-score: --merge takes only record files" err &&
-	test_must_fail recon-score --bogus 2>err && grep "unrecognized option .--bogus" err && grep "^Usage: recon-score" err
+	test_must_fail recon-score --bogus 2>err && grep "unrecognized option .--bogus" err && grep "^Try .recon-score --help. for more information.$" err
 '
 
 test_done
