@@ -104,14 +104,12 @@ typedef struct {
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_HOOK = 256, O_LOSS, O_PATCH, O_DTYPE, O_PROGRESS };
+    enum { O_HOOK = 256, O_LOSS, O_PATCH, O_DTYPE };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"hook", required_argument, 0, O_HOOK},
         {"loss", no_argument, 0, O_LOSS}, {"patch", required_argument, 0, O_PATCH},
         {"batch", required_argument, 0, 'b'}, {"dtype", required_argument, 0, O_DTYPE},
-        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.batch = 8, .dtype = TSZ_F32, .input = "-"};
     int c;
@@ -132,12 +130,7 @@ static void parse_args(Opts *o, int argc, char **argv)
             if (tsz_dtype_parse(optarg, &o->dtype) < 0 || !tsz_dtype_is_float(o->dtype))
                 sp_usage_die("--dtype: expected f32, bf16 or f16, got '%s'", optarg);
             break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     if (optind < argc) o->input = argv[optind++];

@@ -73,16 +73,14 @@ static int pick(const char *flag, const char *v, const char *const *names, int n
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_FORMAT = 256, O_KEY, O_SPLIT, O_CTX, O_DROP, O_NOSPEC, O_ROWS, O_PROGRESS };
+    enum { O_FORMAT = 256, O_KEY, O_SPLIT, O_CTX, O_DROP, O_NOSPEC, O_ROWS };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"format", required_argument, 0, O_FORMAT},
         {"key", required_argument, 0, O_KEY}, {"split", required_argument, 0, O_SPLIT},
         {"ctx", required_argument, 0, O_CTX}, {"drop-tail", no_argument, 0, O_DROP},
         {"no-special", no_argument, 0, O_NOSPEC}, {"rows", required_argument, 0, O_ROWS},
         {"threads", required_argument, 0, 'j'},
-        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     static const char *const formats[] = {"text", "jsonl"}, *const splits[] = {"file", "blank", "line"};
     *o = (Opts){.key = "text", .ctx = 128, .threads = 1};
@@ -98,12 +96,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_NOSPEC: o->no_special = 1; break;
         case O_ROWS: o->rows = sp_opt_u64("--rows", optarg, 1, 1u << 30); break;
         case 'j': o->threads = sp_opt_u64("--threads", optarg, 1, 256); break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     if (!o->model) sp_usage_die("--model DIR|ID is required");

@@ -58,17 +58,14 @@ typedef struct {
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_HOOK = 256, O_DROP, O_NODROP, O_SHUF, O_SEED, O_KEEP, O_NORM, O_NROWS, O_NSCALE, O_DTYPE, O_ROWS,
-           O_PROGRESS };
+    enum { O_HOOK = 256, O_DROP, O_NODROP, O_SHUF, O_SEED, O_KEEP, O_NORM, O_NROWS, O_NSCALE, O_DTYPE, O_ROWS };
     static const struct option longs[] = {
         {"hook", required_argument, 0, O_HOOK}, {"drop-bos", no_argument, 0, O_DROP},
         {"no-drop-bos", no_argument, 0, O_NODROP}, {"shuffle-buffer", required_argument, 0, O_SHUF},
         {"seed", required_argument, 0, O_SEED}, {"keep-context", no_argument, 0, O_KEEP},
         {"normalize", no_argument, 0, O_NORM}, {"norm-rows", required_argument, 0, O_NROWS},
         {"norm-scale", required_argument, 0, O_NSCALE}, {"dtype", required_argument, 0, O_DTYPE},
-        {"rows", required_argument, 0, O_ROWS}, {"output", required_argument, 0, 'o'},
-        {"force", no_argument, 0, 'f'}, {"progress", no_argument, 0, O_PROGRESS},
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        {"rows", required_argument, 0, O_ROWS}, SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.input = "-", .drop_bos = 1, .norm_rows = 16384, .dtype = TSZ_F32};
     int c;
@@ -88,12 +85,7 @@ static void parse_args(Opts *o, int argc, char **argv)
                 sp_usage_die("--dtype: expected f32, bf16 or f16, got '%s'", optarg);
             break;
         case O_ROWS: o->rows = sp_opt_u64("--rows", optarg, 1, 1ull << 32); break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     if (optind < argc) o->input = argv[optind++];

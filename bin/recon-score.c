@@ -60,16 +60,14 @@ typedef struct {
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_HOOK = 256, O_MEAN, O_MEAN_ONLY, O_BOS, O_MERGE, O_JSON, O_PROGRESS };
+    enum { O_HOOK = 256, O_MEAN, O_MEAN_ONLY, O_BOS, O_MERGE, O_JSON };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"sae", required_argument, 0, 's'},
         {"hook", required_argument, 0, O_HOOK}, {"mean", required_argument, 0, O_MEAN},
         {"mean-only", no_argument, 0, O_MEAN_ONLY}, {"include-bos", no_argument, 0, O_BOS},
         {"merge", no_argument, 0, O_MERGE}, {"batch", required_argument, 0, 'b'},
         {"json", no_argument, 0, O_JSON}, {"quiet", no_argument, 0, 'q'},
-        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.batch = 8};
     int c;
@@ -85,12 +83,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case 'b': o->batch = sp_opt_u64("--batch", optarg, 1, 1 << 16); break;
         case O_JSON: o->json = 1; break;
         case 'q': o->quiet = 1; break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     o->inputs = argv + optind, o->ninputs = argc - optind;

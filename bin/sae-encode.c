@@ -50,14 +50,12 @@ typedef struct {
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_TENSOR = 256, O_FEATURES, O_DENSE, O_ANYHOOK, O_BATCH, O_PROGRESS };
+    enum { O_TENSOR = 256, O_FEATURES, O_DENSE, O_ANYHOOK, O_BATCH };
     static const struct option longs[] = {
         {"sae", required_argument, 0, 's'}, {"tensor", required_argument, 0, O_TENSOR},
         {"features", required_argument, 0, O_FEATURES}, {"dense", no_argument, 0, O_DENSE},
         {"any-hook", no_argument, 0, O_ANYHOOK}, {"batch", required_argument, 0, O_BATCH},
-        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.input = "-"};
     int c;
@@ -69,12 +67,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_DENSE: o->dense = 1; break;
         case O_ANYHOOK: o->any_hook = 1; break;
         case O_BATCH: o->batch = sp_opt_u64("--batch", optarg, 1, 1u << 20); break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     if (optind < argc) o->input = argv[optind++];

@@ -62,16 +62,14 @@ typedef struct {
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_RANDOM = 256, O_BANDS, O_PERBAND, O_SEED, O_FEATURES, O_MERGE, O_MAXMEM, O_PROGRESS };
+    enum { O_RANDOM = 256, O_BANDS, O_PERBAND, O_SEED, O_FEATURES, O_MERGE, O_MAXMEM };
     static const struct option longs[] = {
         {"top", required_argument, 0, 'k'}, {"window", required_argument, 0, 'w'},
         {"random", required_argument, 0, O_RANDOM}, {"bands", required_argument, 0, O_BANDS},
         {"per-band", required_argument, 0, O_PERBAND}, {"seed", required_argument, 0, O_SEED},
         {"features", required_argument, 0, O_FEATURES}, {"model", required_argument, 0, 'm'},
         {"merge", no_argument, 0, O_MERGE}, {"max-mem", required_argument, 0, O_MAXMEM},
-        {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-        {"progress", no_argument, 0, O_PROGRESS}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.t = {.K = 20, .W = 64, .R = 20, .NB = 4, .NPB = 2}};
     int c, li = -1;
@@ -90,12 +88,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case 'm': o->model = optarg; break;
         case O_MERGE: o->merge = 1; break;
         case O_MAXMEM: o->max_mem = sp_opt_u64("--max-mem", optarg, 1, UINT64_MAX); break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     o->inputs = argv + optind;

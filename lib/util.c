@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +55,19 @@ int sp_fail(char *err, size_t errlen, const char *fmt, ...)
     if (err && errlen) vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+void sp_stage_opt(int c, const char **output, int *force, int *progress,
+                  void (*usage)(FILE *, int))
+{
+    switch (c) {
+    case 'o': *output = optarg; break;
+    case 'f': *force = 1; break;
+    case SP_OPT_PROGRESS: *progress = 1; break;
+    case 'h': usage(stdout, 0); break;
+    case 'V': sp_print_version();
+    default: sp_usage_try();   // getopt said what was wrong
+    }
 }
 
 void sp_usage_try(void)

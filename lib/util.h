@@ -35,6 +35,17 @@ void sp_warn(const char *fmt, ...) SP_PRINTF(1, 2);
 /* "prog version" on stdout, exit 0. */
 /* The library's error convention: the message into err[errlen], -1 back. */
 int sp_fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
+/* The options of every stage that writes a stream: -o FILE, -f, --progress,
+ * -h, -V. SP_STAGE_LONGOPTS ends a stage's getopt_long table; the switch's
+ * default case hands what getopt_long returned to sp_stage_opt, which sets
+ * these, calls usage(stdout, 0) for -h, or is a usage error. */
+enum { SP_OPT_PROGRESS = 0x1000 };
+#define SP_STAGE_LONGOPTS                                                         \
+    {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},      \
+    {"progress", no_argument, 0, SP_OPT_PROGRESS}, {"help", no_argument, 0, 'h'}, \
+    {"version", no_argument, 0, 'V'}, { 0, 0, 0, 0 }
+void sp_stage_opt(int c, const char **output, int *force, int *progress,
+                  void (*usage)(FILE *, int));
 /* After getopt's own message on a bad flag: point at --help, exit 2. */
 void sp_usage_try(void) SP_NORETURN;
 void sp_print_version(void) SP_NORETURN;
