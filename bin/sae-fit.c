@@ -73,8 +73,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "Memory: 4P (weights) + 4P (gradients) + 8P (Adam; 4P with bf16) + 4P (best\n"
 "weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +0.8BF more for\n"
 "relu's sparse step) + 4D(B + V) + W bytes, P = 2DF + F + D, B = --batch,\n"
-"V = --val-rows, W = 16P to write the SAE or 3x a checkpoint's bytes if more\n"
-"(see the man page). Each file must fit one 4.29 GB stream record.\n"
+"V = --val-rows, W = 4x the largest record written: matrices go in part\n"
+"records of 32 MB (W <= 0.8 GB; see the man page). Files have no size limit.\n"
 "Exit status: 0 on success, 1 on a bad input or failure, 2 on bad usage.\n");
     exit(status);
 }
@@ -479,6 +479,15 @@ static char *ck_path(const Fit *f)
     return p;
 }
 
+/* A checkpoint's tensors: the trainer's state, the RNG and the best weights. */
+static size_t ck_tensors(Fit *f, TszBig *tab, int best)
+{
+    size_t n = sae_trainer_state(&f->t, tab);
+    tab[n++] = (TszBig){.name = "rng", .dtype = TSZ_I64, .ndim = 1, .shape = {4}, .data = f->rng.s};
+    if (best) tab[n++] = (TszBig){.name = "best_param", .dtype = TSZ_F32, .ndim = 1, .shape = {f->t.P}, .data = f->best};
+    return n;
+}
+
 static void save_checkpoint(Fit *f, int argc, char **argv)
 {
     char *path = ck_path(f), sig[256], err[512];
@@ -497,16 +506,16 @@ static void save_checkpoint(Fit *f, int argc, char **argv)
     json_object_set_new(rec.meta, "best_theta", json_real(f->best_theta));
     if (f->best_val) json_object_set(rec.meta, "best_val", f->best_val);
     if (f->last_val) json_object_set(rec.meta, "last_val", f->last_val);
-    sae_trainer_to_record(&f->t, &rec);
-    uint64_t four = 4, P = f->t.P;
-    tsz_record_add_copy(&rec, "rng", TSZ_I64, 1, &four, f->rng.s);
-    if (f->best) tsz_record_add_copy(&rec, "best_param", TSZ_F32, 1, &P, f->best);
+    sae_trainer_meta(&f->t, rec.meta);
+    TszBig tab[6];
+    size_t n = ck_tensors(f, tab, f->best != NULL);
     TszWriteOpts wo;
     tsz_write_opts_default(&wo);
     wo.shuffle = 0, wo.level = 1;
     TszWriter *w = tsz_writer_open(path, "sae-fit", argc, argv, &wo);
-    if (tsz_writer_error(w) || tsz_write(w, &rec) < 0) {
-        snprintf(err, sizeof err, "%s", tsz_writer_error(w));
+    int rc = tsz_writer_error(w) ? -1 : tsz_write_parts(w, &rec, tab, n, err, sizeof err);
+    if (rc < 0 && tsz_writer_error(w)) snprintf(err, sizeof err, "%s", tsz_writer_error(w));
+    if (rc < 0) {
         tsz_writer_abort(w);
         sp_die("%s", err);
     }
@@ -539,15 +548,11 @@ static void load_checkpoint(Fit *f)
     const char *csig = json_string_value(json_object_get(m, "config"));
     if (!csig || strcmp(csig, sig))
         sp_die("%s: checkpoint was written with '%s', this run has '%s'", path, csig ? csig : "?", sig);
-    if (sae_trainer_from_record(&f->t, &rec, err, sizeof err) < 0) sp_die("%s: %s", path, err);
-    const TszTensor *t = tsz_record_get(&rec, "rng");
-    if (!t || t->dtype != TSZ_I64 || tsz_tensor_numel(t) != 4) sp_die("%s: checkpoint has no rng state", path);
-    memcpy(f->rng.s, t->data, sizeof f->rng.s);
-    t = tsz_record_get(&rec, "best_param");
-    if (f->best && t) {
-        if (t->dtype != TSZ_F32 || tsz_tensor_numel(t) != f->t.P) sp_die("%s: best_param has the wrong size", path);
-        memcpy(f->best, t->data, t->nbytes);
-    }
+    if (sae_trainer_from_meta(&f->t, m, err, sizeof err) < 0) sp_die("%s: %s", path, err);
+    TszBig tab[6];
+    TszTensor ann;
+    size_t n = ck_tensors(f, tab, f->best && tsz_parts_get(&rec, "best_param", &ann));
+    if (tsz_read_tensors(r, &rec, tab, n, err, sizeof err) < 0) sp_die("%s", err);
     f->epoch = jint(m, "epoch");
     f->rows_trained = jint(m, "rows_trained");
     f->nan_rows = jint(m, "nan_rows");
@@ -583,27 +588,24 @@ static uint64_t mem_available(void)
     return kb * 1024;
 }
 
-/* Writing a record holds the record's copy of the tensors, their packed
- * form and the compressed frame (lib/stream.c), each about as large as the
- * data; the SAE file adds sae_trainer_export's copy (4P). A checkpoint
- * holds param, the moments and, with --val, the best weights. Each file is
- * one record, so each must also stay under TSZ_MAX_RECORD_BYTES. */
+/* Writing a record holds it about four times: its tensors, a shuffled
+ * copy, the packed map and the compressed frame (lib/stream.c). The SAE is
+ * written from the trainer's block without a copy, and large tensors go in
+ * parts, so writing costs four of the largest record, SAE or checkpoint. */
 static void check_memory(const Fit *f, size_t V)
 {
     const SaeTrainConfig *c = &f->t.c;
     const Opts *o = &f->o;
-    uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D;
-    uint64_t sae_rec = 4 * P + 4ull * c->F, ck_rec = 4 * P + (c->state_bf16 ? 4 : 8) * P + (o->val ? 4 * P : 0);
-    if (sae_rec > TSZ_MAX_RECORD_BYTES)
-        sp_die("d=%zu f=%zu: the SAE file would be one record of %.3g GB, over the %.3g GB a stream record may "
-               "hold; try a smaller --dict", c->D, c->F, sae_rec / 1e9, TSZ_MAX_RECORD_BYTES / 1e9);
-    if (o->ckdir && ck_rec > TSZ_MAX_RECORD_BYTES)
-        sp_die("d=%zu f=%zu: a checkpoint would be one record of %.3g GB, over the %.3g GB a stream record may "
-               "hold; try a smaller --dict%s, or no --checkpoint", c->D, c->F, ck_rec / 1e9,
-               TSZ_MAX_RECORD_BYTES / 1e9, c->state_bf16 ? "" : ", --state-dtype bf16");
-    uint64_t write = 4 * P + 3 * sae_rec;
-    if (o->ckdir && 3 * ck_rec > write) write = 3 * ck_rec;
-    uint64_t need = sae_trainer_bytes(c) + (o->val ? 4 * P : 0) + 4ull * c->D * (c->B + V) + write;
+    uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D, part;
+    char err[256];
+    if (tsz_part_bytes(&part, err, sizeof err) < 0) sp_die("%s", err);
+    uint64_t th = c->arch == SAE_BATCHTOPK ? 4ull * c->F : 0;
+    uint64_t sae[] = {4ull * c->D * c->F, 4ull * c->F, 4ull * c->D * c->F, 4ull * c->D, th};
+    uint64_t ck[] = {4 * P, (c->state_bf16 ? 2 : 4) * P, (c->state_bf16 ? 2 : 4) * P, 8ull * c->F, 32,
+                     o->val ? 4 * P : 0};
+    uint64_t rec = tsz_parts_largest(sae, 5, part);
+    if (o->ckdir && tsz_parts_largest(ck, 6, part) > rec) rec = tsz_parts_largest(ck, 6, part);
+    uint64_t need = sae_trainer_bytes(c) + (o->val ? 4 * P : 0) + 4ull * c->D * (c->B + V) + th + 4 * rec;
     uint64_t have = o->max_memory ? o->max_memory : mem_available();
     if (have && need > have)
         sp_die("d=%zu f=%zu batch=%zu needs %.3g GB but %.3g GB is available%s; try a smaller --dict or --batch%s",
@@ -635,7 +637,8 @@ static void write_output(Fit *f, int argc, char **argv)
     const float *param = f->best ? f->best : f->t.param;
     double theta_keep = f->t.theta;
     if (f->best) f->t.theta = f->best_theta;
-    if (sae_trainer_export(&f->t, param, &s, err, sizeof err) < 0) sp_die("%s", err);
+    float *threshold = f->o.arch == SAE_BATCHTOPK ? xmalloc(f->t.c.F * sizeof *threshold) : NULL;
+    sae_trainer_view(&f->t, param, threshold, &s); /* no copy: W_enc is written from param's transpose */
     f->t.theta = theta_keep;
     s.K = f->o.arch == SAE_RELU ? 0 : f->o.K;
     s.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0;
@@ -658,14 +661,13 @@ static void write_output(Fit *f, int argc, char **argv)
     tsz_writer_check(w);
     json_object_set_new(tsz_writer_header(w), "kind", json_string("sae"));
     if (f->src.r) tsz_writer_add_input(w, f->src.r); /* provenance: the rows' headers */
-    TszRecord rec;
-    tsz_record_init(&rec);
-    sae_to_record(&s, &rec, extra);
-    tsz_write_or_die(w, &rec);
+    if (sae_write(w, &s, param, extra, err, sizeof err) < 0) {
+        tsz_writer_abort(w);
+        sp_die("%s", err);
+    }
     tsz_writer_close_or_die(w); /* closes stdout too */
-    tsz_record_free(&rec);
     json_decref(extra);
-    sae_free(&s);
+    free(threshold);
 }
 
 /* Evaluate, keep the best, log, say so on stderr. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parts.h"
 #include "sae.h"
 #include "stream.h"
 
@@ -82,7 +83,8 @@ static long long meta_uint(const json_t *meta, const char *key)
     return -1;
 }
 
-static int load_record(SAE *s, const TszRecord *rec, const char *name, char *err, size_t errlen)
+/* The SAE of the first record rec of r, and its parts from r. */
+static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *name, char *err, size_t errlen)
 {
     const json_t *m = rec->meta;
     const char *kind = json_string_value(json_object_get(m, "kind"));
@@ -109,9 +111,11 @@ static int load_record(SAE *s, const TszRecord *rec, const char *name, char *err
     str = json_string_value(json_object_get(m, "model"));
     snprintf(s->model, sizeof s->model, "%s", str ? str : "");
     SaeSlot tab[5];
+    TszBig big[5];
     size_t n = sae_slots(s, tab);
     for (size_t i = 0; i < n; i++) {
-        const TszTensor *t = tsz_record_get(rec, tab[i].name);
+        TszTensor ann;
+        const TszTensor *t = tsz_parts_get(rec, tab[i].name, &ann);
         if (!t) return fail(err, errlen, "%s: SAE has no tensor %s", name, tab[i].name);
         int want_nd = tab[i].cols ? 2 : 1;
         char desc[96];
@@ -123,8 +127,13 @@ static int load_record(SAE *s, const TszRecord *rec, const char *name, char *err
             return fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu) float", name, tab[i].name,
                         tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows);
         }
+        if (t->data) tsz_to_f32(*tab[i].slot, t->data, t->dtype, tab[i].rows * (tab[i].cols ? tab[i].cols : 1));
+        big[i] = (TszBig){tab[i].name, TSZ_F32, want_nd, {tab[i].rows, tab[i].cols}, *tab[i].slot, NULL, NULL};
+    }
+    /* the tensors that come in part records, and the end of the stream */
+    if (tsz_read_parts(r, rec, big, n, err, errlen) < 0) return -1;
+    for (size_t i = 0; i < n; i++) {
         size_t cnt = tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
-        tsz_to_f32(*tab[i].slot, t->data, t->dtype, cnt);
         for (size_t j = 0; j < cnt; j++)
             if (!isfinite((*tab[i].slot)[j]))
                 return fail(err, errlen, "%s: %s has a non-finite value at %zu", name, tab[i].name, j);
@@ -153,7 +162,7 @@ int sae_load(SAE *s, const char *path, char *err, size_t errlen)
         fail(err, errlen, "%s: no SAE record in the stream", name);
         goto out;
     }
-    rc = load_record(s, &rec, name, err, errlen);
+    rc = load_record(s, r, &rec, name, err, errlen);
 out:
     if (rc < 0) sae_free(s);
     tsz_record_free(&rec);
@@ -278,18 +287,41 @@ json_t *sae_meta(const SAE *s, const json_t *extra)
     return m;
 }
 
-void sae_to_record(const SAE *s, TszRecord *rec, const json_t *extra_meta)
+/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
+typedef struct { const float *Wt; size_t D, F; } SaeTransposed;
+
+static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void *dst)
 {
-    json_t *m = sae_meta(s, extra_meta);
-    json_object_update(rec->meta, m);
-    json_decref(m);
+    const SaeTransposed *t = ctx;
+    float *out = dst;
+    for (size_t j = 0; j < t->F; j++) {
+        const float *src = t->Wt + j * t->D + r0;
+        for (uint64_t r = 0; r < n; r++) out[r * t->F + j] = src[r];
+    }
+}
+
+int sae_write(TszWriter *w, const SAE *s, const float *W_encT, const json_t *extra_meta, char *err, size_t errlen)
+{
     SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
     SaeSlot tab[5];
+    TszBig big[5];
+    SaeTransposed tr = {W_encT, s->D, s->F};
     size_t n = sae_slots(&tmp, tab);
     for (size_t i = 0; i < n; i++) {
-        uint64_t shape[2] = {tab[i].rows, tab[i].cols};
-        tsz_record_add_copy(rec, tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, shape, *tab[i].slot);
+        int from_t = W_encT && !strcmp(tab[i].name, "W_enc");
+        big[i] = (TszBig){tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols},
+                          from_t ? NULL : *tab[i].slot, from_t ? fill_from_transposed : NULL, &tr};
     }
+    TszRecord rec;
+    tsz_record_init(&rec);
+    json_t *m = sae_meta(s, extra_meta);
+    json_object_update(rec.meta, m);
+    /* readers of the metadata alone (sae-report) find it in the header */
+    json_object_update(tsz_writer_header(w), m);
+    json_decref(m);
+    int rc = tsz_write_parts(w, &rec, big, n, err, errlen);
+    tsz_record_free(&rec);
+    return rc;
 }
 
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage, int argc,
@@ -303,19 +335,11 @@ int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const 
         tsz_writer_abort(w);
         return -1;
     }
-    TszRecord rec;
-    tsz_record_init(&rec);
-    sae_to_record(s, &rec, extra_meta);
-    int rc = 0;
-    if (tsz_write(w, &rec) < 0) {
-        fail(err, errlen, "%s", tsz_writer_error(w));
+    if (sae_write(w, s, NULL, extra_meta, err, errlen) < 0) {
         tsz_writer_abort(w);
-        rc = -1;
-    } else if (tsz_writer_close(w, err, errlen) < 0) {
-        rc = -1;
+        return -1;
     }
-    tsz_record_free(&rec);
-    return rc;
+    return tsz_writer_close(w, err, errlen);
 }
 
 int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen)

@@ -2,9 +2,11 @@
  * sae-fit writes it; sae-encode, gpt2-fwd --patch sae:FILE, recon-score
  * and sae-convert read it.
  *
- * File: a tensor stream holding one data record with f32 tensors
+ * File: a tensor stream whose one data record holds the f32 tensors
  *   W_enc (D,F), b_enc (F), W_dec (F,D), b_dec (D), and for batchtopk
- *   threshold (F); metadata: "kind":"sae", "arch" ("relu"|"topk"|"batchtopk"),
+ *   threshold (F), except those over the part size (W_enc and W_dec of a
+ *   large SAE), which it announces and which follow in "sae_part" records
+ *   of row ranges (parts.h, tsz(5)); metadata: "kind":"sae", "arch" ("relu"|"topk"|"batchtopk"),
  *   "k" (topk/batchtopk), "l1", "d" (D), "f" (F), "hook", "model",
  *   "norm_scale" (inputs are multiplied by it before encoding; 1 if none),
  *   "tokens_seen", "best_step" and "val" (validation metrics of the kept
@@ -74,14 +76,18 @@ int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen
  * norm_scale) merged with extra (may be NULL; its keys win). New reference. */
 json_t *sae_meta(const SAE *s, const json_t *extra);
 
-/* Write s to path ("-" is stdout) as an SAE file: one record with the
- * tensors and sae_meta(s, extra_meta). stage/argc/argv go in the header
- * (stage NULL: "sae"). 0 or -1 with err; the file is whole or absent. */
+/* Write s to path ("-" is stdout) as an SAE file: the tensors and
+ * sae_meta(s, extra_meta). stage/argc/argv go in the header (stage NULL:
+ * "sae"). 0 or -1 with err; the file is whole or absent. */
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage,
                 int argc, char **argv, char *err, size_t errlen);
 int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen);
-/* The SAE's tensors and metadata added to rec (for writers of their own). */
+/* Write s to w (before its first record) as an SAE: sae_meta(s, extra_meta)
+ * also in the header, and the tensors, the matrices in part records when
+ * over the part size (parts.h). W_encT (F,D), if not NULL, is W_enc's
+ * transpose, written in its place (s->p.W_enc is not read): sae-fit writes
+ * from its trainer's block without a copy. The caller closes w. 0 or -1. */
 #include "stream.h"
-void sae_to_record(const SAE *s, TszRecord *rec, const json_t *extra_meta);
+int sae_write(TszWriter *w, const SAE *s, const float *W_encT, const json_t *extra_meta, char *err, size_t errlen);
 
 #endif

@@ -674,20 +674,19 @@ size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng)
     return nd;
 }
 
-int sae_trainer_export(const SaeTrainer *t, const float *param, SAE *s, char *err, size_t errlen)
+void sae_trainer_view(const SaeTrainer *t, const float *param, float *threshold, SAE *s)
 {
     size_t D = t->c.D, F = t->c.F;
-    if (sae_alloc(s, t->c.arch, D, F, err, errlen) < 0) return -1;
+    memset(s, 0, sizeof *s);
+    s->arch = t->c.arch, s->D = D, s->F = F, s->norm_scale = 1.0;
     s->K = t->c.arch == SAE_RELU ? 0 : t->c.K;
-    const float *Wt = param, *be = Wt + F * D, *Wd = be + F, *bd = Wd + F * D;
-    for (size_t j = 0; j < F; j++)
-        for (size_t d = 0; d < D; d++) s->p.W_enc[d * F + j] = Wt[j * D + d];
-    memcpy(s->p.b_enc, be, F * sizeof(float));
-    memcpy(s->p.W_dec, Wd, F * D * sizeof(float));
-    memcpy(s->p.b_dec, bd, D * sizeof(float));
-    if (s->p.threshold)
-        for (size_t j = 0; j < F; j++) s->p.threshold[j] = (float)t->theta;
-    return 0;
+    s->p.b_enc = (float *)param + F * D;
+    s->p.W_dec = s->p.b_enc + F;
+    s->p.b_dec = s->p.W_dec + F * D;
+    if (t->c.arch == SAE_BATCHTOPK) {
+        for (size_t j = 0; j < F; j++) threshold[j] = (float)t->theta;
+        s->p.threshold = threshold;
+    }
 }
 
 void sae_trainer_import(SaeTrainer *t, const SAE *s)
@@ -701,40 +700,26 @@ void sae_trainer_import(SaeTrainer *t, const SAE *s)
     if (s->p.threshold) t->theta = s->p.threshold[0];
 }
 
-void sae_trainer_to_record(const SaeTrainer *t, TszRecord *rec)
+size_t sae_trainer_state(SaeTrainer *t, TszBig *tab)
 {
     uint64_t P = t->P, F = t->c.F;
-    tsz_record_add_copy(rec, "param", TSZ_F32, 1, &P, t->param);
-    if (t->m) {
-        tsz_record_add_copy(rec, "adam_m", TSZ_F32, 1, &P, t->m);
-        tsz_record_add_copy(rec, "adam_v", TSZ_F32, 1, &P, t->v);
-    } else {
-        tsz_record_add_copy(rec, "adam_m", TSZ_BF16, 1, &P, t->m16);
-        tsz_record_add_copy(rec, "adam_v", TSZ_BF16, 1, &P, t->v16);
-    }
-    tsz_record_add_copy(rec, "since_fired", TSZ_I64, 1, &F, t->since_fired);
-    json_object_set_new(rec->meta, "step", json_integer((json_int_t)t->step));
-    json_object_set_new(rec->meta, "theta", json_real(t->theta));
+    TszDtype mdt = t->m ? TSZ_F32 : TSZ_BF16;
+    tab[0] = (TszBig){.name = "param", .dtype = TSZ_F32, .ndim = 1, .shape = {P}, .data = t->param};
+    tab[1] = (TszBig){.name = "adam_m", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->m : t->m16};
+    tab[2] = (TszBig){.name = "adam_v", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->v : t->v16};
+    tab[3] = (TszBig){.name = "since_fired", .dtype = TSZ_I64, .ndim = 1, .shape = {F}, .data = t->since_fired};
+    return 4;
 }
 
-int sae_trainer_from_record(SaeTrainer *t, const TszRecord *rec, char *err, size_t errlen)
+void sae_trainer_meta(const SaeTrainer *t, json_t *meta)
 {
-    struct { const char *name; TszDtype dt; uint64_t n; void *dst; } tab[] = {
-        {"param", TSZ_F32, t->P, t->param},
-        {"adam_m", t->m ? TSZ_F32 : TSZ_BF16, t->P, t->m ? (void *)t->m : (void *)t->m16},
-        {"adam_v", t->m ? TSZ_F32 : TSZ_BF16, t->P, t->m ? (void *)t->v : (void *)t->v16},
-        {"since_fired", TSZ_I64, t->c.F, t->since_fired},
-    };
-    for (size_t i = 0; i < sizeof tab / sizeof *tab; i++) {
-        const TszTensor *x = tsz_record_get(rec, tab[i].name);
-        char desc[96];
-        if (!x) return fail(err, errlen, "checkpoint has no tensor %s", tab[i].name);
-        if (x->dtype != tab[i].dt || x->ndim != 1 || x->shape[0] != tab[i].n)
-            return fail(err, errlen, "checkpoint %s is %s, want (%" PRIu64 ") %s (another --dict, width or --state-dtype?)",
-                        tab[i].name, tsz_tensor_desc(x, desc, sizeof desc), tab[i].n, tsz_dtype_name(tab[i].dt));
-        memcpy(tab[i].dst, x->data, x->nbytes);
-    }
-    json_t *s = json_object_get(rec->meta, "step"), *th = json_object_get(rec->meta, "theta");
+    json_object_set_new(meta, "step", json_integer((json_int_t)t->step));
+    json_object_set_new(meta, "theta", json_real(t->theta));
+}
+
+int sae_trainer_from_meta(SaeTrainer *t, const json_t *meta, char *err, size_t errlen)
+{
+    json_t *s = json_object_get(meta, "step"), *th = json_object_get(meta, "theta");
     if (!json_is_integer(s) || !json_is_number(th)) return fail(err, errlen, "checkpoint has no step/theta");
     t->step = (uint64_t)json_integer_value(s);
     t->theta = json_number_value(th);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "parts.h"
 #include "sae.h"
 #include "stream.h"
 #include "util.h"
@@ -105,14 +106,19 @@ void sae_trainer_adam(SaeTrainer *t, double lr);
 size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng);
 size_t sae_trainer_dead(const SaeTrainer *t);
 
-/* The SAE of a parameter block (t->param, or a saved copy); s is allocated. */
-int sae_trainer_export(const SaeTrainer *t, const float *param, SAE *s, char *err, size_t errlen);
+/* The SAE of a parameter block (t->param, or a saved copy) without a copy:
+ * s's b_enc, W_dec, b_dec point into param and W_enc is NULL (write it
+ * with sae_write from param, which begins with its transpose); threshold
+ * (F, batchtopk) is the caller's. s owns nothing: do not sae_free it. */
+void sae_trainer_view(const SaeTrainer *t, const float *param, float *threshold, SAE *s);
 /* Set the parameter block from an SAE of the same D, F (imports). */
 void sae_trainer_import(SaeTrainer *t, const SAE *s);
 
-/* Checkpoint: the state as tensors (param, adam_m, adam_v, since_fired)
- * and meta (step, theta) added to rec; and back. */
-void sae_trainer_to_record(const SaeTrainer *t, TszRecord *rec);
-int sae_trainer_from_record(SaeTrainer *t, const TszRecord *rec, char *err, size_t errlen);
+/* Checkpoint: tab (4) gets the state's tensors, param, adam_m, adam_v
+ * (f32 or bf16) and since_fired, pointing into t, for tsz_write_parts and
+ * tsz_read_tensors (parts.h); meta gets step and theta, and back. */
+size_t sae_trainer_state(SaeTrainer *t, TszBig *tab);
+void sae_trainer_meta(const SaeTrainer *t, json_t *meta);
+int sae_trainer_from_meta(SaeTrainer *t, const json_t *meta, char *err, size_t errlen);
 
 #endif

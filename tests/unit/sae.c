@@ -1,6 +1,8 @@
 /* Unit tests for lib/sae.c: the forward maps of every arch against a naive
- * double-precision reference written here, topk selection and ties, and a
- * save/load round trip with metadata and refusals. */
+ * double-precision reference written here, topk selection and ties, a
+ * save/load round trip with metadata and refusals, and SAE files whose
+ * matrices come in part records (lib/parts.c): round trip, and parts
+ * missing, repeated, out of order, misshapen or foreign. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +106,13 @@ static void check_arch(SAEArch arch)
     size_t np = 2 * D * F + F + D + (arch == SAE_BATCHTOPK ? F : 0);
     ok(!memcmp(s.mem, t.mem, np * sizeof *s.mem), "%s: parameters survive bit for bit", sae_arch_name(arch));
     sae_free(&t);
+    TszReader *rd = tsz_reader_open(path);
+    TszRecord rec;
+    tsz_record_init(&rec);
+    ok(tsz_read(rd, &rec) == 1 && tsz_record_get(&rec, "W_enc") && tsz_read(rd, &rec) == 0,
+       "%s: a small SAE is one record, the layout before parts", sae_arch_name(arch));
+    tsz_record_free(&rec);
+    tsz_reader_close(rd);
     unlink(path);
     sae_free(&s);
     free(x), free(f), free(xh), free(rf), free(rx), free(rff), free(rxf);
@@ -149,6 +158,87 @@ static void check_refusals(void)
     unlink(path);
 }
 
+/* The records of a small stream. */
+static size_t read_all(const char *path, TszRecord *recs, size_t cap)
+{
+    TszReader *rd = tsz_reader_open(path);
+    size_t n = 0;
+    while (n < cap) {
+        tsz_record_init(&recs[n]);
+        if (tsz_read(rd, &recs[n]) != 1) break;
+        n++;
+    }
+    tsz_record_free(&recs[n]);
+    tsz_reader_close(rd);
+    return n;
+}
+
+/* A stream of recs in the order given (-1 ends the list). */
+static void write_order(const char *path, const TszRecord *recs, const int *order)
+{
+    TszWriter *w = tsz_writer_open(path, "test", 0, NULL, NULL);
+    char err[256];
+    int rc = 0;
+    for (size_t i = 0; order[i] >= 0; i++) rc |= tsz_write(w, &recs[order[i]]);
+    if (rc < 0 || tsz_writer_close(w, err, sizeof err) < 0) fprintf(stderr, "write_order: failed\n");
+}
+
+static void check_parts(void)
+{
+    size_t D = 4, F = 8;
+    char path[] = "/tmp/sae-unit-XXXXXX", bad[] = "/tmp/sae-unit-XXXXXX", err[256] = "";
+    close(mkstemp(path));
+    close(mkstemp(bad));
+    SAE s, t;
+    sae_alloc(&s, SAE_TOPK, D, F, err, sizeof err);
+    s.K = 2;
+    SpRng r;
+    sp_rng_seed(&r, 5);
+    fill(&r, s.mem, 2 * D * F + F + D, 0.5);
+    /* 40 bytes a part: W_enc (4,8) one row each, W_dec (8,4) two rows each */
+    setenv("SAEPIPE_PART_BYTES", "40", 1);
+    ok(sae_save(&s, path, NULL, err, sizeof err) == 0, "parts: save (%s)", err);
+    TszRecord recs[12];
+    size_t n = read_all(path, recs, 11);
+    ok(n == 9 && !tsz_record_get(&recs[0], "W_enc") && tsz_record_get(&recs[0], "b_enc"),
+       "parts: the first record and 4 + 4 parts (%zu records)", n);
+    ok(sae_load(&t, path, err, sizeof err) == 0 && !memcmp(s.mem, t.mem, (2 * D * F + F + D) * sizeof *s.mem),
+       "parts: parameters survive bit for bit (%s)", err);
+    sae_free(&t);
+    setenv("SAEPIPE_PART_BYTES", "0", 1);
+    ok(sae_save(&s, bad, NULL, err, sizeof err) < 0 && strstr(err, "SAEPIPE_PART_BYTES=0: want a positive"),
+       "parts: a bad SAEPIPE_PART_BYTES is refused: %s", err);
+    unsetenv("SAEPIPE_PART_BYTES");
+    /* a foreign record, and a part of the wrong width */
+    tsz_record_init(&recs[9]);
+    json_object_set_new(recs[9].meta, "kind", json_string("acts"));
+    tsz_record_add(&recs[9], "acts", TSZ_F32, 1, (uint64_t[]){1});
+    tsz_record_init(&recs[10]);
+    json_object_set(recs[10].meta, "kind", json_string("sae_part"));
+    json_object_set_new(recs[10].meta, "tensor", json_string("W_enc"));
+    json_object_set_new(recs[10].meta, "row", json_integer(1));
+    memset(tsz_record_add(&recs[10], "W_enc", TSZ_F32, 2, (uint64_t[]){1, 6})->data, 0, 24);
+    static const struct { int order[12]; const char *want, *what; } bads[] = {
+        {{0, 1, 2, 4, 5, 6, 7, 8, -1}, "record 4 holds W_enc from row 3, want row 2 (a part is missing", "missing"},
+        {{0, 1, 2, 2, 3, 4, 5, 6, 7, 8, -1}, "record 4 holds W_enc from row 1, want row 2", "repeated"},
+        {{0, 5, 6, 7, 8, 1, 2, 3, 4, -1}, "record 2 is a part of W_dec, but W_enc stops at row 0 of 4", "out of order"},
+        {{0, 1, 9, 2, 3, 4, 5, 6, 7, 8, -1}, "record 3 is not a part (kind 'acts', want 'sae_part'); W_enc stops at row 1",
+         "foreign"},
+        {{0, 1, 10, 3, 4, 5, 6, 7, 8, -1}, "record 3: the part of W_enc is (1,6) f32, want 1 to 3 rows of 8 f32",
+         "misshapen"},
+        {{0, 1, 2, 3, 4, 5, 6, 7, -1}, "ends at row 6 of 8 of W_dec (a part is missing)", "last one missing"},
+        {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1}, "record 10 (kind 'acts') follows the sae record and its parts", "trailing"},
+    };
+    for (size_t i = 0; i < sizeof bads / sizeof *bads; i++) {
+        write_order(bad, recs, bads[i].order);
+        ok(sae_load(&t, bad, err, sizeof err) < 0 && strstr(err, bads[i].want) && !strncmp(err, bad, strlen(bad)),
+           "parts: %s refused, naming the file: %s", bads[i].what, err);
+    }
+    for (size_t i = 0; i < 11; i++) tsz_record_free(&recs[i]);
+    sae_free(&s);
+    unlink(path), unlink(bad);
+}
+
 int main(void)
 {
     check_topk_row();
@@ -156,5 +246,6 @@ int main(void)
     check_arch(SAE_TOPK);
     check_arch(SAE_BATCHTOPK);
     check_refusals();
+    check_parts();
     return done_testing();
 }
