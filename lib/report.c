@@ -195,9 +195,11 @@ int report_add_sae(Report *r, const char *path)
     tsz_record_init(&rec);
     int ret, n = 0;
     while ((ret = tsz_read(rd, &rec)) == 1) {
+        if (n && !strcmp(rec_kind(&rec), "sae_part")) continue; /* the weights of a large SAE */
         if (check_kind(r, rd, &rec, "sae") < 0) { ret = -1; break; }
         if (n++) continue;              /* one SAE per file */
         json_t *m = json_deep_copy(rec.meta);
+        json_object_del(m, "parts");
         json_object_set_new(m, "file", jstr(path));
         json_array_append_new(r->saes, m);
     }

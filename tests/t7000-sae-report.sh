@@ -122,6 +122,19 @@ test_expect_success 'SAE metadata from the header when it is there (the weights 
 	grep "<th>tokens_seen</th><td>1000000</td>" h32.html
 '
 
+test_expect_success NUMPY 'an SAE in part records: from its header, and read through its parts when the header lacks d and f' '
+	"$PYTHON" -c "import numpy as np; np.save(\"x.npy\", np.random.default_rng(1).standard_normal((600, 16)).astype(np.float32))" &&
+	tsz from-npy --meta kind=acts acts=x.npy >x.tsz &&
+	SAEPIPE_PART_BYTES=200 sae-fit --dict 40 --batch 100 x.tsz -o parted.tsz &&
+	tsz json parted.tsz | grep -q "\"kind\":\"sae_part\"" &&
+	sae-report -s parted.tsz -o p1.html &&
+	grep "<th>f</th><td>40</td>" p1.html && grep "<th>tokens_seen</th><td>600</td>" p1.html &&
+	tsz cat parted.tsz >cat.tsz &&
+	sae-report -s cat.tsz -o p2.html 2>err && test ! -s err &&
+	grep "<th>f</th><td>40</td>" p2.html && grep "<th>tokens_seen</th><td>600</td>" p2.html &&
+	! grep "parts" p2.html
+'
+
 test_expect_success 'no seed figure where the setting differs' '
 	sae-report -r recon32.tsz -o plain.html &&
 	grep "<td>81.25%</td>" plain.html &&
