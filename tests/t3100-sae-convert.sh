@@ -59,6 +59,15 @@ for n in (\"W_enc\", \"b_enc\", \"W_dec\", \"b_dec\"):
 	'
 done
 
+test_expect_success NUMPY 'SAE files in parts (SAEPIPE_PART_BYTES=300): from-saelens writes them, to-saelens reads them' '
+	SAEPIPE_PART_BYTES=300 sae-convert from-saelens sl_btk >pt.tsz &&
+	tsz json pt.tsz >pjson && grep -c "\"kind\":\"sae_part\"" pjson >n && echo 28 >want && test_cmp want n &&
+	sae_tensors pt.tsz p && sae_tensors back_btk.tsz b &&
+	for n in W_enc b_enc W_dec b_dec; do cmp p_$n.npy b_$n.npy || return 1; done &&
+	sae-convert to-saelens pt.tsz -o sl_pt && sae-convert to-saelens back_btk.tsz -o sl_back &&
+	cmp sl_back/sae_weights.safetensors sl_pt/sae_weights.safetensors
+'
+
 test_expect_success NUMPY 'the exported SAELens SAE maps raw activations as ours does (numpy, SAELens formulas)' '
 	sae_tensors topk.tsz o && tsz to-npy --name threshold o_threshold.npy btk.tsz &&
 	py "
