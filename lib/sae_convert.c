@@ -32,6 +32,22 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
+/* x (n) times scale to f, through a small buffer rather than a copy of x. */
+static void write_scaled(FILE *f, const float *x, size_t n, float scale)
+{
+    enum { CHUNK = 16384 };
+    float buf[CHUNK];
+    if (scale == 1.0f) {
+        fwrite(x, 4, n, f);
+        return;
+    }
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? n - i : CHUNK;
+        for (size_t j = 0; j < m; j++) buf[j] = x[i + j] * scale;
+        fwrite(buf, 4, m, f);
+    }
+}
+
 int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, size_t errlen)
 {
     json_t *h = json_object();
@@ -65,7 +81,7 @@ int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, s
     fwrite(js, 1, jl, f);
     for (size_t i = 0; i < pad; i++) fputc(' ', f);
     for (size_t i = 0; i < n; i++) /* f32 little-endian: the host's layout on x86 and arm64 */
-        fwrite(t[i].data, 4, t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), f);
+        write_scaled(f, t[i].data, t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), t[i].scale);
     if (ferror(f) | fflush(f) | fsync(fileno(f))) rc = fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
     if (fclose(f) && !rc) rc = fail(err, errlen, "%s: %s", path, strerror(errno));
     if (!rc && rename(tmp, path) < 0) rc = fail(err, errlen, "%s: rename: %s", path, strerror(errno));
@@ -87,18 +103,12 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
 {
     size_t D = s->D, F = s->F;
     if (mkdir(dir, 0777) < 0 && errno != EEXIST) return fail(err, errlen, "%s: %s", dir, strerror(errno));
-    /* fold norm_scale so SAELens sees raw activations */
+    /* fold norm_scale so SAELens sees raw activations, as the file is written */
     float sc = (float)s->norm_scale, inv = (float)(1.0 / s->norm_scale);
-    float *we = xmalloc(D * F * sizeof *we), *wd = xmalloc(F * D * sizeof *wd), *bd = xmalloc(D * sizeof *bd);
-    for (size_t i = 0; i < D * F; i++) we[i] = s->p.W_enc[i] * sc, wd[i] = s->p.W_dec[i] * inv;
-    for (size_t d = 0; d < D; d++) bd[d] = s->p.b_dec[d] * inv;
-    if (s->norm_scale == 1.0) {
-        memcpy(we, s->p.W_enc, D * F * sizeof *we);
-        memcpy(wd, s->p.W_dec, D * F * sizeof *wd);
-        memcpy(bd, s->p.b_dec, D * sizeof *bd);
-    }
-    SaeStOut t[5] = {{"W_enc", we, 2, {D, F}}, {"b_enc", s->p.b_enc, 1, {F, 0}}, {"W_dec", wd, 2, {F, D}},
-                     {"b_dec", bd, 1, {D, 0}}, {"threshold", s->p.threshold, 1, {F, 0}}};
+    if (s->norm_scale == 1.0) sc = inv = 1.0f;
+    SaeStOut t[5] = {{"W_enc", s->p.W_enc, 2, {D, F}, sc}, {"b_enc", s->p.b_enc, 1, {F, 0}, 1.0f},
+                     {"W_dec", s->p.W_dec, 2, {F, D}, inv}, {"b_dec", s->p.b_dec, 1, {D, 0}, inv},
+                     {"threshold", s->p.threshold, 1, {F, 0}, 1.0f}};
     char *wpath = join(dir, "sae_weights.safetensors"), *cpath = join(dir, "cfg.json");
     int rc = sae_st_write_f32(wpath, t, s->arch == SAE_BATCHTOPK ? 5 : 4, err, errlen);
     if (!rc) {
@@ -125,7 +135,7 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
         if (sp_write_file_atomic(cpath, js, jl) < 0) rc = fail(err, errlen, "%s: %s", cpath, strerror(errno));
         free(js);
     }
-    free(wpath), free(cpath), free(we), free(wd), free(bd);
+    free(wpath), free(cpath);
     return rc;
 }
 
