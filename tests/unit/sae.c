@@ -195,6 +195,23 @@ static void check_parts(void)
     SpRng r;
     sp_rng_seed(&r, 5);
     fill(&r, s.mem, 2 * D * F + F + D, 0.5);
+    /* the layout before parts, as sae_to_record wrote it: one record with
+     * every tensor, no SAE metadata in the header */
+    TszWriter *w = tsz_writer_open(path, "sae", 0, NULL, NULL);
+    TszRecord one;
+    tsz_record_init(&one);
+    json_t *m = sae_meta(&s, NULL);
+    json_object_update(one.meta, m);
+    json_decref(m);
+    tsz_record_add_copy(&one, "W_enc", TSZ_F32, 2, (uint64_t[]){D, F}, s.p.W_enc);
+    tsz_record_add_copy(&one, "b_enc", TSZ_F32, 1, (uint64_t[]){F}, s.p.b_enc);
+    tsz_record_add_copy(&one, "W_dec", TSZ_F32, 2, (uint64_t[]){F, D}, s.p.W_dec);
+    tsz_record_add_copy(&one, "b_dec", TSZ_F32, 1, (uint64_t[]){D}, s.p.b_dec);
+    ok(tsz_write(w, &one) == 0 && tsz_writer_close(w, err, sizeof err) == 0, "old layout: written");
+    tsz_record_free(&one);
+    ok(sae_load(&t, path, err, sizeof err) == 0 && !memcmp(s.mem, t.mem, (2 * D * F + F + D) * sizeof *s.mem),
+       "old layout: loads bit for bit (%s)", err);
+    sae_free(&t);
     /* 40 bytes a part: W_enc (4,8) one row each, W_dec (8,4) two rows each */
     setenv("SAEPIPE_PART_BYTES", "40", 1);
     ok(sae_save(&s, path, NULL, err, sizeof err) == 0, "parts: save (%s)", err);
