@@ -128,7 +128,7 @@ static void parse_args(Opts *o, int argc, char **argv)
 {
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
-           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_PROGRESS };
+           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM };
     static const struct option longs[] = {
         {"arch", 1, 0, O_ARCH}, {"dict", 1, 0, O_DICT}, {"k", 1, 0, O_K}, {"l1", 1, 0, O_L1},
         {"l1-warmup", 1, 0, O_L1W}, {"aux-k", 1, 0, O_AUXK}, {"aux-coef", 1, 0, O_AUXC},
@@ -140,8 +140,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"val-rows", 1, 0, O_VROWS}, {"eval-every", 1, 0, O_EVAL}, {"keep-best", 1, 0, O_KEEP},
         {"checkpoint", 1, 0, O_CK}, {"checkpoint-every", 1, 0, O_CKE}, {"resume", 0, 0, O_RESUME},
         {"log", 1, 0, O_LOG}, {"log-every", 1, 0, O_LOGE}, {"max-memory", 1, 0, O_MEM},
-        {"output", 1, 0, 'o'}, {"force", 0, 0, 'f'}, {"progress", 0, 0, O_PROGRESS}, {"help", 0, 0, 'h'},
-        {"version", 0, 0, 'V'}, {0, 0, 0, 0},
+        SP_STAGE_LONGOPTS,
     };
     static const Choice archs[] = {{"relu", SAE_RELU}, {"topk", SAE_TOPK}, {"batchtopk", SAE_BATCHTOPK}};
     static const Choice scheds[] = {{"constant", LR_CONSTANT}, {"cosine", LR_COSINE}, {"linear", LR_LINEAR}};
@@ -191,12 +190,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_LOG: o->log = optarg; break;
         case O_LOGE: o->log_every = sp_opt_u64("--log-every", optarg, 1, UINT32_MAX); break;
         case O_MEM: o->max_memory = sp_opt_u64("--max-memory", optarg, 1, UINT64_MAX); break;
-        case 'o': o->output = optarg; break;
-        case 'f': o->force = 1; break;
-        case O_PROGRESS: o->progress = 1; break;
-        case 'h': usage(stdout, 0);
-        case 'V': sp_print_version();
-        default: sp_usage_try();   // getopt said what was wrong
+        default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
     if (optind < argc) {

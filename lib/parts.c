@@ -6,23 +6,13 @@
 
 #include "parts.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int tsz_part_bytes(uint64_t *bytes, char *err, size_t errlen)
 {
     const char *s = getenv("SAEPIPE_PART_BYTES");
     *bytes = TSZ_PART_BYTES;
     if (!s || !*s) return 0;
     if (sp_parse_u64(s, bytes) < 0 || *bytes == 0)
-        return fail(err, errlen, "SAEPIPE_PART_BYTES=%s: want a positive number of bytes", s);
+        return sp_fail(err, errlen, "SAEPIPE_PART_BYTES=%s: want a positive number of bytes", s);
     return 0;
 }
 
@@ -105,7 +95,7 @@ int tsz_write_parts(TszWriter *w, TszRecord *first, const TszBig *big, size_t n,
             rc = write_tensor_parts(w, &big[i], kind, part, &rec);
     tsz_record_free(&rec);
     json_decref(ann);
-    if (rc < 0) return fail(err, errlen, "%s", tsz_writer_error(w));
+    if (rc < 0) return sp_fail(err, errlen, "%s", tsz_writer_error(w));
     return 0;
 }
 
@@ -156,20 +146,20 @@ static uint64_t take_part(TszReader *r, const TszRecord *rec, const TszBig *b, T
     const json_t *row = json_object_get(rec->meta, "row");
     unsigned long long recno = (unsigned long long)tsz_reader_records(r), want = b->shape[0];
     if (!k || strcmp(k, kind) || !name || !json_is_integer(row))
-        return fail(err, errlen, "%s: record %llu is not a part (kind '%s', want '%s'); %s stops at row %" PRIu64
+        return sp_fail(err, errlen, "%s: record %llu is not a part (kind '%s', want '%s'); %s stops at row %" PRIu64
                     " of %llu", in, recno, k ? k : "", kind, b->name, next, want), 0;
     if (strcmp(name, b->name))
-        return fail(err, errlen, "%s: record %llu is a part of %s, but %s stops at row %" PRIu64
+        return sp_fail(err, errlen, "%s: record %llu is a part of %s, but %s stops at row %" PRIu64
                     " of %llu (a part is missing or out of order)", in, recno, name, b->name, next, want), 0;
     if (json_integer_value(row) != (json_int_t)next)
-        return fail(err, errlen, "%s: record %llu holds %s from row %lld, want row %" PRIu64
+        return sp_fail(err, errlen, "%s: record %llu holds %s from row %lld, want row %" PRIu64
                     " (a part is missing, repeated or out of order)", in, recno, name,
                     (long long)json_integer_value(row), next), 0;
     const TszTensor *t = tsz_record_get(rec, b->name);
     char desc[96];
     if (!t || t->dtype != dt || t->ndim != b->ndim || (b->ndim == 2 && t->shape[1] != b->shape[1]) ||
         t->shape[0] == 0 || t->shape[0] > want - next)
-        return fail(err, errlen, "%s: record %llu: the part of %s is %s, want 1 to %llu rows of %llu %s",
+        return sp_fail(err, errlen, "%s: record %llu: the part of %s is %s, want 1 to %llu rows of %llu %s",
                     in, recno, b->name, t ? tsz_tensor_desc(t, desc, sizeof desc) : "absent",
                     want - next, (unsigned long long)(b->ndim == 2 ? b->shape[1] : 1), tsz_dtype_name(dt)), 0;
     uint64_t cols = b->ndim == 2 ? b->shape[1] : 1, cnt = t->shape[0] * cols;
@@ -193,17 +183,17 @@ int tsz_read_parts(TszReader *r, const TszRecord *first, const TszBig *big, size
         const TszBig *b = find_big(big, n, name);
         TszTensor desc;
         if (!b || !tsz_parts_get(first, b->name, &desc) || tsz_record_get(first, b->name)) {
-            fail(err, errlen, "%s: announces parts of a tensor '%s' that it cannot have", in, name ? name : "");
+            sp_fail(err, errlen, "%s: announces parts of a tensor '%s' that it cannot have", in, name ? name : "");
             goto out;
         }
         if (b->dtype != desc.dtype && !(b->dtype == TSZ_F32 && tsz_dtype_is_float(desc.dtype))) {
-            fail(err, errlen, "%s: %s is %s, want %s", in, b->name, tsz_dtype_name(desc.dtype), tsz_dtype_name(b->dtype));
+            sp_fail(err, errlen, "%s: %s is %s, want %s", in, b->name, tsz_dtype_name(desc.dtype), tsz_dtype_name(b->dtype));
             goto out;
         }
         for (uint64_t next = 0, got_rows; next < b->shape[0]; next += got_rows) {
             if ((got = tsz_read(r, &rec)) <= 0) {
-                if (got < 0) fail(err, errlen, "%s", tsz_reader_error(r));
-                else fail(err, errlen, "%s: ends at row %" PRIu64 " of %" PRIu64 " of %s (a part is missing)", in,
+                if (got < 0) sp_fail(err, errlen, "%s", tsz_reader_error(r));
+                else sp_fail(err, errlen, "%s: ends at row %" PRIu64 " of %" PRIu64 " of %s (a part is missing)", in,
                           next, b->shape[0], b->name);
                 goto out;
             }
@@ -211,12 +201,12 @@ int tsz_read_parts(TszReader *r, const TszRecord *first, const TszBig *big, size
         }
     }
     if ((got = tsz_read(r, &rec)) < 0) {
-        fail(err, errlen, "%s", tsz_reader_error(r));
+        sp_fail(err, errlen, "%s", tsz_reader_error(r));
         goto out;
     }
     if (got == 1) {
         const char *k = json_string_value(json_object_get(rec.meta, "kind"));
-        fail(err, errlen, "%s: record %llu (kind '%s') follows the %.*s record%s; want the end marker", in,
+        sp_fail(err, errlen, "%s: record %llu (kind '%s') follows the %.*s record%s; want the end marker", in,
              (unsigned long long)tsz_reader_records(r), k ? k : "", (int)(strlen(kind) - 5), kind,
              json_array_size(ann) ? " and its parts" : "");
         goto out;
@@ -235,10 +225,10 @@ int tsz_read_tensors(TszReader *r, const TszRecord *first, const TszBig *big, si
         TszTensor ann, want = {.dtype = b->dtype, .ndim = b->ndim, .shape = {b->shape[0], b->shape[1]}};
         const TszTensor *t = tsz_parts_get(first, b->name, &ann);
         char desc[96], wdesc[96];
-        if (!t) return fail(err, errlen, "%s: has no tensor %s", in, b->name);
+        if (!t) return sp_fail(err, errlen, "%s: has no tensor %s", in, b->name);
         if (t->dtype != b->dtype || t->ndim != b->ndim || t->shape[0] != b->shape[0] ||
             (b->ndim == 2 && t->shape[1] != b->shape[1]))
-            return fail(err, errlen, "%s: %s is %s, want %s", in, b->name, tsz_tensor_desc(t, desc, sizeof desc),
+            return sp_fail(err, errlen, "%s: %s is %s, want %s", in, b->name, tsz_tensor_desc(t, desc, sizeof desc),
                         tsz_tensor_desc(&want, wdesc, sizeof wdesc));
         if (t->data) memcpy(b->data, t->data, t->nbytes);
     }

@@ -24,16 +24,6 @@ int sae_arch_parse(const char *s, SAEArch *out)
     return -1;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* The tensors of an SAE in file order: name, rows, cols (0: a vector). */
 typedef struct { const char *name; size_t rows, cols; float **slot; } SaeSlot;
 
@@ -54,7 +44,7 @@ int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen
     memset(s, 0, sizeof *s);
     s->arch = arch, s->D = D, s->F = F, s->norm_scale = 1.0;
     if (D == 0 || F == 0 || D > (1u << 20) || F > (1u << 26) || (uint64_t)D * F > (1ull << 36))
-        return fail(err, errlen, "bad SAE size d=%zu f=%zu", D, F);
+        return sp_fail(err, errlen, "bad SAE size d=%zu f=%zu", D, F);
     size_t n = sae_slots(s, tab), total = 0;
     for (size_t i = 0; i < n; i++) total += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
     float *cur = s->mem = xmalloc_aligned(total * sizeof *cur);
@@ -89,15 +79,15 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     const json_t *m = rec->meta;
     const char *kind = json_string_value(json_object_get(m, "kind"));
     if (!kind || strcmp(kind, "sae"))
-        return fail(err, errlen, "%s: not an SAE file (record kind '%s', want 'sae')", name, kind ? kind : "");
+        return sp_fail(err, errlen, "%s: not an SAE file (record kind '%s', want 'sae')", name, kind ? kind : "");
     SAEArch arch;
     const char *an = json_string_value(json_object_get(m, "arch"));
     if (sae_arch_parse(an, &arch) < 0)
-        return fail(err, errlen, "%s: unknown SAE arch '%s' (want relu, topk or batchtopk)", name, an ? an : "");
+        return sp_fail(err, errlen, "%s: unknown SAE arch '%s' (want relu, topk or batchtopk)", name, an ? an : "");
     long long D = meta_uint(m, "d"), F = meta_uint(m, "f"), K = meta_uint(m, "k");
-    if (D <= 0 || F <= 0) return fail(err, errlen, "%s: meta d and f must be positive integers", name);
+    if (D <= 0 || F <= 0) return sp_fail(err, errlen, "%s: meta d and f must be positive integers", name);
     if (arch != SAE_RELU && (K <= 0 || K > F))
-        return fail(err, errlen, "%s: %s SAE needs meta k in 1..%lld", name, an, F);
+        return sp_fail(err, errlen, "%s: %s SAE needs meta k in 1..%lld", name, an, F);
     if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) return -1;
     s->K = arch == SAE_RELU ? 0 : (size_t)K;
     const json_t *v = json_object_get(m, "l1");
@@ -105,7 +95,7 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     v = json_object_get(m, "norm_scale");
     s->norm_scale = json_is_number(v) ? json_number_value(v) : 1.0;
     if (!(s->norm_scale > 0) || !isfinite(s->norm_scale))
-        return fail(err, errlen, "%s: norm_scale must be a positive number", name);
+        return sp_fail(err, errlen, "%s: norm_scale must be a positive number", name);
     const char *str = json_string_value(json_object_get(m, "hook"));
     snprintf(s->hook, sizeof s->hook, "%s", str ? str : "");
     str = json_string_value(json_object_get(m, "model"));
@@ -116,15 +106,15 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     for (size_t i = 0; i < n; i++) {
         TszTensor ann;
         const TszTensor *t = tsz_parts_get(rec, tab[i].name, &ann);
-        if (!t) return fail(err, errlen, "%s: SAE has no tensor %s", name, tab[i].name);
+        if (!t) return sp_fail(err, errlen, "%s: SAE has no tensor %s", name, tab[i].name);
         int want_nd = tab[i].cols ? 2 : 1;
         char desc[96];
         if (!tsz_dtype_is_float(t->dtype) || t->ndim != want_nd || t->shape[0] != tab[i].rows ||
             (want_nd == 2 && t->shape[1] != tab[i].cols)) {
             if (want_nd == 2)
-                return fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu,%zu) float", name,
+                return sp_fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu,%zu) float", name,
                             tab[i].name, tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows, tab[i].cols);
-            return fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu) float", name, tab[i].name,
+            return sp_fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu) float", name, tab[i].name,
                         tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows);
         }
         if (t->data) tsz_to_f32(*tab[i].slot, t->data, t->dtype, tab[i].rows * (tab[i].cols ? tab[i].cols : 1));
@@ -136,7 +126,7 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
         size_t cnt = tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
         for (size_t j = 0; j < cnt; j++)
             if (!isfinite((*tab[i].slot)[j]))
-                return fail(err, errlen, "%s: %s has a non-finite value at %zu", name, tab[i].name, j);
+                return sp_fail(err, errlen, "%s: %s has a non-finite value at %zu", name, tab[i].name, j);
     }
     return 0;
 }
@@ -150,16 +140,16 @@ int sae_load(SAE *s, const char *path, char *err, size_t errlen)
     tsz_record_init(&rec);
     int rc = -1;
     if (tsz_reader_error(r)) {
-        fail(err, errlen, "%s", tsz_reader_error(r));
+        sp_fail(err, errlen, "%s", tsz_reader_error(r));
         goto out;
     }
     int got = tsz_read(r, &rec);
     if (got < 0) {
-        fail(err, errlen, "%s", tsz_reader_error(r));
+        sp_fail(err, errlen, "%s", tsz_reader_error(r));
         goto out;
     }
     if (got == 0) {
-        fail(err, errlen, "%s: no SAE record in the stream", name);
+        sp_fail(err, errlen, "%s: no SAE record in the stream", name);
         goto out;
     }
     rc = load_record(s, r, &rec, name, err, errlen);
@@ -331,7 +321,7 @@ int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const 
     tsz_write_opts_default(&o);
     TszWriter *w = tsz_writer_open(path, stage ? stage : "sae", argc, argv, &o);
     if (tsz_writer_error(w)) {
-        fail(err, errlen, "%s", tsz_writer_error(w));
+        sp_fail(err, errlen, "%s", tsz_writer_error(w));
         tsz_writer_abort(w);
         return -1;
     }

@@ -14,16 +14,6 @@
 #include "sae_convert.h"
 #include "safetensors.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -71,7 +61,7 @@ int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, s
     FILE *f = fopen(tmp, "wb");
     int rc = 0;
     if (!f) {
-        rc = fail(err, errlen, "%s: %s", path, strerror(errno));
+        rc = sp_fail(err, errlen, "%s: %s", path, strerror(errno));
         goto out;
     }
     uint64_t hl = jl + pad;
@@ -82,9 +72,9 @@ int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, s
     for (size_t i = 0; i < pad; i++) fputc(' ', f);
     for (size_t i = 0; i < n; i++) /* f32 little-endian: the host's layout on x86 and arm64 */
         write_scaled(f, t[i].data, t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), t[i].scale);
-    if (ferror(f) | fflush(f) | fsync(fileno(f))) rc = fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
-    if (fclose(f) && !rc) rc = fail(err, errlen, "%s: %s", path, strerror(errno));
-    if (!rc && rename(tmp, path) < 0) rc = fail(err, errlen, "%s: rename: %s", path, strerror(errno));
+    if (ferror(f) | fflush(f) | fsync(fileno(f))) rc = sp_fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(f) && !rc) rc = sp_fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!rc && rename(tmp, path) < 0) rc = sp_fail(err, errlen, "%s: rename: %s", path, strerror(errno));
     if (rc) unlink(tmp);
 out:
     free(tmp);
@@ -102,7 +92,7 @@ static long hook_layer(const char *hook)
 int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
 {
     size_t D = s->D, F = s->F;
-    if (mkdir(dir, 0777) < 0 && errno != EEXIST) return fail(err, errlen, "%s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0777) < 0 && errno != EEXIST) return sp_fail(err, errlen, "%s: %s", dir, strerror(errno));
     /* fold norm_scale so SAELens sees raw activations, as the file is written */
     float sc = (float)s->norm_scale, inv = (float)(1.0 / s->norm_scale);
     if (s->norm_scale == 1.0) sc = inv = 1.0f;
@@ -132,7 +122,7 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
         size_t jl = strlen(js);
         js = xrealloc(js, jl + 2);
         js[jl++] = '\n';
-        if (sp_write_file_atomic(cpath, js, jl) < 0) rc = fail(err, errlen, "%s: %s", cpath, strerror(errno));
+        if (sp_write_file_atomic(cpath, js, jl) < 0) rc = sp_fail(err, errlen, "%s: %s", cpath, strerror(errno));
         free(js);
     }
     free(wpath), free(cpath);
@@ -159,12 +149,12 @@ static int cfg_arch(const json_t *cfg, const char *cpath, SAEArch *arch, long lo
         *arch = SAE_RELU, kk = 0;
     } else if ((!strcmp(a, "standard") && fn && !strcmp(fn, "topk")) || !strcmp(a, "topk")) {
         *arch = SAE_TOPK;
-        if (kk <= 0) return fail(err, errlen, "%s: a topk SAE needs k (activation_fn_kwargs.k or k)", cpath);
+        if (kk <= 0) return sp_fail(err, errlen, "%s: a topk SAE needs k (activation_fn_kwargs.k or k)", cpath);
     } else if (!strcmp(a, "jumprelu") || !strcmp(a, "batchtopk")) {
         *arch = SAE_BATCHTOPK;
         if (kk <= 0) kk = 1; /* k only steers training; inference uses the threshold */
     } else {
-        return fail(err, errlen, "%s: architecture '%s'%s%s is not supported (standard relu, topk, jumprelu)", cpath,
+        return sp_fail(err, errlen, "%s: architecture '%s'%s%s is not supported (standard relu, topk, jumprelu)", cpath,
                     a, fn ? " with activation " : "", fn ? fn : "");
     }
     *k = kk;
@@ -181,17 +171,17 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
     int rc = -1;
     cfg = json_load_file(cpath, 0, &je);
     if (!cfg) {
-        if (access(cpath, R_OK) < 0) fail(err, errlen, "%s: %s", cpath, strerror(errno));
-        else fail(err, errlen, "%s: line %d: %s", cpath, je.line, je.text);
+        if (access(cpath, R_OK) < 0) sp_fail(err, errlen, "%s: %s", cpath, strerror(errno));
+        else sp_fail(err, errlen, "%s: line %d: %s", cpath, je.line, je.text);
         goto out;
     }
     if (!json_is_object(cfg)) {
-        fail(err, errlen, "%s: not a JSON object", cpath);
+        sp_fail(err, errlen, "%s: not a JSON object", cpath);
         goto out;
     }
     long long D = cfg_int(cfg, "d_in"), F = cfg_int(cfg, "d_sae"), K = 0;
     if (D <= 0 || F <= 0) {
-        fail(err, errlen, "%s: d_in and d_sae must be positive integers", cpath);
+        sp_fail(err, errlen, "%s: d_in and d_sae must be positive integers", cpath);
         goto out;
     }
     SAEArch arch;
@@ -199,18 +189,18 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
     const json_t *nav = json_object_get(cfg, "normalize_activations");
     const char *na = json_string_value(nav);
     if (nav && !json_is_null(nav) && !json_is_false(nav) && !(na && !strcmp(na, "none"))) {
-        fail(err, errlen, "%s: normalize_activations '%s' is not supported (fold the scaling factor into the weights first)",
+        sp_fail(err, errlen, "%s: normalize_activations '%s' is not supported (fold the scaling factor into the weights first)",
              cpath, na ? na : "?");
         goto out;
     }
     if (st_open(&st, wpath) < 0) {
-        fail(err, errlen, "%s", st.err);
+        sp_fail(err, errlen, "%s", st.err);
         goto out;
     }
     if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) goto out;
     s->K = (size_t)K;
     if (K > F) {
-        fail(err, errlen, "%s: k %lld is more than d_sae %lld", cpath, K, F);
+        sp_fail(err, errlen, "%s: k %lld is more than d_sae %lld", cpath, K, F);
         goto out;
     }
     struct { const char *name; uint64_t r, c; float *dst; } tab[] = {
@@ -222,7 +212,7 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
         const StTensor *t = st_find(&st, tab[i].name);
         char desc[96];
         if (!t) {
-            fail(err, errlen, "%s: no tensor %s", wpath, tab[i].name);
+            sp_fail(err, errlen, "%s: no tensor %s", wpath, tab[i].name);
             goto out;
         }
         int nd = tab[i].c ? 2 : 1;
@@ -230,7 +220,7 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
             char want[64];
             if (nd == 2) snprintf(want, sizeof want, "(%" PRIu64 ",%" PRIu64 ")", tab[i].r, tab[i].c);
             else snprintf(want, sizeof want, "(%" PRIu64 ")", tab[i].r);
-            fail(err, errlen, "%s: %s is %s but d_in=%lld d_sae=%lld needs %s float", wpath, tab[i].name,
+            sp_fail(err, errlen, "%s: %s is %s but d_in=%lld d_sae=%lld needs %s float", wpath, tab[i].name,
                  st_tensor_desc(t, desc, sizeof desc), D, F, want);
             goto out;
         }
@@ -238,7 +228,7 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
     size_t n = 2 * (size_t)D * (size_t)F + (size_t)F + (size_t)D + (arch == SAE_BATCHTOPK ? (size_t)F : 0);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(s->mem[i])) {
-            fail(err, errlen, "%s: a weight is not finite", wpath);
+            sp_fail(err, errlen, "%s: a weight is not finite", wpath);
             goto out;
         }
     /* apply_b_dec_to_input false: pre = x W_enc + b_enc; ours subtracts b_dec */

@@ -19,16 +19,6 @@
  * every run, and sqrt/division vectorised are correctly rounded as scalar. */
 #define SAE_VEC __attribute__((optimize("O3", "tree-vectorize", "no-math-errno")))
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static size_t kmax(const SaeTrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
 
 /* entries the CSR holds: K per row, or relu's sparse share of B*F */
@@ -55,8 +45,8 @@ int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t e
     memset(t, 0, sizeof *t);
     t->c = *c;
     size_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
-    if (!D || !F || !B) return fail(err, errlen, "bad trainer size d=%zu f=%zu batch=%zu", D, F, B);
-    if (c->arch != SAE_RELU && (K < 1 || K > F)) return fail(err, errlen, "k must be in 1..%zu, got %zu", F, K);
+    if (!D || !F || !B) return sp_fail(err, errlen, "bad trainer size d=%zu f=%zu batch=%zu", D, F, B);
+    if (c->arch != SAE_RELU && (K < 1 || K > F)) return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", F, K);
     if (A > F) t->c.aux_k = A = F;
     size_t P = t->P = 2 * D * F + F + D;
     t->param = xmalloc_aligned(P * sizeof(float));
@@ -720,7 +710,7 @@ void sae_trainer_meta(const SaeTrainer *t, json_t *meta)
 int sae_trainer_from_meta(SaeTrainer *t, const json_t *meta, char *err, size_t errlen)
 {
     json_t *s = json_object_get(meta, "step"), *th = json_object_get(meta, "theta");
-    if (!json_is_integer(s) || !json_is_number(th)) return fail(err, errlen, "checkpoint has no step/theta");
+    if (!json_is_integer(s) || !json_is_number(th)) return sp_fail(err, errlen, "checkpoint has no step/theta");
     t->step = (uint64_t)json_integer_value(s);
     t->theta = json_number_value(th);
     return 0;
