@@ -35,11 +35,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                         repeatable\n"
 "  -b, --batch N          windows per forward [Default: 8]\n"
 "      --dtype TYPE       hook tensors as f32, bf16 or f16 [Default: f32]\n"
-"  -o, --output FILE      write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force            write a binary stream even to a terminal\n"
-"      --progress         show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help             this help\n"
-"  -V, --version          version\n"
+);
+    sp_stage_help(f, 23, "the stream");
+    fprintf(f,
 "\n"
 "Threads: OpenBLAS's (OPENBLAS_NUM_THREADS). Windows longer than the model's\n"
 "n_positions are refused. A hook both patched and written is written patched.\n"

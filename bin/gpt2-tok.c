@@ -39,11 +39,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --rows N          windows per record [Default: about 4 MB of tokens]\n"
 "  -j, --threads N       encode documents on N threads; the output is the same\n"
 "                        [Default: 1]\n"
-"  -o, --output FILE     write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force           write a binary stream even to a terminal\n"
-"      --progress        show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help            this help\n"
-"  -V, --version         version\n"
+);
+    sp_stage_help(f, 22, "the stream");
+    fprintf(f,
 "\n"
 "No FILE or '-' reads standard input. Input compressed with gzip or zstd is\n"
 "read as its text (told by its first bytes). Invalid UTF-8 is encoded byte\n"

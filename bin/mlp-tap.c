@@ -35,11 +35,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                          instead of computing one\n"
 "      --dtype TYPE        acts as f32, bf16 or f16 [Default: f32]\n"
 "      --rows N            rows per output record [Default: about 4 MB of data]\n"
-"  -o, --output FILE       write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force             write a binary stream even to a terminal\n"
-"      --progress          show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help              this help\n"
-"  -V, --version           version\n"
+);
+    sp_stage_help(f, 24, "the stream");
+    fprintf(f,
 "\n"
 "Every record's meta has \"hook\", \"d\" and \"norm_scale\" (x_stored = x_raw * norm_scale;\n"
 "1 when not normalised); the header has them too. Memory: about\n"

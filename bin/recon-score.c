@@ -39,11 +39,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -b, --batch N          windows per forward [Default: 8]\n"
 "      --json             print one JSON object on stdout instead of the stream\n"
 "  -q, --quiet            no table on stderr\n"
-"  -o, --output FILE      write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force            write a binary stream even to a terminal\n"
-"      --progress         show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help             this help\n"
-"  -V, --version          version\n"
+);
+    sp_stage_help(f, 23, "the stream");
+    fprintf(f,
 "\n"
 "The windows are held in memory (4 bytes a token) for the two passes.\n"
 "Exit status: 0 on success, 1 on a bad input, model or SAE, 2 on bad usage.\n");

@@ -29,11 +29,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                       --features: (rows,n) and `feature_ids` i32 (n))\n"
 "      --any-hook       encode even when the input's hook is not the SAE's\n"
 "      --batch N        rows per encoder GEMM [Default: 2^24/F, 16 to 4096]\n"
-"  -o, --output FILE    write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force          write a binary stream even to a terminal\n"
-"      --progress       show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help           this help\n"
-"  -V, --version        version\n"
+);
+    sp_stage_help(f, 21, "the stream");
+    fprintf(f,
 "\n"
 "Inputs normalised by mlp-tap (meta norm_scale s) are divided by s first; the\n"
 "SAE then applies its own norm_scale. Only saepipe SAE files are read; convert\n"

@@ -64,11 +64,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                          JSON lines when FILE ends in .jsonl, else TSV\n"
 "      --log-every S       [Default: 100]\n"
 "      --max-memory N      bytes the run may use [Default: MemAvailable]\n"
-"  -o, --output FILE       write the SAE to FILE (atomically) [Default: stdout]\n"
-"  -f, --force             write a binary stream even to a terminal\n"
-"      --progress          show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help              this help\n"
-"  -V, --version           version\n"
+);
+    sp_stage_help(f, 24, "the SAE");
+    fprintf(f,
 "\n"
 "Memory: 4P (weights) + 4P (gradients) + 8P (Adam; 4P with bf16) + 4P (best\n"
 "weights, with --val) + 4B(2D + F) (+4BF for relu and batchtopk, +0.8BF more for\n"

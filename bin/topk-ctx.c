@@ -40,11 +40,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                       over all the shards writes\n"
 "      --max-mem SIZE   refuse to start when the examples need more bytes\n"
 "                       [Default: MemAvailable of /proc/meminfo]\n"
-"  -o, --output FILE    write the stream to FILE (atomically) [Default: stdout]\n"
-"  -f, --force          write a binary stream even to a terminal\n"
-"      --progress       show progress on stderr (also when stderr is a terminal)\n"
-"  -h, --help           this help\n"
-"  -V, --version        version\n"
+);
+    sp_stage_help(f, 21, "the stream");
+    fprintf(f,
 "\n"
 "Memory: F x (k + random + bands*per-band) x (8*W + 64) bytes, checked at start.\n"
 "Exit status: 0 on success, 1 on a bad input, 2 on bad usage.\n");

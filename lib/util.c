@@ -70,6 +70,21 @@ void sp_stage_opt(int c, const char **output, int *force, int *progress,
     }
 }
 
+void sp_stage_help(FILE *f, int width, const char *what)
+{
+    char out[64];
+    snprintf(out, sizeof out, "write %s to FILE (atomically) [Default: stdout]", what);
+    const char *lines[][2] = {
+        {"-o, --output FILE", out},
+        {"-f, --force", "write a binary stream even to a terminal"},
+        {"    --progress", "show progress on stderr (also when stderr is a terminal)"},
+        {"-h, --help", "this help"},
+        {"-V, --version", "version"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+        fprintf(f, "  %-*s%s\n", width, lines[i][0], lines[i][1]);
+}
+
 void sp_usage_try(void)
 {
     fprintf(stderr, "Try '%s --help' for more information.\n", sp_prog);

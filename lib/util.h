@@ -44,6 +44,9 @@ enum { SP_OPT_PROGRESS = 0x1000 };
     {"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},      \
     {"progress", no_argument, 0, SP_OPT_PROGRESS}, {"help", no_argument, 0, 'h'}, \
     {"version", no_argument, 0, 'V'}, { 0, 0, 0, 0 }
+/* Their lines in --help, descriptions from column width+2; `what` is what
+ * -o writes ("the stream"). */
+void sp_stage_help(FILE *f, int width, const char *what);
 void sp_stage_opt(int c, const char **output, int *force, int *progress,
                   void (*usage)(FILE *, int));
 /* After getopt's own message on a bad flag: point at --help, exit 2. */
