@@ -295,17 +295,10 @@ static void take_record(Fwd *f, Batch *b, const TszRecord *rec, uint64_t recno)
 {
     const char *in = sp_in_name(f->o->input);
     const GPT2Config *c = &f->g->cfg;
-    const TszTensor *t = tsz_record_get(rec, "tokens");
-    char desc[96];
-    if (!t) sp_die("%s: record %" PRIu64 ": no `tokens` tensor", in, recno);
-    if (t->ndim != 2 || (t->dtype != TSZ_I32 && t->dtype != TSZ_I64))
-        sp_die("%s: record %" PRIu64 ": tokens is %s, expected i32 (rows,T)", in, recno,
-               tsz_tensor_desc(t, desc, sizeof desc));
+    char err[256];
+    const TszTensor *t = gpt2_record_tokens(c, rec, err, sizeof err);
+    if (!t) sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
     uint64_t rows = t->shape[0], T = t->shape[1];
-    if (!T) sp_die("%s: record %" PRIu64 ": empty token windows", in, recno);
-    if (T > c->max_seq_len)
-        sp_die("%s: record %" PRIu64 ": windows of %" PRIu64 " tokens exceed the model's n_positions %zu", in,
-               recno, T, c->max_seq_len);
     const TszTensor *doc = side_tensor(rec, "doc", rows, in, recno), *off = side_tensor(rec, "offset", rows, in, recno);
     for (uint64_t i = 0; i < rows; i++) {
         if (b->n && (b->T != T || b->has_doc != !!doc || b->has_off != !!off)) flush(f, b);

@@ -134,19 +134,12 @@ static void read_windows(Windows *w, TszReader *r, const GPT2Config *c, const ch
     TszRecord rec;
     tsz_record_init(&rec);
     uint64_t recno = 0;
-    char desc[96];
+    char err[256];
     while (tsz_read_or_die(r, &rec)) {
         recno++;
-        const TszTensor *t = tsz_record_get(&rec, "tokens");
-        if (!t) sp_die("%s: record %" PRIu64 ": no `tokens` tensor", in, recno);
-        if (t->ndim != 2 || (t->dtype != TSZ_I32 && t->dtype != TSZ_I64))
-            sp_die("%s: record %" PRIu64 ": tokens is %s, expected i32 (rows,T)", in, recno,
-                   tsz_tensor_desc(t, desc, sizeof desc));
+        const TszTensor *t = gpt2_record_tokens(c, &rec, err, sizeof err);
+        if (!t) sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
         uint64_t rows = t->shape[0], T = t->shape[1];
-        if (!T) sp_die("%s: record %" PRIu64 ": empty token windows", in, recno);
-        if (T > c->max_seq_len)
-            sp_die("%s: record %" PRIu64 ": windows of %" PRIu64 " tokens exceed the model's n_positions %zu", in,
-                   recno, T, c->max_seq_len);
         for (uint64_t i = 0; i < rows; i++) windows_add(w, t, i, T, c, in, recno);
     }
     tsz_record_free(&rec);

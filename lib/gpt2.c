@@ -630,3 +630,17 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
     if (r->loss) gpt2_token_loss(a->logits, r->tokens, B, T, V, r->loss);
     return 0;
 }
+
+const TszTensor *gpt2_record_tokens(const GPT2Config *c, const TszRecord *rec, char *err, size_t errlen)
+{
+    const TszTensor *t = tsz_record_get(rec, "tokens");
+    char desc[96];
+    if (!t) return sp_fail(err, errlen, "no `tokens` tensor"), NULL;
+    if (t->ndim != 2 || (t->dtype != TSZ_I32 && t->dtype != TSZ_I64))
+        return sp_fail(err, errlen, "tokens is %s, expected i32 (rows,T)", tsz_tensor_desc(t, desc, sizeof desc)), NULL;
+    if (!t->shape[1]) return sp_fail(err, errlen, "empty token windows"), NULL;
+    if (t->shape[1] > c->max_seq_len)
+        return sp_fail(err, errlen, "windows of %" PRIu64 " tokens exceed the model's n_positions %zu", t->shape[1],
+                       c->max_seq_len), NULL;
+    return t;
+}

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stream.h"
 #include "util.h"
 
 #define GPT2_BOS 50256
@@ -133,6 +134,9 @@ int gpt2_hook_parse(const GPT2Config *c, const char *name, GPT2Hook *h, char *er
     SP_RESULT_USED;
 /* The TransformerLens name into buf; returns buf. */
 const char *gpt2_hook_name(GPT2Hook h, char *buf, size_t len);
+/* A record's `tokens` tensor as the model takes it: i32/i64 (rows,T) with
+ * 0 < T <= n_positions. NULL with the reason in err otherwise. */
+const TszTensor *gpt2_record_tokens(const GPT2Config *c, const TszRecord *rec, char *err, size_t errlen);
 /* Width of the hook's value: n_inner for mlp.hook_pre/post, else C. */
 size_t gpt2_hook_dim(const GPT2Config *c, GPT2Hook h);
 /* Forward order: a total order on hook points (layer * 7 + kind). */
