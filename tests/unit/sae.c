@@ -231,7 +231,7 @@ static void check_parts(void)
     json_object_set_new(recs[9].meta, "kind", json_string("acts"));
     tsz_record_add(&recs[9], "acts", TSZ_F32, 1, (uint64_t[]){1});
     tsz_record_init(&recs[10]);
-    json_object_set(recs[10].meta, "kind", json_string("sae_part"));
+    json_object_set_new(recs[10].meta, "kind", json_string("sae_part"));
     json_object_set_new(recs[10].meta, "tensor", json_string("W_enc"));
     json_object_set_new(recs[10].meta, "row", json_integer(1));
     memset(tsz_record_add(&recs[10], "W_enc", TSZ_F32, 2, (uint64_t[]){1, 6})->data, 0, 24);
