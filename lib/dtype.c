@@ -99,7 +99,7 @@ void tsz_to_f32(float *dst, const void *src, TszDtype sd, size_t n)
 {
     /* the hot cases get their own loops; the rest go through double */
     if (sd == TSZ_F32) {
-        memmove(dst, src, n * 4);
+        if (n) memmove(dst, src, n * 4);   // an empty tensor may have no data
     } else if (sd == TSZ_BF16) {
         const uint16_t *s = src;
         for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);
@@ -114,7 +114,7 @@ void tsz_to_f32(float *dst, const void *src, TszDtype sd, size_t n)
 void tsz_convert(void *dst, TszDtype dd, const void *src, TszDtype sd, size_t n)
 {
     if (dd == sd) {
-        memmove(dst, src, n * tsz_dtype_size(sd));
+        if (n) memmove(dst, src, n * tsz_dtype_size(sd));
     } else if (dd == TSZ_F32) {
         tsz_to_f32(dst, src, sd, n);
     } else if (sd == TSZ_F32 && dd == TSZ_BF16) {
