@@ -114,9 +114,11 @@ static TszTensor *slot_for(TszRecord *r, const char *name, TszDtype dt, int ndim
         t = &r->t[r->n++];
         t->name = xstrdup(name);
     }
-    if (t->cap < nbytes) {
+    // an empty tensor gets memory too: data is never NULL, so memcpy of
+    // zero bytes from it is defined
+    if (t->cap < nbytes || !t->data) {
         free(t->data);
-        t->cap = nbytes + nbytes / 8;
+        t->cap = nbytes + nbytes / 8 + 64;
         t->data = xmalloc_aligned(t->cap);
     }
     t->dtype = dt;

@@ -32,7 +32,7 @@ typedef struct {
     TszDtype dtype;
     int ndim;
     uint64_t shape[TSZ_MAX_DIMS];
-    void *data;                     /* owned, 64-byte aligned, nbytes long */
+    void *data;                     /* owned, 64-byte aligned, nbytes long, never NULL */
     size_t nbytes;
     size_t cap;                     /* allocated, reused across reads */
 } TszTensor;
