@@ -38,7 +38,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                          --decay-frac of the steps) [Default: linear when the\n"
 "                          length is known, else constant]\n"
 "      --decay-frac P      linear: fraction of steps that decay [Default: 0.2]\n"
-"      --warmup S          linear learning-rate warmup steps [Default: 1000]\n"
+"      --warmup S          linear learning-rate warmup steps [Default: 1000,\n"
+"                          or 5%% of the steps when the run is known to be\n"
+"                          shorter than 20000 steps]\n"
 "      --beta1 B           [Default: 0.9]\n"
 "      --beta2 B           [Default: 0.999]\n"
 "      --eps E             [Default: 1e-8]\n"
@@ -91,7 +93,7 @@ typedef struct {
     LrSched sched;
     SaeBdecInit bdec;
     KeepBest keep;
-    int keep_set, state_bf16, resume, force, progress;
+    int keep_set, warmup_set, state_bf16, resume, force, progress;
     OnNan on_nan;
 } Opts;
 
@@ -168,7 +170,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_LR: o->lr = sp_opt_double("--lr", optarg, 0, 10); break;
         case O_SCHED: o->sched = (LrSched)CHOOSE("--lr-schedule", optarg, scheds); break;
         case O_DECAY: o->decay_frac = sp_opt_double("--decay-frac", optarg, 0, 1); break;
-        case O_WARM: o->warmup = sp_opt_u64("--warmup", optarg, 0, UINT32_MAX); break;
+        case O_WARM: o->warmup = sp_opt_u64("--warmup", optarg, 0, UINT32_MAX), o->warmup_set = 1; break;
         case O_B1: o->beta1 = sp_opt_double("--beta1", optarg, 0, 0.999999); break;
         case O_B2: o->beta2 = sp_opt_double("--beta2", optarg, 0, 0.999999999); break;
         case O_EPS: o->eps = sp_opt_double("--eps", optarg, 1e-30, 1); break;
@@ -353,7 +355,11 @@ static double lr_at(const Fit *f, uint64_t step, uint64_t total_steps)
 {
     const Opts *o = &f->o;
     double lr = o->lr;
-    if (o->warmup && step < o->warmup) lr *= (double)(step + 1) / (double)o->warmup;
+    // the default warmup is 1000 steps, or 5% of a shorter run when its
+    // length is known: a 100-step run should not spend itself warming up
+    uint64_t warmup = o->warmup;
+    if (!o->warmup_set && total_steps && warmup > total_steps / 20) warmup = total_steps / 20 ? total_steps / 20 : 1;
+    if (warmup && step < warmup) lr *= (double)(step + 1) / (double)warmup;
     if (!total_steps) return lr;
     double p = (double)step / (double)total_steps;
     if (o->sched == LR_COSINE) lr *= 0.5 * (1 + cos(M_PI * fmin(p, 1)));

@@ -250,4 +250,11 @@ test_expect_success 'bad flags: exit 2 with one line' '
 	test_expect_code 1 sae-fit missing.tsz -o o 2>err && grep "^sae-fit: missing.tsz: " err
 '
 
+test_expect_success NUMPY 'a short run warms up over 5% of its steps by default; --warmup overrides' '
+	sae-fit --arch topk --k 4 --dict 2x --batch 64 --tokens 2560 --log short.tsv --log-every 1 <train.tsz >short.tsz &&
+	awk -F "\t" "\$1 == \"train\" && \$2 == 3 { print \$9 }" short.tsv >lr3 && test "$(cat lr3)" = 0.0004 &&
+	sae-fit --arch topk --k 4 --dict 2x --batch 64 --tokens 2560 --warmup 1000 --log long.tsv --log-every 1 <train.tsz >long.tsz &&
+	awk -F "\t" "\$1 == \"train\" && \$2 == 3 { print \$9 }" long.tsv >lr3 && test "$(cat lr3)" = 1.2e-06
+'
+
 test_done
