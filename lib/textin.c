@@ -36,12 +36,17 @@ static void remember(TextIn *t, TextIn *was)
         if (open_ins[i] == was) { open_ins[i] = t; return; }
 }
 
-/* Refill the compressed buffer; 0 at EOF, -1 on a read error. */
-static ssize_t refill(TextIn *t)
+/* Refill the compressed buffer: the bytes read, 0 at an EOF between frames
+ * (members), -1 on a read error or an EOF inside one. */
+static ssize_t refill(TextIn *t, const char *format)
 {
     size_t n = fread(t->in, 1, t->in_cap, t->f);
     if (n == 0 && ferror(t->f)) {
         snprintf(t->err, sizeof t->err, "read error: %s", strerror(errno));
+        return -1;
+    }
+    if (n == 0 && t->frame_open) {
+        snprintf(t->err, sizeof t->err, "%s data cut short", format);
         return -1;
     }
     return (ssize_t)n;
@@ -53,13 +58,8 @@ static ssize_t gz_read(TextIn *t, char *buf, size_t size)
     t->z.avail_out = (uInt)size;
     while (t->z.avail_out == size) {
         if (t->z.avail_in == 0) {
-            ssize_t n = refill(t);
-            if (n < 0) return -1;
-            if (n == 0) {
-                if (!t->frame_open) return 0;
-                snprintf(t->err, sizeof t->err, "gzip data cut short");
-                return -1;
-            }
+            ssize_t n = refill(t, "gzip");
+            if (n <= 0) return n;
             t->z.next_in = t->in;
             t->z.avail_in = (uInt)n;
         }
@@ -82,13 +82,8 @@ static ssize_t zst_read(TextIn *t, char *buf, size_t size)
     ZSTD_outBuffer out = {buf, size, 0};
     while (out.pos == 0) {
         if (t->zin.pos == t->zin.size) {
-            ssize_t n = refill(t);
-            if (n < 0) return -1;
-            if (n == 0) {
-                if (!t->frame_open) return 0;
-                snprintf(t->err, sizeof t->err, "zstd data cut short");
-                return -1;
-            }
+            ssize_t n = refill(t, "zstd");
+            if (n <= 0) return n;
             t->zin = (ZSTD_inBuffer){t->in, (size_t)n, 0};
         }
         size_t r = ZSTD_decompressStream(t->zd, &out, &t->zin);
