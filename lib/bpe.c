@@ -27,16 +27,6 @@ static const char GPT2_PATTERN[] =
 #define CACHE_KEY_BYTES (4u << 20)
 #define CACHE_TOKS (1u << 20)
 
-static int bpe_fail(Bpe *b, const char *fmt, ...) SP_PRINTF(2, 3);
-static int bpe_fail(Bpe *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(b->err, sizeof b->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* ---- hashing ---- */
 
 static uint64_t hash_bytes(const char *p, size_t n)
@@ -136,16 +126,16 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
 {
     json_error_t je;
     FILE *f = fopen(path, "rb");
-    if (!f) return bpe_fail(b, "%s: %s", path, strerror(errno));
+    if (!f) return SP_FAIL(b, "%s: %s", path, strerror(errno));
     json_t *root = json_loadf(f, 0, &je);
     fclose(f);
     if (!root) {
-        if (je.line < 0) return bpe_fail(b, "%s: %s", path, je.text);
-        return bpe_fail(b, "%s: line %d: %s", path, je.line, je.text);
+        if (je.line < 0) return SP_FAIL(b, "%s: %s", path, je.text);
+        return SP_FAIL(b, "%s: line %d: %s", path, je.line, je.text);
     }
     if (!json_is_object(root) || json_object_size(root) == 0) {
         json_decref(root);
-        return bpe_fail(b, "%s: expected a JSON object of token -> id", path);
+        return SP_FAIL(b, "%s: expected a JSON object of token -> id", path);
     }
     size_t V = json_object_size(root), total = 0;
     const char *key;
@@ -154,7 +144,7 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
         if (id < 0 || (size_t)id >= V) {
             json_decref(root);
-            return bpe_fail(b, "%s: token \"%s\": id must be an integer in [0, %zu)", path, key, V);
+            return SP_FAIL(b, "%s: token \"%s\": id must be an integer in [0, %zu)", path, key, V);
         }
         total += strlen(key);
     }
@@ -169,17 +159,17 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
         size_t id = (size_t)json_integer_value(val);
         long n = unbyte(dec, key, strlen(key), tmp);
         if (n < 0) {
-            rc = bpe_fail(b, "%s: token \"%s\" has a character outside GPT-2's byte alphabet", path, key);
+            rc = SP_FAIL(b, "%s: token \"%s\" has a character outside GPT-2's byte alphabet", path, key);
             break;
         }
         if (len[id]) {
-            rc = bpe_fail(b, "%s: id %zu is given to two tokens", path, id);
+            rc = SP_FAIL(b, "%s: id %zu is given to two tokens", path, id);
             break;
         }
         len[id] = (uint32_t)n + 1;   /* +1: 0 means unseen */
     }
     for (size_t i = 0; rc == 0 && i < V; i++) {
-        if (!len[i]) rc = bpe_fail(b, "%s: no token has id %zu (ids must be 0..%zu)", path, i, V - 1);
+        if (!len[i]) rc = SP_FAIL(b, "%s: no token has id %zu (ids must be 0..%zu)", path, i, V - 1);
         else b->tok_off[i + 1] = b->tok_off[i] + len[i] - 1;
     }
     if (rc == 0) json_object_foreach(root, key, val) {
@@ -196,7 +186,7 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
     for (size_t id = 0; id < V; id++) {
         const char *s = b->tok_bytes + b->tok_off[id];
         size_t n = b->tok_off[id + 1] - b->tok_off[id];
-        if (vocab_find(b, s, n) >= 0) return bpe_fail(b, "%s: two tokens have the same bytes (id %zu)", path, id);
+        if (vocab_find(b, s, n) >= 0) return SP_FAIL(b, "%s: two tokens have the same bytes (id %zu)", path, id);
         size_t mask = b->vcap - 1, i = hash_bytes(s, n) & mask;
         while (b->vslot[i] >= 0) i = (i + 1) & mask;
         b->vslot[i] = (int32_t)id;
@@ -204,7 +194,7 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
     for (int c = 0; c < 256; c++) {
         char ch = (char)c;
         if ((b->byte_tok[c] = vocab_find(b, &ch, 1)) < 0)
-            return bpe_fail(b, "%s: no token for byte 0x%02x: not a byte-level BPE vocabulary", path, c);
+            return SP_FAIL(b, "%s: no token for byte 0x%02x: not a byte-level BPE vocabulary", path, c);
     }
     b->eot = vocab_find(b, BPE_EOT_TEXT, strlen(BPE_EOT_TEXT));
     return 0;
@@ -215,7 +205,7 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
 {
     char *sp = strchr(line, ' ');
     if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' '))
-        return bpe_fail(b, "%s: line %zu: expected two tokens separated by one space", path, lineno);
+        return SP_FAIL(b, "%s: line %zu: expected two tokens separated by one space", path, lineno);
     *sp = 0;
     const char *part[2] = {line, sp + 1};
     int32_t id[2];
@@ -226,15 +216,15 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
     rl[1] = rl[0] < 0 ? -1 : unbyte(dec, part[1], n1, raw + rl[0]);
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
-        if (rl[k] < 0) rc = bpe_fail(b, "%s: line %zu: '%s' has a character outside GPT-2's byte alphabet", path,
+        if (rl[k] < 0) rc = SP_FAIL(b, "%s: line %zu: '%s' has a character outside GPT-2's byte alphabet", path,
                                     lineno, part[k]);
         else if ((id[k] = vocab_find(b, k ? raw + rl[0] : raw, (size_t)rl[k])) < 0)
-            rc = bpe_fail(b, "%s: line %zu: token '%s' is not in vocab.json", path, lineno, part[k]);
+            rc = SP_FAIL(b, "%s: line %zu: token '%s' is not in vocab.json", path, lineno, part[k]);
     }
     int32_t m = rc ? -1 : vocab_find(b, raw, (size_t)(rl[0] + rl[1]));
     free(raw);
     if (rc) return -1;
-    if (m < 0) return bpe_fail(b, "%s: line %zu: the merge '%s%s' is not in vocab.json", path, lineno, part[0], part[1]);
+    if (m < 0) return SP_FAIL(b, "%s: line %zu: the merge '%s%s' is not in vocab.json", path, lineno, part[0], part[1]);
     uint64_t key = (uint64_t)(uint32_t)id[0] << 32 | (uint32_t)id[1];
     size_t mask = b->mcap - 1, i = hash_pair(key, mask);
     for (; b->mkey[i] != UINT64_MAX; i = (i + 1) & mask)
@@ -266,7 +256,7 @@ static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
 {
     size_t len;
     char *txt = sp_read_file(path, &len);
-    if (!txt) return bpe_fail(b, "%s: %s", path, strerror(errno));
+    if (!txt) return SP_FAIL(b, "%s: %s", path, strerror(errno));
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
     b->mcap = pow2_at_least(2 * lines);
@@ -283,7 +273,7 @@ static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
         if (end > p && end[-1] == '\r') end[-1] = 0;
         *end = 0;
         if (memchr(p, 0, (size_t)(end - p))) {
-            if (*p) rc = bpe_fail(b, "%s: line %zu: NUL byte", path, lineno);
+            if (*p) rc = SP_FAIL(b, "%s: line %zu: NUL byte", path, lineno);
         } else if (!(lineno == 1 && !strncmp(p, "#version", 8))) {
             rc = add_merge(b, path, lineno, p, dec, rank++);
         }
@@ -292,7 +282,7 @@ static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
     free(txt);
     b->n_merges = rank;
     if (rc == 0) check_order(b);
-    if (rc == 0 && rank == 0) return bpe_fail(b, "%s: no merges", path);
+    if (rc == 0 && rank == 0) return SP_FAIL(b, "%s: no merges", path);
     return rc;
 }
 
@@ -305,7 +295,7 @@ static int compile_pattern(Bpe *b)
     if (!re) {
         PCRE2_UCHAR msg[128];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        return bpe_fail(b, "PCRE2 cannot compile the GPT-2 pattern: %s", (char *)msg);
+        return SP_FAIL(b, "PCRE2 cannot compile the GPT-2 pattern: %s", (char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* interpreted matching still works if JIT is missing */
     b->re = re;
@@ -326,10 +316,7 @@ int bpe_load_files(Bpe *b, const char *vocab_path, const char *merges_path)
 
 int bpe_load(Bpe *b, const char *dir)
 {
-    size_t n = strlen(dir) + 16;
-    char *v = xmalloc(n), *m = xmalloc(n);
-    snprintf(v, n, "%s/vocab.json", dir);
-    snprintf(m, n, "%s/merges.txt", dir);
+    char *v = sp_path_join(dir, "vocab.json"), *m = sp_path_join(dir, "merges.txt");
     int rc = bpe_load_files(b, v, m);
     free(v);
     free(m);

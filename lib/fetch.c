@@ -468,10 +468,8 @@ done:
 
 int fetch_checkpoint(const FetchOpts *o, const char *id, const char *dir, int *nfiles, char *err, size_t errlen)
 {
-    size_t n = strlen(dir) + 40;
-    char *single = xmalloc(n), *index = xmalloc(n);
-    snprintf(single, n, "%s/model.safetensors", dir);
-    snprintf(index, n, "%s/model.safetensors.index.json", dir);
+    char *single = sp_path_join(dir, "model.safetensors");
+    char *index = sp_path_join(dir, "model.safetensors.index.json");
     int rc = 0, fetched = 0;
     long status = 0;
     *nfiles = 1;

@@ -15,17 +15,6 @@
 #include "gpt2.h"
 #include "safetensors.h"
 
-static int gfail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
-static int gfail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-#define GFAIL(g, ...) gfail((g)->err, sizeof (g)->err, __VA_ARGS__)
-
 /* ---- config ---- */
 
 /* A positive integer key; def 0 means required. */
@@ -34,12 +23,12 @@ static int cfg_size(json_t *root, const char *key, size_t def, size_t *out, cons
 {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) {
-        if (!def) return gfail(err, errlen, "%s: missing \"%s\"", name, key);
+        if (!def) return sp_fail(err, errlen, "%s: missing \"%s\"", name, key);
         *out = def;
         return 0;
     }
     if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 24))
-        return gfail(err, errlen, "%s: \"%s\" must be a positive integer", name, key);
+        return sp_fail(err, errlen, "%s: \"%s\" must be a positive integer", name, key);
     *out = (size_t)json_integer_value(v);
     return 0;
 }
@@ -47,22 +36,22 @@ static int cfg_size(json_t *root, const char *key, size_t def, size_t *out, cons
 static int cfg_is_gpt2(json_t *root, const char *name, char *err, size_t errlen)
 {
     const char *mt = json_string_value(json_object_get(root, "model_type"));
-    if (!mt) return gfail(err, errlen, "%s: missing \"model_type\"", name);
-    if (strcmp(mt, "gpt2")) return gfail(err, errlen, "%s: model_type is \"%.40s\", not \"gpt2\"", name, mt);
+    if (!mt) return sp_fail(err, errlen, "%s: missing \"model_type\"", name);
+    if (strcmp(mt, "gpt2")) return sp_fail(err, errlen, "%s: model_type is \"%.40s\", not \"gpt2\"", name, mt);
     json_t *arch = json_object_get(root, "architectures"), *a;
     size_t i;
     json_array_foreach(arch, i, a) {
         const char *s = json_string_value(a);
         if (!s || (strcmp(s, "GPT2LMHeadModel") && strcmp(s, "GPT2Model")))
-            return gfail(err, errlen, "%s: architecture \"%.40s\" is not GPT2LMHeadModel or GPT2Model", name,
+            return sp_fail(err, errlen, "%s: architecture \"%.40s\" is not GPT2LMHeadModel or GPT2Model", name,
                          s ? s : "?");
     }
     const char *act = json_string_value(json_object_get(root, "activation_function"));
     if (act && strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh"))
-        return gfail(err, errlen, "%s: activation_function \"%.40s\" is not supported (gelu_new only)", name, act);
+        return sp_fail(err, errlen, "%s: activation_function \"%.40s\" is not supported (gelu_new only)", name, act);
     if (json_is_true(json_object_get(root, "scale_attn_by_inverse_layer_idx")) ||
         json_is_false(json_object_get(root, "scale_attn_weights")))
-        return gfail(err, errlen, "%s: non-standard attention scaling is not supported", name);
+        return sp_fail(err, errlen, "%s: non-standard attention scaling is not supported", name);
     return 0;
 }
 
@@ -70,9 +59,9 @@ int gpt2_config_parse(GPT2Config *c, const char *text, const char *name, char *e
 {
     json_error_t je;
     json_t *root = json_loads(text, 0, &je);
-    if (!root) return gfail(err, errlen, "%s: line %d: %s", name, je.line, je.text);
+    if (!root) return sp_fail(err, errlen, "%s: line %d: %s", name, je.line, je.text);
     memset(c, 0, sizeof *c);
-    int rc = json_is_object(root) ? 0 : gfail(err, errlen, "%s: not a JSON object", name);
+    int rc = json_is_object(root) ? 0 : sp_fail(err, errlen, "%s: not a JSON object", name);
     if (!rc) rc = cfg_is_gpt2(root, name, err, errlen);
     if (!rc) rc = cfg_size(root, "n_embd", 0, &c->channels, name, err, errlen);
     if (!rc) rc = cfg_size(root, "n_layer", 0, &c->num_layers, name, err, errlen);
@@ -86,10 +75,10 @@ int gpt2_config_parse(GPT2Config *c, const char *text, const char *name, char *e
         if (json_is_number(eps) && json_number_value(eps) > 0 && json_number_value(eps) < 1)
             c->ln_eps = (float)json_number_value(eps);
         else
-            rc = gfail(err, errlen, "%s: \"layer_norm_epsilon\" must be a number in (0, 1)", name);
+            rc = sp_fail(err, errlen, "%s: \"layer_norm_epsilon\" must be a number in (0, 1)", name);
     }
     if (!rc && c->channels % c->num_heads)
-        rc = gfail(err, errlen, "%s: n_embd %zu is not a multiple of n_head %zu", name, c->channels, c->num_heads);
+        rc = sp_fail(err, errlen, "%s: n_embd %zu is not a multiple of n_head %zu", name, c->channels, c->num_heads);
     json_decref(root);
     return rc;
 }
@@ -141,7 +130,7 @@ static int load_tensor(GPT2 *g, const StCheckpoint *ck, const char *key, const G
     const char *file;
     size_t id;
     const StTensor *t = st_ckpt_find(ck, key, &file, &id);
-    if (!t) return GFAIL(g, "%s: missing tensor %s (config: n_layer %zu, n_embd %zu)", ck_name(ck), key,
+    if (!t) return SP_FAIL(g, "%s: missing tensor %s (config: n_layer %zu, n_embd %zu)", ck_name(ck), key,
                          g->cfg.num_layers, g->cfg.channels);
     used[id] = 1;
     int same = t->ndim == s->ndim;
@@ -151,11 +140,11 @@ static int load_tensor(GPT2 *g, const StCheckpoint *ck, const char *key, const G
         char want[64];
         if (s->ndim == 1) snprintf(want, sizeof want, "(%zu)", s->shape[0]);
         else snprintf(want, sizeof want, "(%zu,%zu)", s->shape[0], s->shape[1]);
-        return GFAIL(g, "%s: %s is %s but the config needs %s", file, key, st_tensor_desc(t, have, sizeof have),
+        return SP_FAIL(g, "%s: %s is %s but the config needs %s", file, key, st_tensor_desc(t, have, sizeof have),
                      want);
     }
     if (st_to_f32(t, dst) < 0)
-        return GFAIL(g, "%s: %s is %s, not a float tensor", file, key, st_tensor_desc(t, have, sizeof have));
+        return SP_FAIL(g, "%s: %s is %s, not a float tensor", file, key, st_tensor_desc(t, have, sizeof have));
     return 0;
 }
 
@@ -175,7 +164,7 @@ static int gpt2_load(GPT2 *g, const StCheckpoint *ck)
                          : st_ckpt_find(ck, "transformer.wte.weight", NULL, NULL) ? "transformer."
                                                                                    : NULL;
     if (!prefix)
-        return GFAIL(g, "%s: no wte.weight or transformer.wte.weight: not a GPT-2 checkpoint", ck_name(ck));
+        return SP_FAIL(g, "%s: no wte.weight or transformer.wte.weight: not a GPT-2 checkpoint", ck_name(ck));
     const StTensor *lm = st_ckpt_find(ck, "lm_head.weight", NULL, NULL);
     const StTensor *wte = st_ckpt_find(ck, *prefix ? "transformer.wte.weight" : "wte.weight", NULL, NULL);
     int tied = !lm || (lm->dtype == wte->dtype && lm->nbytes == wte->nbytes && !memcmp(lm->data, wte->data, lm->nbytes));
@@ -208,7 +197,7 @@ static int gpt2_load(GPT2 *g, const StCheckpoint *ck)
         const char *file;
         const StTensor *t = st_ckpt_get(ck, i, &file);
         if (!used[i] && !ignorable_key(t->name))
-            rc = GFAIL(g, "%s: unexpected tensor %s (config: n_layer %zu): checkpoint and config disagree", file,
+            rc = SP_FAIL(g, "%s: unexpected tensor %s (config: n_layer %zu): checkpoint and config disagree", file,
                        t->name, L);
     }
     free(used);
@@ -218,19 +207,17 @@ static int gpt2_load(GPT2 *g, const StCheckpoint *ck)
 int gpt2_open(GPT2 *g, const char *dir)
 {
     memset(g, 0, sizeof *g);
-    size_t n = strlen(dir) + 32;
-    char *cpath = xmalloc(n);
-    snprintf(cpath, n, "%s/config.json", dir);
+    char *cpath = sp_path_join(dir, "config.json");
     size_t len;
     char *text = sp_read_file(cpath, &len);
-    int rc = text ? 0 : GFAIL(g, "%s: %s", cpath, strerror(errno));
-    if (!rc && strlen(text) != len) rc = GFAIL(g, "%s: contains a NUL byte", cpath);
+    int rc = text ? 0 : SP_FAIL(g, "%s: %s", cpath, strerror(errno));
+    if (!rc && strlen(text) != len) rc = SP_FAIL(g, "%s: contains a NUL byte", cpath);
     if (!rc) rc = gpt2_config_parse(&g->cfg, text, cpath, g->err, sizeof g->err);
     free(text);
     free(cpath);
     if (rc) return rc;
     StCheckpoint ck;
-    if (st_ckpt_open(&ck, dir) < 0) rc = GFAIL(g, "%s", ck.err);
+    if (st_ckpt_open(&ck, dir) < 0) rc = SP_FAIL(g, "%s", ck.err);
     else rc = gpt2_load(g, &ck);
     st_ckpt_close(&ck);
     return rc;
@@ -239,8 +226,8 @@ int gpt2_open(GPT2 *g, const char *dir)
 int gpt2_alloc(GPT2 *g, size_t B, size_t T, int logits)
 {
     const GPT2Config *c = &g->cfg;
-    if (!B || !T) return GFAIL(g, "gpt2_alloc: empty batch");
-    if (T > c->max_seq_len) return GFAIL(g, "windows of %zu tokens exceed n_positions %zu", T, c->max_seq_len);
+    if (!B || !T) return SP_FAIL(g, "gpt2_alloc: empty batch");
+    if (T > c->max_seq_len) return SP_FAIL(g, "windows of %zu tokens exceed n_positions %zu", T, c->max_seq_len);
     free(g->acts_mem);
     size_t BT = B * T, C = c->channels, F = c->n_inner, V = c->vocab_size;
     struct { float **slot; size_t n; } tab[] = {
@@ -283,12 +270,12 @@ int gpt2_hook_parse(const GPT2Config *c, const char *name, GPT2Hook *h, char *er
     for (int k = 0; k < GPT2_HOOK_NKIND; k++) {
         if (strcmp(end + 1, hook_names[k])) continue;
         if (c && l >= c->num_layers)
-            return gfail(err, errlen, "hook %s: layer %lu but the model has %zu layers", name, l, c->num_layers);
+            return sp_fail(err, errlen, "hook %s: layer %lu but the model has %zu layers", name, l, c->num_layers);
         h->layer = l, h->kind = (GPT2HookKind)k;
         return 0;
     }
 bad:
-    return gfail(err, errlen, "unknown hook \"%.80s\" (expected blocks.L.hook_resid_pre|hook_attn_out|"
+    return sp_fail(err, errlen, "unknown hook \"%.80s\" (expected blocks.L.hook_resid_pre|hook_attn_out|"
                  "hook_resid_mid|mlp.hook_pre|mlp.hook_post|hook_mlp_out|hook_resid_post)", name);
 }
 
@@ -532,7 +519,7 @@ static int run_taps(GPT2 *g, const GPT2Run *r, size_t l, GPT2HookKind kind, floa
         if (tp->hook.layer != l || tp->hook.kind != kind) continue;
         if (tp->save) memcpy(tp->save, act, n * sizeof *act);
         if (tp->fn && tp->fn(tp->ctx, gpt2_hook_name(h, name, sizeof name), act, r->B, r->T, D) < 0)
-            return GFAIL(g, "hook %s failed", name);
+            return SP_FAIL(g, "hook %s failed", name);
     }
     return gpt2_hook_index(h) == last ? 1 : 0;
 }
@@ -543,25 +530,25 @@ static int check_run(GPT2 *g, const GPT2Run *r, int want_logits)
     const GPT2Config *c = &g->cfg;
     size_t V = c->vocab_size;
     char name[64];
-    if (!r->B || !r->T) return GFAIL(g, "empty batch");
+    if (!r->B || !r->T) return SP_FAIL(g, "empty batch");
     if (r->T > c->max_seq_len)
-        return GFAIL(g, "window of %zu tokens exceeds n_positions %zu", r->T, c->max_seq_len);
+        return SP_FAIL(g, "window of %zu tokens exceeds n_positions %zu", r->T, c->max_seq_len);
     if (!g->acts_mem || r->B * r->T > g->maxB * g->maxT || r->T > g->maxT || r->B > g->maxB)
-        return GFAIL(g, "batch (%zu,%zu) exceeds the (%zu,%zu) reserved by gpt2_alloc", r->B, r->T, g->maxB, g->maxT);
-    if (want_logits && !g->has_logits) return GFAIL(g, "logits asked for but gpt2_alloc reserved none");
-    if ((want_logits || !r->resid_in) && !r->tokens) return GFAIL(g, "no tokens");
+        return SP_FAIL(g, "batch (%zu,%zu) exceeds the (%zu,%zu) reserved by gpt2_alloc", r->B, r->T, g->maxB, g->maxT);
+    if (want_logits && !g->has_logits) return SP_FAIL(g, "logits asked for but gpt2_alloc reserved none");
+    if ((want_logits || !r->resid_in) && !r->tokens) return SP_FAIL(g, "no tokens");
     if (r->resid_in && r->start_layer >= c->num_layers)
-        return GFAIL(g, "start layer %zu but the model has %zu layers", r->start_layer, c->num_layers);
+        return SP_FAIL(g, "start layer %zu but the model has %zu layers", r->start_layer, c->num_layers);
     for (size_t i = 0; r->tokens && i < r->B * r->T; i++)
         if (r->tokens[i] < 0 || (size_t)r->tokens[i] >= V)
-            return GFAIL(g, "token id %" PRId32 " at (%zu,%zu) is outside the vocabulary [0, %zu)", r->tokens[i],
+            return SP_FAIL(g, "token id %" PRId32 " at (%zu,%zu) is outside the vocabulary [0, %zu)", r->tokens[i],
                          i / r->T, i % r->T, V);
     for (size_t i = 0; i < r->ntaps; i++) {
         GPT2Hook h = r->taps[i].hook;
         if (h.layer >= c->num_layers || h.kind >= GPT2_HOOK_NKIND)
-            return GFAIL(g, "tap %zu: no such hook (layer %zu of %zu)", i, h.layer, c->num_layers);
+            return SP_FAIL(g, "tap %zu: no such hook (layer %zu of %zu)", i, h.layer, c->num_layers);
         if (r->resid_in && h.layer < r->start_layer)
-            return GFAIL(g, "hook %s is before the start layer %zu", gpt2_hook_name(h, name, sizeof name),
+            return SP_FAIL(g, "hook %s is before the start layer %zu", gpt2_hook_name(h, name, sizeof name),
                          r->start_layer);
     }
     return 0;

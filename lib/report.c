@@ -20,16 +20,6 @@ void report_opts_default(ReportOpts *o)
     o->max_features = 0;
 }
 
-static int fail(Report *r, const char *fmt, ...) SP_PRINTF(2, 3);
-static int fail(Report *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->err, sizeof r->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 const char *report_error(const Report *r) { return r->err[0] ? r->err : NULL; }
 
 int report_init(Report *r, const ReportOpts *o)
@@ -44,7 +34,7 @@ int report_init(Report *r, const ReportOpts *o)
     r->vocab = json_object();
     r->seen = json_object();
     r->feat_f = open_memstream(&r->feat_buf, &r->feat_len);
-    if (!r->feat_f) return fail(r, "cannot open a memory stream");
+    if (!r->feat_f) return SP_FAIL(r, "cannot open a memory stream");
     return 0;
 }
 
@@ -139,7 +129,7 @@ static TszReader *open_in(Report *r, const char *path)
 {
     TszReader *rd = tsz_reader_open(path);
     if (tsz_reader_error(rd)) {
-        fail(r, "%s", tsz_reader_error(rd));
+        SP_FAIL(r, "%s", tsz_reader_error(rd));
         tsz_reader_close(rd);
         return NULL;
     }
@@ -149,7 +139,7 @@ static TszReader *open_in(Report *r, const char *path)
 /* Finish an input: keep its headers for the provenance section. */
 static int close_in(Report *r, TszReader *rd, const char *role, const char *path, int ret)
 {
-    if (ret < 0 && !r->err[0]) fail(r, "%s", tsz_reader_error(rd));
+    if (ret < 0 && !r->err[0]) SP_FAIL(r, "%s", tsz_reader_error(rd));
     if (ret == 0) {
         json_t *p = json_object();
         json_object_set_new(p, "role", json_string(role));
@@ -170,7 +160,7 @@ static const char *rec_kind(const TszRecord *rec)
 static int check_kind(Report *r, TszReader *rd, const TszRecord *rec, const char *want)
 {
     if (!strcmp(rec_kind(rec), want)) return 0;
-    return fail(r, "%s: record %llu is kind \"%s\", not \"%s\"", tsz_reader_name(rd),
+    return SP_FAIL(r, "%s: record %llu is kind \"%s\", not \"%s\"", tsz_reader_name(rd),
                 (unsigned long long)tsz_reader_records(rd), rec_kind(rec), want);
 }
 
@@ -203,7 +193,7 @@ int report_add_sae(Report *r, const char *path)
         json_object_set_new(m, "file", jstr(path));
         json_array_append_new(r->saes, m);
     }
-    if (ret == 0 && n == 0) ret = -1, fail(r, "%s: no SAE record", tsz_reader_name(rd));
+    if (ret == 0 && n == 0) ret = -1, SP_FAIL(r, "%s: no SAE record", tsz_reader_name(rd));
     tsz_record_free(&rec);
     return close_in(r, rd, "sae", path, ret);
 }
@@ -242,7 +232,7 @@ int report_add_recon(Report *r, const char *path)
         json_array_append_new(r->recons, m);
         n++;
     }
-    if (ret == 0 && n == 0) ret = -1, fail(r, "%s: no recon record", tsz_reader_name(rd));
+    if (ret == 0 && n == 0) ret = -1, SP_FAIL(r, "%s: no recon record", tsz_reader_name(rd));
     tsz_record_free(&rec);
     return close_in(r, rd, "recon", path, ret);
 }
@@ -416,8 +406,8 @@ int report_add_log(Report *r, const char *path, const char *label)
 {
     size_t len;
     char *text = sp_read_file(path, &len);
-    if (!text) return fail(r, "%s: %s", path, strerror(errno));
-    if (strlen(text) != len) { free(text); return fail(r, "%s: contains a NUL byte", path); }
+    if (!text) return SP_FAIL(r, "%s: %s", path, strerror(errno));
+    if (strlen(text) != len) { free(text); return SP_FAIL(r, "%s: contains a NUL byte", path); }
     char *clean = report_utf8_clean(text, len);
     free(text);
     ReportLog lg;
@@ -427,7 +417,7 @@ int report_add_log(Report *r, const char *path, const char *label)
     free(clean);
     if (ret < 0) {
         report_log_free(&lg);
-        return fail(r, "%s: %s", path, err);
+        return SP_FAIL(r, "%s: %s", path, err);
     }
     const char *lab = label ? label : base_name(path);
     lg.label = report_utf8_clean(lab, strlen(lab));
@@ -442,7 +432,7 @@ static int feature_id(Report *r, TszReader *rd, const TszRecord *rec, long long 
 {
     json_t *f = json_object_get(rec->meta, "feature");
     if (!json_is_integer(f) || json_integer_value(f) < 0)
-        return fail(r, "%s: record %llu: no \"feature\" id (a non-negative integer)",
+        return SP_FAIL(r, "%s: record %llu: no \"feature\" id (a non-negative integer)",
                     tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd));
     *id = json_integer_value(f);
     return 0;
@@ -482,15 +472,15 @@ static int example_tensors(Report *r, TszReader *rd, const TszRecord *rec, const
     const char *name = tsz_reader_name(rd);
     unsigned long long nr = (unsigned long long)tsz_reader_records(rd);
     if (!*tok || !*act)
-        return fail(r, "%s: record %llu: \"%s\" without \"%s\"", name, nr, *tok ? tn : an,
+        return SP_FAIL(r, "%s: record %llu: \"%s\" without \"%s\"", name, nr, *tok ? tn : an,
                     *tok ? an : tn);
     char b1[96], b2[96];
     if ((*tok)->dtype != TSZ_I32 || (*tok)->ndim != 2)
-        return fail(r, "%s: record %llu: \"%s\" is %s, not (K,W) i32", name, nr, tn,
+        return SP_FAIL(r, "%s: record %llu: \"%s\" is %s, not (K,W) i32", name, nr, tn,
                     tsz_tensor_desc(*tok, b1, sizeof b1));
     if (!tsz_dtype_is_float((*act)->dtype) || (*act)->ndim != 2 ||
         (*act)->shape[0] != (*tok)->shape[0] || (*act)->shape[1] != (*tok)->shape[1])
-        return fail(r, "%s: record %llu: \"%s\" is %s but \"%s\" is %s", name, nr, an,
+        return SP_FAIL(r, "%s: record %llu: \"%s\" is %s but \"%s\" is %s", name, nr, an,
                     tsz_tensor_desc(*act, b1, sizeof b1), tn, tsz_tensor_desc(*tok, b2, sizeof b2));
     return 1;
 }
@@ -642,7 +632,7 @@ static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
     if (top < 0 || rnd < 0 || bnd < 0) return -1;
     if (bnd && (!bid || bid->ndim != 1 || bid->shape[0] != bt->shape[0] ||
                 (bid->dtype != TSZ_I32 && bid->dtype != TSZ_I64)))
-        return fail(r, "%s: record %llu: \"band_tokens\" needs \"band_id\" i32 or i64 (%llu)",
+        return SP_FAIL(r, "%s: record %llu: \"band_tokens\" needs \"band_id\" i32 or i64 (%llu)",
                     tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd),
                     (unsigned long long)bt->shape[0]);
     const TszTensor *src = tsz_record_get(rec, "top_src");
@@ -711,7 +701,7 @@ static int add_dict_stats(Report *r, TszReader *rd, const TszRecord *rec)
         if (strstr(rec->t[i].name, "edge")) e = &rec->t[i];
     if (h && e) {
         if (h->ndim != 1 || e->ndim != 1 || tsz_tensor_numel(e) != tsz_tensor_numel(h) + 1)
-            return fail(r, "%s: dict_stats: \"%s\" needs one more value than \"%s\"",
+            return SP_FAIL(r, "%s: dict_stats: \"%s\" needs one more value than \"%s\"",
                         tsz_reader_name(rd), e->name, h->name);
         free(r->hist_counts);
         free(r->hist_edges);

@@ -14,14 +14,6 @@
 #include "sae_convert.h"
 #include "safetensors.h"
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 /* x (n) times scale to f, through a small buffer rather than a copy of x. */
 static void write_scaled(FILE *f, const float *x, size_t n, float scale)
 {
@@ -99,7 +91,7 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
     SaeStOut t[5] = {{"W_enc", s->p.W_enc, 2, {D, F}, sc}, {"b_enc", s->p.b_enc, 1, {F, 0}, 1.0f},
                      {"W_dec", s->p.W_dec, 2, {F, D}, inv}, {"b_dec", s->p.b_dec, 1, {D, 0}, inv},
                      {"threshold", s->p.threshold, 1, {F, 0}, 1.0f}};
-    char *wpath = join(dir, "sae_weights.safetensors"), *cpath = join(dir, "cfg.json");
+    char *wpath = sp_path_join(dir, "sae_weights.safetensors"), *cpath = sp_path_join(dir, "cfg.json");
     int rc = sae_st_write_f32(wpath, t, s->arch == SAE_BATCHTOPK ? 5 : 4, err, errlen);
     if (!rc) {
         const char *arch = s->arch == SAE_BATCHTOPK ? "jumprelu" : "standard";
@@ -164,7 +156,7 @@ static int cfg_arch(const json_t *cfg, const char *cpath, SAEArch *arch, long lo
 int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
-    char *cpath = join(dir, "cfg.json"), *wpath = join(dir, "sae_weights.safetensors");
+    char *cpath = sp_path_join(dir, "cfg.json"), *wpath = sp_path_join(dir, "sae_weights.safetensors");
     json_error_t je;
     json_t *cfg = NULL;
     SafeTensors st = {0};

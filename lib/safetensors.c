@@ -22,16 +22,6 @@ static const struct { const char *name; size_t size; } st_dtypes[ST_NDTYPE] = {
 const char *st_dtype_name(StDtype dt) { return dt < ST_NDTYPE ? st_dtypes[dt].name : "?"; }
 size_t st_dtype_size(StDtype dt) { return dt < ST_NDTYPE ? st_dtypes[dt].size : 0; }
 
-static int st_fail(SafeTensors *s, const char *fmt, ...) SP_PRINTF(2, 3);
-static int st_fail(SafeTensors *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s->err, sizeof s->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 const char *st_tensor_desc(const StTensor *t, char *buf, size_t len)
 {
     size_t k = 0;
@@ -49,31 +39,31 @@ static int st_entry(SafeTensors *s, const char *base, const char *key, json_t *v
     const char *dt = json_string_value(json_object_get(v, "dtype"));
     json_t *shape = json_object_get(v, "shape"), *off = json_object_get(v, "data_offsets");
     if (!json_is_object(v) || !dt || !json_is_array(shape) || !json_is_array(off) || json_array_size(off) != 2)
-        return st_fail(s, "%s: %s: header entry needs dtype, shape and data_offsets", base, key);
+        return SP_FAIL(s, "%s: %s: header entry needs dtype, shape and data_offsets", base, key);
     int k;
     for (k = 0; k < ST_NDTYPE && strcmp(st_dtypes[k].name, dt); k++) {}
-    if (k == ST_NDTYPE) return st_fail(s, "%s: %s: unsupported dtype %.20s", base, key, dt);
-    if (json_array_size(shape) > ST_MAX_DIMS) return st_fail(s, "%s: %s: more than %d dimensions", base, key, ST_MAX_DIMS);
+    if (k == ST_NDTYPE) return SP_FAIL(s, "%s: %s: unsupported dtype %.20s", base, key, dt);
+    if (json_array_size(shape) > ST_MAX_DIMS) return SP_FAIL(s, "%s: %s: more than %d dimensions", base, key, ST_MAX_DIMS);
     t->dtype = (StDtype)k;
     t->ndim = (int)json_array_size(shape);
     t->numel = 1;
     for (int d = 0; d < t->ndim; d++) {
         json_t *e = json_array_get(shape, d);
         if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > (1ll << 40))
-            return st_fail(s, "%s: %s: bad shape", base, key);
+            return SP_FAIL(s, "%s: %s: bad shape", base, key);
         t->shape[d] = (uint64_t)json_integer_value(e);
         t->numel *= t->shape[d];
-        if (t->numel > (1ull << 40)) return st_fail(s, "%s: %s: bad shape", base, key);
+        if (t->numel > (1ull << 40)) return SP_FAIL(s, "%s: %s: bad shape", base, key);
     }
     json_t *b = json_array_get(off, 0), *e = json_array_get(off, 1);
     if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
         json_integer_value(e) < json_integer_value(b) || (uint64_t)json_integer_value(e) > data_len)
-        return st_fail(s, "%s: %s: data_offsets outside the file's %" PRIu64 " data bytes", base, key, data_len);
+        return SP_FAIL(s, "%s: %s: data_offsets outside the file's %" PRIu64 " data bytes", base, key, data_len);
     uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(e);
     char desc[96];
     t->name = xstrdup(key);
     if (end - begin != t->numel * st_dtypes[k].size)
-        return st_fail(s, "%s: %s: data_offsets [%" PRIu64 ", %" PRIu64 "] but %s needs %" PRIu64 " bytes",
+        return SP_FAIL(s, "%s: %s: data_offsets [%" PRIu64 ", %" PRIu64 "] but %s needs %" PRIu64 " bytes",
                        base, key, begin, end, st_tensor_desc(t, desc, sizeof desc), t->numel * st_dtypes[k].size);
     t->data = data + begin;
     t->nbytes = end - begin;
@@ -85,25 +75,25 @@ int st_open(SafeTensors *s, const char *path)
     memset(s, 0, sizeof *s);
     const char *base = path;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return st_fail(s, "%s: %s", base, strerror(errno));
+    if (fd < 0) return SP_FAIL(s, "%s: %s", base, strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) < 0) { close(fd); return st_fail(s, "%s: %s", base, strerror(errno)); }
-    if (!S_ISREG(sb.st_mode)) { close(fd); return st_fail(s, "%s: not a regular file", base); }
-    if (sb.st_size < 8) { close(fd); return st_fail(s, "%s: too short for a safetensors file (%lld bytes)", base, (long long)sb.st_size); }
+    if (fstat(fd, &sb) < 0) { close(fd); return SP_FAIL(s, "%s: %s", base, strerror(errno)); }
+    if (!S_ISREG(sb.st_mode)) { close(fd); return SP_FAIL(s, "%s: not a regular file", base); }
+    if (sb.st_size < 8) { close(fd); return SP_FAIL(s, "%s: too short for a safetensors file (%lld bytes)", base, (long long)sb.st_size); }
     s->map_len = (size_t)sb.st_size;
     s->map = mmap(NULL, s->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (s->map == MAP_FAILED) { s->map = NULL; return st_fail(s, "%s: mmap: %s", base, strerror(errno)); }
+    if (s->map == MAP_FAILED) { s->map = NULL; return SP_FAIL(s, "%s: mmap: %s", base, strerror(errno)); }
     const uint8_t *p = s->map;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | p[i];
     if (hlen > s->map_len - 8 || hlen > (100u << 20))
-        return st_fail(s, "%s: header length %" PRIu64 " does not fit the file (%zu bytes): not a safetensors file",
+        return SP_FAIL(s, "%s: header length %" PRIu64 " does not fit the file (%zu bytes): not a safetensors file",
                        base, hlen, s->map_len);
     json_error_t je;
     json_t *h = json_loadb((const char *)p + 8, hlen, JSON_REJECT_DUPLICATES, &je);
-    if (!h) return st_fail(s, "%s: header is not valid JSON: %s", base, je.text);
-    if (!json_is_object(h)) { json_decref(h); return st_fail(s, "%s: header is not a JSON object", base); }
+    if (!h) return SP_FAIL(s, "%s: header is not valid JSON: %s", base, je.text);
+    if (!json_is_object(h)) { json_decref(h); return SP_FAIL(s, "%s: header is not a JSON object", base); }
     const uint8_t *data = p + 8 + hlen;
     uint64_t data_len = s->map_len - 8 - hlen;
     s->t = xcalloc(json_object_size(h) + 1, sizeof *s->t);
@@ -165,16 +155,6 @@ int st_to_f32(const StTensor *t, float *dst)
 
 /* ---- a checkpoint of one file or of shards listed in an index ---- */
 
-static int ck_fail(StCheckpoint *c, const char *fmt, ...) SP_PRINTF(2, 3);
-static int ck_fail(StCheckpoint *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err, sizeof c->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int ck_add(StCheckpoint *c, const char *path)
 {
     c->shard = xrealloc(c->shard, (c->nshard + 1) * sizeof *c->shard);
@@ -182,7 +162,7 @@ static int ck_add(StCheckpoint *c, const char *path)
     SafeTensors *s = &c->shard[c->nshard];
     c->path[c->nshard] = xstrdup(path);
     c->nshard++;
-    if (st_open(s, path) < 0) return ck_fail(c, "%s", s->err);
+    if (st_open(s, path) < 0) return SP_FAIL(c, "%s", s->err);
     c->n += s->n;
     return 0;
 }
@@ -197,15 +177,15 @@ static int ck_open_index(StCheckpoint *c, const char *dir)
 {
     size_t len;
     char *text = sp_read_file(c->index, &len);
-    if (!text) return ck_fail(c, "%s: %s", c->index, strerror(errno));
+    if (!text) return SP_FAIL(c, "%s: %s", c->index, strerror(errno));
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
-    if (!root) return ck_fail(c, "%s: line %d: %s", c->index, je.line, je.text);
+    if (!root) return SP_FAIL(c, "%s: line %d: %s", c->index, je.line, je.text);
     json_t *wm = json_object_get(root, "weight_map");
     int rc = 0;
     if (!json_is_object(wm) || !json_object_size(wm))
-        rc = ck_fail(c, "%s: no \"weight_map\" object naming the shards", c->index);
+        rc = SP_FAIL(c, "%s: no \"weight_map\" object naming the shards", c->index);
     const char *key;
     json_t *v;
     /* open each shard the first time the map names it */
@@ -213,17 +193,15 @@ static int ck_open_index(StCheckpoint *c, const char *dir)
         if (rc) break;
         const char *f = json_string_value(v);
         if (!f || !ck_valid_name(f)) {
-            rc = ck_fail(c, "%s: weight_map: %s: shard must be a file name inside the directory", c->index, key);
+            rc = SP_FAIL(c, "%s: weight_map: %s: shard must be a file name inside the directory", c->index, key);
             break;
         }
-        size_t pl = strlen(dir) + strlen(f) + 2;
-        char *path = xmalloc(pl);
-        snprintf(path, pl, "%s/%s", dir, f);
+        char *path = sp_path_join(dir, f);
         size_t s;
         for (s = 0; s < c->nshard && strcmp(c->path[s], path); s++) {}
         if (s == c->nshard) rc = ck_add(c, path);
         if (!rc && !st_find(&c->shard[s], key))
-            rc = ck_fail(c, "%s: %s: not in %s, where the index puts it", c->index, key, f);
+            rc = SP_FAIL(c, "%s: %s: not in %s, where the index puts it", c->index, key, f);
         free(path);
     }
     /* every tensor of every shard once, and named by the index */
@@ -232,9 +210,9 @@ static int ck_open_index(StCheckpoint *c, const char *dir)
             const char *name = c->shard[s].t[i].name;
             const char *want = json_string_value(json_object_get(wm, name));
             if (!want)
-                rc = ck_fail(c, "%s: %s: not listed in %s", c->path[s], name, c->index);
+                rc = SP_FAIL(c, "%s: %s: not listed in %s", c->path[s], name, c->index);
             else if (strcmp(c->path[s] + strlen(dir) + 1, want))
-                rc = ck_fail(c, "%s: %s: %s puts it in %s", c->path[s], name, c->index, want);
+                rc = SP_FAIL(c, "%s: %s: %s puts it in %s", c->path[s], name, c->index, want);
         }
     json_decref(root);
     return rc;
@@ -243,18 +221,15 @@ static int ck_open_index(StCheckpoint *c, const char *dir)
 int st_ckpt_open(StCheckpoint *c, const char *dir)
 {
     memset(c, 0, sizeof *c);
-    size_t pl = strlen(dir) + 40;
-    char *single = xmalloc(pl);
-    snprintf(single, pl, "%s/model.safetensors", dir);
+    char *single = sp_path_join(dir, "model.safetensors");
     int rc;
     struct stat sb;
     if (stat(single, &sb) == 0 || errno != ENOENT) {
         rc = ck_add(c, single);
     } else {
-        c->index = xmalloc(pl);
-        snprintf(c->index, pl, "%s/model.safetensors.index.json", dir);
+        c->index = sp_path_join(dir, "model.safetensors.index.json");
         if (stat(c->index, &sb) < 0 && errno == ENOENT)
-            rc = ck_fail(c, "%s: no model.safetensors (nor model.safetensors.index.json for a sharded one)", dir);
+            rc = SP_FAIL(c, "%s: no model.safetensors (nor model.safetensors.index.json for a sharded one)", dir);
         else
             rc = ck_open_index(c, dir);
     }

@@ -19,16 +19,6 @@
 #define SALT_RAND 0x72616e64u   /* "rand" */
 #define SALT_BAND 0x62616e64u   /* "band" */
 
-static int fail(TopkCtx *c, const char *fmt, ...) SP_PRINTF(2, 3);
-static int fail(TopkCtx *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err, sizeof c->err, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 uint64_t topkctx_bytes(const TopkOpts *o, size_t nsel)
 {
     return topk_heaps_bytes(nsel, o->K, o->W) + topk_heaps_bytes(nsel, o->R, o->W) +
@@ -79,13 +69,13 @@ static const TszTensor *need(TopkCtx *c, const TszRecord *rec, const char *name,
         else snprintf(want + l, sizeof want - l, "%s%llu", i ? "," : "(", (unsigned long long)shape[i]);
     }
     if (!t) {
-        fail(c, "no \"%s\" tensor", name);
+        SP_FAIL(c, "no \"%s\" tensor", name);
         return NULL;
     }
     int okshape = t->ndim == ndim && t->dtype == dt;
     for (int i = 0; okshape && i < ndim; i++) okshape = shape[i] == UINT64_MAX || shape[i] == t->shape[i];
     if (!okshape) {
-        fail(c, "\"%s\" is %s but needs %s) %s", name, tsz_tensor_desc(t, got, sizeof got), want,
+        SP_FAIL(c, "\"%s\" is %s but needs %s) %s", name, tsz_tensor_desc(t, got, sizeof got), want,
              tsz_dtype_name(dt));
         return NULL;
     }
@@ -187,13 +177,13 @@ static int load_acts(TopkCtx *c, const TszRecord *rec, size_t rows)
             ids = it->data;
             for (size_t k = 0; k < Fc; k++)
                 if (ids[k] < 0 || (size_t)ids[k] >= c->F || (k && ids[k] <= ids[k - 1]))
-                    return fail(c, "\"feature_ids\" must be ascending ids in [0, %zu)", c->F);
+                    return SP_FAIL(c, "\"feature_ids\" must be ascending ids in [0, %zu)", c->F);
         } else if (Fc != c->F) {
-            return fail(c, "\"features\" has %zu columns but f is %zu", Fc, c->F);
+            return SP_FAIL(c, "\"features\" has %zu columns but f is %zu", Fc, c->F);
         }
         const float *x = dense->data;
         for (size_t i = 0; i < rows * Fc; i++)
-            if (!isfinite(x[i])) return fail(c, "\"features\" has a value that is not finite");
+            if (!isfinite(x[i])) return SP_FAIL(c, "\"features\" has a value that is not finite");
         sparse_csc_from_dense(&c->csc, x, rows, Fc, ids, c->col_of, c->nsel);
         return 0;
     }
@@ -204,7 +194,7 @@ static int load_acts(TopkCtx *c, const TszRecord *rec, size_t rows)
     if (!vx) return -1;
     SpCsr a = {rows, c->F, ix->shape[0], ip->data, ix->data, vx->data};
     char err[256];
-    if (sparse_csr_check(&a, err, sizeof err) < 0) return fail(c, "%s", err);
+    if (sparse_csr_check(&a, err, sizeof err) < 0) return SP_FAIL(c, "%s", err);
     sparse_csc_from_csr(&c->csc, &a, c->col_of, c->nsel);
     return 0;
 }
@@ -213,25 +203,25 @@ int topkctx_add(TopkCtx *c, const TszRecord *rec)
 {
     const char *kind = json_string_value(json_object_get(rec->meta, "kind"));
     if (!kind || strcmp(kind, "features"))
-        return fail(c, "kind '%s' is not 'features' (is this sae-encode output?)", kind ? kind : "(none)");
+        return SP_FAIL(c, "kind '%s' is not 'features' (is this sae-encode output?)", kind ? kind : "(none)");
     json_t *jf = json_object_get(rec->meta, "f");
     if (!json_is_integer(jf) || (size_t)json_integer_value(jf) != c->F)
-        return fail(c, "meta 'f' is not %zu, the dictionary size of the first record", c->F);
+        return SP_FAIL(c, "meta 'f' is not %zu, the dictionary size of the first record", c->F);
     json_t *jp = json_object_get(rec->meta, "pos0");
     long long pos0 = jp ? json_integer_value(jp) : 0;
-    if (jp && (!json_is_integer(jp) || pos0 < 0 || pos0 > 1)) return fail(c, "meta 'pos0' must be 0 or 1");
+    if (jp && (!json_is_integer(jp) || pos0 < 0 || pos0 > 1)) return SP_FAIL(c, "meta 'pos0' must be 0 or 1");
     uint64_t ts[2] = {UINT64_MAX, UINT64_MAX};
     const TszTensor *tt = tsz_record_get(rec, "tokens") ? need(c, rec, "tokens", TSZ_I32, 2, ts) : NULL;
     if (!tt) {
         if (!tsz_record_get(rec, "tokens"))
-            fail(c, "no \"tokens\" tensor (topk-ctx needs context windows: mlp-tap --keep-context)");
+            SP_FAIL(c, "no \"tokens\" tensor (topk-ctx needs context windows: mlp-tap --keep-context)");
         return -1;
     }
     CtxRows x = {tt->data, tt->shape[0], tt->shape[1], 0, (size_t)pos0, NULL, NULL, c->n_windows};
-    if (x.T <= x.pos0 && x.B) return fail(c, "\"tokens\" rows of %zu tokens leave none after pos0 %zu", x.T, x.pos0);
+    if (x.T <= x.pos0 && x.B) return SP_FAIL(c, "\"tokens\" rows of %zu tokens leave none after pos0 %zu", x.T, x.pos0);
     x.Tp = x.T - x.pos0;
     int hd = tsz_record_get(rec, "doc") != NULL, ho = tsz_record_get(rec, "offset") != NULL;
-    if (hd != ho) return fail(c, "\"doc\" and \"offset\" come together or not at all");
+    if (hd != ho) return SP_FAIL(c, "\"doc\" and \"offset\" come together or not at all");
     if (hd) {
         uint64_t bs[1] = {x.B};
         const TszTensor *d = need(c, rec, "doc", TSZ_I64, 1, bs), *o = d ? need(c, rec, "offset", TSZ_I64, 1, bs) : NULL;
@@ -241,9 +231,9 @@ int topkctx_add(TopkCtx *c, const TszRecord *rec)
     size_t rows = x.B * x.Tp;
     json_t *jr = json_object_get(rec->meta, "rows");
     if (jr && (!json_is_integer(jr) || (size_t)json_integer_value(jr) != rows))
-        return fail(c, "meta 'rows' is not %zu, the rows of \"tokens\" (%zu,%zu) after pos0 %zu", rows, x.B, x.T,
+        return SP_FAIL(c, "meta 'rows' is not %zu, the rows of \"tokens\" (%zu,%zu) after pos0 %zu", rows, x.B, x.T,
                     x.pos0);
-    if (rows > UINT32_MAX) return fail(c, "%zu rows in one record is too many", rows);
+    if (rows > UINT32_MAX) return SP_FAIL(c, "%zu rows in one record is too many", rows);
     if (load_acts(c, rec, rows) < 0) return -1;
     for (size_t j = 0; j < c->nsel; j++)
         if (c->csc.colptr[j + 1] > c->csc.colptr[j]) add_column(c, j, &x);
@@ -374,7 +364,7 @@ static int merge_set(TopkCtx *c, size_t j, const TszRecord *rec, const char *pre
     const TszTensor *tt = need(c, rec, nt, TSZ_I32, 2, sw);
     if (!tt) return -1;
     size_t n = tt->shape[0], W = h->W;
-    if (n > h->cap) return fail(c, "\"%s\" has %zu examples but the options keep %zu", nt, n, h->cap);
+    if (n > h->cap) return SP_FAIL(c, "\"%s\" has %zu examples but the options keep %zu", nt, n, h->cap);
     uint64_t s2[2] = {n, W}, s3[2] = {n, 3};
     const TszTensor *ta = need(c, rec, na, TSZ_F32, 2, s2), *ts = ta ? need(c, rec, ns, TSZ_I64, 2, s3) : NULL;
     const TszTensor *tg = ts ? need(c, rec, ng, TSZ_I64, 2, s3) : NULL;
@@ -384,16 +374,16 @@ static int merge_set(TopkCtx *c, size_t j, const TszRecord *rec, const char *pre
     for (size_t k = 0; k < n; k++) {
         TopkGid g = {gid[3 * k], gid[3 * k + 1], gid[3 * k + 2]};
         if (src[3 * k + 2] < 0 || (size_t)src[3 * k + 2] >= W)
-            return fail(c, "\"%s\" row %zu: position %lld is outside the window", ns, k, (long long)src[3 * k + 2]);
+            return SP_FAIL(c, "\"%s\" row %zu: position %lld is outside the window", ns, k, (long long)src[3 * k + 2]);
         float v = acts[k * W + (size_t)src[3 * k + 2]];
-        if (!isfinite(v)) return fail(c, "\"%s\" row %zu is not finite", na, k);
+        if (!isfinite(v)) return SP_FAIL(c, "\"%s\" row %zu is not finite", na, k);
         uint64_t key = salt ? topk_hash(c->o.seed, salt, (uint64_t)c->sel[j], &g) : topk_act_key(v);
         // shards of one input hold disjoint tokens: the same token, window and key twice means
         // overlapping inputs (a shard given twice), whose counts would be added twice
         long dup = topk_find(h, j, key, &g);
         if (dup >= 0 && !memcmp(h->tok + (j * h->cap + (size_t)dup) * W, (const int32_t *)tt->data + k * W,
                                 W * sizeof(int32_t)))
-            return fail(c, "feature %d: token (doc %lld, offset %lld, position %lld) is in two inputs: the "
+            return SP_FAIL(c, "feature %d: token (doc %lld, offset %lld, position %lld) is in two inputs: the "
                         "inputs overlap (a shard given twice?)", c->sel[j], (long long)g.doc, (long long)g.off,
                         (long long)g.t);
         long slot = topk_offer(h, j, key, &g);
@@ -411,13 +401,13 @@ int topkctx_merge(TopkCtx *c, size_t j, const TszRecord *rec)
     const json_t *m = rec->meta;
     const char *kind = json_string_value(json_object_get(m, "kind"));
     if (!kind || strcmp(kind, "feature"))
-        return fail(c, "kind '%s' is not 'feature' (is this topk-ctx output?)", kind ? kind : "(none)");
+        return SP_FAIL(c, "kind '%s' is not 'feature' (is this topk-ctx output?)", kind ? kind : "(none)");
     json_t *jf = json_object_get(m, "feature"), *jn = json_object_get(m, "n_fired"),
            *jx = json_object_get(m, "max_act");
     if (!json_is_integer(jf) || json_integer_value(jf) != c->sel[j])
-        return fail(c, "feature is not %d: the inputs hold different features", c->sel[j]);
+        return SP_FAIL(c, "feature is not %d: the inputs hold different features", c->sel[j]);
     if (!json_is_integer(jn) || json_integer_value(jn) < 0 || !json_is_number(jx))
-        return fail(c, "feature %d: meta needs integer 'n_fired' and number 'max_act'", c->sel[j]);
+        return SP_FAIL(c, "feature %d: meta needs integer 'n_fired' and number 'max_act'", c->sel[j]);
     uint64_t hn[1] = {TOPK_HIST_BINS}, sn[1] = {2};
     const TszTensor *th = need(c, rec, "act_hist", TSZ_I64, 1, hn);
     const TszTensor *ts = th ? need(c, rec, "act_sum", TSZ_I64, 1, sn) : NULL;

@@ -85,6 +85,14 @@ void sp_stage_help(FILE *f, int width, const char *what)
         fprintf(f, "  %-*s%s\n", width, lines[i][0], lines[i][1]);
 }
 
+char *sp_path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 void sp_usage_try(void)
 {
     fprintf(stderr, "Try '%s --help' for more information.\n", sp_prog);

@@ -35,6 +35,10 @@ void sp_warn(const char *fmt, ...) SP_PRINTF(1, 2);
 /* "prog version" on stdout, exit 0. */
 /* The library's error convention: the message into err[errlen], -1 back. */
 int sp_fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
+/* The same into obj->err, a char array of a struct that carries its error. */
+#define SP_FAIL(obj, ...) sp_fail((obj)->err, sizeof (obj)->err, __VA_ARGS__)
+/* "DIR/NAME", allocated. */
+char *sp_path_join(const char *dir, const char *name);
 /* The options of every stage that writes a stream: -o FILE, -f, --progress,
  * -h, -V. SP_STAGE_LONGOPTS ends a stage's getopt_long table; the switch's
  * default case hands what getopt_long returned to sp_stage_opt, which sets
