@@ -314,6 +314,15 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
     json_decref(j);
 }
 
+/* Progress in the input's own bytes, the unit of the total (the compressed
+ * ones for .gz/.zst); a pipe, which has no position, counts what it gave. */
+static void progress(Reader *rd, FILE *raw, uint64_t base, size_t n)
+{
+    off_t pos = ftello(raw);
+    rd->bytes = pos >= 0 ? base + (uint64_t)pos : rd->bytes + n;
+    sp_progress_update(&rd->prog, rd->bytes);
+}
+
 static void read_input(Reader *rd, const char *path)
 {
     const char *in = sp_in_name(path);
@@ -323,13 +332,14 @@ static void read_input(Reader *rd, const char *path)
     FILE *f = textin_open(raw, in, err, sizeof err);   // gzip and zstd are read as text
     if (!f) sp_die("%s", err);
     const Opts *o = rd->wn->o;
+    uint64_t base = rd->bytes;
     if (o->format == FMT_TEXT && o->split == SPLIT_FILE) {
         char buf[1 << 16];
         size_t got;
         rd->ndoc = 0;
         while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
             gather(rd, buf, got);
-            sp_progress_update(&rd->prog, rd->bytes += got);
+            progress(rd, raw, base, got);
         }
         if (ferror(f)) sp_die("%s: %s", in, textin_error());
         add_doc(rd, rd->doc ? rd->doc : "", rd->ndoc, in);
@@ -341,7 +351,7 @@ static void read_input(Reader *rd, const char *path)
         uint64_t lineno = 0;
         while ((n = getline(&line, &cap, f)) > 0) {
             lineno++;
-            sp_progress_update(&rd->prog, rd->bytes += (uint64_t)n);
+            progress(rd, raw, base, (size_t)n);
             if (o->format == FMT_JSONL) jsonl_line(rd, line, (size_t)n, lineno, in);
             else if (o->split == SPLIT_LINE) {
                 size_t k = (size_t)n;

@@ -13,7 +13,6 @@ enum { PLAIN, GZIP, ZSTD };
 typedef struct {
     FILE *f;           /* the compressed input */
     int kind;
-    char err[256];     /* why the last read failed */
     unsigned char *in; /* compressed bytes read from f */
     size_t in_cap;
     z_stream z;
@@ -23,8 +22,8 @@ typedef struct {
     size_t peek_pos, peek_len; /* PLAIN: the sniffed bytes not yet given back */
 } TextIn;
 
-/* the reason of the last failed read on this thread (inputs are read one
- * at a time, and fopencookie's FILE gives no way back to its cookie) */
+/* why the last read failed on this thread (inputs are read one at a time,
+ * and fopencookie's FILE gives no way back to its cookie) */
 static __thread char last_err[256];
 /* the inputs open now: glibc keeps a cookie pointer where leak checkers
  * cannot see it, and a stage that dies mid-read exits with its input open */
@@ -42,11 +41,11 @@ static ssize_t refill(TextIn *t, const char *format)
 {
     size_t n = fread(t->in, 1, t->in_cap, t->f);
     if (n == 0 && ferror(t->f)) {
-        snprintf(t->err, sizeof t->err, "read error: %s", strerror(errno));
+        snprintf(last_err, sizeof last_err, "read error: %s", strerror(errno));
         return -1;
     }
     if (n == 0 && t->frame_open) {
-        snprintf(t->err, sizeof t->err, "%s data cut short", format);
+        snprintf(last_err, sizeof last_err, "%s data cut short", format);
         return -1;
     }
     return (ssize_t)n;
@@ -70,7 +69,7 @@ static ssize_t gz_read(TextIn *t, char *buf, size_t size)
             t->frame_open = 0;
             inflateReset(&t->z);
         } else if (r != Z_OK && r != Z_BUF_ERROR) {
-            snprintf(t->err, sizeof t->err, "corrupt gzip data: %s", t->z.msg ? t->z.msg : "inflate failed");
+            snprintf(last_err, sizeof last_err, "corrupt gzip data: %s", t->z.msg ? t->z.msg : "inflate failed");
             return -1;
         }
     }
@@ -88,7 +87,7 @@ static ssize_t zst_read(TextIn *t, char *buf, size_t size)
         }
         size_t r = ZSTD_decompressStream(t->zd, &out, &t->zin);
         if (ZSTD_isError(r)) {
-            snprintf(t->err, sizeof t->err, "corrupt zstd data: %s", ZSTD_getErrorName(r));
+            snprintf(last_err, sizeof last_err, "corrupt zstd data: %s", ZSTD_getErrorName(r));
             return -1;
         }
         t->frame_open = r != 0;
@@ -106,7 +105,7 @@ static ssize_t plain_read(TextIn *t, char *buf, size_t size)
     }
     size_t n = fread(buf, 1, size, t->f);
     if (n == 0 && ferror(t->f)) {
-        snprintf(t->err, sizeof t->err, "read error: %s", strerror(errno));
+        snprintf(last_err, sizeof last_err, "read error: %s", strerror(errno));
         return -1;
     }
     return (ssize_t)n;
@@ -118,10 +117,7 @@ static ssize_t ti_read(void *cookie, char *buf, size_t size)
     if (size == 0) return 0;
     ssize_t n = t->kind == GZIP ? gz_read(t, buf, size)
               : t->kind == ZSTD ? zst_read(t, buf, size) : plain_read(t, buf, size);
-    if (n < 0) {
-        memcpy(last_err, t->err, sizeof last_err);
-        errno = EIO;
-    }
+    if (n < 0) errno = EIO;
     return n;
 }
 
