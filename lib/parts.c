@@ -21,6 +21,9 @@ static uint64_t row_bytes(const TszBig *b, TszDtype dt)
     return tsz_dtype_size(dt) * (b->ndim == 2 ? b->shape[1] : 1);
 }
 
+/* Whether b goes in part records rather than in the first record. */
+static int parted(const TszBig *b, uint64_t part) { return b->shape[0] * row_bytes(b, b->dtype) > part; }
+
 /* Rows r0..r0+n-1 of b into dst. */
 static void put_rows(const TszBig *b, uint64_t r0, uint64_t n, void *dst)
 {
@@ -79,7 +82,7 @@ int tsz_write_parts(TszWriter *w, TszRecord *first, const TszBig *big, size_t n,
     part_kind(first, kind, sizeof kind);
     json_t *ann = json_array();
     for (size_t i = 0; i < n; i++) {
-        if (big[i].shape[0] * row_bytes(&big[i], big[i].dtype) > part) {
+        if (parted(&big[i], part)) {
             json_array_append_new(ann, announce(&big[i]));
             continue;
         }
@@ -91,7 +94,7 @@ int tsz_write_parts(TszWriter *w, TszRecord *first, const TszBig *big, size_t n,
     TszRecord rec;
     tsz_record_init(&rec);
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (big[i].shape[0] * row_bytes(&big[i], big[i].dtype) > part)
+        if (parted(&big[i], part))
             rc = write_tensor_parts(w, &big[i], kind, part, &rec);
     tsz_record_free(&rec);
     json_decref(ann);
@@ -163,9 +166,7 @@ static uint64_t take_part(TszReader *r, const TszRecord *rec, const TszBig *b, T
                     in, recno, b->name, t ? tsz_tensor_desc(t, desc, sizeof desc) : "absent",
                     want - next, (unsigned long long)(b->ndim == 2 ? b->shape[1] : 1), tsz_dtype_name(dt)), 0;
     uint64_t cols = b->ndim == 2 ? b->shape[1] : 1, cnt = t->shape[0] * cols;
-    char *dst = (char *)b->data + next * cols * tsz_dtype_size(b->dtype);
-    if (dt == b->dtype) memcpy(dst, t->data, t->nbytes);
-    else tsz_convert(dst, b->dtype, t->data, dt, cnt);
+    tsz_convert((char *)b->data + next * cols * tsz_dtype_size(b->dtype), b->dtype, t->data, dt, cnt);
     return t->shape[0];
 }
 
