@@ -301,7 +301,7 @@ static json_t *token_strs(const TszRecord *rec, TopkStrFn strs, void *ud)
     for (size_t i = 0; i < 3; i++) {
         const TszTensor *t = tsz_record_get(rec, names[i]);
         size_t m = tsz_tensor_numel(t);
-        if (m) memcpy(ids + n, t->data, m * sizeof *ids); /* an empty tensor may have no data pointer */
+        memcpy(ids + n, t->data, m * sizeof *ids);
         n += m;
     }
     qsort(ids, n, sizeof *ids, cmp_i32);
