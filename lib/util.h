@@ -32,7 +32,6 @@ void sp_die(const char *fmt, ...) SP_NORETURN SP_PRINTF(1, 2);
 void sp_usage_die(const char *fmt, ...) SP_NORETURN SP_PRINTF(1, 2);
 /* "prog: message\n" on stderr, no exit. */
 void sp_warn(const char *fmt, ...) SP_PRINTF(1, 2);
-/* "prog version" on stdout, exit 0. */
 /* The library's error convention: the message into err[errlen], -1 back. */
 int sp_fail(char *err, size_t errlen, const char *fmt, ...) SP_PRINTF(3, 4);
 /* The same into obj->err, a char array of a struct that carries its error. */
@@ -55,6 +54,7 @@ void sp_stage_opt(int c, const char **output, int *force, int *progress,
                   void (*usage)(FILE *, int));
 /* After getopt's own message on a bad flag: point at --help, exit 2. */
 void sp_usage_try(void) SP_NORETURN;
+/* "prog version" on stdout, exit 0. */
 void sp_print_version(void) SP_NORETURN;
 
 /* Allocation that dies with a message on failure (bin/ and lib/ both use
