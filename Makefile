@@ -72,13 +72,19 @@ tests/helpers/%: tests/helpers/%.c $(LIBA) build/.flags
 # Tests: C unit tests and shell tests, all TAP, all through prove.
 # T= narrows the set: make check T='tests/t0100-tsz.sh'.
 T ?= $(UNITS) $(sort $(wildcard tests/t[0-9]*.sh))
-check: deps-check all $(UNITS)
+# The packages come first, then a new make builds: pkg-config's flags are
+# read when a Makefile is parsed, so a make started before the -dev
+# packages were installed would link without them.
+check: deps-check
+	@$(MAKE) --no-print-directory all $(UNITS)
 	prove -j2 --exec '' $(T)
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	$(MAKE) -f pipelines/demo.mk
 
-bench: deps-bench all
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
 	@set -e; for b in bench/*.sh; do echo "== $$b"; sh $$b; done
 
 install: all
