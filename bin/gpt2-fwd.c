@@ -71,7 +71,7 @@ static int sae_patch(void *ctx, const char *hook, float *act, size_t B, size_t T
         p->x_hat = xmalloc_aligned(N * D * sizeof(float));
         p->cap = N;
     }
-    sae_reconstruct(&p->sae, act, N, p->code, p->x_hat);
+    sae_reconstruct(&p->sae, act, N, SP_ROWS_WINDOWS(T), p->code, p->x_hat);
     memcpy(act, p->x_hat, N * D * sizeof *act);
     return 0;
 }

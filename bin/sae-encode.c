@@ -80,10 +80,10 @@ typedef struct {
     const SAE *enc;         /* the one encoding: &sae or &sub */
     int32_t *ids;           /* (nsel) selected features, NULL for all */
     size_t nsel;
-    size_t batch;
-    float *x;               /* (batch, D) */
-    float *f;               /* (batch, enc->F) */
-    float *g;               /* (batch, nsel) gathered, topk with --features */
+    size_t batch, cap;      /* rows per batch; rows x, f and g hold */
+    float *x;               /* (cap, D) */
+    float *f;               /* (cap, enc->F) */
+    float *g;               /* (cap, nsel) gathered, topk with --features */
     SpCsrBuf csr;
     TszRecord out;
 } Enc;
@@ -109,11 +109,12 @@ static void select_features(Enc *e)
     e->enc = u;
 }
 
-/* Encode n rows of x into the output (CSR buffer or dense tensor at row r0). */
-static void encode_rows(Enc *e, size_t n, float *dense_out)
+/* Encode n rows of x, laid out as L (gemm.h), into the output (CSR buffer
+ * or dense tensor). */
+static void encode_rows(Enc *e, size_t n, SpRows L, float *dense_out)
 {
     size_t Fe = e->enc->F, Fo = e->ids ? e->nsel : e->sae.F;
-    sae_encode(e->enc, e->x, n, e->f);
+    sae_encode(e->enc, e->x, n, L, e->f);
     const float *y = e->f;
     if (e->ids && e->enc == &e->sae) {       /* topk: gather the selected columns */
         for (size_t i = 0; i < n; i++)
@@ -122,6 +123,17 @@ static void encode_rows(Enc *e, size_t n, float *dense_out)
     }
     if (dense_out) memcpy(dense_out, y, n * Fo * sizeof *y);
     else sparse_buf_append_dense(&e->csr, y, n, Fo, e->ids);
+}
+
+/* Room for n rows in x, f and g (a window may be longer than --batch). */
+static void reserve_rows(Enc *e, size_t n)
+{
+    if (n <= e->cap) return;
+    free(e->x), free(e->f), free(e->g);
+    e->x = xmalloc_aligned(n * e->sae.D * sizeof *e->x);
+    e->f = xmalloc_aligned(n * e->enc->F * sizeof *e->f);
+    e->g = e->ids ? xmalloc(n * e->nsel * sizeof *e->g) : NULL;
+    e->cap = n;
 }
 
 static double meta_scale(const Enc *e, const TszRecord *rec, uint64_t recno)
@@ -200,15 +212,23 @@ static void encode_record(Enc *e, const TszRecord *rec, uint64_t recno)
         dense = tsz_record_add(&e->out, "features", TSZ_F32, 2, sh)->data;
     }
     sparse_buf_reset(&e->csr);
-    for (size_t r0 = 0; r0 < rows; r0 += e->batch) {
-        size_t n = rows - r0 < e->batch ? rows - r0 : e->batch;
+    /* Context windows (B,T,D) go in batches of whole windows, laid out as
+     * windows: a window's features have the same bytes in any batch and any
+     * shard. Rows (N,D) are laid out by their place in the record: --batch
+     * leaves them as they are (a shard cut inside a record rounds within
+     * the tolerance of README "Reproducibility"). */
+    size_t T = x->ndim == 3 ? x->shape[1] : 0, step = e->batch;
+    if (T) step = step < T ? T : step / T * T;
+    reserve_rows(e, step);
+    for (size_t r0 = 0; r0 < rows; r0 += step) {
+        size_t n = rows - r0 < step ? rows - r0 : step;
         tsz_to_f32(e->x, (const uint8_t *)x->data + r0 * D * es, x->dtype, n * D);
         if (inv != 1.0)
             for (size_t i = 0; i < n * D; i++) e->x[i] = (float)(e->x[i] * inv);
         for (size_t i = 0; i < n * D; i++)
             if (!isfinite(e->x[i])) sp_die("%s: record %" PRIu64 ": %s row %zu is not finite", e->in, recno,
                                            x->name, r0 + i / D);
-        encode_rows(e, n, dense ? dense + r0 * Fo : NULL);
+        encode_rows(e, n, T ? SP_ROWS_WINDOWS(T) : SP_ROWS_AT(r0), dense ? dense + r0 * Fo : NULL);
     }
     if (dense && e->ids) {
         uint64_t sh[1] = {e->nsel};
@@ -235,9 +255,7 @@ int main(int argc, char **argv)
     select_features(&e);
     size_t auto_batch = (1u << 24) / e.sae.F;
     e.batch = o.batch ? o.batch : auto_batch < 16 ? 16 : auto_batch > 4096 ? 4096 : auto_batch;
-    e.x = xmalloc_aligned(e.batch * e.sae.D * sizeof *e.x);
-    e.f = xmalloc_aligned(e.batch * e.enc->F * sizeof *e.f);
-    e.g = e.ids ? xmalloc(e.batch * e.nsel * sizeof *e.g) : NULL;
+    reserve_rows(&e, e.batch);
 
     TszReader *r = tsz_reader_open(o.input);
     tsz_reader_check(r);

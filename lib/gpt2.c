@@ -1,7 +1,10 @@
 /* gpt2.c: GPT-2 config, parameter table, checkpoint loading and the
  * forward pass with hooks. One function per layer (llm.c's order of
  * arguments: outputs, inputs, weights, dimensions); gpt2_forward calls them
- * top to bottom. All matrix work is cblas_sgemm on [B*T, C] operands. */
+ * top to bottom. The weight products are sp_gemm on [B*T, C] operands, so
+ * a window's activations and losses have the same bytes whatever batch,
+ * shard or thread count it is computed in; attention is two sgemm calls of
+ * one shape per (window, head). */
 #include <cblas.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -12,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "gpt2.h"
+#include "parfor.h"
 #include "safetensors.h"
 
 /* ---- config ---- */
@@ -229,10 +234,11 @@ int gpt2_alloc(GPT2 *g, size_t B, size_t T, int logits)
     if (!B || !T) return SP_FAIL(g, "gpt2_alloc: empty batch");
     if (T > c->max_seq_len) return SP_FAIL(g, "windows of %zu tokens exceed n_positions %zu", T, c->max_seq_len);
     free(g->acts_mem);
+    g->att_slots = (size_t)sp_par_threads(); /* one (T,T) scratch per attention worker */
     size_t BT = B * T, C = c->channels, F = c->n_inner, V = c->vocab_size;
     struct { float **slot; size_t n; } tab[] = {
         {&g->acts.resid, BT * C}, {&g->acts.ln, BT * C}, {&g->acts.qkv, BT * 3 * C},
-        {&g->acts.att, T * T}, {&g->acts.atty, BT * C}, {&g->acts.attn_out, BT * C},
+        {&g->acts.att, T * T * g->att_slots}, {&g->acts.atty, BT * C}, {&g->acts.attn_out, BT * C},
         {&g->acts.fch, BT * F}, {&g->acts.fch_gelu, BT * F}, {&g->acts.mlp_out, BT * C},
         {&g->acts.logits, logits ? BT * V : 0},
     };
@@ -383,13 +389,14 @@ static void layernorm_forward(float *out, const float *inp, const float *w, cons
     }
 }
 
-static void matmul_forward(float *out, const float *inp, const float *W, const float *bias, size_t N, size_t IC,
-                           size_t OC)
+static void matmul_forward(float *out, const float *inp, const float *W, const float *bias, size_t N, size_t T,
+                           size_t IC, size_t OC)
 {
-    // out (N,OC) = inp (N,IC) @ W (IC,OC) + bias (OC); most of the running time is spent here
+    // out (N,OC) = inp (N,IC) @ W (IC,OC) + bias (OC), N = B*T rows in windows of T;
+    // most of the running time is spent here. sp_gemm's window layout: a
+    // token's row comes out the same whatever else is in the batch
     for (size_t i = 0; i < N; i++) memcpy(out + i * OC, bias, OC * sizeof *out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)IC, 1.0f, inp, (int)IC, W, (int)OC,
-                1.0f, out, (int)OC);
+    sp_gemm_rows(SP_ROWS_WINDOWS(T), CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, W, OC, 1.0f, out, OC);
 }
 
 GPT2_VECTORIZE static void softmax_causal(float *restrict row, size_t n, size_t T)
@@ -404,22 +411,44 @@ GPT2_VECTORIZE static void softmax_causal(float *restrict row, size_t n, size_t 
     for (size_t j = n; j < T; j++) row[j] = 0;
 }
 
-static void attention_forward(float *out, float *att, const float *qkv, size_t B, size_t T, size_t C, size_t NH)
+typedef struct {
+    float *out, *att;
+    const float *qkv;
+    size_t B, T, C, NH, workers;
+} GPT2Attention;
+
+/* Worker w takes the (b, h) pairs w, w + workers, ...: each pair is two
+ * single-threaded sgemm calls of one shape, so a window's attention does
+ * not depend on the batch or on which worker ran it. */
+static void attention_worker(void *arg, size_t w0, size_t w1)
 {
-    // qkv (B,T,3C) holds q, k, v side by side; att (T,T) scratch; out (B,T,C)
-    // per (b, h): att = softmax(q k^T / sqrt(hs)) causal, out = att v
-    size_t hs = C / NH;
+    const GPT2Attention *j = arg;
+    size_t T = j->T, C = j->C, NH = j->NH, hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
-    for (size_t b = 0; b < B; b++)
-        for (size_t h = 0; h < NH; h++) {
-            const float *q = qkv + b * T * 3 * C + h * hs, *k = q + C, *v = q + 2 * C;
-            float *a = att;
+    for (size_t w = w0; w < w1; w++)
+        for (size_t p = w; p < j->B * NH; p += j->workers) {
+            size_t b = p / NH, h = p % NH;
+            const float *q = j->qkv + b * T * 3 * C + h * hs, *k = q + C, *v = q + 2 * C;
+            float *a = j->att + w * T * T;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)hs, scale, q, (int)(3 * C), k,
                         (int)(3 * C), 0.0f, a, (int)T);
             for (size_t t = 0; t < T; t++) softmax_causal(a + t * T, t + 1, T);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hs, (int)T, 1.0f, a, (int)T, v,
-                        (int)(3 * C), 0.0f, out + b * T * C + h * hs, (int)C);
+                        (int)(3 * C), 0.0f, j->out + b * T * C + h * hs, (int)C);
         }
+}
+
+static void attention_forward(float *out, float *att, size_t slots, const float *qkv, size_t B, size_t T, size_t C,
+                              size_t NH)
+{
+    // qkv (B,T,3C) holds q, k, v side by side; att (slots,T,T) scratch; out (B,T,C)
+    // per (b, h): att = softmax(q k^T / sqrt(hs)) causal, out = att v;
+    // the B*NH pairs are independent, so they are spread over the workers
+    size_t workers = (size_t)sp_par_threads();
+    if (workers > slots) workers = slots;
+    if (workers > B * NH) workers = B * NH;
+    GPT2Attention j = {out, att, qkv, B, T, C, NH, workers};
+    sp_parfor(workers, 1, attention_worker, &j);
 }
 
 GPT2_VECTORIZE static void gelu_forward(float *restrict out, const float *restrict inp, size_t n)
@@ -483,12 +512,12 @@ GPT2_VECTORIZE static void *token_loss_rows(void *arg)
 
 void gpt2_token_loss(const float *logits, const int32_t *tokens, size_t B, size_t T, size_t V, float *loss)
 {
-    // Rows are independent, so they are split over as many threads as
-    // OpenBLAS uses (the loss is a fifth of the unembedding's time on one
+    // Rows are independent, so they are split over sp_par_threads()
+    // threads (the loss is a fifth of the unembedding's time on one
     // core); each row is computed the same way, so the result does not
     // depend on the thread count. A thread that cannot start runs inline.
     if (T < 2) return;
-    size_t n = B * (T - 1), nt = (size_t)openblas_get_num_threads();
+    size_t n = B * (T - 1), nt = (size_t)sp_par_threads();
     if (nt > 64) nt = 64;
     if (nt > n / 8) nt = n / 8 ? n / 8 : 1;
     GPT2LossJob job[64];
@@ -584,11 +613,11 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
         // ln_1 (BT,C)
         layernorm_forward(a->ln, a->resid, w->ln1w + l * C, w->ln1b + l * C, BT, C, c->ln_eps);
         // qkv (BT,3C) = ln @ c_attn
-        matmul_forward(a->qkv, a->ln, w->qkvw + l * C * 3 * C, w->qkvb + l * 3 * C, BT, C, 3 * C);
+        matmul_forward(a->qkv, a->ln, w->qkvw + l * C * 3 * C, w->qkvb + l * 3 * C, BT, T, C, 3 * C);
         // atty (BT,C): causal self-attention, heads concatenated
-        attention_forward(a->atty, a->att, a->qkv, B, T, C, NH);
+        attention_forward(a->atty, a->att, g->att_slots, a->qkv, B, T, C, NH);
         // attn_out (BT,C) = atty @ attn.c_proj
-        matmul_forward(a->attn_out, a->atty, w->attprojw + l * C * C, w->attprojb + l * C, BT, C, C);
+        matmul_forward(a->attn_out, a->atty, w->attprojw + l * C * C, w->attprojb + l * C, BT, T, C, C);
         HOOK(GPT2_HOOK_ATTN_OUT, a->attn_out);
         // resid_mid = resid_pre + attn_out
         residual_forward(a->resid, a->attn_out, BT * C);
@@ -596,13 +625,13 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
         // ln_2 (BT,C)
         layernorm_forward(a->ln, a->resid, w->ln2w + l * C, w->ln2b + l * C, BT, C, c->ln_eps);
         // fch (BT,F) = ln @ c_fc: the MLP pre-activations
-        matmul_forward(a->fch, a->ln, w->fcw + l * C * F, w->fcb + l * F, BT, C, F);
+        matmul_forward(a->fch, a->ln, w->fcw + l * C * F, w->fcb + l * F, BT, T, C, F);
         HOOK(GPT2_HOOK_MLP_PRE, a->fch);
         // fch_gelu (BT,F) = gelu_new(fch): the MLP neurons
         gelu_forward(a->fch_gelu, a->fch, BT * F);
         HOOK(GPT2_HOOK_MLP_POST, a->fch_gelu);
         // mlp_out (BT,C) = fch_gelu @ mlp.c_proj
-        matmul_forward(a->mlp_out, a->fch_gelu, w->fcprojw + l * F * C, w->fcprojb + l * C, BT, F, C);
+        matmul_forward(a->mlp_out, a->fch_gelu, w->fcprojw + l * F * C, w->fcprojb + l * C, BT, T, F, C);
         HOOK(GPT2_HOOK_MLP_OUT, a->mlp_out);
         // resid_post = resid_mid + mlp_out
         residual_forward(a->resid, a->mlp_out, BT * C);
@@ -611,8 +640,8 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
 #undef HOOK
     // ln_f (BT,C), then logits (BT,V) = ln @ lm_head^T
     layernorm_forward(a->ln, a->resid, w->lnfw, w->lnfb, BT, C, c->ln_eps);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, (int)V, (int)C, 1.0f, a->ln, (int)C, w->lm_head,
-                (int)C, 0.0f, a->logits, (int)V);
+    sp_gemm_rows(SP_ROWS_WINDOWS(T), CblasNoTrans, CblasTrans, BT, V, C, 1.0f, a->ln, C, w->lm_head, C, 0.0f,
+                 a->logits, V);
     // loss (B,T-1): next-token cross-entropy
     if (r->loss) gpt2_token_loss(a->logits, r->tokens, B, T, V, r->loss);
     return 0;

@@ -83,7 +83,7 @@ typedef struct {
     float *resid;    /* (B, T, C) residual stream, updated in place */
     float *ln;       /* (B, T, C) layernorm output */
     float *qkv;      /* (B, T, 3C) */
-    float *att;      /* (T, T) attention probabilities of one (b, head) */
+    float *att;      /* (att_slots, T, T) attention probabilities, one (b, head) per worker */
     float *atty;     /* (B, T, C) attention values, heads concatenated */
     float *attn_out; /* (B, T, C) */
     float *fch;      /* (B, T, 4C) hook_pre */
@@ -100,6 +100,7 @@ typedef struct {
     GPT2Acts acts;
     float *acts_mem;      /* one allocation for all scratch */
     size_t maxB, maxT;    /* what acts_mem holds */
+    size_t att_slots;     /* attention scratches in acts.att: the threads at gpt2_alloc */
     int has_logits;
     char err[512];        /* message of the last failure */
 } GPT2;
@@ -183,8 +184,8 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r) SP_RESULT_USED;
 
 /* Per-token losses from logits (B,T,V): loss (B,T-1). Exposed so callers
  * can score logits they hold (e.g. a cached clean run). Rows are spread
- * over openblas_get_num_threads() threads; the result does not depend on
- * the thread count. */
+ * over sp_par_threads() threads; the result does not depend on the thread
+ * count. */
 void gpt2_token_loss(const float *logits, const int32_t *tokens, size_t B, size_t T, size_t V,
                      float *loss);
 

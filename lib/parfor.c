@@ -21,10 +21,31 @@ static void *run_chunk(void *p)
     return NULL;
 }
 
-int sp_par_threads(void)
+/* The count is OpenBLAS's at the first call (OPENBLAS_NUM_THREADS, else
+ * the cores); OpenBLAS itself is then kept to one thread, so that every
+ * sgemm runs on the thread that calls it: sp_gemm's tiles and sp_parfor's
+ * chunks are the only parallelism, and their partition never depends on
+ * OpenBLAS's choices. */
+static int par_threads;
+static pthread_once_t par_once = PTHREAD_ONCE_INIT;
+
+static void par_init(void)
 {
     int n = openblas_get_num_threads();
-    return n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
+    par_threads = n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
+    openblas_set_num_threads(1);
+}
+
+int sp_par_threads(void)
+{
+    pthread_once(&par_once, par_init);
+    return par_threads;
+}
+
+void sp_par_set_threads(int n)
+{
+    pthread_once(&par_once, par_init);
+    par_threads = n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
 }
 
 void sp_parfor(size_t n, size_t min_chunk, SpParBody body, void *arg)

@@ -364,8 +364,8 @@ int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const
     acc->loss[RECON_CLEAN] += sum_f(e->loss, npred);
     recon_clean_logp(e->logp, e->g->acts.logits, e->loss, tok, B, T, V);
     // the SAE on every row (rows before pos0 are computed but not counted)
-    sae_encode(e->sae, e->x, B * T, e->f);
-    sae_decode(e->sae, e->f, B * T, e->xhat);
+    sae_encode(e->sae, e->x, B * T, SP_ROWS_WINDOWS(T), e->f);
+    sae_decode(e->sae, e->f, B * T, SP_ROWS_WINDOWS(T), e->xhat);
     add_rows(e, B, T, acc);
     sae_rows(e, B, T, acc);
     // three forwards resumed at the hook's layer, with the hook patched

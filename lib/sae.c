@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "parts.h"
 #include "sae.h"
 #include "stream.h"
@@ -201,14 +202,13 @@ void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx)
 
 /* pre (N,F) = (s*x - b_dec) W_enc + b_enc, computed as s * x W_enc + c with
  * c = b_enc - b_dec W_enc, so no (N,D) scratch is needed. */
-static void sae_pre(const SAE *s, const float *x, size_t N, float *pre)
+static void sae_pre(const SAE *s, const float *x, size_t N, SpRows L, float *pre)
 {
     size_t D = s->D, F = s->F;
     float *c = xmalloc(F * sizeof *c);
     memcpy(c, s->p.b_enc, F * sizeof *c);
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)D, (int)F, -1.0f, s->p.W_enc, (int)F, s->p.b_dec, 1, 1.0f, c, 1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)F, (int)D, (float)s->norm_scale, x, (int)D,
-                s->p.W_enc, (int)F, 0.0f, pre, (int)F);
+    sp_gemm_rows(L, CblasNoTrans, CblasNoTrans, N, F, D, (float)s->norm_scale, x, D, s->p.W_enc, F, 0.0f, pre, F);
     for (size_t i = 0; i < N; i++) {
         float *row = pre + i * F;
         for (size_t j = 0; j < F; j++) row[j] += c[j];
@@ -216,10 +216,10 @@ static void sae_pre(const SAE *s, const float *x, size_t N, float *pre)
     free(c);
 }
 
-void sae_encode(const SAE *s, const float *x, size_t N, float *f)
+void sae_encode(const SAE *s, const float *x, size_t N, SpRows L, float *f)
 {
     size_t F = s->F, K = s->K;
-    sae_pre(s, x, N, f);
+    sae_pre(s, x, N, L, f);
     if (s->arch == SAE_RELU) {
         for (size_t i = 0; i < N * F; i++) f[i] = f[i] > 0 ? f[i] : 0;
     } else if (s->arch == SAE_BATCHTOPK) {
@@ -243,22 +243,21 @@ void sae_encode(const SAE *s, const float *x, size_t N, float *f)
     }
 }
 
-void sae_decode(const SAE *s, const float *f, size_t N, float *x_hat)
+void sae_decode(const SAE *s, const float *f, size_t N, SpRows L, float *x_hat)
 {
     size_t D = s->D, F = s->F;
     float inv = (float)(1.0 / s->norm_scale);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)D, (int)F, inv, f, (int)F, s->p.W_dec,
-                (int)D, 0.0f, x_hat, (int)D);
+    sp_gemm_rows(L, CblasNoTrans, CblasNoTrans, N, D, F, inv, f, F, s->p.W_dec, D, 0.0f, x_hat, D);
     for (size_t i = 0; i < N; i++) {
         float *row = x_hat + i * D;
         for (size_t d = 0; d < D; d++) row[d] += s->p.b_dec[d] * inv;
     }
 }
 
-void sae_reconstruct(const SAE *s, const float *x, size_t N, float *scratch, float *x_hat)
+void sae_reconstruct(const SAE *s, const float *x, size_t N, SpRows L, float *scratch, float *x_hat)
 {
-    sae_encode(s, x, N, scratch);
-    sae_decode(s, scratch, N, x_hat);
+    sae_encode(s, x, N, L, scratch);
+    sae_decode(s, scratch, N, L, x_hat);
 }
 
 json_t *sae_meta(const SAE *s, const json_t *extra)

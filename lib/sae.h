@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "gemm.h"
 
 typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCHTOPK } SAEArch;
 
@@ -54,12 +55,14 @@ int sae_arch_parse(const char *s, SAEArch *out);
 int sae_load(SAE *s, const char *path, char *err, size_t errlen);
 void sae_free(SAE *s);
 
-/* f (N,F) = encoder of x (N,D), dense; x is raw (un-normalised) input. */
-void sae_encode(const SAE *s, const float *x, size_t N, float *f);
+/* f (N,F) = encoder of x (N,D), dense; x is raw (un-normalised) input.
+ * L says where the rows stand (gemm.h): a row's bytes depend only on it
+ * and its place in L, not on N or the other rows. */
+void sae_encode(const SAE *s, const float *x, size_t N, SpRows L, float *f);
 /* x_hat (N,D) = decoder of f (N,F), in the raw input's scale. */
-void sae_decode(const SAE *s, const float *f, size_t N, float *x_hat);
+void sae_decode(const SAE *s, const float *f, size_t N, SpRows L, float *x_hat);
 /* x_hat (N,D) = decode(encode(x)); scratch (N,F) floats supplied by caller. */
-void sae_reconstruct(const SAE *s, const float *x, size_t N, float *scratch, float *x_hat);
+void sae_reconstruct(const SAE *s, const float *x, size_t N, SpRows L, float *scratch, float *x_hat);
 
 /* ---- additions (sae-fit, sae-convert) ---- */
 #include <jansson.h>

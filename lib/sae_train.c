@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "parfor.h"
 #include "sae_train.h"
 
@@ -482,8 +483,7 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     size_t rows = 16384 / D + 1, cols = 256; /* chunks worth a thread */
     sp_parfor(n, rows, pass_center, &ps);
     /* pre = xc W_enc + b_enc: the one dense product every arch needs */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, xc, (int)D, t->Wt, (int)D,
-                1.0f, pre, (int)F);
+    sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, xc, D, t->Wt, D, 1.0f, pre, F);
     /* dense activations: relu always; batchtopk in eval, where the threshold
      * may let any number of latents through (act = g, so pre stays for AuxK).
      * relu's decoder and backward go sparse (sparse = 1) when few latents
@@ -497,8 +497,7 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
             sparse = 1;
             sp_parfor(n, rows, pass_csr, &ps);
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)F, 1.0f, act, (int)F, t->Wd,
-                        (int)D, 0.0f, e, (int)D);
+            sp_gemm(CblasNoTrans, CblasNoTrans, n, D, F, 1.0f, act, F, t->Wd, D, 0.0f, e, D);
         }
     } else {
         select_active(t, n);
@@ -535,13 +534,10 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     sp_parfor(D, cols, pass_dxhat, &ps); /* e becomes dx_hat = 2/n e */
     if (!sparse) {
         /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, pre, (int)F, e, (int)D,
-                    0.0f, t->gWd, (int)D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)F, (int)D, 1.0f, e, (int)D, t->Wd, (int)D,
-                    0.0f, t->g, (int)F);
+        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, pre, F, e, D, 0.0f, t->gWd, D);
+        sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, e, D, t->Wd, D, 0.0f, t->g, F);
         sp_parfor(F, cols, pass_mask, &ps);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)D, (int)n, 1.0f, t->g, (int)F, xc, (int)D,
-                    0.0f, t->gWt, (int)D);
+        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, t->g, F, xc, D, 0.0f, t->gWt, D);
     } else {
         build_csc(t, n);
         sp_parfor(F, cols, pass_accum, &ps);

@@ -87,11 +87,16 @@ test_expect_success NUMPY 'without doc/offset: windows are numbered in stream or
 	sae-encode --sae sae.tsz nodoc.tsz >nf.tsz && topk-ctx $OPTS nf.tsz >nt.tsz && check nf.tsz nt.tsz $ROPTS
 '
 
+# sae-encode --features computes the chosen columns alone: their values are
+# the full encoding's within f32 rounding, not its bytes (README
+# "Reproducibility"), so the summaries are compared within a tolerance.
 test_expect_success NUMPY '--features, and sae-encode --features carried in the header; --dense input equals CSR' '
 	topk-ctx $OPTS --features 2-4,39 feat.tsz >s.tsz && check feat.tsz s.tsz $ROPTS --features 2-4,39 &&
 	tsz json s.tsz >j && test_line_count = 5 j &&
 	sae-encode --sae sae.tsz --features 2-4,39 ctx.tsz >sf.tsz && topk-ctx $OPTS sf.tsz >s2.tsz &&
-	tsz json s2.tsz >j2 && test_cmp j j2 &&
+	tsz json s2.tsz >j2 && "$PYTHON" "$TEST_DIRECTORY/helpers/json_close.py" --tol 1e-5 j j2 &&
+	sed "s/\"n_tokens\":96,/\"n_tokens\":95,/" j2 >j3 && ! "$PYTHON" "$TEST_DIRECTORY/helpers/json_close.py" j j3 &&
+	sed "s/\"density\":0\.4375/\"density\":0.4376/" j2 >j3 && ! "$PYTHON" "$TEST_DIRECTORY/helpers/json_close.py" j j3 &&
 	sae-encode --sae sae.tsz --dense ctx.tsz | topk-ctx $OPTS | tsz json --full >dense.json &&
 	tsz json --full topk.tsz >csr.json && cmp csr.json dense.json
 '

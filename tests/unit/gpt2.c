@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gpt2.h"
+#include "parfor.h"
 #include "safetensors.h"
 #include "tap.h"
 
@@ -326,12 +327,12 @@ static void test_token_loss(void)
     for (size_t i = 0; i < B * T * V2; i++) x = x * 1103515245u + 12345u, z[i] = (float)((x >> 8) % 4000) / 100.0f + 30;
     for (size_t i = 0; i < B * T; i++) x = x * 1103515245u + 12345u, tok[i] = (int32_t)((x >> 8) % V2);
     z[V2 - 1] = 95;                 /* the max in the tail of row 0 */
-    int nt = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    int nt = sp_par_threads();
+    sp_par_set_threads(1);
     gpt2_token_loss(z, tok, B, T, V2, l1);
-    openblas_set_num_threads(2);
+    sp_par_set_threads(2);
     gpt2_token_loss(z, tok, B, T, V2, l2);
-    openblas_set_num_threads(nt);
+    sp_par_set_threads(nt);
     double worst = 0;
     for (size_t b = 0; b < B; b++)
         for (size_t t = 0; t + 1 < T; t++) {

@@ -77,14 +77,14 @@ static void check_arch(SAEArch arch)
     float *rff = malloc(N * F * sizeof *rff), *rxf = malloc(N * D * sizeof *rxf);
     for (size_t i = 0; i < N * F; i++) rff[i] = (float)rf[i];
     for (size_t i = 0; i < N * D; i++) rxf[i] = (float)rx[i];
-    sae_encode(&s, x, N, f);
+    sae_encode(&s, x, N, SP_ROWS_RUN, f);
     char name[64];
     snprintf(name, sizeof name, "%s: encode matches the reference", sae_arch_name(arch));
     close_enough(f, rff, N * F, 1e-5, name);
     size_t nz = 0, nzr = 0;
     for (size_t i = 0; i < N * F; i++) nz += f[i] != 0, nzr += rf[i] != 0;
     ok(nz == nzr && nz > 0, "%s: same active set size (%zu vs %zu)", sae_arch_name(arch), nz, nzr);
-    sae_reconstruct(&s, x, N, f, xh);
+    sae_reconstruct(&s, x, N, SP_ROWS_RUN, f, xh);
     snprintf(name, sizeof name, "%s: reconstruct matches the reference", sae_arch_name(arch));
     close_enough(xh, rxf, N * D, 1e-5, name);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parfor.h"
 #include "sae_train.h"
 #include "tap.h"
 
@@ -201,10 +202,10 @@ static void check_bf16_state(void)
     sae_trainer_free(&b);
 }
 
-/* At a size where sp_parfor splits rows, latents and columns: the same
- * bytes run to run on 2 threads, and on 1 and 2 threads where OpenBLAS
- * allows it (its sgemm of the dense relu backward sums in another order
- * on 2 threads); relu's sparse step follows its dense one. */
+/* At a size where sp_parfor splits rows, latents and columns and sp_gemm
+ * has several tiles: the same bytes on 1, 2 and 3 threads for every arch,
+ * by construction (fixed tiles and chunks, whatever the thread count, on
+ * any OpenBLAS kernel); relu's sparse step follows its dense one. */
 static float *run_steps(SAEArch arch, double relu_sparse, int threads, const float *x, size_t n, size_t *P)
 {
     enum { TD = 64, TF = 1024 };
@@ -214,7 +215,7 @@ static float *run_steps(SAEArch arch, double relu_sparse, int threads, const flo
     SaeTrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
-    openblas_set_num_threads(threads);
+    sp_par_set_threads(threads);
     SpRng r;
     sp_rng_seed(&r, 3);
     sae_trainer_init_params(&t, &r, x, n, SAE_BDEC_MEAN);
@@ -243,14 +244,15 @@ static void check_threads(void)
         {SAE_RELU, -1, "relu dense"}, {SAE_RELU, 1, "relu sparse"}, {SAE_TOPK, 0, "topk"}, {SAE_BATCHTOPK, 0, "batchtopk"}};
     float *relu[2] = {0};
     for (int k = 0; k < 4; k++) {
-        int t1 = k ? 1 : 2; /* relu dense: 2 and 2 threads */
-        float *a = run_steps(runs[k].arch, runs[k].rs, t1, x, n, &P), *b = run_steps(runs[k].arch, runs[k].rs, 2, x, n, &P);
-        ok(a && b && !memcmp(a, b, P * sizeof *a), "%s: 4 steps give the same bytes on %d and 2 threads", runs[k].name,
-           t1);
+        float *a = run_steps(runs[k].arch, runs[k].rs, 1, x, n, &P), *b = run_steps(runs[k].arch, runs[k].rs, 2, x, n, &P);
+        float *c = run_steps(runs[k].arch, runs[k].rs, 3, x, n, &P);
+        ok(a && b && c && !memcmp(a, b, P * sizeof *a) && !memcmp(c, b, P * sizeof *a),
+           "%s: 4 steps give the same bytes on 1, 2 and 3 threads", runs[k].name);
         if (k < 2) relu[k] = a;
         else free(a);
-        free(b);
+        free(b), free(c);
     }
+    sp_par_set_threads(2);
     double md = 0;
     for (size_t i = 0; i < P; i++) md = fmax(md, fabs(relu[0][i] - relu[1][i]));
     ok(md < 1e-4, "relu: the sparse step follows the dense one (max diff %.2g after 4 steps)", md);
