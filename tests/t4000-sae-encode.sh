@@ -78,6 +78,23 @@ test_expect_success NUMPY 'rows (N,D) in f16; --batch does not change the result
 	sae-encode --sae topk/sae.tsz --batch 3 rows.tsz | tsz json --full >r3.json && cmp r.json r3.json
 '
 
+# A shard cut inside a record puts its rows at other places in their tiles
+# (lib/gemm.h): README "Reproducibility" promises 1e-5 relative there.
+test_expect_success NUMPY 'rows (N,D) cut inside records by tsz split: the whole run within 1e-5' '
+	tsz split -n 3 rs rows.tsz &&
+	sae-encode --sae relu/sae.tsz --dense rows.tsz -o whole.tsz && tsz to-npy --name features whole.npy whole.tsz &&
+	for i in 00 01 02; do sae-encode --sae relu/sae.tsz --dense rs.$i.tsz -o rf.$i.tsz || return 1; done &&
+	tsz cat rf.00.tsz rf.01.tsz rf.02.tsz -o cut.tsz && tsz to-npy --name features cut.npy cut.tsz &&
+	"$PYTHON" -c "
+import numpy as np
+a, b = np.load(\"whole.npy\").astype(np.float64), np.load(\"cut.npy\").astype(np.float64)
+assert a.shape == b.shape and a.shape[0] > 30, (a.shape, b.shape)
+rel = np.abs(a - b).max() / np.abs(a).max()
+print(\"max rel diff %.3g (tol 1e-5)\" % rel)
+assert rel <= 1e-5
+"
+'
+
 test_expect_success NUMPY 'the input tensor by --tensor; output to -o' '
 	tsz from-npy --rows 10 x=topk/h.npy >x.tsz &&
 	sae-encode --sae topk/sae.tsz --tensor x -o o.tsz x.tsz && tsz json --full o.tsz >o.json && cmp o.json r.json
