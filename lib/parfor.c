@@ -42,6 +42,14 @@ int sp_par_threads(void)
     return par_threads;
 }
 
+/* At start-up, before any BLAS call, so that no call (an sgemv before the
+ * first sp_gemm, say) runs on OpenBLAS's threads. OpenBLAS, a shared
+ * library, is initialised before the program's constructors run. */
+__attribute__((constructor)) static void par_at_start(void)
+{
+    sp_par_threads();
+}
+
 void sp_par_set_threads(int n)
 {
     pthread_once(&par_once, par_init);

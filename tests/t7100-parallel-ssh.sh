@@ -140,7 +140,7 @@ test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'parallel over ssh: inputs tra
 test_expect_success LOOPBACK_SSH,NUMPY,TINY_MODEL 'a host with its own OpenBLAS kernel: the merge equals the single run within the tolerance' '
 	mkdir bare-run && cp shard.*.tsz bare-run/ && (
 		cd bare-run &&
-		timeout 180 parallel --will-cite --ssh "ssh -F $PWD/../ssh_config" -S 1/bare,1/: \
+		timeout 180 parallel --will-cite --ssh "ssh -F $PWD/../ssh_config" -S 1/bare \
 			--workdir "$PWD/../remote" --transferfile {} --return {.}.acts.tsz --cleanup \
 			"$FWD {} -o {.}.acts.tsz" ::: shard.*.tsz &&
 		tsz cat shard.00.acts.tsz shard.01.acts.tsz shard.02.acts.tsz -o merged.tsz &&

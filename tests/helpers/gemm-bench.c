@@ -44,7 +44,7 @@ int main(int argc, char **argv)
     sp_rng_seed(&rng, 1);
     for (size_t i = 0; i < M * K; i++) A[i] = (float)sp_rng_normal(&rng);
     for (size_t i = 0; i < K * N; i++) B[i] = (float)sp_rng_normal(&rng);
-    int threads = openblas_get_num_threads(); /* before sp_gemm sets OpenBLAS to 1 */
+    int threads = sp_par_threads(); /* OPENBLAS_NUM_THREADS, else the cores */
     double best[2] = {1e30, 1e30}, t0 = sp_now();
     for (int it = 0; it < 4 || sp_now() - t0 < secs; it++) {
         for (int w = 0; w < 2; w++) {
