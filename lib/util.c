@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
@@ -222,6 +223,28 @@ double sp_opt_double(const char *flag, const char *s, double lo, double hi)
     if (sp_parse_double(s, &v) < 0 || v < lo || v > hi)
         sp_usage_die("%s: expected a number from %g to %g, got '%s'", flag, lo, hi, s ? s : "");
     return v;
+}
+
+int sp_opt_choice(const char *flag, const char *s, const SpChoice *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(s, c[i].name)) return c[i].value;
+    char names[256] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", c[i].name);
+    sp_usage_die("%s: expected one of %s, got '%s'", flag, names, s);
+}
+
+uint64_t sp_mem_available(void)
+{
+    FILE *fp = fopen("/proc/meminfo", "r");
+    char line[256];
+    uint64_t kb = 0;
+    if (!fp) return 0;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1) break;
+    fclose(fp);
+    return kb * 1024;
 }
 
 void sp_check_binary_stdout(int force)

@@ -76,6 +76,14 @@ int sp_parse_double(const char *s, double *out) SP_RESULT_USED;
 uint64_t sp_opt_u64(const char *flag, const char *s, uint64_t lo, uint64_t hi);
 long sp_opt_long(const char *flag, const char *s, long lo, long hi);
 double sp_opt_double(const char *flag, const char *s, double lo, double hi);
+/* An enum flag: the value of the name s in c (n entries), or a usage error
+ * "--arch: expected one of relu, topk, batchtopk, got 'foo'". */
+typedef struct { const char *name; int value; } SpChoice;
+int sp_opt_choice(const char *flag, const char *s, const SpChoice *c, size_t n);
+#define SP_OPT_CHOICE(flag, s, tab) sp_opt_choice(flag, s, tab, sizeof tab / sizeof *tab)
+
+/* MemAvailable of /proc/meminfo in bytes; 0 when unknown (no limit to check). */
+uint64_t sp_mem_available(void);
 
 /* Refuse to write binary to a terminal unless forced (zstd's rule). */
 void sp_check_binary_stdout(int force);

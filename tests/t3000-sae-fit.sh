@@ -220,9 +220,12 @@ test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows,
 	test_must_fail sae-fit empty.tsz >o 2>err && grep "^sae-fit: empty.tsz: no rows to train on (empty input)$" err &&
 	head -c 3000 val.tsz >cut.tsz &&
 	test_must_fail sae-fit cut.tsz >o 2>err && grep "^sae-fit: cut.tsz: " err && test_line_count = 1 err &&
-	tsz from-npy acts=val.npy >nokind.tsz &&
+	tsz from-npy x=val.npy >nokind.tsz &&
 	test_must_fail sae-fit nokind.tsz >o 2>err &&
 	grep "^sae-fit: nokind.tsz: record 1 is kind .., want .acts. rows from mlp-tap$" err &&
+	tsz from-npy --meta kind=tokens acts=val.npy >tokkind.tsz &&
+	test_must_fail sae-fit tokkind.tsz >o 2>err &&
+	grep "^sae-fit: tokkind.tsz: record 1 is kind .tokens., want .acts. rows from mlp-tap$" err &&
 	py "np.save(\"ctx.npy\", ld(\"val\")[:60].reshape(3, 20, 32))" &&
 	tsz from-npy --meta kind=acts acts=ctx.npy >ctx.tsz &&
 	test_must_fail sae-fit ctx.tsz >o 2>err &&
@@ -239,6 +242,20 @@ test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows,
 	grep "^sae-fit: SAEPIPE_PART_BYTES=0: want a positive number of bytes$" err &&
 	test ! -d ck9 &&
 	test ! -s o
+'
+
+test_expect_success NUMPY 'rows from NumPy without a kind: tsz from-npy acts=X.npy | sae-fit' '
+	tsz from-npy acts=val.npy | sae-fit --k 3 $FIT -o np.tsz 2>err && test_must_be_empty err &&
+	tsz json np.tsz | grep "\"tokens_seen\":4000,"
+'
+
+test_expect_success NUMPY '--tokens beyond the data: a warning, and the linear decay runs to the end of the data' '
+	sae-fit --arch topk --k 3 $FIT --tokens 1M --log over.tsv --log-every 1 train.tsz -o over.tsz 2>err &&
+	grep "^sae-fit: train.tsz: --tokens 1000000 is more than the 60000 rows of 1 epoch; the schedule runs over those$" err &&
+	py "
+lr = [float(l.split()[8]) for l in open(\"over.tsv\").readlines()[1:]]
+n = len(lr); print(\"# lr\", n, lr[int(0.7 * n)], lr[-1])
+assert n == 235 and lr[int(0.7 * n)] == 3e-3 and lr[-1] < 0.05 * 3e-3, (n, lr[-1])"
 '
 
 test_expect_success 'bad flags: exit 2 with one line' '

@@ -1,0 +1,56 @@
+/* rows.h: training rows from a tensor stream of `acts` records, the one
+ * reader of mlp-tap's row layout (tsz(5), kind "acts": a tensor "acts"
+ * (N,D) of f32, f16 or bf16). Records without a kind that carry such a
+ * tensor are rows too, so `tsz from-npy acts=X.npy` feeds sae-fit as it is.
+ *
+ * A reader holds one record at a time, widened to f32; the caller walks
+ * buf by pos up to nrows and asks rows_next for the next record. Return
+ * codes as in stream.h: 1 record, 0 clean end, -1 error with the message
+ * in r->err ("acts.tsz: record 3 has rows of width 16, earlier ones 32"). */
+#ifndef SP_ROWS_H
+#define SP_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "stream.h"
+
+typedef struct {
+    const char *path, *name;    /* name: for messages ("-" is "stdin") */
+    TszReader *r;
+    TszRecord rec;
+    float *buf;                 /* (nrows,D) the current record's rows as f32 */
+    size_t cap;                 /* floats buf holds */
+    size_t nrows, pos, D;       /* D: fixed by the first record */
+    uint64_t rec_no;            /* records read since the last open */
+    json_t *meta;               /* the first record's meta (owned copy), or NULL */
+    json_t *header;             /* the first header (owned copy), or NULL */
+    char err[512];
+} RowReader;
+
+/* Open path ("-" is stdin). 0, or -1 with r->err. r is zeroed first. */
+int rows_open(RowReader *r, const char *path) SP_RESULT_USED;
+/* Back to the start of the same input (next epoch); meta, header and D are
+ * kept, so the rows must have the same width. 0 or -1. */
+int rows_rewind(RowReader *r) SP_RESULT_USED;
+/* The next record's rows into buf, pos 0. 1, 0 at the clean end, -1. */
+int rows_next(RowReader *r) SP_RESULT_USED;
+/* Move pos on by n rows, reading records as needed. 0, or -1 when the input
+ * ends first (message names how far it got) or fails. */
+int rows_skip(RowReader *r, uint64_t n) SP_RESULT_USED;
+/* Frees everything; safe on a zeroed or half-opened reader. */
+void rows_close(RowReader *r);
+
+/* Rows in the whole input at path (reads it through). 0 or -1 (err). */
+int rows_count(const char *path, uint64_t *n, char *err, size_t errlen) SP_RESULT_USED;
+
+/* The rows tensor of one record, or NULL with err: the record's kind must be
+ * "acts" or absent, and "acts" a float (N,D), D > 0. what names the input. */
+const TszTensor *rows_check(const TszRecord *rec, const char *what, uint64_t rec_no, char *err,
+                            size_t errlen);
+
+/* 1 when all D values of x are finite. */
+int rows_finite(const float *x, size_t D);
+
+#endif
