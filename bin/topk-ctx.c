@@ -38,8 +38,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --merge          inputs are topk-ctx outputs of disjoint shards (same\n"
 "                       options, taken from their headers); write what one run\n"
 "                       over all the shards writes\n"
-"      --max-mem SIZE   refuse to start when the examples need more bytes\n"
-"                       [Default: MemAvailable of /proc/meminfo]\n"
+"      --max-memory N   refuse to start when the examples need more than N\n"
+"                       bytes (--max-mem is the same) [Default: MemAvailable\n"
+"                       of /proc/meminfo]\n"
 );
     sp_stage_help(f, 21, "the stream");
     fprintf(f,
@@ -66,7 +67,8 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"random", required_argument, 0, O_RANDOM}, {"bands", required_argument, 0, O_BANDS},
         {"per-band", required_argument, 0, O_PERBAND}, {"seed", required_argument, 0, O_SEED},
         {"features", required_argument, 0, O_FEATURES}, {"model", required_argument, 0, 'm'},
-        {"merge", no_argument, 0, O_MERGE}, {"max-mem", required_argument, 0, O_MAXMEM},
+        {"merge", no_argument, 0, O_MERGE}, {"max-memory", required_argument, 0, O_MAXMEM},
+        {"max-mem", required_argument, 0, O_MAXMEM}, /* the old spelling, an alias */
         SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.t = {.K = 20, .W = 64, .R = 20, .NB = 4, .NPB = 2}};
@@ -85,7 +87,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_FEATURES: o->features = optarg; break;
         case 'm': o->model = optarg; break;
         case O_MERGE: o->merge = 1; break;
-        case O_MAXMEM: o->max_mem = sp_opt_u64("--max-mem", optarg, 1, UINT64_MAX); break;
+        case O_MAXMEM: o->max_mem = sp_opt_u64("--max-memory", optarg, 1, UINT64_MAX); break;
         default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
@@ -98,18 +100,6 @@ static void parse_args(Opts *o, int argc, char **argv)
         sp_usage_die("--%s does not go with --merge: the inputs' options (headers) and token_strs are used",
                      o->collect_flag);
     if (o->t.NB * o->t.NPB > 100000) sp_usage_die("--bands x --per-band is too large");
-}
-
-/* MemAvailable of /proc/meminfo in bytes, or UINT64_MAX if unknown. */
-static uint64_t mem_available(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[256];
-    uint64_t kb = UINT64_MAX;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1) break;
-    if (f) fclose(f);
-    return kb == UINT64_MAX ? kb : kb * 1024;
 }
 
 typedef struct { Bpe *bpe; json_t *map; char buf[256]; } Strs;
@@ -144,8 +134,8 @@ static TszWriter *open_out(const Opts *o, int argc, char **argv, const TopkOpts 
 
 static void check_memory(const Opts *o, size_t nsel)
 {
-    uint64_t need = topkctx_bytes(&o->t, nsel), have = o->max_mem ? o->max_mem : mem_available();
-    if (need <= have) return;
+    uint64_t need = topkctx_bytes(&o->t, nsel), have = o->max_mem ? o->max_mem : sp_mem_available();
+    if (!have || need <= have) return; /* 0: unknown */
     sp_die("needs %" PRIu64 " bytes (%.1f MB) for %zu features x %zu examples x %zu-token windows but %" PRIu64
            " bytes are available (lower -k, --random, --bands, --window, or pick --features)",
            need, need / 1e6, nsel, o->t.K + o->t.R + o->t.NB * o->t.NPB, o->t.W, have);
