@@ -192,10 +192,7 @@ static float *load_mean_file(const char *path, size_t D)
 /* FNV-1a over the mean's bits: shards merge exactly only with one mean. */
 static char *mean_hash(const float *m, size_t D, char *buf, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
-    const unsigned char *p = (const unsigned char *)m;
-    for (size_t i = 0; i < D * sizeof *m; i++) h = (h ^ p[i]) * 1099511628211ull;
-    snprintf(buf, len, "%016" PRIx64, h);
+    snprintf(buf, len, "%016" PRIx64, recon_fnv(RECON_FNV_INIT, m, D * sizeof *m));
     return buf;
 }
 
@@ -250,84 +247,31 @@ static void emit(const Opts *o, int argc, char **argv, const TszReader *in, cons
 }
 
 /* ---- --merge ---- */
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-    return h;
-}
-
-/* FNV-1a over every sum of a record: disjoint shards never share all of them,
- * so two equal fingerprints mean one shard given twice (counted twice). */
-static uint64_t sums_fingerprint(const ReconSums *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    const uint64_t n[] = {s->D, s->F, s->tokens, s->windows, s->n_pred, s->n_kl, s->n_rows};
-    const double d[] = {s->loss[0], s->loss[1], s->loss[2], s->loss[3], s->kl, s->sse, s->sum_sq, s->l0};
-    h = fnv(fnv(h, n, sizeof n), d, sizeof d);
-    h = fnv(h, s->sum_x, s->D * sizeof *s->sum_x);
-    return s->F ? fnv(h, s->fires, s->F * sizeof *s->fires) : h;
-}
-
-typedef struct { uint64_t fp, recno; const char *in; } SeenRec;
-
 static void merge(const Opts *o, int argc, char **argv)
 {
-    ReconSums total = {0};
-    json_t *extra = NULL;
-    int have = 0, mean_exact = 1;
+    ReconMerge m;
+    recon_merge_init(&m);
     TszRecord rec;
     tsz_record_init(&rec);
-    char err[256];
-    SeenRec *seen = NULL;
-    size_t nseen = 0;
     for (int i = 0; i < o->ninputs; i++) {
         const char *in = sp_in_name(o->inputs[i]);
         TszReader *r = tsz_reader_open(o->inputs[i]);
         tsz_reader_check(r);
-        for (uint64_t recno = 1; tsz_read_or_die(r, &rec); recno++) {
-            ReconSums s;
-            if (recon_sums_from_record(&s, &rec, err, sizeof err) < 0)
-                sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
-            const char *hook = json_string_value(json_object_get(rec.meta, "hook"));
-            json_t *pos0 = json_object_get(rec.meta, "pos0"), *mh = json_object_get(rec.meta, "mean_hash");
-            if (!have) {
-                recon_sums_init(&total, s.D, s.F);
-                extra = json_pack("{s:s?, s:O?, s:O?, s:O?, s:O?}", "hook", hook, "pos0", pos0, "mean_hash", mh,
-                                  "model", json_object_get(rec.meta, "model"), "sae", json_object_get(rec.meta, "sae"));
-                have = 1;
-            }
-            const char *h0 = json_string_value(json_object_get(extra, "hook"));
-            if ((hook || h0) && (!hook || !h0 || strcmp(hook, h0)))
-                sp_die("%s: record %" PRIu64 ": hook %s, but the first record's is %s", in, recno,
-                       hook ? hook : "(none)", h0 ? h0 : "(none)");
-            if (!json_equal(pos0, json_object_get(extra, "pos0")))
-                sp_die("%s: record %" PRIu64 ": pos0 differs from the first record's (--include-bos mixed)", in, recno);
-            if (mh && !json_equal(mh, json_object_get(extra, "mean_hash"))) mean_exact = 0;
-            uint64_t fp = sums_fingerprint(&s);
-            for (size_t k = 0; k < nseen; k++)
-                if (seen[k].fp == fp)
-                    sp_die("%s: record %" PRIu64 ": the same sums as %s record %" PRIu64
-                           ": the inputs overlap (a shard given twice?)", in, recno, seen[k].in, seen[k].recno);
-            seen = xrealloc(seen, (nseen + 1) * sizeof *seen);
-            seen[nseen++] = (SeenRec){fp, recno, in};
-            if (recon_sums_add(&total, &s, err, sizeof err) < 0) sp_die("%s: record %" PRIu64 ": %s", in, recno, err);
-            recon_sums_free(&s);
-        }
+        for (uint64_t recno = 1; tsz_read_or_die(r, &rec); recno++)
+            if (recon_merge_add(&m, &rec, in, recno) < 0) sp_die("%s", m.err);
         tsz_reader_close(r);
     }
-    free(seen);
-    if (!have) sp_die("%s: no records to merge", sp_in_name(o->inputs[0]));
-    if (!total.F && o->json) sp_usage_die("--json: recon_mean records have no metrics to print");
-    if (!mean_exact) {
+    if (!m.extra) sp_die("%s: no records to merge", sp_in_name(o->inputs[0]));
+    if (!m.total.F && o->json) sp_usage_die("--json: recon_mean records have no metrics to print");
+    if (!m.mean_exact) {
         sp_warn("the shards used different ablation means: mean_abl_loss is not that of one run (give every "
                 "shard one --mean)");
-        json_object_del(extra, "mean_hash");
+        json_object_del(m.extra, "mean_hash");
     }
-    json_object_set_new(extra, "mean_exact", json_boolean(mean_exact));
-    json_object_set_new(extra, "merged", json_integer(o->ninputs));
-    emit(o, argc, argv, NULL, &total, extra);
-    json_decref(extra);
-    recon_sums_free(&total);
+    json_object_set_new(m.extra, "mean_exact", json_boolean(m.mean_exact));
+    json_object_set_new(m.extra, "merged", json_integer(o->ninputs));
+    emit(o, argc, argv, NULL, &m.total, m.extra);
+    recon_merge_free(&m);
     tsz_record_free(&rec);
 }
 

@@ -1,6 +1,7 @@
 /* recon.c: the standard SAE evaluation as mergeable sums (see recon.h). */
 #include "recon.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -181,6 +182,70 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
 bad:
     recon_sums_free(s);
     return -1;
+}
+
+/* ---- merging shards ---- */
+uint64_t recon_fnv(uint64_t h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* FNV-1a over every sum of a record */
+static uint64_t sums_fingerprint(const ReconSums *s)
+{
+    const uint64_t n[] = {s->D, s->F, s->tokens, s->windows, s->n_pred, s->n_kl, s->n_rows};
+    const double d[] = {s->loss[0], s->loss[1], s->loss[2], s->loss[3], s->kl, s->sse, s->sum_sq, s->l0};
+    uint64_t h = recon_fnv(recon_fnv(RECON_FNV_INIT, n, sizeof n), d, sizeof d);
+    h = recon_fnv(h, s->sum_x, s->D * sizeof *s->sum_x);
+    return s->F ? recon_fnv(h, s->fires, s->F * sizeof *s->fires) : h;
+}
+
+void recon_merge_init(ReconMerge *m) { *m = (ReconMerge){.mean_exact = 1}; }
+
+int recon_merge_add(ReconMerge *m, const TszRecord *rec, const char *in, uint64_t recno)
+{
+    ReconSums s;
+    char err[256];
+    if (recon_sums_from_record(&s, rec, err, sizeof err) < 0)
+        return SP_FAIL(m, "%s: record %" PRIu64 ": %s", in, recno, err);
+    const char *hook = json_string_value(json_object_get(rec->meta, "hook"));
+    json_t *pos0 = json_object_get(rec->meta, "pos0"), *mh = json_object_get(rec->meta, "mean_hash");
+    if (!m->extra) {
+        recon_sums_init(&m->total, s.D, s.F);
+        m->extra = json_pack("{s:s?, s:O?, s:O?, s:O?, s:O?}", "hook", hook, "pos0", pos0, "mean_hash", mh, "model",
+                             json_object_get(rec->meta, "model"), "sae", json_object_get(rec->meta, "sae"));
+    }
+    const char *h0 = json_string_value(json_object_get(m->extra, "hook"));
+    int rc = 0;
+    uint64_t fp = sums_fingerprint(&s);
+    if ((hook || h0) && (!hook || !h0 || strcmp(hook, h0)))
+        rc = SP_FAIL(m, "%s: record %" PRIu64 ": hook %s, but the first record's is %s", in, recno,
+                     hook ? hook : "(none)", h0 ? h0 : "(none)");
+    else if (!json_equal(pos0, json_object_get(m->extra, "pos0")))
+        rc = SP_FAIL(m, "%s: record %" PRIu64 ": pos0 differs from the first record's (--include-bos mixed)", in,
+                     recno);
+    for (size_t k = 0; !rc && k < m->nseen; k++)
+        if (m->seen[k].fp == fp)
+            rc = SP_FAIL(m, "%s: record %" PRIu64 ": the same sums as %s record %" PRIu64
+                         ": the inputs overlap (a shard given twice?)", in, recno, m->seen[k].in, m->seen[k].recno);
+    if (!rc && recon_sums_add(&m->total, &s, err, sizeof err) < 0)
+        rc = SP_FAIL(m, "%s: record %" PRIu64 ": %s", in, recno, err);
+    if (!rc) {
+        if (mh && !json_equal(mh, json_object_get(m->extra, "mean_hash"))) m->mean_exact = 0;
+        m->seen = xrealloc(m->seen, (m->nseen + 1) * sizeof *m->seen);
+        m->seen[m->nseen++] = (ReconSeen){fp, recno, in};
+    }
+    recon_sums_free(&s);
+    return rc;
+}
+
+void recon_merge_free(ReconMerge *m)
+{
+    recon_sums_free(&m->total);
+    json_decref(m->extra);
+    free(m->seen);
+    recon_merge_init(m);
 }
 
 /* ---- the evaluation ---- */

@@ -82,6 +82,31 @@ void recon_sums_to_record(const ReconSums *s, const ReconMetrics *m, TszRecord *
 /* Read sums back from a "recon" or "recon_mean" record. 0, or -1 with err. */
 int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t errlen) SP_RESULT_USED;
 
+/* ---- merging shards (recon-score --merge) ----
+ * The records of disjoint shards add up to the record of one run over all
+ * of them. Every record must have the first one's hook and pos0; a record
+ * whose sums all equal an earlier one's is a shard given twice (disjoint
+ * shards never share all of them); records made with different ablation
+ * means (meta mean_hash) merge, but mean_exact says so. */
+typedef struct { uint64_t fp, recno; const char *in; } ReconSeen;
+typedef struct {
+    ReconSums total;
+    json_t *extra;        /* hook, pos0, mean_hash, model, sae of the first record; NULL before it */
+    int mean_exact;       /* every record had the first one's mean_hash */
+    ReconSeen *seen;      /* (nseen) fingerprints of the records added */
+    size_t nseen;
+    char err[512];
+} ReconMerge;
+void recon_merge_init(ReconMerge *m);
+/* Add one record of input in (its name stays referenced), number recno.
+ * 0, or -1 with m->err ("a.tsz: record 2: pos0 differs ..."). */
+int recon_merge_add(ReconMerge *m, const TszRecord *rec, const char *in, uint64_t recno) SP_RESULT_USED;
+void recon_merge_free(ReconMerge *m);
+
+/* FNV-1a of n bytes at p, continuing from h (RECON_FNV_INIT to start). */
+#define RECON_FNV_INIT 1469598103934665603ull
+uint64_t recon_fnv(uint64_t h, const void *p, size_t n);
+
 /* ---- the evaluation ---- */
 typedef struct {
     GPT2 *g;               /* allocated by recon_eval_alloc for maxB x maxT with logits */
