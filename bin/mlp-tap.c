@@ -4,11 +4,11 @@
  * mean squared norm is D, with the scale recorded in the stream. */
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gpt2.h"
+#include "rows.h"
 #include "stream.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
@@ -104,8 +104,7 @@ typedef struct {
     /* rows mode */
     float *pend;         /* (norm_rows, D) rows held until the scale is known */
     uint64_t npend;
-    float *shuf;         /* (shuffle, D) */
-    uint64_t nshuf;
+    RowShuffle shuf;     /* --shuffle-buffer rows (0: in order) */
     SpRng rng;
     float *outbuf;       /* (rows_per_rec, D) */
     uint64_t nout, rows_per_rec;
@@ -197,57 +196,11 @@ static void write_rows(Tap *t)
     t->nout = 0;
 }
 
-static void emit_row(Tap *t, const float *row)
+static void emit_row(void *ud, const float *row)
 {
+    Tap *t = ud;
     memcpy(t->outbuf + t->nout * t->D, row, t->D * sizeof *row);
     if (++t->nout == t->rows_per_rec) write_rows(t);
-}
-
-/* A scaled row enters the shuffle buffer; once it is full, each new row
- * takes the place of a uniformly chosen one, which leaves. */
-static void shuffle_row(Tap *t, const float *row)
-{
-    size_t D = t->D;
-    if (!t->o->shuffle) {
-        emit_row(t, row);
-        return;
-    }
-    if (t->nshuf < t->o->shuffle) {
-        memcpy(t->shuf + t->nshuf++ * D, row, D * sizeof *row);
-        return;
-    }
-    float *slot = t->shuf + sp_rng_below(&t->rng, t->o->shuffle) * D;
-    emit_row(t, slot);
-    memcpy(slot, row, D * sizeof *row);
-}
-
-static void shuffle_drain(Tap *t)
-{
-    size_t D = t->D;
-    for (uint64_t i = t->nshuf; i > 1; i--) {  /* Fisher-Yates on what is left */
-        uint64_t j = sp_rng_below(&t->rng, i);
-        float *a = t->shuf + (i - 1) * D, *b = t->shuf + j * D;
-        for (size_t k = 0; k < D; k++) {
-            float tmp = a[k];
-            a[k] = b[k], b[k] = tmp;
-        }
-    }
-    for (uint64_t i = 0; i < t->nshuf; i++) emit_row(t, t->shuf + i * D);
-    t->nshuf = 0;
-}
-
-static void scale_rows(float *x, size_t n, double s)
-{
-    if (s == 1.0) return;
-    for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] * s);
-}
-
-/* sqrt(D / mean ||x||^2) over n rows; 1 when they are all zero. */
-static double norm_scale_of(const float *x, size_t n, size_t D)
-{
-    double ss = 0;
-    for (size_t i = 0; i < n * D; i++) ss += (double)x[i] * x[i];
-    return ss > 0 ? sqrt((double)D * n / ss) : 1.0;
 }
 
 /* Rows mode: rows wait in pend until the scale is known. */
@@ -256,15 +209,15 @@ static void take_rows(Tap *t, float *rows, size_t n)
     size_t D = t->D;
     for (size_t i = 0; i < n; i++) {
         if (t->scale_known) {
-            scale_rows(rows + i * D, D, t->scale);
-            shuffle_row(t, rows + i * D);
+            rows_scale(rows + i * D, D, t->scale);
+            row_shuffle_put(&t->shuf, rows + i * D);
             continue;
         }
         memcpy(t->pend + t->npend++ * D, rows + i * D, D * sizeof(float));
         if (t->npend < t->o->norm_rows) continue;
-        scale_ready(t, norm_scale_of(t->pend, t->npend, D));
-        scale_rows(t->pend, t->npend * D, t->scale);
-        for (uint64_t j = 0; j < t->npend; j++) shuffle_row(t, t->pend + j * D);
+        scale_ready(t, rows_norm_scale(t->pend, t->npend, D));
+        rows_scale(t->pend, t->npend * D, t->scale);
+        for (uint64_t j = 0; j < t->npend; j++) row_shuffle_put(&t->shuf, t->pend + j * D);
         t->npend = 0;
     }
 }
@@ -275,7 +228,7 @@ static void write_ctx(Tap *t, TszRecord *rec)
     TszTensor *a = tsz_record_get(rec, "acts");
     size_t n = tsz_tensor_numel(a);
     json_object_set_new(rec->meta, "norm_scale", json_real(t->scale));
-    scale_rows(a->data, n, t->scale);
+    rows_scale(a->data, n, t->scale);
     if (t->o->dtype != TSZ_F32) {
         void *tmp = xmalloc(n * tsz_dtype_size(t->o->dtype));
         uint64_t shape[3] = {a->shape[0], a->shape[1], a->shape[2]};
@@ -302,7 +255,7 @@ static void release_held(Tap *t)
             k += n;
         }
         size_t rows = k / t->D < t->o->norm_rows ? k / t->D : t->o->norm_rows;
-        scale_ready(t, norm_scale_of(x, rows, t->D));
+        scale_ready(t, rows_norm_scale(x, rows, t->D));
         free(x);
     }
     for (size_t i = 0; i < t->nheld; i++) {
@@ -361,7 +314,7 @@ static void setup_buffers(Tap *t)
     t->rows_per_rec = o->rows ? o->rows : tsz_rows_per_record(D * tsz_dtype_size(o->dtype));
     if (o->keep_context) return;
     t->outbuf = xmalloc(t->rows_per_rec * D * sizeof(float));
-    if (o->shuffle) t->shuf = xmalloc(o->shuffle * D * sizeof(float));
+    row_shuffle_init(&t->shuf, o->shuffle, D, &t->rng, emit_row, t);
     if (!t->scale_known) t->pend = xmalloc(o->norm_rows * D * sizeof(float));
 }
 
@@ -425,11 +378,11 @@ int main(int argc, char **argv)
         release_held(&t);
     } else {
         if (!t.scale_known) {
-            scale_ready(&t, norm_scale_of(t.pend, t.npend, t.D));
-            scale_rows(t.pend, t.npend * t.D, t.scale);
-            for (uint64_t j = 0; j < t.npend; j++) shuffle_row(&t, t.pend + j * t.D);
+            scale_ready(&t, rows_norm_scale(t.pend, t.npend, t.D));
+            rows_scale(t.pend, t.npend * t.D, t.scale);
+            for (uint64_t j = 0; j < t.npend; j++) row_shuffle_put(&t.shuf, t.pend + j * t.D);
         }
-        shuffle_drain(&t);
+        row_shuffle_drain(&t.shuf);
         write_rows(&t);
     }
     if (!recno && o.hook) snprintf(t.hook, sizeof t.hook, "%s", o.hook);
@@ -439,6 +392,7 @@ int main(int argc, char **argv)
     tsz_reader_close(t.r);
     tsz_record_free(&rec);
     tsz_record_free(&t.rec_out);
-    free(t.held), free(rowbuf), free(t.pend), free(t.shuf), free(t.outbuf);
+    free(t.held), free(rowbuf), free(t.pend), free(t.outbuf);
+    row_shuffle_free(&t.shuf);
     return 0;
 }

@@ -125,3 +125,60 @@ int rows_finite(const float *x, size_t D)
         if (!isfinite(x[d])) return 0;
     return 1;
 }
+
+double rows_norm_scale(const float *x, size_t n, size_t D)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n * D; i++) ss += (double)x[i] * x[i];
+    return ss > 0 ? sqrt((double)D * n / ss) : 1.0;
+}
+
+void rows_scale(float *x, size_t n, double s)
+{
+    if (s == 1.0) return;
+    for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] * s);
+}
+
+/* ---- shuffle buffer ---- */
+void row_shuffle_init(RowShuffle *s, uint64_t cap, size_t D, SpRng *rng, RowEmit emit, void *ud)
+{
+    *s = (RowShuffle){.D = D, .cap = cap, .rng = rng, .emit = emit, .ud = ud};
+    if (cap) s->buf = xmalloc(cap * D * sizeof *s->buf);
+}
+
+void row_shuffle_put(RowShuffle *s, const float *row)
+{
+    size_t D = s->D;
+    if (!s->cap) {
+        s->emit(s->ud, row);
+        return;
+    }
+    if (s->n < s->cap) {
+        memcpy(s->buf + s->n++ * D, row, D * sizeof *row);
+        return;
+    }
+    float *slot = s->buf + sp_rng_below(s->rng, s->cap) * D;
+    s->emit(s->ud, slot);
+    memcpy(slot, row, D * sizeof *row);
+}
+
+void row_shuffle_drain(RowShuffle *s)
+{
+    size_t D = s->D;
+    for (uint64_t i = s->n; i > 1; i--) {  /* Fisher-Yates on what is left */
+        uint64_t j = sp_rng_below(s->rng, i);
+        float *a = s->buf + (i - 1) * D, *b = s->buf + j * D;
+        for (size_t k = 0; k < D; k++) {
+            float tmp = a[k];
+            a[k] = b[k], b[k] = tmp;
+        }
+    }
+    for (uint64_t i = 0; i < s->n; i++) s->emit(s->ud, s->buf + i * D);
+    s->n = 0;
+}
+
+void row_shuffle_free(RowShuffle *s)
+{
+    free(s->buf);
+    s->buf = NULL, s->n = 0;
+}

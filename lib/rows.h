@@ -1,5 +1,7 @@
-/* rows.h: training rows from a tensor stream of `acts` records, the one
- * reader of mlp-tap's row layout (tsz(5), kind "acts": a tensor "acts"
+/* rows.h: activation rows: the reader of mlp-tap's row layout, and the
+ * shuffle buffer and scale that mlp-tap makes them with.
+ *
+ * Reading: training rows from a tensor stream of `acts` records (tsz(5), kind "acts": a tensor "acts"
  * (N,D) of f32, f16 or bf16). Records without a kind that carry such a
  * tensor are rows too, so `tsz from-npy acts=X.npy` feeds sae-fit as it is.
  *
@@ -52,5 +54,29 @@ const TszTensor *rows_check(const TszRecord *rec, const char *what, uint64_t rec
 
 /* 1 when all D values of x are finite. */
 int rows_finite(const float *x, size_t D);
+/* sqrt(D / mean ||x||^2) over n rows of x (D): the scale that gives the rows
+ * a mean squared norm of D; 1 when they are all zero. */
+double rows_norm_scale(const float *x, size_t n, size_t D);
+/* x (n values) *= s, rounded to f32; nothing when s is 1. */
+void rows_scale(float *x, size_t n, double s);
+
+/* A shuffle buffer of rows (mlp-tap --shuffle-buffer): the first cap rows
+ * fill it; then each new row takes the place of a uniformly chosen one,
+ * which leaves through emit; drain leaves what is held in a Fisher-Yates
+ * order. With cap 0 rows pass straight through. The output is a
+ * permutation of the input, fixed by the RNG's seed. */
+typedef void (*RowEmit)(void *ud, const float *row);
+typedef struct {
+    size_t D;
+    uint64_t cap, n;       /* rows the buffer holds, and holds now */
+    float *buf;            /* (cap,D) */
+    SpRng *rng;
+    RowEmit emit;
+    void *ud;
+} RowShuffle;
+void row_shuffle_init(RowShuffle *s, uint64_t cap, size_t D, SpRng *rng, RowEmit emit, void *ud);
+void row_shuffle_put(RowShuffle *s, const float *row);
+void row_shuffle_drain(RowShuffle *s);
+void row_shuffle_free(RowShuffle *s);
 
 #endif
