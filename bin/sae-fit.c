@@ -205,10 +205,11 @@ int main(int argc, char **argv)
         uint64_t step = f.t.step;
         lr = sae_fit_lr(&f, step);
         l1 = sae_fit_l1(&f, step);
-        sae_trainer_forward(&f.t, f.x, n, l1, 1, 0, &st, NULL);
+        sae_trainer_forward(&f.t, f.x, n, l1, &st);
         if (!isfinite(st.loss))
             sp_die("%s: loss is %g at step %" PRIu64 " (diverged; try a lower --lr)", f.src.name, st.loss, step);
-        sae_trainer_adam(&f.t, lr);
+        sae_trainer_backward(&f.t);
+        sae_trainer_update(&f.t, lr);
         f.rows_trained += n;
         if (o->arch == SAE_RELU && o->resample_every && f.t.step % o->resample_every == 0) {
             size_t k = sae_trainer_resample(&f.t, f.x, n, &f.rng);

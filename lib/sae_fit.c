@@ -204,7 +204,7 @@ static json_t *evaluate(SaeFit *f, double l1)
     for (size_t i = 0; i < f->V; i += B) {
         size_t n = f->V - i < B ? f->V - i : B;
         SaeStats st;
-        sae_trainer_forward(&f->t, f->val + i * D, n, l1, 0, 1, &st, f->fired);
+        sae_trainer_eval(&f->t, f->val + i * D, n, l1, &st, f->fired);
         sq += st.sq_err, loss += st.loss * n, l0 += st.l0 * n;
     }
     size_t dead = 0, dense = 0;

@@ -37,7 +37,7 @@ uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
     uint64_t P = 2 * D * F + F + D;
     uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
-    b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 8;
+    b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 12;
     return b;
 }
 
@@ -84,6 +84,7 @@ int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t e
     t->dead = xmalloc(F * sizeof *t->dead);
     t->rowloss = xmalloc(B * sizeof *t->rowloss);
     t->acc = xmalloc(D * sizeof *t->acc);
+    t->ar = xmalloc(D * sizeof *t->ar);
     return 0;
 }
 
@@ -91,7 +92,7 @@ void sae_trainer_free(SaeTrainer *t)
 {
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
-                    t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc};
+                    t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc, t->ar};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     memset(t, 0, sizeof *t);
 }
@@ -253,18 +254,31 @@ SAE_VEC static void axpyf(float *restrict y, float a, const float *restrict x, s
 }
 
 /* AuxK: the aux_k largest pre-activations among dead latents reconstruct
- * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x). */
-static double auxk(SaeTrainer *t, size_t n, int grad)
+ * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x).
+ * Each row's latents and activations stay in aidx, aval (aux_a of them)
+ * for the backward. */
+static void auxk_residual(SaeTrainer *t, size_t i, float *r)
+{
+    size_t D = t->c.D, A = t->aux_a;
+    const uint32_t *ai = t->aidx + i * A;
+    const float *av = t->aval + i * A;
+    for (size_t d = 0; d < D; d++) r[d] = t->e[i * D + d]; /* e^ - (x - x_hat) = e^ + e */
+    for (size_t a = 0; a < A; a++)
+        if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
+}
+
+static double auxk_forward(SaeTrainer *t, size_t n)
 {
     size_t D = t->c.D, F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
     size_t A = t->c.aux_k < nd ? t->c.aux_k : nd;
-    if (!A || t->c.aux_coef == 0) return 0;
-    double sum = 0, coef = t->c.aux_coef;
-    float *r = xmalloc(D * sizeof *r); /* per call, not per row */
+    t->aux_a = t->c.aux_coef == 0 ? 0 : A;
+    if (!t->aux_a) return 0;
+    double sum = 0;
+    float *r = t->ar;
     for (size_t i = 0; i < n; i++) {
-        const float *pre = t->pre + i * F, *e = t->e + i * D, *xc = t->xc + i * D;
+        const float *pre = t->pre + i * F;
         for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
         uint32_t *ai = t->aidx + i * A;
         float *av = t->aval + i * A;
@@ -274,14 +288,24 @@ static double auxk(SaeTrainer *t, size_t n, int grad)
             ai[a] = t->dead[ai[a]];
             av[a] = v > 0 ? v : 0;
         }
-        for (size_t d = 0; d < D; d++) r[d] = e[d]; /* e^ - (x - x_hat) = e^ + e */
-        for (size_t a = 0; a < A; a++)
-            if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
-        double s = 0;
-        for (size_t d = 0; d < D; d++) s += (double)r[d] * r[d];
-        sum += s;
-        if (!grad) continue;
-        float sc = (float)(2 * coef / n);
+        auxk_residual(t, i, r);
+        double s2 = 0;
+        for (size_t d = 0; d < D; d++) s2 += (double)r[d] * r[d];
+        sum += s2;
+    }
+    return t->c.aux_coef * sum / n;
+}
+
+/* AuxK's gradient, added before the reconstruction's (e still x_hat - x) */
+static void auxk_backward(SaeTrainer *t, size_t n)
+{
+    size_t D = t->c.D, A = t->aux_a;
+    float *r = t->ar, sc = (float)(2 * t->c.aux_coef / n);
+    for (size_t i = 0; i < n; i++) {
+        const float *xc = t->xc + i * D;
+        const uint32_t *ai = t->aidx + i * A;
+        const float *av = t->aval + i * A;
+        auxk_residual(t, i, r);
         for (size_t d = 0; d < D; d++) r[d] *= sc;
         for (size_t a = 0; a < A; a++) {
             if (!(av[a] > 0)) continue;
@@ -292,8 +316,6 @@ static double auxk(SaeTrainer *t, size_t n, int grad)
             t->gb_enc[j] += dv;
         }
     }
-    free(r);
-    return coef * sum / n;
 }
 
 
@@ -472,15 +494,15 @@ static int relu_sparse(SaeTrainer *t, size_t n)
     return 1;
 }
 
-void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval, SaeStats *st,
-                         uint64_t *fired)
+/* The forward of n rows, the training map or (eval) the inference map;
+ * what the backward needs stays in t (last_*). */
+static void forward(SaeTrainer *t, const float *x, size_t n, double l1, int eval, SaeStats *st, uint64_t *fired)
 {
-    size_t D = t->c.D, F = t->c.F, P = t->P;
+    size_t D = t->c.D, F = t->c.F;
     int relu = t->c.arch == SAE_RELU;
     float *xc = t->xc, *pre = t->pre, *e = t->e;
-    Pass ps = {.t = t, .x = x, .n = n, .th = relu ? 0.0f : (float)t->theta, .l1n = relu ? (float)(l1 / n) : 0,
-               .sc = (float)(2.0 / n)};
-    size_t rows = 16384 / D + 1, cols = 256; /* chunks worth a thread */
+    Pass ps = {.t = t, .x = x, .n = n, .th = relu ? 0.0f : (float)t->theta};
+    size_t rows = 16384 / D + 1; /* chunks worth a thread */
     sp_parfor(n, rows, pass_center, &ps);
     /* pre = xc W_enc + b_enc: the one dense product every arch needs */
     sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, xc, D, t->Wt, D, 1.0f, pre, F);
@@ -520,19 +542,35 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     st->recon = sq / n;
     st->l0 = active / n;
     st->sparse = sparse;
-    /* relu dense writes every gradient below; the sparse paths add into it */
-    if (grad && sparse) sp_parfor(P, 1 << 16, pass_zero, &ps);
-    if (relu) {
-        st->aux = l1 * l1sum / n;
-    } else {
-        st->aux = auxk(t, n, grad); /* adds its gradient first; needs e as x_hat - x */
-    }
+    st->aux = relu ? l1 * l1sum / n : auxk_forward(t, n); /* auxk needs e as x_hat - x */
     st->loss = st->recon + st->aux;
-    if (!grad) return;
-    if (dense && !relu) return; /* no gradient of the inference map */
+    t->last_n = eval && !relu ? 0 : n; /* no gradient of batchtopk's inference map */
+    t->last_l1 = l1, t->last_sparse = sparse;
+}
 
+void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st)
+{
+    forward(t, x, n, l1, 0, st, NULL);
+}
+
+void sae_trainer_eval(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st, uint64_t *fired)
+{
+    forward(t, x, n, l1, 1, st, fired);
+}
+
+void sae_trainer_backward(SaeTrainer *t)
+{
+    size_t D = t->c.D, F = t->c.F, n = t->last_n;
+    int relu = t->c.arch == SAE_RELU;
+    if (!n) return;
+    float *xc = t->xc, *pre = t->pre, *e = t->e;
+    Pass ps = {.t = t, .n = n, .l1n = relu ? (float)(t->last_l1 / n) : 0, .sc = (float)(2.0 / n)};
+    size_t cols = 256; /* chunks worth a thread */
+    /* relu dense writes every gradient below; the sparse paths add into it */
+    if (t->last_sparse) sp_parfor(t->P, 1 << 16, pass_zero, &ps);
+    if (!relu && t->aux_a) auxk_backward(t, n);
     sp_parfor(D, cols, pass_dxhat, &ps); /* e becomes dx_hat = 2/n e */
-    if (!sparse) {
+    if (!t->last_sparse) {
         /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
         sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, pre, F, e, D, 0.0f, t->gWd, D);
         sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, e, D, t->Wd, D, 0.0f, t->g, F);
@@ -547,6 +585,7 @@ void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)D, -1.0f, t->Wt, (int)D, t->gb_enc,
                 1, 1.0f, t->gb_dec, 1);
     for (size_t j = 0; j < F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
+    t->last_n = 0; /* one backward per forward */
 }
 
 /* m, v of element i as float, and back */
@@ -597,7 +636,7 @@ static void pass_adam(void *arg, size_t lo, size_t hi)
     }
 }
 
-void sae_trainer_adam(SaeTrainer *t, double lr)
+void sae_trainer_update(SaeTrainer *t, double lr)
 {
     size_t F = t->c.F;
     t->step++;

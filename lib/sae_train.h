@@ -74,11 +74,17 @@ typedef struct {
     uint32_t *cq, *crow;   /* (cap) the entries by latent (CSC by cptr): entry, row */
     size_t *cptr;          /* (F+1) */
     double *rsq, *rl1, *ract; /* (B) per row: squared error, sum and count of activations */
-    uint32_t *aidx;        /* (B*aux_k) */
-    float *aval, *abuf;    /* (B*aux_k), (F) */
+    uint32_t *aidx;        /* (B*aux_k) each row's AuxK latents, aux_a of them */
+    float *aval, *abuf;    /* (B*aux_k) their activations, (F) */
+    float *ar;             /* (D) an AuxK residual */
+    size_t aux_a;          /* AuxK latents per row in the last forward (0: none dead) */
     uint32_t *dead;        /* (F) */
     float *rowloss;        /* (B) */
     double *acc;           /* (D) */
+    /* the last forward, for the backward */
+    size_t last_n;         /* rows; 0: nothing to differentiate */
+    double last_l1;
+    int last_sparse;
 } SaeTrainer;
 
 /* Bytes the trainer allocates for this configuration. */
@@ -91,15 +97,22 @@ typedef enum { SAE_BDEC_ZERO = 0, SAE_BDEC_MEAN, SAE_BDEC_MEDIAN } SaeBdecInit;
  * from the n sample rows x (geometric median by Weiszfeld, or mean). */
 void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n, SaeBdecInit bdec);
 
-/* Forward and loss of n rows (n <= B); with grad, the gradient of the
- * objective into t->grad and the firing counters updated. eval: batchtopk
- * uses its inference threshold instead of the batch top-k; fired (F, may be
- * NULL) counts the rows each latent fired on. */
-void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, int grad, int eval,
-                         SaeStats *st, uint64_t *fired);
+/* A training step, as llm.c's gpt2_forward, gpt2_backward, gpt2_update:
+ *   sae_trainer_forward(t, x, n, l1, &st);   loss of n rows (n <= B) into st
+ *   sae_trainer_backward(t);                  its gradient into t->grad,
+ *                                             the firing counters updated
+ *   sae_trainer_update(t, lr);                Adam
+ * The forward keeps what the backward needs in t; batchtopk's forward
+ * selects the batch top-k and moves its inference threshold. */
+void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st);
+void sae_trainer_backward(SaeTrainer *t);
 /* Adam step with learning rate lr on t->grad; decoder rows are kept at unit
  * norm, the gradient component parallel to each row removed first. */
-void sae_trainer_adam(SaeTrainer *t, double lr);
+void sae_trainer_update(SaeTrainer *t, double lr);
+/* The inference map's loss on n rows (evaluation: batchtopk uses its
+ * threshold); fired (F, may be NULL) counts the rows each latent fired on.
+ * Nothing to differentiate after it. */
+void sae_trainer_eval(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st, uint64_t *fired);
 /* Anthropic resampling: dead latents get an input drawn with probability
  * proportional to its squared error in the last forward (x, n rows),
  * fresh Adam state. Returns the number resampled. */

@@ -55,13 +55,15 @@ int main(int argc, char **argv)
     if (arch == SAE_RELU)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
     SaeStats st;
-    sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
-    sae_trainer_adam(&t, 1e-4);
+    sae_trainer_forward(&t, x, B, 5.0, &st);
+    sae_trainer_backward(&t);
+    sae_trainer_update(&t, 1e-4);
     double t0 = sp_now(), l0 = 0;
     int sparse = 0;
     for (size_t s = 0; s < steps; s++) {
-        sae_trainer_forward(&t, x, B, 5.0, 1, 0, &st, NULL);
-        sae_trainer_adam(&t, 1e-4);
+        sae_trainer_forward(&t, x, B, 5.0, &st);
+        sae_trainer_backward(&t);
+        sae_trainer_update(&t, 1e-4);
         l0 += st.l0 / steps, sparse += st.sparse;
     }
     double dt = (sp_now() - t0) / steps;

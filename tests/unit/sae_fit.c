@@ -96,8 +96,9 @@ static int run(SaeFit *f, int resume, uint64_t stop_step, double *fvus)
         if (!resumed && f->t.step == 0) sae_trainer_init_params(&f->t, &f->rng, f->x, n, f->o.bdec);
         uint64_t step = f->t.step;
         double lr = sae_fit_lr(f, step), l1 = sae_fit_l1(f, step);
-        sae_trainer_forward(&f->t, f->x, n, l1, 1, 0, &st, NULL);
-        sae_trainer_adam(&f->t, lr);
+        sae_trainer_forward(&f->t, f->x, n, l1, &st);
+        sae_trainer_backward(&f->t);
+        sae_trainer_update(&f->t, lr);
         f->rows_trained += n;
         if (f->t.step % f->o.eval_every == 0) {
             if (sae_fit_eval(f, l1, lr) < 0) return -1;

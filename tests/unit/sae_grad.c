@@ -108,7 +108,8 @@ static void check_arch(SAEArch arch, double relu_sparse)
     memcpy(since, t.since_fired, sizeof since);
     double l1 = 0.7;
     SaeStats st;
-    sae_trainer_forward(&t, x, N, l1, 1, 0, &st, NULL);
+    sae_trainer_forward(&t, x, N, l1, &st);
+    sae_trainer_backward(&t);
     ok(st.sparse == (arch != SAE_RELU || relu_sparse > 0), "%s: %s decoder and backward", an,
        st.sparse ? "sparse" : "dense");
 
@@ -153,8 +154,9 @@ static void check_arch(SAEArch arch, double relu_sparse)
     /* Adam: decoder rows end at unit norm; loss goes down over a few steps */
     double first = st.loss;
     for (int s = 0; s < 30; s++) {
-        sae_trainer_forward(&t, x, N, l1, 1, 0, &st, NULL);
-        sae_trainer_adam(&t, 1e-2);
+        sae_trainer_forward(&t, x, N, l1, &st);
+        sae_trainer_backward(&t);
+        sae_trainer_update(&t, 1e-2);
     }
     double worst = 0;
     for (int j = 0; j < F; j++) {
@@ -163,7 +165,7 @@ static void check_arch(SAEArch arch, double relu_sparse)
         worst = fmax(worst, fabs(sqrt(n2) - 1));
     }
     ok(worst < 1e-5, "%s: decoder rows unit norm after Adam (worst %.2g)", an, worst);
-    sae_trainer_forward(&t, x, N, l1, 0, 0, &st, NULL);
+    sae_trainer_forward(&t, x, N, l1, &st);
     ok(st.loss < first, "%s: 30 Adam steps lower the loss %.4f -> %.4f", an, first, st.loss);
     free(p);
     free(fd);
@@ -190,10 +192,12 @@ static void check_bf16_state(void)
     sae_trainer_init_params(&b, &r, x, N, SAE_BDEC_MEAN);
     SaeStats st;
     for (int s = 0; s < 10; s++) {
-        sae_trainer_forward(&a, x, N, 0, 1, 0, &st, NULL);
-        sae_trainer_adam(&a, 1e-2);
-        sae_trainer_forward(&b, x, N, 0, 1, 0, &st, NULL);
-        sae_trainer_adam(&b, 1e-2);
+        sae_trainer_forward(&a, x, N, 0, &st);
+        sae_trainer_backward(&a);
+        sae_trainer_update(&a, 1e-2);
+        sae_trainer_forward(&b, x, N, 0, &st);
+        sae_trainer_backward(&b);
+        sae_trainer_update(&b, 1e-2);
     }
     double md = 0;
     for (size_t i = 0; i < a.P; i++) md = fmax(md, fabs(a.param[i] - b.param[i]));
@@ -223,8 +227,9 @@ static float *run_steps(SAEArch arch, double relu_sparse, int threads, const flo
     for (size_t j = 0; j < TF; j++) t.b_enc[j] = -0.25f;
     SaeStats st;
     for (int s = 0; s < 4; s++) {
-        sae_trainer_forward(&t, x, n, 0.5, 1, 0, &st, NULL);
-        sae_trainer_adam(&t, 1e-3);
+        sae_trainer_forward(&t, x, n, 0.5, &st);
+        sae_trainer_backward(&t);
+        sae_trainer_update(&t, 1e-3);
     }
     float *p = malloc(t.P * sizeof *p);
     memcpy(p, t.param, t.P * sizeof *p);
