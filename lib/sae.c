@@ -25,23 +25,20 @@ int sae_arch_parse(const char *s, SAEArch *out)
     return -1;
 }
 
-/* The tensors of an SAE in file order: name, rows, cols (0: a vector). */
-typedef struct { const char *name; size_t rows, cols; float **slot; } SaeSlot;
-
-static size_t sae_slots(SAE *s, SaeSlot *tab)
+size_t sae_slots(SAE *s, SAESlot tab[SAE_SLOTS])
 {
     size_t n = 0, D = s->D, F = s->F;
-    tab[n++] = (SaeSlot){"W_enc", D, F, &s->p.W_enc};
-    tab[n++] = (SaeSlot){"b_enc", F, 0, &s->p.b_enc};
-    tab[n++] = (SaeSlot){"W_dec", F, D, &s->p.W_dec};
-    tab[n++] = (SaeSlot){"b_dec", D, 0, &s->p.b_dec};
-    if (s->arch == SAE_BATCHTOPK) tab[n++] = (SaeSlot){"threshold", F, 0, &s->p.threshold};
+    tab[n++] = (SAESlot){"W_enc", D, F, &s->p.W_enc};
+    tab[n++] = (SAESlot){"b_enc", F, 0, &s->p.b_enc};
+    tab[n++] = (SAESlot){"W_dec", F, D, &s->p.W_dec};
+    tab[n++] = (SAESlot){"b_dec", D, 0, &s->p.b_dec};
+    if (s->arch == SAE_BATCHTOPK) tab[n++] = (SAESlot){"threshold", F, 0, &s->p.threshold};
     return n;
 }
 
 int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen)
 {
-    SaeSlot tab[5];
+    SAESlot tab[SAE_SLOTS];
     memset(s, 0, sizeof *s);
     s->arch = arch, s->D = D, s->F = F, s->norm_scale = 1.0;
     if (D == 0 || F == 0 || D > (1u << 20) || F > (1u << 26) || (uint64_t)D * F > (1ull << 36))
@@ -101,8 +98,8 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     snprintf(s->hook, sizeof s->hook, "%s", str ? str : "");
     str = json_string_value(json_object_get(m, "model"));
     snprintf(s->model, sizeof s->model, "%s", str ? str : "");
-    SaeSlot tab[5];
-    TszBig big[5];
+    SAESlot tab[SAE_SLOTS];
+    TszBig big[SAE_SLOTS];
     size_t n = sae_slots(s, tab);
     for (size_t i = 0; i < n; i++) {
         TszTensor ann;
@@ -276,31 +273,20 @@ json_t *sae_meta(const SAE *s, const json_t *extra)
     return m;
 }
 
-/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
-typedef struct { const float *Wt; size_t D, F; } SaeTransposed;
-
-static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void *dst)
-{
-    const SaeTransposed *t = ctx;
-    float *out = dst;
-    for (size_t j = 0; j < t->F; j++) {
-        const float *src = t->Wt + j * t->D + r0;
-        for (uint64_t r = 0; r < n; r++) out[r * t->F + j] = src[r];
-    }
-}
-
-int sae_write(TszWriter *w, const SAE *s, const float *W_encT, const json_t *extra_meta, char *err, size_t errlen)
+size_t sae_big(const SAE *s, TszBig big[SAE_SLOTS])
 {
     SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
-    SaeSlot tab[5];
-    TszBig big[5];
-    SaeTransposed tr = {W_encT, s->D, s->F};
+    SAESlot tab[SAE_SLOTS];
     size_t n = sae_slots(&tmp, tab);
-    for (size_t i = 0; i < n; i++) {
-        int from_t = W_encT && !strcmp(tab[i].name, "W_enc");
-        big[i] = (TszBig){tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols},
-                          from_t ? NULL : *tab[i].slot, from_t ? fill_from_transposed : NULL, &tr};
-    }
+    for (size_t i = 0; i < n; i++)
+        big[i] = (TszBig){tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols}, *tab[i].slot,
+                          NULL, NULL};
+    return n;
+}
+
+int sae_write_big(TszWriter *w, const SAE *s, const TszBig *big, size_t n, const json_t *extra_meta, char *err,
+                  size_t errlen)
+{
     TszRecord rec;
     tsz_record_init(&rec);
     json_t *m = sae_meta(s, extra_meta);
@@ -311,6 +297,13 @@ int sae_write(TszWriter *w, const SAE *s, const float *W_encT, const json_t *ext
     int rc = tsz_write_parts(w, &rec, big, n, err, errlen);
     tsz_record_free(&rec);
     return rc;
+}
+
+int sae_write(TszWriter *w, const SAE *s, const json_t *extra_meta, char *err, size_t errlen)
+{
+    TszBig big[SAE_SLOTS];
+    size_t n = sae_big(s, big);
+    return sae_write_big(w, s, big, n, extra_meta, err, errlen);
 }
 
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage, int argc,
@@ -324,7 +317,7 @@ int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const 
         tsz_writer_abort(w);
         return -1;
     }
-    if (sae_write(w, s, NULL, extra_meta, err, errlen) < 0) {
+    if (sae_write(w, s, extra_meta, err, errlen) < 0) {
         tsz_writer_abort(w);
         return -1;
     }

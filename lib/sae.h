@@ -24,7 +24,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
+
 #include "gemm.h"
+#include "parts.h"
+#include "stream.h"
 
 typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCHTOPK } SAEArch;
 
@@ -50,6 +54,17 @@ typedef struct {
 const char *sae_arch_name(SAEArch a);
 int sae_arch_parse(const char *s, SAEArch *out);
 
+/* The SAE's tensors in file order, the one table that allocation, load,
+ * save and the SAELens conversion walk: name, shape (rows, cols; cols 0
+ * for a vector) and the SAEParams field. SAE_SLOTS entries at most;
+ * threshold only for batchtopk. Returns the count. */
+#define SAE_SLOTS 5
+typedef struct { const char *name; size_t rows, cols; float **slot; } SAESlot;
+size_t sae_slots(SAE *s, SAESlot tab[SAE_SLOTS]);
+
+/* Allocate s->mem for s->arch, D, F (threshold only for batchtopk) and point
+ * s->p into it; parameters zeroed, norm_scale 1. 0 or -1 (err). */
+int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen);
 /* Load an SAE file (tensor stream). 0, or -1 with a message in err
  * ("sae.tsz: W_enc is (256,512) but d=256 f=1024 needs (256,1024)"). */
 int sae_load(SAE *s, const char *path, char *err, size_t errlen);
@@ -63,17 +78,9 @@ void sae_encode(const SAE *s, const float *x, size_t N, SpRows L, float *f);
 void sae_decode(const SAE *s, const float *f, size_t N, SpRows L, float *x_hat);
 /* x_hat (N,D) = decode(encode(x)); scratch (N,F) floats supplied by caller. */
 void sae_reconstruct(const SAE *s, const float *x, size_t N, SpRows L, float *scratch, float *x_hat);
-
-/* ---- additions (sae-fit, sae-convert) ---- */
-#include <jansson.h>
-
 /* Topk of one row: the K largest entries of v (n) into idx (K), largest
  * first; ties broken by the lower index. K <= n. */
 void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx);
-
-/* Allocate s->mem for s->arch, D, F (threshold only for batchtopk) and point
- * s->p into it; parameters zeroed, norm_scale 1. 0 or -1 (err). */
-int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen);
 
 /* The SAE's metadata object ("kind":"sae", arch, k, l1, d, f, hook, model,
  * norm_scale) merged with extra (may be NULL; its keys win). New reference. */
@@ -87,10 +94,13 @@ int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const 
 int sae_save(const SAE *s, const char *path, json_t *extra_meta, char *err, size_t errlen);
 /* Write s to w (before its first record) as an SAE: sae_meta(s, extra_meta)
  * also in the header, and the tensors, the matrices in part records when
- * over the part size (parts.h). W_encT (F,D), if not NULL, is W_enc's
- * transpose, written in its place (s->p.W_enc is not read): sae-fit writes
- * from its trainer's block without a copy. The caller closes w. 0 or -1. */
-#include "stream.h"
-int sae_write(TszWriter *w, const SAE *s, const float *W_encT, const json_t *extra_meta, char *err, size_t errlen);
+ * over the part size (parts.h). The caller closes w. 0 or -1. */
+int sae_write(TszWriter *w, const SAE *s, const json_t *extra_meta, char *err, size_t errlen);
+/* The same with the tensors of big (n), sae_slots' order: sae_big fills
+ * them from s (data pointing into it), and a writer holding a tensor in
+ * another layout replaces its entry's data with a fill (parts.h). */
+size_t sae_big(const SAE *s, TszBig big[SAE_SLOTS]);
+int sae_write_big(TszWriter *w, const SAE *s, const TszBig *big, size_t n, const json_t *extra_meta, char *err,
+                  size_t errlen);
 
 #endif

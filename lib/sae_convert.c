@@ -88,11 +88,17 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
     /* fold norm_scale so SAELens sees raw activations, as the file is written */
     float sc = (float)s->norm_scale, inv = (float)(1.0 / s->norm_scale);
     if (s->norm_scale == 1.0) sc = inv = 1.0f;
-    SaeStOut t[5] = {{"W_enc", s->p.W_enc, 2, {D, F}, sc}, {"b_enc", s->p.b_enc, 1, {F, 0}, 1.0f},
-                     {"W_dec", s->p.W_dec, 2, {F, D}, inv}, {"b_dec", s->p.b_dec, 1, {D, 0}, inv},
-                     {"threshold", s->p.threshold, 1, {F, 0}, 1.0f}};
+    SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
+    SAESlot tab[SAE_SLOTS];
+    SaeStOut t[SAE_SLOTS];
+    size_t n = sae_slots(&tmp, tab);
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = tab[i].name;
+        float scale = !strcmp(nm, "W_enc") ? sc : !strcmp(nm, "W_dec") || !strcmp(nm, "b_dec") ? inv : 1.0f;
+        t[i] = (SaeStOut){nm, *tab[i].slot, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols}, scale};
+    }
     char *wpath = sp_path_join(dir, "sae_weights.safetensors"), *cpath = sp_path_join(dir, "cfg.json");
-    int rc = sae_st_write_f32(wpath, t, s->arch == SAE_BATCHTOPK ? 5 : 4, err, errlen);
+    int rc = sae_st_write_f32(wpath, t, n, err, errlen);
     if (!rc) {
         const char *arch = s->arch == SAE_BATCHTOPK ? "jumprelu" : "standard";
         const char *fn = s->arch == SAE_TOPK ? "topk" : "relu";
@@ -195,23 +201,21 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
         sp_fail(err, errlen, "%s: k %lld is more than d_sae %lld", cpath, K, F);
         goto out;
     }
-    struct { const char *name; uint64_t r, c; float *dst; } tab[] = {
-        {"W_enc", (uint64_t)D, (uint64_t)F, s->p.W_enc}, {"b_enc", (uint64_t)F, 0, s->p.b_enc},
-        {"W_dec", (uint64_t)F, (uint64_t)D, s->p.W_dec}, {"b_dec", (uint64_t)D, 0, s->p.b_dec},
-        {"threshold", (uint64_t)F, 0, s->p.threshold},
-    };
-    for (size_t i = 0; i < (arch == SAE_BATCHTOPK ? 5u : 4u); i++) {
+    SAESlot tab[SAE_SLOTS];
+    size_t nslot = sae_slots(s, tab);
+    for (size_t i = 0; i < nslot; i++) {
         const StTensor *t = st_find(&st, tab[i].name);
         char desc[96];
         if (!t) {
             sp_fail(err, errlen, "%s: no tensor %s", wpath, tab[i].name);
             goto out;
         }
-        int nd = tab[i].c ? 2 : 1;
-        if (t->ndim != nd || t->shape[0] != tab[i].r || (nd == 2 && t->shape[1] != tab[i].c) || st_to_f32(t, tab[i].dst) < 0) {
+        int nd = tab[i].cols ? 2 : 1;
+        if (t->ndim != nd || t->shape[0] != tab[i].rows || (nd == 2 && t->shape[1] != tab[i].cols) ||
+            st_to_f32(t, *tab[i].slot) < 0) {
             char want[64];
-            if (nd == 2) snprintf(want, sizeof want, "(%" PRIu64 ",%" PRIu64 ")", tab[i].r, tab[i].c);
-            else snprintf(want, sizeof want, "(%" PRIu64 ")", tab[i].r);
+            if (nd == 2) snprintf(want, sizeof want, "(%zu,%zu)", tab[i].rows, tab[i].cols);
+            else snprintf(want, sizeof want, "(%zu)", tab[i].rows);
             sp_fail(err, errlen, "%s: %s is %s but d_in=%lld d_sae=%lld needs %s float", wpath, tab[i].name,
                  st_tensor_desc(t, desc, sizeof desc), D, F, want);
             goto out;

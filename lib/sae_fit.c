@@ -418,15 +418,7 @@ static const char *find_model(const json_t *j, int depth)
 
 int sae_fit_write(SaeFit *f, TszWriter *w)
 {
-    SAE s;
-    const float *param = f->best ? f->best : f->t.param;
-    double theta_keep = f->t.theta;
-    if (f->best) f->t.theta = f->best_theta;
-    float *threshold = f->o.arch == SAE_BATCHTOPK ? xmalloc(f->t.c.F * sizeof *threshold) : NULL;
-    sae_trainer_view(&f->t, param, threshold, &s); /* no copy: W_enc is written from param's transpose */
-    f->t.theta = theta_keep;
-    s.K = f->o.arch == SAE_RELU ? 0 : f->o.K;
-    s.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0;
+    SAE s = {.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0};
     const json_t *m = f->src.meta;
     const json_t *ns = json_object_get(m, "norm_scale");
     s.norm_scale = json_is_number(ns) && json_number_value(ns) > 0 ? json_number_value(ns) : 1.0;
@@ -442,9 +434,12 @@ int sae_fit_write(SaeFit *f, TszWriter *w)
     if (f->last_val) json_object_set(extra, "final_val", f->last_val);
     json_object_set_new(tsz_writer_header(w), "kind", json_string("sae"));
     if (f->src.r) tsz_writer_add_input(w, f->src.r); /* provenance: the rows' headers */
-    int rc = sae_write(w, &s, param, extra, f->err, sizeof f->err);
+    /* the kept weights, with the batchtopk threshold they were kept with */
+    double theta = f->t.theta;
+    if (f->best) f->t.theta = f->best_theta;
+    int rc = sae_trainer_write(&f->t, f->best ? f->best : f->t.param, &s, w, extra, f->err, sizeof f->err);
+    f->t.theta = theta;
     json_decref(extra);
-    free(threshold);
     return rc;
 }
 

@@ -699,19 +699,43 @@ size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng)
     return nd;
 }
 
-void sae_trainer_view(const SaeTrainer *t, const float *param, float *threshold, SAE *s)
+/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
+typedef struct { const float *Wt; size_t D, F; } Transposed;
+
+static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void *dst)
+{
+    const Transposed *t = ctx;
+    float *out = dst;
+    for (size_t j = 0; j < t->F; j++) {
+        const float *src = t->Wt + j * t->D + r0;
+        for (uint64_t r = 0; r < n; r++) out[r * t->F + j] = src[r];
+    }
+}
+
+int sae_trainer_write(const SaeTrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
+                      char *err, size_t errlen)
 {
     size_t D = t->c.D, F = t->c.F;
-    memset(s, 0, sizeof *s);
-    s->arch = t->c.arch, s->D = D, s->F = F, s->norm_scale = 1.0;
+    float *threshold = t->c.arch == SAE_BATCHTOPK ? xmalloc(F * sizeof *threshold) : NULL;
+    s->arch = t->c.arch, s->D = D, s->F = F;
     s->K = t->c.arch == SAE_RELU ? 0 : t->c.K;
-    s->p.b_enc = (float *)param + F * D;
+    s->mem = NULL;
+    s->p = (SAEParams){.W_enc = NULL, .b_enc = (float *)param + F * D};
     s->p.W_dec = s->p.b_enc + F;
     s->p.b_dec = s->p.W_dec + F * D;
-    if (t->c.arch == SAE_BATCHTOPK) {
+    if (threshold) {
         for (size_t j = 0; j < F; j++) threshold[j] = (float)t->theta;
         s->p.threshold = threshold;
     }
+    /* no copy: W_enc's rows are made from param's transpose as they are written */
+    TszBig big[SAE_SLOTS];
+    Transposed tr = {param, D, F};
+    size_t n = sae_big(s, big);
+    big[0].data = NULL, big[0].fill = fill_from_transposed, big[0].ctx = &tr;
+    int rc = sae_write_big(w, s, big, n, extra_meta, err, errlen);
+    free(threshold);
+    s->p = (SAEParams){0};
+    return rc;
 }
 
 void sae_trainer_import(SaeTrainer *t, const SAE *s)

@@ -119,11 +119,13 @@ void sae_trainer_eval(SaeTrainer *t, const float *x, size_t n, double l1, SaeSta
 size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng);
 size_t sae_trainer_dead(const SaeTrainer *t);
 
-/* The SAE of a parameter block (t->param, or a saved copy) without a copy:
- * s's b_enc, W_dec, b_dec point into param and W_enc is NULL (write it
- * with sae_write from param, which begins with its transpose); threshold
- * (F, batchtopk) is the caller's. s owns nothing: do not sae_free it. */
-void sae_trainer_view(const SaeTrainer *t, const float *param, float *threshold, SAE *s);
+/* Write the SAE of a parameter block (t->param, or a saved copy of it) to
+ * w without a copy, the trainer's transposed encoder as W_enc (D,F): s
+ * holds the SAE's metadata (hook, model, l1, norm_scale; arch, D, F, K are
+ * set from t) and owns nothing; its parameters are NULL again after. The
+ * threshold of batchtopk is theta. 0 or -1 with err; the caller closes w. */
+int sae_trainer_write(const SaeTrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
+                      char *err, size_t errlen);
 /* Set the parameter block from an SAE of the same D, F (imports). */
 void sae_trainer_import(SaeTrainer *t, const SAE *s);
 
