@@ -52,18 +52,18 @@ typedef struct {
     float *code;       /* (N, F) */
     float *x_hat;      /* (N, D) */
     size_t cap;        /* rows the scratch holds */
-} SaePatch;
+} SAEPatch;
 
 typedef struct {
     GPT2Hook hook;
     char *spec;        /* "zero", "mean:FILE", "sae:FILE" */
     float *mean;       /* (D) for mean */
-    SaePatch *sp;      /* for sae */
+    SAEPatch *sp;      /* for sae */
 } Patch;
 
 static int sae_patch(void *ctx, const char *hook, float *act, size_t B, size_t T, size_t D)
 {
-    SaePatch *p = ctx;
+    SAEPatch *p = ctx;
     size_t N = B * T;
     if (N > p->cap) {
         free(p->code), free(p->x_hat);
@@ -77,9 +77,9 @@ static int sae_patch(void *ctx, const char *hook, float *act, size_t B, size_t T
 }
 
 /* Load an SAE for a hook; its width and recorded hook must match. */
-static SaePatch *load_sae_patch(const char *path, const char *hook, size_t D)
+static SAEPatch *load_sae_patch(const char *path, const char *hook, size_t D)
 {
-    SaePatch *p = xcalloc(1, sizeof *p);
+    SAEPatch *p = xcalloc(1, sizeof *p);
     char err[512];
     if (sae_load(&p->sae, path, err, sizeof err) < 0) sp_die("%s", err);
     if (p->sae.D != D)
@@ -379,7 +379,7 @@ int main(int argc, char **argv)
     tsz_record_free(&f.out);
     for (size_t i = 0; i < f.nh; i++) free(f.save[i]);
     for (size_t i = 0; i < o.npatches; i++) {
-        SaePatch *sp = o.patches[i].sp;
+        SAEPatch *sp = o.patches[i].sp;
         if (sp) sae_free(&sp->sae), free(sp->code), free(sp->x_hat), free(sp);
         free(o.patches[i].mean);
     }

@@ -75,7 +75,7 @@ static SP_NORETURN void usage(FILE *f, int status)
     exit(status);
 }
 
-static void parse_dict(SaeFitOpts *o, const char *s)
+static void parse_dict(SAEFitOpts *o, const char *s)
 {
     size_t n = strlen(s);
     o->dict_mult = o->dict_n = 0;
@@ -89,7 +89,7 @@ static void parse_dict(SaeFitOpts *o, const char *s)
     }
 }
 
-static void parse_args(SaeFitOpts *o, int argc, char **argv)
+static void parse_args(SAEFitOpts *o, int argc, char **argv)
 {
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
@@ -128,10 +128,10 @@ static void parse_args(SaeFitOpts *o, int argc, char **argv)
         case O_AUXC: o->aux_coef = sp_opt_double("--aux-coef", optarg, 0, 1e6); break;
         case O_DEAD: o->dead_rows = sp_opt_u64("--dead-tokens", optarg, 1, UINT64_MAX / 2); break;
         case O_RES: o->resample_every = sp_opt_u64("--resample-every", optarg, 0, UINT32_MAX); break;
-        case O_BDEC: o->bdec = (SaeBdecInit)SP_OPT_CHOICE("--init-bdec", optarg, bdecs); break;
+        case O_BDEC: o->bdec = (SAEBdecInit)SP_OPT_CHOICE("--init-bdec", optarg, bdecs); break;
         case O_SEED: o->seed = sp_opt_u64("--seed", optarg, 0, UINT64_MAX); break;
         case O_LR: o->lr = sp_opt_double("--lr", optarg, 0, 10); break;
-        case O_SCHED: o->sched = (SaeLrSched)SP_OPT_CHOICE("--lr-schedule", optarg, scheds); break;
+        case O_SCHED: o->sched = (SAELrSched)SP_OPT_CHOICE("--lr-schedule", optarg, scheds); break;
         case O_DECAY: o->decay_frac = sp_opt_double("--decay-frac", optarg, 0, 1); break;
         case O_WARM: o->warmup = sp_opt_u64("--warmup", optarg, 0, UINT32_MAX), o->warmup_set = 1; break;
         case O_B1: o->beta1 = sp_opt_double("--beta1", optarg, 0, 0.999999); break;
@@ -142,11 +142,11 @@ static void parse_args(SaeFitOpts *o, int argc, char **argv)
         case O_INPUT: o->input = optarg, have_input = 1; break;
         case O_EPOCHS: o->epochs = sp_opt_u64("--epochs", optarg, 1, 1u << 20); break;
         case O_TOKENS: o->tokens = sp_opt_u64("--tokens", optarg, 1, UINT64_MAX / 2); break;
-        case O_NAN: o->on_nan = (SaeOnNan)SP_OPT_CHOICE("--on-nan", optarg, nans); break;
+        case O_NAN: o->on_nan = (SAEOnNan)SP_OPT_CHOICE("--on-nan", optarg, nans); break;
         case O_VAL: o->val = optarg; break;
         case O_VROWS: o->val_rows = sp_opt_u64("--val-rows", optarg, 1, 1u << 30); break;
         case O_EVAL: o->eval_every = sp_opt_u64("--eval-every", optarg, 1, UINT32_MAX); break;
-        case O_KEEP: o->keep = (SaeKeepBest)SP_OPT_CHOICE("--keep-best", optarg, keeps), o->keep_set = 1; break;
+        case O_KEEP: o->keep = (SAEKeepBest)SP_OPT_CHOICE("--keep-best", optarg, keeps), o->keep_set = 1; break;
         case O_CK: o->ckdir = optarg; break;
         case O_CKE: o->ck_every = sp_opt_u64("--checkpoint-every", optarg, 1, UINT32_MAX); break;
         case O_RESUME: o->resume = 1; break;
@@ -172,8 +172,8 @@ static void parse_args(SaeFitOpts *o, int argc, char **argv)
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
-    SaeFit f = {.argc = argc, .argv = argv};
-    SaeFitOpts *o = &f.o;
+    SAEFit f = {.argc = argc, .argv = argv};
+    SAEFitOpts *o = &f.o;
     parse_args(o, argc, argv);
     if (!strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
     // the length, when it can be known, for the schedule and the ETA
@@ -195,7 +195,7 @@ int main(int argc, char **argv)
     if (sae_fit_log_open(&f) < 0) sp_die("%s", f.err);
     SpProgress prog;
     sp_progress_init(&prog, o->progress, "sae-fit", "tok", f.total_rows);
-    SaeStats st = {0};
+    SAEStats st = {0};
     double lr = 0, l1 = 0;
     size_t n;
     for (;;) {

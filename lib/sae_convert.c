@@ -30,7 +30,7 @@ static void write_scaled(FILE *f, const float *x, size_t n, float scale)
     }
 }
 
-int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, size_t errlen)
+int sae_st_write_f32(const char *path, const SAEStOut *t, size_t n, char *err, size_t errlen)
 {
     json_t *h = json_object();
     uint64_t off = 0;
@@ -90,12 +90,12 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
     if (s->norm_scale == 1.0) sc = inv = 1.0f;
     SAE tmp = *s; /* sae_slots wants a mutable SAE for its slot pointers */
     SAESlot tab[SAE_SLOTS];
-    SaeStOut t[SAE_SLOTS];
+    SAEStOut t[SAE_SLOTS];
     size_t n = sae_slots(&tmp, tab);
     for (size_t i = 0; i < n; i++) {
         const char *nm = tab[i].name;
         float scale = !strcmp(nm, "W_enc") ? sc : !strcmp(nm, "W_dec") || !strcmp(nm, "b_dec") ? inv : 1.0f;
-        t[i] = (SaeStOut){nm, *tab[i].slot, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols}, scale};
+        t[i] = (SAEStOut){nm, *tab[i].slot, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols}, scale};
     }
     char *wpath = sp_path_join(dir, "sae_weights.safetensors"), *cpath = sp_path_join(dir, "cfg.json");
     int rc = sae_st_write_f32(wpath, t, n, err, errlen);

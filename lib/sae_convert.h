@@ -27,7 +27,7 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen);
 /* A safetensors file of named f32 tensors (ndim 1 or 2), each written
  * times its scale (1: as is) without a copy; written to a temporary name
  * and renamed. 0 or -1 with err. */
-typedef struct { const char *name; const float *data; int ndim; size_t shape[2]; float scale; } SaeStOut;
-int sae_st_write_f32(const char *path, const SaeStOut *t, size_t n, char *err, size_t errlen);
+typedef struct { const char *name; const float *data; int ndim; size_t shape[2]; float scale; } SAEStOut;
+int sae_st_write_f32(const char *path, const SAEStOut *t, size_t n, char *err, size_t errlen);
 
 #endif

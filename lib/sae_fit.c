@@ -8,9 +8,9 @@
 
 #include "sae_fit.h"
 
-void sae_fit_opts_default(SaeFitOpts *o)
+void sae_fit_opts_default(SAEFitOpts *o)
 {
-    *o = (SaeFitOpts){.input = "-", .output = "-", .dict_mult = 32, .arch = SAE_TOPK, .K = 32, .aux_k = 512,
+    *o = (SAEFitOpts){.input = "-", .output = "-", .dict_mult = 32, .arch = SAE_TOPK, .K = 32, .aux_k = 512,
                       .dead_rows = 1000000, .resample_every = 25000, .warmup = 1000, .batch = 4096, .epochs = 1,
                       .val_rows = 65536, .eval_every = 1000, .ck_every = 1000, .log_every = 100, .l1 = 5,
                       .aux_coef = 1.0 / 32, .lr = 4e-4, .decay_frac = 0.2, .beta1 = 0.9, .beta2 = 0.999,
@@ -26,9 +26,9 @@ static uint64_t meta_u64(const json_t *m, const char *k)
 }
 
 /* ---- length, input, setup ---- */
-int sae_fit_length(SaeFit *f)
+int sae_fit_length(SAEFit *f)
 {
-    const SaeFitOpts *o = &f->o;
+    const SAEFitOpts *o = &f->o;
     // a file's rows are counted before training, so the schedule knows its
     // length; stdin is read once and its length is what --tokens says
     if (strcmp(o->input, "-") && rows_count(o->input, &f->data_rows, f->err, sizeof f->err) < 0) return -1;
@@ -39,7 +39,7 @@ int sae_fit_length(SaeFit *f)
     return 0;
 }
 
-int sae_fit_open(SaeFit *f)
+int sae_fit_open(SAEFit *f)
 {
     if (rows_open(&f->src, f->o.input) < 0) return SP_FAIL(f, "%s", f->src.err);
     int got = rows_next(&f->src);
@@ -48,7 +48,7 @@ int sae_fit_open(SaeFit *f)
     return 0;
 }
 
-size_t sae_fit_features(const SaeFit *f)
+size_t sae_fit_features(const SAEFit *f)
 {
     return f->o.dict_n ? (size_t)f->o.dict_n : f->src.D * (size_t)f->o.dict_mult;
 }
@@ -57,9 +57,9 @@ size_t sae_fit_features(const SaeFit *f)
  * copy, the packed map and the compressed frame (lib/stream.c). The SAE is
  * written from the trainer's block without a copy, and large tensors go in
  * parts, so writing costs four of the largest record, SAE or checkpoint. */
-static int check_memory(SaeFit *f, const SaeTrainConfig *c)
+static int check_memory(SAEFit *f, const SAETrainConfig *c)
 {
-    const SaeFitOpts *o = &f->o;
+    const SAEFitOpts *o = &f->o;
     uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D, part, V = o->val ? o->val_rows : 0;
     if (tsz_part_bytes(&part, f->err, sizeof f->err) < 0) return -1;
     uint64_t th = c->arch == SAE_BATCHTOPK ? 4ull * c->F : 0;
@@ -78,11 +78,11 @@ static int check_memory(SaeFit *f, const SaeTrainConfig *c)
     return 0;
 }
 
-int sae_fit_init(SaeFit *f)
+int sae_fit_init(SAEFit *f)
 {
-    const SaeFitOpts *o = &f->o;
+    const SAEFitOpts *o = &f->o;
     size_t D = f->src.D, F = sae_fit_features(f);
-    SaeTrainConfig c = {.arch = o->arch, .D = D, .F = F, .K = o->arch == SAE_RELU ? 0 : o->K, .B = o->batch,
+    SAETrainConfig c = {.arch = o->arch, .D = D, .F = F, .K = o->arch == SAE_RELU ? 0 : o->K, .B = o->batch,
                         .aux_k = o->arch == SAE_RELU ? 0 : o->aux_k, .aux_coef = o->aux_coef, .beta1 = o->beta1,
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
                         .threshold_ema = 0.99};
@@ -99,7 +99,7 @@ int sae_fit_init(SaeFit *f)
 }
 
 /* ---- batches ---- */
-int sae_fit_batch(SaeFit *f, size_t *nout)
+int sae_fit_batch(SAEFit *f, size_t *nout)
 {
     RowReader *s = &f->src;
     size_t D = s->D, B = f->o.batch, n = 0;
@@ -131,9 +131,9 @@ int sae_fit_batch(SaeFit *f, size_t *nout)
 }
 
 /* ---- schedules ---- */
-double sae_fit_lr(const SaeFit *f, uint64_t step)
+double sae_fit_lr(const SAEFit *f, uint64_t step)
 {
-    const SaeFitOpts *o = &f->o;
+    const SAEFitOpts *o = &f->o;
     uint64_t total_steps = f->total_steps;
     double lr = o->lr;
     // the default warmup is 1000 steps, or 5% of a shorter run when its
@@ -148,7 +148,7 @@ double sae_fit_lr(const SaeFit *f, uint64_t step)
     return lr;
 }
 
-double sae_fit_l1(const SaeFit *f, uint64_t step)
+double sae_fit_l1(const SAEFit *f, uint64_t step)
 {
     if (!f->o.l1_warmup || step >= f->o.l1_warmup) return f->o.l1;
     return f->o.l1 * (double)(step + 1) / (double)f->o.l1_warmup;
@@ -156,7 +156,7 @@ double sae_fit_l1(const SaeFit *f, uint64_t step)
 
 /* ---- validation ---- */
 /* sum ||x_i - mean||^2 over n rows of x (D), mean in f->mean */
-static double sum_sq_dev(SaeFit *f, const float *x, size_t n)
+static double sum_sq_dev(SAEFit *f, const float *x, size_t n)
 {
     size_t D = f->src.D;
     double *mean = f->mean, var = 0;
@@ -168,7 +168,7 @@ static double sum_sq_dev(SaeFit *f, const float *x, size_t n)
     return var;
 }
 
-int sae_fit_load_val(SaeFit *f)
+int sae_fit_load_val(SAEFit *f)
 {
     RowReader s;
     size_t D = f->src.D, cap = 0;
@@ -196,14 +196,14 @@ int sae_fit_load_val(SaeFit *f)
 }
 
 /* Metrics of the current weights on the validation rows (new object). */
-static json_t *evaluate(SaeFit *f, double l1)
+static json_t *evaluate(SAEFit *f, double l1)
 {
     size_t D = f->src.D, F = f->t.c.F, B = f->t.c.B;
     memset(f->fired, 0, F * sizeof *f->fired);
     double sq = 0, loss = 0, l0 = 0;
     for (size_t i = 0; i < f->V; i += B) {
         size_t n = f->V - i < B ? f->V - i : B;
-        SaeStats st;
+        SAEStats st;
         sae_trainer_eval(&f->t, f->val + i * D, n, l1, &st, f->fired);
         sq += st.sq_err, loss += st.loss * n, l0 += st.l0 * n;
     }
@@ -216,7 +216,7 @@ static json_t *evaluate(SaeFit *f, double l1)
 }
 
 /* ---- log ---- */
-int sae_fit_log_open(SaeFit *f)
+int sae_fit_log_open(SAEFit *f)
 {
     const char *log = f->o.log;
     f->t_log = sp_now();
@@ -232,7 +232,7 @@ int sae_fit_log_open(SaeFit *f)
     return 0;
 }
 
-static int log_line(SaeFit *f, const char *kind, const SaeStats *st, double fvu, double dead, double lr)
+static int log_line(SAEFit *f, const char *kind, const SAEStats *st, double fvu, double dead, double lr)
 {
     if (!f->logf) return 0;
     double now = sp_now(), dt = now - f->t_log;
@@ -253,7 +253,7 @@ static int log_line(SaeFit *f, const char *kind, const SaeStats *st, double fvu,
     return 0;
 }
 
-int sae_fit_log_train(SaeFit *f, const SaeStats *st, size_t n, double lr)
+int sae_fit_log_train(SAEFit *f, const SAEStats *st, size_t n, double lr)
 {
     if (!f->logf) return 0;
     double var = sum_sq_dev(f, f->x, n);
@@ -261,7 +261,7 @@ int sae_fit_log_train(SaeFit *f, const SaeStats *st, size_t n, double lr)
     return log_line(f, "train", st, fvu, (double)sae_trainer_dead(&f->t) / f->t.c.F, lr);
 }
 
-int sae_fit_eval(SaeFit *f, double l1, double lr)
+int sae_fit_eval(SAEFit *f, double l1, double lr)
 {
     json_t *v = evaluate(f, l1);
     double metric = sae_fit_metric(v, f->o.keep == SAE_KEEP_LOSS ? "loss" : "fvu");
@@ -273,7 +273,7 @@ int sae_fit_eval(SaeFit *f, double l1, double lr)
     }
     json_decref(f->last_val);
     f->last_val = v;
-    SaeStats st = {.loss = sae_fit_metric(v, "loss"), .recon = sae_fit_metric(v, "mse") * f->src.D,
+    SAEStats st = {.loss = sae_fit_metric(v, "loss"), .recon = sae_fit_metric(v, "mse") * f->src.D,
                    .l0 = sae_fit_metric(v, "l0")};
     st.aux = st.loss - st.recon; /* the L1 or AuxK term, as train lines show it */
     return log_line(f, "val", &st, sae_fit_metric(v, "fvu"), sae_fit_metric(v, "dead"), lr);
@@ -282,16 +282,16 @@ int sae_fit_eval(SaeFit *f, double l1, double lr)
 /* ---- checkpoints ----
  * One record of kind "sae_checkpoint" (tsz(5)): the trainer's state, the
  * RNG and the best weights as tensors; the run's position in meta. */
-static void config_sig(const SaeFit *f, char *buf, size_t len)
+static void config_sig(const SAEFit *f, char *buf, size_t len)
 {
-    const SaeFitOpts *o = &f->o;
+    const SAEFitOpts *o = &f->o;
     snprintf(buf, len, "arch=%s f=%zu k=%zu batch=%" PRIu64 " state=%s seed=%" PRIu64 " lr=%g l1=%g",
              sae_arch_name(o->arch), f->t.c.F, f->t.c.K, o->batch, o->state_bf16 ? "bf16" : "f32", o->seed, o->lr,
              o->l1);
 }
 
 /* A checkpoint's tensors: the trainer's state, the RNG and the best weights. */
-static size_t ck_tensors(SaeFit *f, TszBig *tab, int best)
+static size_t ck_tensors(SAEFit *f, TszBig *tab, int best)
 {
     size_t n = sae_trainer_state(&f->t, tab);
     tab[n++] = (TszBig){.name = "rng", .dtype = TSZ_I64, .ndim = 1, .shape = {4}, .data = f->rng.s};
@@ -300,15 +300,15 @@ static size_t ck_tensors(SaeFit *f, TszBig *tab, int best)
     return n;
 }
 
-/* The run's position and keep-best state: name, offset of a uint64_t in SaeFit. */
+/* The run's position and keep-best state: name, offset of a uint64_t in SAEFit. */
 static const struct { const char *name; size_t off; } ck_counts[] = {
-    {"epoch", offsetof(SaeFit, epoch)}, {"pos_in_epoch", offsetof(SaeFit, pos_in_epoch)},
-    {"rows_trained", offsetof(SaeFit, rows_trained)}, {"nan_rows", offsetof(SaeFit, nan_rows)},
-    {"best_step", offsetof(SaeFit, best_step)},
+    {"epoch", offsetof(SAEFit, epoch)}, {"pos_in_epoch", offsetof(SAEFit, pos_in_epoch)},
+    {"rows_trained", offsetof(SAEFit, rows_trained)}, {"nan_rows", offsetof(SAEFit, nan_rows)},
+    {"best_step", offsetof(SAEFit, best_step)},
 };
 #define CK_COUNT(f, i) ((uint64_t *)((char *)(f) + ck_counts[i].off))
 
-int sae_fit_save_checkpoint(SaeFit *f)
+int sae_fit_save_checkpoint(SAEFit *f)
 {
     char *path = sp_path_join(f->o.ckdir, "checkpoint.tsz"), sig[256];
     TszRecord rec;
@@ -340,7 +340,7 @@ int sae_fit_save_checkpoint(SaeFit *f)
 }
 
 /* Check the checkpoint's record against this run and take its state. */
-static int ck_take(SaeFit *f, TszReader *r, const TszRecord *rec, const char *path, uint64_t *pos)
+static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *path, uint64_t *pos)
 {
     const json_t *m = rec->meta;
     char sig[256];
@@ -369,7 +369,7 @@ static int ck_take(SaeFit *f, TszReader *r, const TszRecord *rec, const char *pa
     return 0;
 }
 
-int sae_fit_resume(SaeFit *f)
+int sae_fit_resume(SAEFit *f)
 {
     char *path = sp_path_join(f->o.ckdir, "checkpoint.tsz");
     struct stat sb;
@@ -416,7 +416,7 @@ static const char *find_model(const json_t *j, int depth)
     return NULL;
 }
 
-int sae_fit_write(SaeFit *f, TszWriter *w)
+int sae_fit_write(SAEFit *f, TszWriter *w)
 {
     SAE s = {.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0};
     const json_t *m = f->src.meta;
@@ -443,7 +443,7 @@ int sae_fit_write(SaeFit *f, TszWriter *w)
     return rc;
 }
 
-int sae_fit_free(SaeFit *f)
+int sae_fit_free(SAEFit *f)
 {
     int rc = 0;
     if (f->logf && fclose(f->logf)) rc = SP_FAIL(f, "%s: %s", f->o.log, strerror(errno));

@@ -2,7 +2,7 @@
  * its options, the row source and batches, the lr and L1 schedules,
  * validation and keep-best, the log, checkpoints and resume, the memory
  * model and the SAE it writes. bin/sae-fit.c parses the flags into
- * SaeFitOpts and runs the loop:
+ * SAEFitOpts and runs the loop:
  *
  *   sae_fit_length(&f); sae_fit_open(&f); sae_fit_init(&f); sae_fit_resume(&f);
  *   while (sae_fit_batch(&f, &n) == 0 && n) {
@@ -22,9 +22,9 @@
 #include "rows.h"
 #include "sae_train.h"
 
-typedef enum { SAE_KEEP_LAST = 0, SAE_KEEP_FVU, SAE_KEEP_LOSS } SaeKeepBest;
-typedef enum { SAE_NAN_COUNT = 0, SAE_NAN_SKIP, SAE_NAN_STOP } SaeOnNan;
-typedef enum { SAE_LR_AUTO = 0, SAE_LR_CONSTANT, SAE_LR_COSINE, SAE_LR_LINEAR } SaeLrSched;
+typedef enum { SAE_KEEP_LAST = 0, SAE_KEEP_FVU, SAE_KEEP_LOSS } SAEKeepBest;
+typedef enum { SAE_NAN_COUNT = 0, SAE_NAN_SKIP, SAE_NAN_STOP } SAEOnNan;
+typedef enum { SAE_LR_AUTO = 0, SAE_LR_CONSTANT, SAE_LR_COSINE, SAE_LR_LINEAR } SAELrSched;
 
 /* What sae-fit's flags set (sae-fit(1) gives each its meaning and default). */
 typedef struct {
@@ -34,25 +34,25 @@ typedef struct {
     uint64_t K, aux_k, dead_rows, resample_every, seed, warmup, l1_warmup, batch, epochs, tokens, val_rows,
         eval_every, ck_every, log_every, max_memory;
     double l1, aux_coef, lr, decay_frac, beta1, beta2, eps;
-    SaeLrSched sched;
-    SaeBdecInit bdec;
-    SaeKeepBest keep;
+    SAELrSched sched;
+    SAEBdecInit bdec;
+    SAEKeepBest keep;
     int keep_set, warmup_set, state_bf16, resume, force, progress;
-    SaeOnNan on_nan;
-} SaeFitOpts;
+    SAEOnNan on_nan;
+} SAEFitOpts;
 
 /* The defaults of every option. */
-void sae_fit_opts_default(SaeFitOpts *o);
+void sae_fit_opts_default(SAEFitOpts *o);
 
 typedef struct {
-    SaeFitOpts o;
+    SAEFitOpts o;
     RowReader src;
     uint64_t data_rows;             /* rows in one pass over --input; 0: unknown (stdin) */
     uint64_t total_rows;            /* rows the run trains on; 0: unknown */
     uint64_t total_steps;           /* steps of the schedule; 0: unknown */
     uint64_t epoch, pos_in_epoch;   /* raw rows consumed in this epoch */
     uint64_t rows_trained, nan_rows;
-    SaeTrainer t;
+    SAETrainer t;
     SpRng rng;
     float *x;                       /* (B,D) batch */
     double *mean;                   /* (D) scratch of the variances */
@@ -71,46 +71,46 @@ typedef struct {
     int argc;                       /* the command line, for checkpoint headers */
     char **argv;
     char err[1024];
-} SaeFit;
+} SAEFit;
 
 /* The run's length: data_rows from --input (a file is read through once),
  * total_rows capped by --tokens, and the schedule chosen for SAE_LR_AUTO.
  * f->o set, the rest zero. 0 or -1. */
-int sae_fit_length(SaeFit *f) SP_RESULT_USED;
+int sae_fit_length(SAEFit *f) SP_RESULT_USED;
 /* Open the input and read its first record: src.D is known after. 0 or -1
  * ("acts.tsz: no rows to train on (empty input)"). */
-int sae_fit_open(SaeFit *f) SP_RESULT_USED;
+int sae_fit_open(SAEFit *f) SP_RESULT_USED;
 /* Features for the rows' width: --dict as a count or a multiple of D. */
-size_t sae_fit_features(const SaeFit *f);
+size_t sae_fit_features(const SAEFit *f);
 /* Memory check against --max-memory or MemAvailable, the checkpoint
  * directory, the trainer and the run's buffers. 0 or -1. */
-int sae_fit_init(SaeFit *f) SP_RESULT_USED;
+int sae_fit_init(SAEFit *f) SP_RESULT_USED;
 /* With --resume: 1 when the checkpoint was loaded and the input skipped to
  * where it stopped, 0 when there is none yet, -1 on error. */
-int sae_fit_resume(SaeFit *f) SP_RESULT_USED;
+int sae_fit_resume(SAEFit *f) SP_RESULT_USED;
 /* --val's rows (at most --val-rows, finite ones) and their variance. 0 or -1. */
-int sae_fit_load_val(SaeFit *f) SP_RESULT_USED;
+int sae_fit_load_val(SAEFit *f) SP_RESULT_USED;
 /* Open --log (appending on --resume), TSV header unless JSON lines. 0 or -1. */
-int sae_fit_log_open(SaeFit *f) SP_RESULT_USED;
+int sae_fit_log_open(SAEFit *f) SP_RESULT_USED;
 
 /* Up to B usable rows into f->x, *n of them (0: the input is done);
  * epochs, --tokens and --on-nan applied. 0 or -1. */
-int sae_fit_batch(SaeFit *f, size_t *n) SP_RESULT_USED;
+int sae_fit_batch(SAEFit *f, size_t *n) SP_RESULT_USED;
 /* Learning rate and L1 coefficient of a step: warmup, then the schedule. */
-double sae_fit_lr(const SaeFit *f, uint64_t step);
-double sae_fit_l1(const SaeFit *f, uint64_t step);
+double sae_fit_lr(const SAEFit *f, uint64_t step);
+double sae_fit_l1(const SAEFit *f, uint64_t step);
 
 /* A "train" log line of the last step (n rows in f->x, stats st). 0 or -1. */
-int sae_fit_log_train(SaeFit *f, const SaeStats *st, size_t n, double lr) SP_RESULT_USED;
+int sae_fit_log_train(SAEFit *f, const SAEStats *st, size_t n, double lr) SP_RESULT_USED;
 /* Evaluate on --val, keep the best weights, a "val" log line. 0 or -1. */
-int sae_fit_eval(SaeFit *f, double l1, double lr) SP_RESULT_USED;
+int sae_fit_eval(SAEFit *f, double l1, double lr) SP_RESULT_USED;
 /* DIR/checkpoint.tsz, written atomically. 0 or -1. */
-int sae_fit_save_checkpoint(SaeFit *f) SP_RESULT_USED;
+int sae_fit_save_checkpoint(SAEFit *f) SP_RESULT_USED;
 /* The kept weights (best or last) to w, an SAE file with the rows'
  * metadata (hook, model, norm_scale) and the run's. The caller closes w. 0 or -1. */
-int sae_fit_write(SaeFit *f, TszWriter *w) SP_RESULT_USED;
+int sae_fit_write(SAEFit *f, TszWriter *w) SP_RESULT_USED;
 /* Close the log (0 or -1) and free everything. */
-int sae_fit_free(SaeFit *f);
+int sae_fit_free(SAEFit *f);
 
 /* A number of a metrics object (0 when absent). */
 double sae_fit_metric(const json_t *v, const char *key);

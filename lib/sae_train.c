@@ -20,18 +20,18 @@
  * every run, and sqrt/division vectorised are correctly rounded as scalar. */
 #define SAE_VEC __attribute__((optimize("O3", "tree-vectorize", "no-math-errno")))
 
-static size_t kmax(const SaeTrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
+static size_t kmax(const SAETrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
 
 /* entries the CSR holds: K per row, or relu's sparse share of B*F */
-static uint64_t csr_cap(const SaeTrainConfig *c)
+static uint64_t csr_cap(const SAETrainConfig *c)
 {
     if (c->arch != SAE_RELU) return (uint64_t)c->B * c->K;
     double r = c->relu_sparse == 0 ? SAE_RELU_SPARSE : c->relu_sparse > 1 ? 1 : c->relu_sparse;
     return r < 0 ? 0 : (uint64_t)(r * (double)c->B * (double)c->F);
 }
-static int needs_g(const SaeTrainConfig *c) { return c->arch != SAE_TOPK; }
+static int needs_g(const SAETrainConfig *c) { return c->arch != SAE_TOPK; }
 
-uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
+uint64_t sae_trainer_bytes(const SAETrainConfig *c)
 {
     uint64_t D = c->D, F = c->F, B = c->B, A = c->aux_k;
     uint64_t P = 2 * D * F + F + D;
@@ -41,7 +41,7 @@ uint64_t sae_trainer_bytes(const SaeTrainConfig *c)
     return b;
 }
 
-int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t errlen)
+int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
     t->c = *c;
@@ -88,11 +88,12 @@ int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t e
     return 0;
 }
 
-void sae_trainer_free(SaeTrainer *t)
+void sae_trainer_free(SAETrainer *t)
 {
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
-                    t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead, t->rowloss, t->acc, t->ar};
+                    t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead,
+                    t->rowloss, t->acc, t->ar};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     memset(t, 0, sizeof *t);
 }
@@ -131,7 +132,7 @@ static void geometric_median(const float *x, size_t n, size_t D, double *y, doub
     }
 }
 
-void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n, SaeBdecInit bdec)
+void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec)
 {
     size_t D = t->c.D, F = t->c.F;
     for (size_t j = 0; j < F; j++) {
@@ -155,7 +156,7 @@ void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n
     }
 }
 
-size_t sae_trainer_dead(const SaeTrainer *t)
+size_t sae_trainer_dead(const SAETrainer *t)
 {
     size_t nd = 0;
     for (size_t j = 0; j < t->c.F; j++) nd += (uint64_t)t->since_fired[j] >= t->c.dead_rows;
@@ -190,7 +191,7 @@ static float kth_largest(float *a, size_t n, size_t k)
 
 /* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
  * batch (training only: the inference threshold is applied densely). val = relu(pre). */
-static void select_active(SaeTrainer *t, size_t n)
+static void select_active(SAETrainer *t, size_t n)
 {
     size_t F = t->c.F, K = t->c.K;
     float *pre = t->pre;
@@ -257,7 +258,7 @@ SAE_VEC static void axpyf(float *restrict y, float a, const float *restrict x, s
  * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x).
  * Each row's latents and activations stay in aidx, aval (aux_a of them)
  * for the backward. */
-static void auxk_residual(SaeTrainer *t, size_t i, float *r)
+static void auxk_residual(SAETrainer *t, size_t i, float *r)
 {
     size_t D = t->c.D, A = t->aux_a;
     const uint32_t *ai = t->aidx + i * A;
@@ -267,7 +268,7 @@ static void auxk_residual(SaeTrainer *t, size_t i, float *r)
         if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
 }
 
-static double auxk_forward(SaeTrainer *t, size_t n)
+static double auxk_forward(SAETrainer *t, size_t n)
 {
     size_t D = t->c.D, F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
@@ -297,7 +298,7 @@ static double auxk_forward(SaeTrainer *t, size_t n)
 }
 
 /* AuxK's gradient, added before the reconstruction's (e still x_hat - x) */
-static void auxk_backward(SaeTrainer *t, size_t n)
+static void auxk_backward(SAETrainer *t, size_t n)
 {
     size_t D = t->c.D, A = t->aux_a;
     float *r = t->ar, sc = (float)(2 * t->c.aux_coef / n);
@@ -324,7 +325,7 @@ static void auxk_backward(SaeTrainer *t, size_t n)
  * latent's sum over rows ascending), so the bytes do not depend on the
  * thread count. ---- */
 typedef struct {
-    SaeTrainer *t;
+    SAETrainer *t;
     const float *x;
     size_t n;
     float th, l1n, sc;
@@ -334,7 +335,7 @@ typedef struct {
 static void pass_center(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t D = t->c.D, F = t->c.F;
     for (size_t i = lo; i < hi; i++) {
         for (size_t d = 0; d < D; d++) t->xc[i * D + d] = p->x[i * D + d] - t->b_dec[d];
@@ -346,7 +347,7 @@ static void pass_center(void *a, size_t lo, size_t hi)
 static void pass_act(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t F = t->c.F;
     float *act = t->c.arch == SAE_RELU ? t->pre : t->g;
     for (size_t i = lo; i < hi; i++) {
@@ -364,7 +365,7 @@ static void pass_act(void *a, size_t lo, size_t hi)
 /* relu's active set as CSR (ptr already holds the row offsets) */
 static void pass_csr(void *a, size_t lo, size_t hi)
 {
-    SaeTrainer *t = ((Pass *)a)->t;
+    SAETrainer *t = ((Pass *)a)->t;
     size_t F = t->c.F;
     for (size_t i = lo; i < hi; i++) {
         size_t q = t->ptr[i];
@@ -376,7 +377,7 @@ static void pass_csr(void *a, size_t lo, size_t hi)
 /* x_hat (before b_dec) of the active set, row by row */
 static void pass_decode(void *a, size_t lo, size_t hi)
 {
-    SaeTrainer *t = ((Pass *)a)->t;
+    SAETrainer *t = ((Pass *)a)->t;
     size_t D = t->c.D;
     for (size_t i = lo; i < hi; i++) {
         float *er = t->e + i * D;
@@ -392,7 +393,7 @@ static void pass_decode(void *a, size_t lo, size_t hi)
 static void pass_err(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t D = t->c.D;
     for (size_t i = lo; i < hi; i++) {
         double s = 0;
@@ -410,7 +411,7 @@ static void pass_err(void *a, size_t lo, size_t hi)
 static void pass_dxhat(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t D = t->c.D;
     for (size_t d = lo; d < hi; d++) t->acc[d] = 0;
     for (size_t i = 0; i < p->n; i++)
@@ -425,7 +426,7 @@ static void pass_dxhat(void *a, size_t lo, size_t hi)
 static void pass_mask(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t F = t->c.F;
     for (size_t j = lo; j < hi; j++) t->gb_enc[j] = 0;
     for (size_t i = 0; i < p->n; i++) {
@@ -442,7 +443,7 @@ static void pass_mask(void *a, size_t lo, size_t hi)
 
 static void pass_zero(void *a, size_t lo, size_t hi)
 {
-    SaeTrainer *t = ((Pass *)a)->t;
+    SAETrainer *t = ((Pass *)a)->t;
     memset(t->grad + lo, 0, (hi - lo) * sizeof(float));
 }
 
@@ -453,7 +454,7 @@ static void pass_zero(void *a, size_t lo, size_t hi)
 static void pass_accum(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
-    SaeTrainer *t = p->t;
+    SAETrainer *t = p->t;
     size_t D = t->c.D;
     for (size_t j = lo; j < hi; j++)
         for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
@@ -467,7 +468,7 @@ static void pass_accum(void *a, size_t lo, size_t hi)
 }
 
 /* the active entries with val > 0, grouped by latent, rows ascending */
-static void build_csc(SaeTrainer *t, size_t n)
+static void build_csc(SAETrainer *t, size_t n)
 {
     size_t F = t->c.F;
     memset(t->cptr, 0, (F + 1) * sizeof *t->cptr);
@@ -484,7 +485,7 @@ static void build_csc(SaeTrainer *t, size_t n)
 }
 
 /* relu goes sparse when its active set fits the CSR buffers */
-static int relu_sparse(SaeTrainer *t, size_t n)
+static int relu_sparse(SAETrainer *t, size_t n)
 {
     size_t nnz = 0;
     for (size_t i = 0; i < n; i++) nnz += (size_t)t->ract[i];
@@ -496,7 +497,7 @@ static int relu_sparse(SaeTrainer *t, size_t n)
 
 /* The forward of n rows, the training map or (eval) the inference map;
  * what the backward needs stays in t (last_*). */
-static void forward(SaeTrainer *t, const float *x, size_t n, double l1, int eval, SaeStats *st, uint64_t *fired)
+static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval, SAEStats *st, uint64_t *fired)
 {
     size_t D = t->c.D, F = t->c.F;
     int relu = t->c.arch == SAE_RELU;
@@ -548,17 +549,17 @@ static void forward(SaeTrainer *t, const float *x, size_t n, double l1, int eval
     t->last_l1 = l1, t->last_sparse = sparse;
 }
 
-void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st)
+void sae_trainer_forward(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st)
 {
     forward(t, x, n, l1, 0, st, NULL);
 }
 
-void sae_trainer_eval(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st, uint64_t *fired)
+void sae_trainer_eval(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st, uint64_t *fired)
 {
     forward(t, x, n, l1, 1, st, fired);
 }
 
-void sae_trainer_backward(SaeTrainer *t)
+void sae_trainer_backward(SAETrainer *t)
 {
     size_t D = t->c.D, F = t->c.F, n = t->last_n;
     int relu = t->c.arch == SAE_RELU;
@@ -592,14 +593,14 @@ void sae_trainer_backward(SaeTrainer *t)
 static inline float ld16(const uint16_t *p, size_t i) { return bf16_to_f32(p[i]); }
 
 typedef struct {
-    SaeTrainer *t;
+    SAETrainer *t;
     float a, ib2, eps, b1, b2, c1, c2;
 } AdamStep;
 
 /* Adam on parameters [lo, hi) of the block */
 SAE_VEC static void adam_range(const AdamStep *s, size_t lo, size_t hi)
 {
-    SaeTrainer *t = s->t;
+    SAETrainer *t = s->t;
     float *p = t->param, *g = t->grad;
     float a = s->a, ib2 = s->ib2, eps = s->eps, fb1 = s->b1, fb2 = s->b2, c1 = s->c1, c2 = s->c2;
     if (t->m) {
@@ -624,7 +625,7 @@ SAE_VEC static void adam_range(const AdamStep *s, size_t lo, size_t hi)
 static void pass_adam(void *arg, size_t lo, size_t hi)
 {
     const AdamStep *s = arg;
-    SaeTrainer *t = s->t;
+    SAETrainer *t = s->t;
     size_t D = t->c.D, F = t->c.F, FD = F * D;
     for (size_t j = lo; j < hi; j++) {
         float *w = t->Wd + j * D, *g = t->gWd + j * D;
@@ -636,7 +637,7 @@ static void pass_adam(void *arg, size_t lo, size_t hi)
     }
 }
 
-void sae_trainer_update(SaeTrainer *t, double lr)
+void sae_trainer_update(SAETrainer *t, double lr)
 {
     size_t F = t->c.F;
     t->step++;
@@ -648,7 +649,7 @@ void sae_trainer_update(SaeTrainer *t, double lr)
     adam_range(&s, t->P - t->c.D, t->P); /* b_dec */
 }
 
-static void zero_state(SaeTrainer *t, size_t off, size_t cnt)
+static void zero_state(SAETrainer *t, size_t off, size_t cnt)
 {
     if (t->m) {
         memset(t->m + off, 0, cnt * sizeof *t->m);
@@ -659,7 +660,7 @@ static void zero_state(SaeTrainer *t, size_t off, size_t cnt)
     }
 }
 
-size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng)
+size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
 {
     size_t D = t->c.D, F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
@@ -712,7 +713,7 @@ static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void 
     }
 }
 
-int sae_trainer_write(const SaeTrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
+int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
                       char *err, size_t errlen)
 {
     size_t D = t->c.D, F = t->c.F;
@@ -738,7 +739,7 @@ int sae_trainer_write(const SaeTrainer *t, const float *param, SAE *s, TszWriter
     return rc;
 }
 
-void sae_trainer_import(SaeTrainer *t, const SAE *s)
+void sae_trainer_import(SAETrainer *t, const SAE *s)
 {
     size_t D = t->c.D, F = t->c.F;
     for (size_t j = 0; j < F; j++)
@@ -749,7 +750,7 @@ void sae_trainer_import(SaeTrainer *t, const SAE *s)
     if (s->p.threshold) t->theta = s->p.threshold[0];
 }
 
-size_t sae_trainer_state(SaeTrainer *t, TszBig *tab)
+size_t sae_trainer_state(SAETrainer *t, TszBig *tab)
 {
     uint64_t P = t->P, F = t->c.F;
     TszDtype mdt = t->m ? TSZ_F32 : TSZ_BF16;
@@ -760,13 +761,13 @@ size_t sae_trainer_state(SaeTrainer *t, TszBig *tab)
     return 4;
 }
 
-void sae_trainer_meta(const SaeTrainer *t, json_t *meta)
+void sae_trainer_meta(const SAETrainer *t, json_t *meta)
 {
     json_object_set_new(meta, "step", json_integer((json_int_t)t->step));
     json_object_set_new(meta, "theta", json_real(t->theta));
 }
 
-int sae_trainer_from_meta(SaeTrainer *t, const json_t *meta, char *err, size_t errlen)
+int sae_trainer_from_meta(SAETrainer *t, const json_t *meta, char *err, size_t errlen)
 {
     json_t *s = json_object_get(meta, "step"), *th = json_object_get(meta, "theta");
     if (!json_is_integer(s) || !json_is_number(th)) return sp_fail(err, errlen, "checkpoint has no step/theta");

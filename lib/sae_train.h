@@ -37,7 +37,7 @@ typedef struct {
     double relu_sparse;    /* relu: decoder and backward over the active entries when at most
                             * this fraction of (row, latent) pairs fire; 0: SAE_RELU_SPARSE,
                             * < 0: always dense. Sizes relu's CSR buffers. */
-} SaeTrainConfig;
+} SAETrainConfig;
 
 /* Below this density the sparse relu step beats the dense products (measured
  * at D=2048, F=16384, B=4096 on AVX-512). */
@@ -51,10 +51,10 @@ typedef struct {
     double l0;             /* mean active latents per row */
     double sq_err;         /* sum ||e||^2 */
     int sparse;            /* the decoder (and backward) ran over the active entries only */
-} SaeStats;
+} SAEStats;
 
 typedef struct {
-    SaeTrainConfig c;
+    SAETrainConfig c;
     size_t P;              /* parameters in the block */
     float *param, *grad;   /* (P) each */
     float *m, *v;          /* (P) f32 Adam moments, or NULL */
@@ -85,17 +85,17 @@ typedef struct {
     size_t last_n;         /* rows; 0: nothing to differentiate */
     double last_l1;
     int last_sparse;
-} SaeTrainer;
+} SAETrainer;
 
 /* Bytes the trainer allocates for this configuration. */
-uint64_t sae_trainer_bytes(const SaeTrainConfig *c);
-int sae_trainer_init(SaeTrainer *t, const SaeTrainConfig *c, char *err, size_t errlen);
-void sae_trainer_free(SaeTrainer *t);
+uint64_t sae_trainer_bytes(const SAETrainConfig *c);
+int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t errlen);
+void sae_trainer_free(SAETrainer *t);
 
-typedef enum { SAE_BDEC_ZERO = 0, SAE_BDEC_MEAN, SAE_BDEC_MEDIAN } SaeBdecInit;
+typedef enum { SAE_BDEC_ZERO = 0, SAE_BDEC_MEAN, SAE_BDEC_MEDIAN } SAEBdecInit;
 /* Random unit decoder rows, encoder = decoder transpose, b_enc 0, b_dec
  * from the n sample rows x (geometric median by Weiszfeld, or mean). */
-void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n, SaeBdecInit bdec);
+void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec);
 
 /* A training step, as llm.c's gpt2_forward, gpt2_backward, gpt2_update:
  *   sae_trainer_forward(t, x, n, l1, &st);   loss of n rows (n <= B) into st
@@ -104,36 +104,36 @@ void sae_trainer_init_params(SaeTrainer *t, SpRng *rng, const float *x, size_t n
  *   sae_trainer_update(t, lr);                Adam
  * The forward keeps what the backward needs in t; batchtopk's forward
  * selects the batch top-k and moves its inference threshold. */
-void sae_trainer_forward(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st);
-void sae_trainer_backward(SaeTrainer *t);
+void sae_trainer_forward(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st);
+void sae_trainer_backward(SAETrainer *t);
 /* Adam step with learning rate lr on t->grad; decoder rows are kept at unit
  * norm, the gradient component parallel to each row removed first. */
-void sae_trainer_update(SaeTrainer *t, double lr);
+void sae_trainer_update(SAETrainer *t, double lr);
 /* The inference map's loss on n rows (evaluation: batchtopk uses its
  * threshold); fired (F, may be NULL) counts the rows each latent fired on.
  * Nothing to differentiate after it. */
-void sae_trainer_eval(SaeTrainer *t, const float *x, size_t n, double l1, SaeStats *st, uint64_t *fired);
+void sae_trainer_eval(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st, uint64_t *fired);
 /* Anthropic resampling: dead latents get an input drawn with probability
  * proportional to its squared error in the last forward (x, n rows),
  * fresh Adam state. Returns the number resampled. */
-size_t sae_trainer_resample(SaeTrainer *t, const float *x, size_t n, SpRng *rng);
-size_t sae_trainer_dead(const SaeTrainer *t);
+size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng);
+size_t sae_trainer_dead(const SAETrainer *t);
 
 /* Write the SAE of a parameter block (t->param, or a saved copy of it) to
  * w without a copy, the trainer's transposed encoder as W_enc (D,F): s
  * holds the SAE's metadata (hook, model, l1, norm_scale; arch, D, F, K are
  * set from t) and owns nothing; its parameters are NULL again after. The
  * threshold of batchtopk is theta. 0 or -1 with err; the caller closes w. */
-int sae_trainer_write(const SaeTrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
+int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
                       char *err, size_t errlen);
 /* Set the parameter block from an SAE of the same D, F (imports). */
-void sae_trainer_import(SaeTrainer *t, const SAE *s);
+void sae_trainer_import(SAETrainer *t, const SAE *s);
 
 /* Checkpoint: tab (4) gets the state's tensors, param, adam_m, adam_v
  * (f32 or bf16) and since_fired, pointing into t, for tsz_write_parts and
  * tsz_read_tensors (parts.h); meta gets step and theta, and back. */
-size_t sae_trainer_state(SaeTrainer *t, TszBig *tab);
-void sae_trainer_meta(const SaeTrainer *t, json_t *meta);
-int sae_trainer_from_meta(SaeTrainer *t, const json_t *meta, char *err, size_t errlen);
+size_t sae_trainer_state(SAETrainer *t, TszBig *tab);
+void sae_trainer_meta(const SAETrainer *t, json_t *meta);
+int sae_trainer_from_meta(SAETrainer *t, const json_t *meta, char *err, size_t errlen);
 
 #endif

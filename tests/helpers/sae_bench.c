@@ -5,7 +5,7 @@
  * DENSITY (relu) sets b_enc = -z with P(N(0,1) > z) = DENSITY, so that
  * fraction of latents fires, as in a trained relu SAE (default 0.5: the
  * initial b_enc = 0). sae_torch_bench.py builds the same. RELU_SPARSE is
- * SaeTrainConfig.relu_sparse (default 0: the library's choice).
+ * SAETrainConfig.relu_sparse (default 0: the library's choice).
  * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path .."
  * after one warm-up step. bench/sae.sh runs it beside PyTorch. */
 #include <math.h>
@@ -41,10 +41,10 @@ int main(int argc, char **argv)
     size_t steps = sp_opt_u64("STEPS", argv[6], 1, 1 << 20);
     double density = argc > 7 ? atof(argv[7]) : 0.5, relu_sparse = argc > 8 ? atof(argv[8]) : 0;
     if (!(density > 0 && density < 1)) sp_usage_die("DENSITY must be in (0,1), got '%s'", argv[7]);
-    SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = B,
+    SAETrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = B,
                         .aux_k = arch == SAE_RELU ? 0 : 512, .aux_coef = 1.0 / 32, .beta1 = 0.9, .beta2 = 0.999,
                         .eps = 1e-8, .dead_rows = 1000000, .threshold_ema = 0.99, .relu_sparse = relu_sparse};
-    SaeTrainer t;
+    SAETrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
     float *x = xmalloc_aligned(B * D * sizeof *x);
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     sae_trainer_init_params(&t, &r, x, 0, SAE_BDEC_ZERO);
     if (arch == SAE_RELU)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
-    SaeStats st;
+    SAEStats st;
     sae_trainer_forward(&t, x, B, 5.0, &st);
     sae_trainer_backward(&t);
     sae_trainer_update(&t, 1e-4);

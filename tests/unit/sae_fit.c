@@ -62,7 +62,7 @@ static void test_rows(void)
 
 static void test_schedule(void)
 {
-    SaeFit f = {0};
+    SAEFit f = {0};
     sae_fit_opts_default(&f.o);
     f.o.tokens = 4096 * 400, f.o.sched = SAE_LR_LINEAR;
     if (sae_fit_length(&f) < 0) abort();
@@ -73,7 +73,7 @@ static void test_schedule(void)
        sae_fit_lr(&f, 399));
 }
 
-static void opts(SaeFitOpts *o)
+static void opts(SAEFitOpts *o)
 {
     sae_fit_opts_default(o);
     o->input = "fit-train.tsz", o->val = "fit-val.tsz", o->ckdir = "fit-ck";
@@ -82,7 +82,7 @@ static void opts(SaeFitOpts *o)
 }
 
 /* Train until stop_step (0: the end); with every evaluation's fvu in fvus. */
-static int run(SaeFit *f, int resume, uint64_t stop_step, double *fvus)
+static int run(SAEFit *f, int resume, uint64_t stop_step, double *fvus)
 {
     static char *argv[] = {"sae_fit.t"};
     opts(&f->o);
@@ -90,7 +90,7 @@ static int run(SaeFit *f, int resume, uint64_t stop_step, double *fvus)
     if (sae_fit_length(f) < 0 || sae_fit_open(f) < 0 || sae_fit_init(f) < 0) return -1;
     int resumed = resume ? sae_fit_resume(f) : 0;
     if (resumed < 0 || sae_fit_load_val(f) < 0) return -1;
-    SaeStats st;
+    SAEStats st;
     size_t n;
     while (sae_fit_batch(f, &n) == 0 && n) {
         if (!resumed && f->t.step == 0) sae_trainer_init_params(&f->t, &f->rng, f->x, n, f->o.bdec);
@@ -115,7 +115,7 @@ static void test_resume_keep_best(void)
     write_rows("fit-train.tsz", NROWS, D, 2, "acts", 2);
     write_rows("fit-val.tsz", NVAL, D, 2, "acts", 3);
     double fvu_a[128] = {0}, fvu_c[128] = {0};
-    SaeFit a = {0}, b = {0}, c = {0};
+    SAEFit a = {0}, b = {0}, c = {0};
     int rc = run(&a, 0, 0, fvu_a);
     ok(rc == 0 && a.t.step == 2 * NROWS / 32, "a whole run: %llu steps %s", (unsigned long long)a.t.step, a.err);
     rc = run(&b, 0, 23, fvu_c);
@@ -134,7 +134,7 @@ static void test_resume_keep_best(void)
        "keep-best: step %llu has the lowest val fvu %g", (unsigned long long)best, fvu_a[best]);
     sae_fit_free(&a);
     sae_fit_free(&c);
-    SaeFit d = {0};
+    SAEFit d = {0};
     opts(&d.o);
     d.o.max_memory = 1000;
     rc = sae_fit_length(&d) < 0 || sae_fit_open(&d) < 0 ? -2 : sae_fit_init(&d);

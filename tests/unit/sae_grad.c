@@ -84,15 +84,15 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
     return recon + R->aux_coef * aux / N;
 }
 
-/* relu_sparse: as SaeTrainConfig (relu: 1 forces the sparse path, -1 the dense one) */
+/* relu_sparse: as SAETrainConfig (relu: 1 forces the sparse path, -1 the dense one) */
 static void check_arch(SAEArch arch, double relu_sparse)
 {
     char an[64];
     snprintf(an, sizeof an, "%s%s", sae_arch_name(arch), relu_sparse > 0 ? " sparse" : relu_sparse < 0 ? " dense" : "");
-    SaeTrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = N,
+    SAETrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = N,
                         .aux_k = arch == SAE_RELU ? 0 : AUXK, .aux_coef = 0.5, .beta1 = 0.9, .beta2 = 0.999,
                         .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
-    SaeTrainer t;
+    SAETrainer t;
     char err[256];
     ok(sae_trainer_init(&t, &c, err, sizeof err) == 0, "%s: init", an);
     SpRng r;
@@ -107,7 +107,7 @@ static void check_arch(SAEArch arch, double relu_sparse)
     int64_t since[F];
     memcpy(since, t.since_fired, sizeof since);
     double l1 = 0.7;
-    SaeStats st;
+    SAEStats st;
     sae_trainer_forward(&t, x, N, l1, &st);
     sae_trainer_backward(&t);
     ok(st.sparse == (arch != SAE_RELU || relu_sparse > 0), "%s: %s decoder and backward", an,
@@ -174,9 +174,9 @@ static void check_arch(SAEArch arch, double relu_sparse)
 
 static void check_bf16_state(void)
 {
-    SaeTrainConfig c = {.arch = SAE_TOPK, .D = D, .F = F, .K = K, .B = N, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+    SAETrainConfig c = {.arch = SAE_TOPK, .D = D, .F = F, .K = K, .B = N, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
                         .dead_rows = 100, .state_bf16 = 1};
-    SaeTrainer a, b;
+    SAETrainer a, b;
     char err[256];
     ok(sae_trainer_init(&a, &c, err, sizeof err) == 0, "bf16 state: init");
     c.state_bf16 = 0;
@@ -190,7 +190,7 @@ static void check_bf16_state(void)
     sae_trainer_init_params(&a, &r, x, N, SAE_BDEC_MEAN);
     sp_rng_seed(&r, 1);
     sae_trainer_init_params(&b, &r, x, N, SAE_BDEC_MEAN);
-    SaeStats st;
+    SAEStats st;
     for (int s = 0; s < 10; s++) {
         sae_trainer_forward(&a, x, N, 0, &st);
         sae_trainer_backward(&a);
@@ -213,10 +213,10 @@ static void check_bf16_state(void)
 static float *run_steps(SAEArch arch, double relu_sparse, int threads, const float *x, size_t n, size_t *P)
 {
     enum { TD = 64, TF = 1024 };
-    SaeTrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = arch == SAE_RELU ? 0 : 8, .B = n,
+    SAETrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = arch == SAE_RELU ? 0 : 8, .B = n,
                         .aux_k = arch == SAE_RELU ? 0 : 32, .aux_coef = 0.1, .beta1 = 0.9, .beta2 = 0.999,
                         .eps = 1e-8, .dead_rows = 300, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
-    SaeTrainer t;
+    SAETrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
     sp_par_set_threads(threads);
@@ -225,7 +225,7 @@ static float *run_steps(SAEArch arch, double relu_sparse, int threads, const flo
     sae_trainer_init_params(&t, &r, x, n, SAE_BDEC_MEAN);
     /* few latents fire, as in a trained relu SAE */
     for (size_t j = 0; j < TF; j++) t.b_enc[j] = -0.25f;
-    SaeStats st;
+    SAEStats st;
     for (int s = 0; s < 4; s++) {
         sae_trainer_forward(&t, x, n, 0.5, &st);
         sae_trainer_backward(&t);
