@@ -11,8 +11,9 @@
 static SP_NORETURN void usage(FILE *f, int status)
 {
     fprintf(f,
-"Usage: sae-fit [OPTIONS] [ROWS.tsz | -] > SAE.tsz\n"
-"Train a sparse autoencoder on `acts` rows (N,D) from mlp-tap.\n"
+"Usage: sae-fit [OPTIONS] [ROWS.tsz... | -] > SAE.tsz\n"
+"Train a sparse autoencoder on `acts` rows (N,D) from mlp-tap (several files\n"
+"are read in order as one input).\n"
 "\n"
 "Model:\n"
 "      --arch A            relu, topk or batchtopk [Default: topk]\n"
@@ -43,9 +44,10 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --batch N           rows per step [Default: 4096]\n"
 "      --state-dtype T     Adam moments f32 or bf16 [Default: f32]\n"
 "Data:\n"
-"      --input FILE        read rows from FILE (same as the operand) [Default: stdin]\n"
-"      --epochs E          passes over --input [Default: 1]\n"
-"      --tokens N          stop after N rows [Default: all]\n"
+"      --input FILE        read rows from FILE (same as one operand) [Default: stdin]\n"
+"      --epochs E          passes over the input files [Default: 1]\n"
+"      --tokens N          stop after N rows; the schedule's length, unless the\n"
+"                          input files hold fewer [Default: all]\n"
 "      --on-nan M          rows with NaN/Inf: count (skip, warn at the end),\n"
 "                          skip (skip quietly) or stop [Default: count]\n"
 "      --val FILE          held-out rows for evaluation\n"
@@ -116,7 +118,8 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     static const SpChoice nans[] = {{"count", SAE_NAN_COUNT}, {"skip", SAE_NAN_SKIP}, {"stop", SAE_NAN_STOP}};
     static const SpChoice sdts[] = {{"f32", 0}, {"bf16", 1}};
     sae_fit_opts_default(o);
-    int c, have_input = 0;
+    int c;
+    static const char *input; /* --input FILE: o->inputs points here */
     while ((c = getopt_long(argc, argv, "o:fhV", longs, NULL)) != -1) {
         switch (c) {
         case O_ARCH: o->arch = (SAEArch)SP_OPT_CHOICE("--arch", optarg, archs); break;
@@ -139,7 +142,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         case O_EPS: o->eps = sp_opt_double("--eps", optarg, 1e-30, 1); break;
         case O_BATCH: o->batch = sp_opt_u64("--batch", optarg, 1, 1u << 24); break;
         case O_SDT: o->state_bf16 = SP_OPT_CHOICE("--state-dtype", optarg, sdts); break;
-        case O_INPUT: o->input = optarg, have_input = 1; break;
+        case O_INPUT: input = optarg; break;
         case O_EPOCHS: o->epochs = sp_opt_u64("--epochs", optarg, 1, 1u << 20); break;
         case O_TOKENS: o->tokens = sp_opt_u64("--tokens", optarg, 1, UINT64_MAX / 2); break;
         case O_NAN: o->on_nan = (SAEOnNan)SP_OPT_CHOICE("--on-nan", optarg, nans); break;
@@ -157,15 +160,19 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         }
     }
     if (optind < argc) {
-        if (have_input) sp_usage_die("give the input once: --input or an operand");
-        o->input = argv[optind++];
+        if (input) sp_usage_die("give the input once: --input or operands");
+        o->inputs = (const char *const *)argv + optind, o->ninputs = (size_t)(argc - optind);
+    } else if (input) {
+        o->inputs = &input, o->ninputs = 1;
     }
-    if (optind < argc) sp_usage_die("unexpected argument '%s'", argv[optind]);
+    for (size_t i = 0; o->ninputs > 1 && i < o->ninputs; i++)
+        if (!strcmp(o->inputs[i], "-")) sp_usage_die("stdin ('-') is an input alone, not one of several");
     if (!o->keep_set) o->keep = o->val ? SAE_KEEP_FVU : SAE_KEEP_LAST;
     if (o->keep != SAE_KEEP_LAST && !o->val)
         sp_usage_die("--keep-best %s needs --val", o->keep == SAE_KEEP_FVU ? "fvu" : "loss");
     if (o->resume && !o->ckdir) sp_usage_die("--resume needs --checkpoint DIR");
-    if (o->epochs > 1 && !strcmp(o->input, "-")) sp_usage_die("--epochs needs --input FILE (stdin is read once)");
+    if (o->epochs > 1 && !strcmp(o->inputs[0], "-"))
+        sp_usage_die("--epochs needs --input FILE (stdin is read once)");
     if (o->val && !strcmp(o->val, "-")) sp_usage_die("--val must be a file");
 }
 
@@ -182,7 +189,7 @@ int main(int argc, char **argv)
         sp_usage_die("--lr-schedule cosine/linear needs a known length: --tokens N or --input FILE");
     if (o->tokens && f.data_rows && o->tokens > f.data_rows * o->epochs)
         sp_warn("%s: --tokens %" PRIu64 " is more than the %" PRIu64 " rows of %" PRIu64 " epoch%s; the schedule "
-                "runs over those", sp_in_name(o->input), o->tokens, f.data_rows * o->epochs, o->epochs,
+                "runs over those", o->ninputs > 1 ? "the inputs" : sp_in_name(o->inputs[0]), o->tokens, f.data_rows * o->epochs, o->epochs,
                 o->epochs > 1 ? "s" : "");
     if (sae_fit_open(&f) < 0) sp_die("%s", f.err);
     size_t F = sae_fit_features(&f);

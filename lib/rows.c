@@ -35,29 +35,47 @@ static int rows_fail_reader(RowReader *r)
     return SP_FAIL(r, "%s", tsz_reader_error(r->r));
 }
 
-int rows_open(RowReader *r, const char *path)
+/* Open file i as the current one; the first pass keeps its reader. */
+static int open_file(RowReader *r, size_t i)
 {
-    *r = (RowReader){.path = path, .name = sp_in_name(path)};
-    tsz_record_init(&r->rec);
-    r->r = tsz_reader_open(path);
+    if (r->r && !r->first_pass) tsz_reader_close(r->r);
+    r->cur = i, r->path = r->paths[i], r->name = sp_in_name(r->path);
+    r->r = tsz_reader_open(r->path);
+    r->nrows = r->pos = 0;
+    r->rec_no = 0;
+    if (r->first_pass) r->seen[r->nseen++] = r->r;
     if (tsz_reader_error(r->r)) return rows_fail_reader(r);
+    return 0;
+}
+
+static int open_list(RowReader *r, const char *const *paths, size_t n, const char *one)
+{
+    *r = (RowReader){.paths = paths, .npaths = n, .first_pass = 1, .one = one};
+    if (one) r->paths = &r->one;
+    tsz_record_init(&r->rec);
+    r->seen = xcalloc(n, sizeof *r->seen);
+    if (open_file(r, 0) < 0) return -1;
     r->header = json_deep_copy(tsz_reader_header(r->r));
     return 0;
 }
 
+int rows_open_list(RowReader *r, const char *const *paths, size_t n) { return open_list(r, paths, n, NULL); }
+
+int rows_open(RowReader *r, const char *path) { return open_list(r, NULL, 1, path); }
+
 int rows_rewind(RowReader *r)
 {
-    if (r->r) tsz_reader_close(r->r);
-    r->r = tsz_reader_open(r->path);
-    r->nrows = r->pos = 0;
-    r->rec_no = 0;
-    if (tsz_reader_error(r->r)) return rows_fail_reader(r);
-    return 0;
+    int keep = r->first_pass;
+    r->first_pass = 0;
+    if (keep) r->r = NULL; /* it stays in seen */
+    return open_file(r, 0);
 }
 
 int rows_next(RowReader *r)
 {
-    int got = tsz_read(r->r, &r->rec);
+    int got;
+    while ((got = tsz_read(r->r, &r->rec)) == 0 && r->cur + 1 < r->npaths)
+        if (open_file(r, r->cur + 1) < 0) return -1;
     if (got < 0) return rows_fail_reader(r);
     if (!got) return 0;
     r->rec_no++;
@@ -97,9 +115,17 @@ int rows_skip(RowReader *r, uint64_t n)
     return 0;
 }
 
+void rows_add_inputs(const RowReader *r, TszWriter *w)
+{
+    for (size_t i = 0; i < r->nseen; i++) tsz_writer_add_input(w, r->seen[i]);
+    if (r->r && !r->first_pass) tsz_writer_add_input(w, r->r); /* duplicates are dropped */
+}
+
 void rows_close(RowReader *r)
 {
-    if (r->r) tsz_reader_close(r->r);
+    if (r->r && !r->first_pass) tsz_reader_close(r->r);
+    for (size_t i = 0; i < r->nseen; i++) tsz_reader_close(r->seen[i]);
+    free(r->seen);
     if (r->rec.meta) tsz_record_free(&r->rec);
     free(r->buf);
     json_decref(r->meta);
@@ -107,16 +133,36 @@ void rows_close(RowReader *r)
     *r = (RowReader){0};
 }
 
-int rows_count(const char *path, uint64_t *n, char *err, size_t errlen)
+int rows_count(const char *const *paths, size_t n, uint64_t *rows, char *err, size_t errlen)
 {
-    RowReader r;
-    int got = rows_open(&r, path);
-    *n = 0;
-    if (!got)
-        while ((got = rows_next(&r)) > 0) *n += r.nrows;
-    if (got < 0) sp_fail(err, errlen, "%s", r.err);
-    rows_close(&r);
-    return got < 0 ? -1 : 0;
+    TszRecord rec;
+    tsz_record_init(&rec);
+    *rows = 0;
+    int rc = 0;
+    uint64_t D = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const char *name = sp_in_name(paths[i]);
+        TszReader *r = tsz_reader_open(paths[i]);
+        int got = tsz_reader_error(r) ? -1 : 0;
+        for (uint64_t k = 1; !got && (got = tsz_read(r, &rec)) > 0; k++, got = 0) {
+            const TszTensor *t = rows_check(&rec, name, k, err, errlen);
+            if (!t) {
+                rc = -1;
+                break;
+            }
+            if (!D) D = t->shape[1];
+            if (t->shape[1] != D) {
+                rc = sp_fail(err, errlen, "%s: record %" PRIu64 " has rows of width %" PRIu64 ", earlier ones %" PRIu64,
+                             name, k, t->shape[1], D);
+                break;
+            }
+            *rows += t->shape[0];
+        }
+        if (got < 0 && !rc) rc = sp_fail(err, errlen, "%s", tsz_reader_error(r));
+        tsz_reader_close(r);
+    }
+    tsz_record_free(&rec);
+    return rc;
 }
 
 int rows_finite(const float *x, size_t D)

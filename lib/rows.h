@@ -5,7 +5,8 @@
  * (N,D) of f32, f16 or bf16). Records without a kind that carry such a
  * tensor are rows too, so `tsz from-npy acts=X.npy` feeds sae-fit as it is.
  *
- * A reader holds one record at a time, widened to f32; the caller walks
+ * A reader reads one or more files in order as one input (as cat would
+ * join them) and holds one record at a time, widened to f32; the caller walks
  * buf by pos up to nrows and asks rows_next for the next record. Return
  * codes as in stream.h: 1 record, 0 clean end, -1 error with the message
  * in r->err ("acts.tsz: record 3 has rows of width 16, earlier ones 32"). */
@@ -19,20 +20,28 @@
 #include "stream.h"
 
 typedef struct {
-    const char *path, *name;    /* name: for messages ("-" is "stdin") */
-    TszReader *r;
+    const char *const *paths;   /* (npaths) the input files, in order; "-" is stdin */
+    size_t npaths, cur;         /* cur: the file being read */
+    const char *path, *name;    /* the current file; name: for messages ("-" is "stdin") */
+    TszReader *r;               /* the current file's reader */
+    TszReader **seen;           /* (nseen) the first pass's readers, kept for provenance */
+    size_t nseen;
+    int first_pass;
     TszRecord rec;
     float *buf;                 /* (nrows,D) the current record's rows as f32 */
     size_t cap;                 /* floats buf holds */
     size_t nrows, pos, D;       /* D: fixed by the first record */
-    uint64_t rec_no;            /* records read since the last open */
+    uint64_t rec_no;            /* records read from the current file */
     json_t *meta;               /* the first record's meta (owned copy), or NULL */
     json_t *header;             /* the first header (owned copy), or NULL */
+    const char *one;            /* rows_open's one path (paths points here: do not copy r) */
     char err[512];
 } RowReader;
 
-/* Open path ("-" is stdin). 0, or -1 with r->err. r is zeroed first. */
+/* Open path ("-" is stdin), or the n paths read one after the other (paths
+ * must outlive r). 0, or -1 with r->err. r is zeroed first. */
 int rows_open(RowReader *r, const char *path) SP_RESULT_USED;
+int rows_open_list(RowReader *r, const char *const *paths, size_t n) SP_RESULT_USED;
 /* Back to the start of the same input (next epoch); meta, header and D are
  * kept, so the rows must have the same width. 0 or -1. */
 int rows_rewind(RowReader *r) SP_RESULT_USED;
@@ -44,8 +53,14 @@ int rows_skip(RowReader *r, uint64_t n) SP_RESULT_USED;
 /* Frees everything; safe on a zeroed or half-opened reader. */
 void rows_close(RowReader *r);
 
-/* Rows in the whole input at path (reads it through). 0 or -1 (err). */
-int rows_count(const char *path, uint64_t *n, char *err, size_t errlen) SP_RESULT_USED;
+/* Record the provenance of what was read (every file's segment headers,
+ * those of the first pass and of the current file) under w's "inputs", as
+ * tsz_writer_add_input does. */
+void rows_add_inputs(const RowReader *r, TszWriter *w);
+
+/* Rows in the whole input, the n paths (reads them through, checking every
+ * record as rows_next does). 0 or -1 (err). */
+int rows_count(const char *const *paths, size_t n, uint64_t *rows, char *err, size_t errlen) SP_RESULT_USED;
 
 /* The rows tensor of one record, or NULL with err: the record's kind must be
  * "acts" or absent, and "acts" a float (N,D), D > 0. what names the input. */

@@ -10,7 +10,8 @@
 
 void sae_fit_opts_default(SAEFitOpts *o)
 {
-    *o = (SAEFitOpts){.input = "-", .output = "-", .dict_mult = 32, .arch = SAE_TOPK, .K = 32, .aux_k = 512,
+    static const char *const stdin_only[] = {"-"};
+    *o = (SAEFitOpts){.inputs = stdin_only, .ninputs = 1, .output = "-", .dict_mult = 32, .arch = SAE_TOPK, .K = 32, .aux_k = 512,
                       .dead_rows = 1000000, .resample_every = 25000, .warmup = 1000, .batch = 4096, .epochs = 1,
                       .val_rows = 65536, .eval_every = 1000, .ck_every = 1000, .log_every = 100, .l1 = 5,
                       .aux_coef = 1.0 / 32, .lr = 4e-4, .decay_frac = 0.2, .beta1 = 0.9, .beta2 = 0.999,
@@ -31,7 +32,8 @@ int sae_fit_length(SAEFit *f)
     const SAEFitOpts *o = &f->o;
     // a file's rows are counted before training, so the schedule knows its
     // length; stdin is read once and its length is what --tokens says
-    if (strcmp(o->input, "-") && rows_count(o->input, &f->data_rows, f->err, sizeof f->err) < 0) return -1;
+    if (strcmp(o->inputs[0], "-") && rows_count(o->inputs, o->ninputs, &f->data_rows, f->err, sizeof f->err) < 0)
+        return -1;
     f->total_rows = f->data_rows * o->epochs;
     if (o->tokens && (!f->total_rows || o->tokens < f->total_rows)) f->total_rows = o->tokens;
     if (f->o.sched == SAE_LR_AUTO) f->o.sched = f->total_rows ? SAE_LR_LINEAR : SAE_LR_CONSTANT;
@@ -41,7 +43,7 @@ int sae_fit_length(SAEFit *f)
 
 int sae_fit_open(SAEFit *f)
 {
-    if (rows_open(&f->src, f->o.input) < 0) return SP_FAIL(f, "%s", f->src.err);
+    if (rows_open_list(&f->src, f->o.inputs, f->o.ninputs) < 0) return SP_FAIL(f, "%s", f->src.err);
     int got = rows_next(&f->src);
     if (got < 0) return SP_FAIL(f, "%s", f->src.err);
     if (!got) return SP_FAIL(f, "%s: no rows to train on (empty input)", f->src.name);
@@ -433,7 +435,7 @@ int sae_fit_write(SAEFit *f, TszWriter *w)
     if (f->best_val) json_object_set(extra, "val", f->best_val);
     if (f->last_val) json_object_set(extra, "final_val", f->last_val);
     json_object_set_new(tsz_writer_header(w), "kind", json_string("sae"));
-    if (f->src.r) tsz_writer_add_input(w, f->src.r); /* provenance: the rows' headers */
+    rows_add_inputs(&f->src, w); /* provenance: the rows' headers */
     /* the kept weights, with the batchtopk threshold they were kept with */
     double theta = f->t.theta;
     if (f->best) f->t.theta = f->best_theta;

@@ -28,7 +28,9 @@ typedef enum { SAE_LR_AUTO = 0, SAE_LR_CONSTANT, SAE_LR_COSINE, SAE_LR_LINEAR } 
 
 /* What sae-fit's flags set (sae-fit(1) gives each its meaning and default). */
 typedef struct {
-    const char *input, *output, *val, *ckdir, *log;
+    const char *const *inputs;      /* (ninputs) row files read in order, or "-" alone */
+    size_t ninputs;
+    const char *output, *val, *ckdir, *log;
     uint64_t dict_mult, dict_n;     /* --dict: a multiple of D, or a count */
     SAEArch arch;
     uint64_t K, aux_k, dead_rows, resample_every, seed, warmup, l1_warmup, batch, epochs, tokens, val_rows,
@@ -47,7 +49,7 @@ void sae_fit_opts_default(SAEFitOpts *o);
 typedef struct {
     SAEFitOpts o;
     RowReader src;
-    uint64_t data_rows;             /* rows in one pass over --input; 0: unknown (stdin) */
+    uint64_t data_rows;             /* rows in one pass over the input files; 0: unknown (stdin) */
     uint64_t total_rows;            /* rows the run trains on; 0: unknown */
     uint64_t total_steps;           /* steps of the schedule; 0: unknown */
     uint64_t epoch, pos_in_epoch;   /* raw rows consumed in this epoch */
@@ -73,7 +75,7 @@ typedef struct {
     char err[1024];
 } SAEFit;
 
-/* The run's length: data_rows from --input (a file is read through once),
+/* The run's length: data_rows from the input files (read through once),
  * total_rows capped by --tokens, and the schedule chosen for SAE_LR_AUTO.
  * f->o set, the rest zero. 0 or -1. */
 int sae_fit_length(SAEFit *f) SP_RESULT_USED;

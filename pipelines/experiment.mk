@@ -18,7 +18,8 @@
 #   HOOK       TransformerLens hook name [blocks.$(LAYER).mlp.hook_post]
 #   DICT       dictionary size: 8x, 32x, 128x or a number of features
 #   ARCH       relu, topk or batchtopk;  K  top-k;  L1  L1 coefficient (relu)
-#   TOKENS     training token budget of sae-fit
+#   TOKENS     training token budget of sae-fit (when the store holds fewer
+#              rows, the fit's schedule runs over those; a sweep's does not)
 #   CTX        tokens per window (gpt2-tok --ctx)
 #   EXPLAINER  openai or baseline [openai when OPENAI_API_KEY is set]
 #   SHARDS     token shards; the last one is held out (validation, scoring)
@@ -203,8 +204,8 @@ $(foreach d,$(SAE) $(SWEEP_DIRS),$(eval $(call SAE_RULES,$(d))))
 # ---- fitting -----------------------------------------------------------------------
 $(eval $(call params_rule,$(SAE)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
 $(SAE)/sae.tsz: $(TRAIN_ROWS) $(EVAL_ROWS) $(SAE)/fit.params
-	cat $(TRAIN_ROWS) | $(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
-		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@
+	$(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
+		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@ $(TRAIN_ROWS)
 
 # the sweep: one read of the store, tee'd into one sae-fit per member
 $(eval $(call params_rule,$(ACTS)/sweep/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))

@@ -258,6 +258,17 @@ n = len(lr); print(\"# lr\", n, lr[int(0.7 * n)], lr[-1])
 assert n == 235 and lr[int(0.7 * n)] == 3e-3 and lr[-1] < 0.05 * 3e-3, (n, lr[-1])"
 '
 
+test_expect_success NUMPY 'several input files are one input: as their cat, with their length known' '
+	tsz split -n 2 half train.tsz &&
+	sae-fit --k 3 $FIT --tokens 8000 half.00.tsz half.01.tsz -o m1.tsz &&
+	cat half.00.tsz half.01.tsz | sae-fit --k 3 $FIT --tokens 8000 -o m2.tsz &&
+	same_weights m1.tsz m2.tsz &&
+	sae-fit --k 3 $FIT --tokens 1M half.00.tsz half.01.tsz -o m3.tsz 2>err &&
+	grep "^sae-fit: the inputs: --tokens 1000000 is more than the 60000 rows of 1 epoch; the schedule runs over those$" err &&
+	test_must_fail sae-fit half.00.tsz - <half.01.tsz 2>err &&
+	grep "^sae-fit: stdin (.-.) is an input alone, not one of several$" err
+'
+
 test_expect_success 'bad flags: exit 2 with one line' '
 	test_expect_code 2 sae-fit --arch foo x 2>err &&
 	grep "^sae-fit: --arch: expected one of relu, topk, batchtopk, got .foo.$" err &&

@@ -45,8 +45,14 @@ static void test_rows(void)
     rows_close(&r);
     uint64_t n = 0;
     char err[512];
-    got = rows_count("fit-nokind.tsz", &n, err, sizeof err);
-    ok(got == 0 && n == 200, "rows_count: %llu", (unsigned long long)n);
+    static const char *const two[] = {"fit-nokind.tsz", "fit-nokind.tsz"};
+    got = rows_count(two, 2, &n, err, sizeof err);
+    ok(got == 0 && n == 400, "rows_count of two files: %llu", (unsigned long long)n);
+    size_t rows = 0, recs = 0;
+    got = rows_open_list(&r, two, 2);
+    while (!got && (got = rows_next(&r)) > 0) rows += r.nrows, recs++, got = 0;
+    ok(got == 0 && rows == 400 && recs == 4 && r.cur == 1 && r.rec_no == 2, "two files read as one input");
+    rows_close(&r);
     write_rows("fit-tokens.tsz", 100, D, 2, "tokens", 1);
     got = rows_open(&r, "fit-tokens.tsz");
     got = got ? got : rows_next(&r);
@@ -76,7 +82,8 @@ static void test_schedule(void)
 static void opts(SAEFitOpts *o)
 {
     sae_fit_opts_default(o);
-    o->input = "fit-train.tsz", o->val = "fit-val.tsz", o->ckdir = "fit-ck";
+    static const char *const train[] = {"fit-train.tsz"};
+    o->inputs = train, o->ninputs = 1, o->val = "fit-val.tsz", o->ckdir = "fit-ck";
     o->dict_n = 24, o->K = 2, o->aux_k = 4, o->batch = 32, o->lr = 3e-3, o->warmup = 5, o->warmup_set = 1;
     o->dead_rows = 300, o->eval_every = 4, o->ck_every = 10, o->epochs = 2, o->keep = SAE_KEEP_FVU;
 }
