@@ -82,8 +82,8 @@ static void test_schedule(void)
 static void opts(SAEFitOpts *o)
 {
     sae_fit_opts_default(o);
-    static const char *const train[] = {"fit-train.tsz"};
-    o->inputs = train, o->ninputs = 1, o->val = "fit-val.tsz", o->ckdir = "fit-ck";
+    static const char *const train[] = {"fit-train1.tsz", "fit-train2.tsz"};
+    o->inputs = train, o->ninputs = 2, o->val = "fit-val.tsz", o->ckdir = "fit-ck";
     o->dict_n = 24, o->K = 2, o->aux_k = 4, o->batch = 32, o->lr = 3e-3, o->warmup = 5, o->warmup_set = 1;
     o->dead_rows = 300, o->eval_every = 4, o->ck_every = 10, o->epochs = 2, o->keep = SAE_KEEP_FVU;
 }
@@ -119,19 +119,27 @@ static int run(SAEFit *f, int resume, uint64_t stop_step, double *fvus)
 
 static void test_resume_keep_best(void)
 {
-    write_rows("fit-train.tsz", NROWS, D, 2, "acts", 2);
+    write_rows("fit-train1.tsz", NROWS / 2, D, 2, "acts", 2);
+    write_rows("fit-train2.tsz", NROWS / 2, D, 2, "acts", 4);
     write_rows("fit-val.tsz", NVAL, D, 2, "acts", 3);
     double fvu_a[128] = {0}, fvu_c[128] = {0};
-    SAEFit a = {0}, b = {0}, c = {0};
+    SAEFit a = {0}, b = {0}, c = {0}, b2 = {0}, c2 = {0};
     int rc = run(&a, 0, 0, fvu_a);
     ok(rc == 0 && a.t.step == 2 * NROWS / 32, "a whole run: %llu steps %s", (unsigned long long)a.t.step, a.err);
     rc = run(&b, 0, 23, fvu_c);
-    ok(rc == 0 && b.t.step == 23, "a run stopped at step 23, its checkpoint at 20");
+    ok(rc == 0 && b.t.step == 23 && b.src.cur == 1, "a run stopped at step 23 in the second file, its checkpoint at 20");
     sae_fit_free(&b);
     rc = run(&c, 1, 0, fvu_c);
     ok(rc == 0 && c.t.step == a.t.step && c.rows_trained == a.rows_trained, "resumed from step 20 to the end %s",
        c.err);
     ok(!memcmp(a.t.param, c.t.param, a.t.P * sizeof *a.t.param), "resumed weights bit-identical");
+    rc = run(&b2, 0, 53, fvu_c);
+    ok(rc == 0 && b2.epoch == 1, "a run stopped at step 53 in the second epoch, its checkpoint at 50");
+    sae_fit_free(&b2);
+    rc = run(&c2, 1, 0, fvu_c);
+    ok(rc == 0 && !memcmp(a.t.param, c2.t.param, a.t.P * sizeof *a.t.param) && c2.rows_trained == a.rows_trained,
+       "resumed in the second epoch: weights bit-identical %s", c2.err);
+    sae_fit_free(&c2);
     ok(!memcmp(a.best, c.best, a.t.P * sizeof *a.best) && a.best_step == c.best_step,
        "resumed best weights bit-identical (step %llu)", (unsigned long long)a.best_step);
     uint64_t best = 0;
