@@ -189,8 +189,8 @@ int main(int argc, char **argv)
         sp_usage_die("--lr-schedule cosine/linear needs a known length: --tokens N or --input FILE");
     if (o->tokens && f.data_rows && o->tokens > f.data_rows * o->epochs)
         sp_warn("%s: --tokens %" PRIu64 " is more than the %" PRIu64 " rows of %" PRIu64 " epoch%s; the schedule "
-                "runs over those", o->ninputs > 1 ? "the inputs" : sp_in_name(o->inputs[0]), o->tokens, f.data_rows * o->epochs, o->epochs,
-                o->epochs > 1 ? "s" : "");
+                "runs over those", o->ninputs > 1 ? "the inputs" : sp_in_name(o->inputs[0]), o->tokens,
+                f.data_rows * o->epochs, o->epochs, o->epochs > 1 ? "s" : "");
     if (sae_fit_open(&f) < 0) sp_die("%s", f.err);
     size_t F = sae_fit_features(&f);
     if (o->arch != SAE_RELU && o->K > F) sp_usage_die("--k %" PRIu64 " is more than the %zu features", o->K, F);
