@@ -127,7 +127,8 @@ static void test_resume_keep_best(void)
     int rc = run(&a, 0, 0, fvu_a);
     ok(rc == 0 && a.t.step == 2 * NROWS / 32, "a whole run: %llu steps %s", (unsigned long long)a.t.step, a.err);
     rc = run(&b, 0, 23, fvu_c);
-    ok(rc == 0 && b.t.step == 23 && b.src.cur == 1, "a run stopped at step 23 in the second file, its checkpoint at 20");
+    ok(rc == 0 && b.t.step == 23 && b.src.cur == 1,
+       "a run stopped at step 23 in the second file, its checkpoint at 20");
     sae_fit_free(&b);
     rc = run(&c, 1, 0, fvu_c);
     ok(rc == 0 && c.t.step == a.t.step && c.rows_trained == a.rows_trained, "resumed from step 20 to the end %s",
