@@ -18,10 +18,10 @@ while read -r m n k op what; do
 	printf '%-44s ' "$what" >&2
 	tests/helpers/gemm-bench "$m" "$n" "$k" "$op" "$SECS" | tee -a "$out"
 done <<'SHAPES'
-1024 2304 768 nn  gpt2-fwd qkv (distilgpt2, 8x128 tokens)
-1024 3072 768 nn  gpt2-fwd MLP c_fc
-1024 768 3072 nn  gpt2-fwd MLP c_proj
-1024 50257 768 nt gpt2-fwd/recon-score unembedding
+1024 2304 768 nn/w128  gpt2-fwd qkv (distilgpt2, 8 windows of 128)
+1024 3072 768 nn/w128  gpt2-fwd MLP c_fc
+1024 768 3072 nn/w128  gpt2-fwd MLP c_proj
+1024 50257 768 nt/w128 gpt2-fwd/recon-score unembedding
 4096 16384 2048 nt sae-fit encoder (D=2048, F=16384, B=4096)
 4096 2048 16384 nn sae-fit relu decoder
 16384 2048 4096 tn sae-fit relu weight gradient

@@ -1,5 +1,5 @@
 /* gemm-bench: sp_gemm against one threaded cblas_sgemm of the same shape.
- *   gemm-bench M N K [nn|nt|tn] [SECONDS]
+ *   gemm-bench M N K [nn|nt|tn[/wT]] [SECONDS]   (/wT: rows in windows of T)
  * Prints "gemm M N K op: sgemm G, sp_gemm G GFLOP per CPU-second (ratio R,
  * threads T)" on stdout: the best of repeated calls after a warm-up,
  * interleaved, timed in the process's CPU time so that waiting for a core
@@ -27,14 +27,18 @@ int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
     if (argc < 4 || argc > 6) {
-        fprintf(stderr, "Usage: gemm-bench M N K [nn|nt|tn] [SECONDS]\n");
+        fprintf(stderr, "Usage: gemm-bench M N K [nn|nt|tn[/wT]] [SECONDS]\n");
         return 2;
     }
     size_t M = (size_t)sp_opt_u64("M", argv[1], 1, 1 << 20);
     size_t N = (size_t)sp_opt_u64("N", argv[2], 1, 1 << 20);
     size_t K = (size_t)sp_opt_u64("K", argv[3], 1, 1 << 20);
     const char *op = argc > 4 ? argv[4] : "nn";
-    if (strcmp(op, "nn") && strcmp(op, "nt") && strcmp(op, "tn")) sp_die("op %s: want nn, nt or tn", op);
+    SpRows L = SP_ROWS_RUN;
+    if (strlen(op) > 3 && !strncmp(op + 2, "/w", 2)) L = SP_ROWS_WINDOWS((size_t)sp_opt_u64("window", op + 4, 1, M));
+    if (strncmp(op, "nn", 2) && strncmp(op, "nt", 2) && strncmp(op, "tn", 2))
+        sp_die("op %s: want nn, nt or tn, then /wT for windows of T rows", op);
+    if (L.window && M % L.window) sp_die("M %zu is not a multiple of the window %zu", M, L.window);
     double secs = argc > 5 ? sp_opt_double("SECONDS", argv[5], 0.01, 600) : 2.0;
     CBLAS_TRANSPOSE ta = op[0] == 't' ? CblasTrans : CblasNoTrans, tb = op[1] == 't' ? CblasTrans : CblasNoTrans;
     size_t lda = ta == CblasNoTrans ? K : M, ldb = tb == CblasNoTrans ? N : K;
@@ -56,7 +60,7 @@ int main(int argc, char **argv)
             } else {
                 sp_par_set_threads(threads);
                 openblas_set_num_threads(1);
-                sp_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+                sp_gemm_rows(L, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
             }
             t = cpu_now() - t;
             if (it > 1 && t < best[w]) best[w] = t;
