@@ -3,6 +3,7 @@
  * a Python dict literal {'descr': '<f4', 'fortran_order': False,
  * 'shape': (3, 4), } padded with spaces to a multiple of 64 bytes. */
 #include "npy.h"
+#include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -206,6 +207,11 @@ int npy_create(NpyWriter *w, const char *path, TszDtype dt, int ndim, const uint
     w->ndim = ndim;
     for (int i = 0; i < ndim; i++) w->shape[i] = shape[i];
     if (ndim) w->shape[0] = 0;
+    if (sp_path_is_special(path)) { /* /dev/null: in place, no temp file renamed onto it */
+        w->f = fopen(path, "wb");
+        if (!w->f) return nfail(w->err, path, "cannot open: %s", strerror(errno));
+        return write_header(w);
+    }
     size_t n = strlen(path) + 32;
     w->tmp = xmalloc(n);
     snprintf(w->tmp, n, "%s.tmp.%ld", path, (long)getpid());
@@ -239,8 +245,9 @@ int npy_finish(NpyWriter *w)
 {
     int rc = w->err[0] ? -1 : write_header(w);
     if (fclose(w->f) != 0 && rc == 0) rc = nfail(w->err, w->path, "close: %s", strerror(errno));
-    if (rc == 0 && rename(w->tmp, w->path) != 0) rc = nfail(w->err, w->path, "rename: %s", strerror(errno));
-    if (rc != 0) unlink(w->tmp);
+    if (w->tmp && rc == 0 && rename(w->tmp, w->path) != 0)
+        rc = nfail(w->err, w->path, "rename: %s", strerror(errno));
+    if (w->tmp && rc != 0) unlink(w->tmp);
     writer_free(w);
     return rc;
 }

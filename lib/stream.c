@@ -378,6 +378,11 @@ TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char *
     ZSTD_CCtx_setParameter(w->probe, ZSTD_c_compressionLevel, 1);
     if (!strcmp(w->path, "-")) {
         w->f = stdout;
+    } else if (sp_path_is_special(w->path)) {
+        /* a device or a FIFO (-o /dev/null, -o /dev/stdout): written in
+         * place; a temp file renamed onto it would replace the device */
+        w->f = fopen(w->path, "wb");
+        if (!w->f) wfail(w, "cannot open: %s", strerror(errno));
     } else {
         size_t n = strlen(w->path) + 32;
         w->tmp = xmalloc(n);

@@ -329,8 +329,31 @@ char *sp_read_file(const char *path, size_t *len)
     return buf;
 }
 
+int sp_path_is_special(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
 int sp_write_file_atomic(const char *path, const void *buf, size_t len)
 {
+    if (sp_path_is_special(path)) { /* write in place */
+        int fd = open(path, O_WRONLY);
+        if (fd < 0) return -1;
+        const char *p = buf;
+        for (size_t left = len; left;) {
+            ssize_t w = write(fd, p, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                int e = errno;
+                close(fd);
+                errno = e;
+                return -1;
+            }
+            p += w, left -= (size_t)w;
+        }
+        return close(fd);
+    }
     size_t n = strlen(path) + 32;
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());

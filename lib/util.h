@@ -111,8 +111,12 @@ const char *sp_out_name(const char *path);
 /* Read a whole (small) file; NUL-terminated; NULL with errno on failure. */
 char *sp_read_file(const char *path, size_t *len);
 
+/* 1 when path exists and is not a regular file (a device such as /dev/null,
+ * a FIFO): written in place, since a temp file renamed onto it would
+ * replace it. */
+int sp_path_is_special(const char *path);
 /* Write a whole buffer to path atomically (temp file in the same directory,
- * fsync, rename). 0 or -1 with errno. */
+ * fsync, rename; in place where sp_path_is_special). 0 or -1 with errno. */
 int sp_write_file_atomic(const char *path, const void *buf, size_t len) SP_RESULT_USED;
 
 /* A small deterministic RNG (splitmix64 seeding xoshiro256**); state lives

@@ -153,6 +153,18 @@ test_expect_success NUMPY 'a failed stage leaves no file at -o' '
 	! test -e merged.tsz && ! ls merged.tsz.tmp.* 2>/dev/null
 '
 
+# -o naming a device or a FIFO (-o /dev/null) is written in place: a temp
+# file renamed onto it would replace the device. A FIFO stands in for
+# /dev/null here, so that a failure cannot break the machine.
+test_expect_success NUMPY '-o a FIFO: written through it, still a FIFO, no temp file beside it' '
+	mkdir fifo-dir && mkfifo fifo-dir/p &&
+	{ cat fifo-dir/p >through.tsz & } && tsz cat -o fifo-dir/p a.tsz && wait &&
+	test -p fifo-dir/p && ls fifo-dir >left && test_line_count = 1 left &&
+	tsz cat a.tsz >direct.tsz && cmp direct.tsz through.tsz &&
+	{ cat fifo-dir/p >through.npy & } && tsz to-npy fifo-dir/p p.tsz 2>err; wait;
+	test -p fifo-dir/p && ls fifo-dir >left && test_line_count = 1 left
+'
+
 test_expect_success NUMPY 'float activations compress better byte-shuffled' '
 	"$PYTHON" -c "import numpy as np; a = np.maximum(np.random.default_rng(0).standard_normal((2000, 64)), 0).astype(np.float32); a = (a.view(np.uint32) & 0xffff0000).view(np.float32); np.save(\"act.npy\", a)" &&
 	tsz from-npy x=act.npy >act.tsz &&
