@@ -9,7 +9,7 @@
 
 #include "bpe.h"
 #include "fetch.h"
-#include "topk.h"
+#include "topkctx.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
 {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "topk.h"
+#include "util.h"
 
 uint64_t topk_heaps_bytes(size_t F, size_t cap, size_t W)
 {

@@ -1,5 +1,5 @@
-/* topk.h: per-feature example collection for topk-ctx, built to merge
- * exactly.
+/* topk.h: bounded per-feature heaps of examples and exact statistics,
+ * built to merge exactly (topk-ctx's collector, topkctx.h, uses them).
  *
  * Every token has a global identity TopkGid (doc, window offset, position
  * in the window's token row), the same in whichever shard it is seen.
@@ -21,10 +21,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
-
-#include "sparse.h"
-#include "stream.h"
 
 typedef struct { int64_t doc, off, t; } TopkGid;
 
@@ -80,56 +76,5 @@ double topk_sum_double(TopkSum s);
 #define TOPK_DENS_BINS 32
 void topk_density_edges(float *edges); /* (TOPK_DENS_BINS+1) */
 size_t topk_density_bin(uint64_t fired, uint64_t tokens);
-
-/* ---- the collector (lib/topkctx.c) ---- */
-typedef struct {
-    size_t K;               /* top examples per feature */
-    size_t W;               /* window length */
-    size_t R;               /* random examples */
-    size_t NB, NPB;         /* quantile bands, examples per band */
-    uint64_t seed;
-} TopkOpts;
-
-typedef struct {
-    uint64_t fired;
-    float max;
-    TopkSum sum;
-    uint64_t hist[TOPK_HIST_BINS];
-} TopkStat;
-
-typedef struct {
-    TopkOpts o;
-    size_t F, nsel;
-    int32_t *sel;           /* (nsel) feature ids, ascending */
-    int32_t *col_of;        /* (F) column of a feature, -1 if not selected */
-    TopkHeaps top, rnd, band;
-    TopkStat *st;           /* (nsel) */
-    uint64_t n_tokens, n_windows;
-    SpCsc csc;              /* scratch: one record's activations by feature */
-    char err[512];
-} TopkCtx;
-
-/* Memory of the collector for nsel features, in bytes. */
-uint64_t topkctx_bytes(const TopkOpts *o, size_t nsel);
-/* sel NULL: every feature. */
-void topkctx_init(TopkCtx *c, const TopkOpts *o, size_t F, const int32_t *sel, size_t nsel);
-void topkctx_free(TopkCtx *c);
-/* Add one "features" record (sae-encode output). 0, or -1 with c->err
- * naming what is wrong with the record. */
-int topkctx_add(TopkCtx *c, const TszRecord *rec) SP_RESULT_USED;
-/* Merge a "feature" record of a topk-ctx output into column i (its meta
- * "feature" must be sel[i]). 0, or -1 with c->err. */
-int topkctx_merge(TopkCtx *c, size_t i, const TszRecord *rec) SP_RESULT_USED;
-/* Tokens' display strings: NULL for none. */
-typedef const char *(*TopkStrFn)(void *ud, int32_t id);
-/* The output record of column i (kind "feature"); strs may be NULL (then
- * no token_strs). */
-void topkctx_record(const TopkCtx *c, size_t i, TszRecord *rec, TopkStrFn strs, void *ud);
-/* The dict_stats record from every selected feature's fired count. */
-void topkctx_dict_stats(const TopkOpts *o, size_t F, const int32_t *sel, size_t nsel, const uint64_t *fired,
-                        uint64_t n_tokens, TszRecord *rec);
-/* The options as a JSON object (header "topk"), and back: 0 or -1. */
-json_t *topk_opts_json(const TopkOpts *o);
-int topk_opts_from_json(const json_t *j, TopkOpts *o);
 
 #endif

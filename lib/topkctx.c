@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "topk.h"
+#include "topkctx.h"
 
 #define SALT_RAND 0x72616e64u   /* "rand" */
 #define SALT_BAND 0x62616e64u   /* "band" */

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "tap.h"
+#include "sparse.h"
 #include "topk.h"
+#include "util.h"
 
 typedef struct { uint64_t key; TopkGid id; } Cand;
 
