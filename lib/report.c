@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "report_int.h"
 #include "stream.h"
 
 void report_opts_default(ReportOpts *o)
@@ -593,7 +594,7 @@ static void emit_feature(Report *r, long long id, json_t *f)
         char *js = json_dumps(f, JSON_COMPACT | JSON_REAL_PRECISION(5));
         if (r->nfeat) fputc(',', r->feat_f);
         fputc('\n', r->feat_f);
-        report_json_script_escape(r->feat_f, js);
+        fputs(js, r->feat_f);
         free(js);
         r->nfeat++;
     }

@@ -56,7 +56,8 @@ typedef struct {
     int dens_from_stats;      /* density[] came from dict_stats (all features) */
     double *hist_counts, *hist_edges; /* a ready histogram when only that is given */
     size_t nhist;
-    char *feat_buf;           /* JSON objects of the features, comma-separated */
+    char *feat_buf;           /* JSON objects of the features, comma-separated (not yet
+                               * escaped for <script>: report_html.c does that) */
     size_t feat_len;
     FILE *feat_f;             /* open_memstream on feat_buf */
     size_t nfeat;             /* features written into feat_buf */
@@ -77,10 +78,6 @@ int report_add_features(Report *r, const char *path) SP_RESULT_USED;
 
 /* Write the page to out. 0, or -1 with the error (a failed write). */
 int report_write_html(Report *r, FILE *out) SP_RESULT_USED;
-
-/* Internal (report_html.c): features that have an explanation but no
- * topk-ctx record go into the browser without examples. */
-void report_emit_unseen_explanations(Report *r);
 
 /* ---- helpers, exposed for unit tests ---- */
 /* s HTML-escaped (& < > " ') onto f. */

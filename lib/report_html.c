@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "report_int.h"
 
 void report_html_escape(FILE *f, const char *s)
 {
@@ -596,7 +597,7 @@ static void section_features(FILE *f, Report *r)
     free(v);
     fputs(",\"features\":[", f);
     fflush(r->feat_f);
-    fwrite(r->feat_buf, 1, r->feat_len, f);
+    report_json_script_escape(f, r->feat_buf);    /* escaped here, as everything in the page */
     fputs("\n]}</script>\n<script>", f);
     fputs(REPORT_ONERROR_JS, f);
     fputs("</script>\n<script>", f);
