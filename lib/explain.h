@@ -4,9 +4,12 @@
  * explanation alone, score the simulation by correlation. Plus a detection
  * scorer (as EleutherAI's delphi) and an offline baseline explainer.
  *
- * This file holds the pure parts: example split, prompt templates and
- * rendering, reply parsing and alignment, scoring, the baseline. The
- * concurrent API client that drives them is explain_run.c (explain_run.h).
+ * This header holds the pure parts, one file each: the example split and
+ * its prompt text (explain_examples.c), prompt templates (explain_prompt.c),
+ * replies (explain_reply.c), aligning a simulation (explain_align.c),
+ * scoring (explain_score.c), the baseline (explain_baseline.c) and prices
+ * (explain_price.c). The concurrent API client that drives them is
+ * explain_run.c (explain_run.h).
  *
  * The split. A feature has K top examples (rows of top_tokens/top_acts, in
  * the order topk-ctx wrote them: strongest first) and R random ones. Rows
@@ -159,7 +162,7 @@ void explain_baseline_simulate(const ExplainBaseline *b, const ExplainHeldout *h
 
 /* ---- cost ----
  * USD per million prompt and completion tokens for a model name; the table
- * is in explain.c and in explain-gpt4(1). 0 when the model is unknown. */
+ * is in explain_price.c and in explain-gpt4(1). 0 when the model is unknown. */
 int explain_price(const char *model, double *in_per_m, double *out_per_m);
 
 #endif

@@ -1,4 +1,4 @@
-/* explain.c: unit tests for lib/cache.c and lib/explain.c: SHA-256 against
+/* explain.c: unit tests for lib/cache.c and lib/explain_*.c: SHA-256 against
  * known digests (FIPS 180-4 examples and Python's hashlib), explanation
  * cleaning, simulation-reply alignment, logprob expected values, Pearson
  * against numpy, detection parsing, prompt templates, the cache. */
