@@ -10,7 +10,8 @@
 # skips it. Offline, or when that fails, text already on this machine (its
 # documentation): a bounded and deterministic selection (sorted paths,
 # READMEs and text files first, then copyright and licence texts). Says on
-# stderr which it took and why. OUTDIR appears only when complete.
+# stderr which it took and why, in lines short enough to read. OUTDIR
+# appears only when complete.
 set -e
 [ $# -ge 1 ] || { echo "usage: demo-corpus.sh OUTDIR [MAX_BYTES] [MAX_FILE_BYTES]" >&2; exit 2; }
 out=$1 max=${2:-1500000} per=${3:-24000}
@@ -35,11 +36,11 @@ if [ -n "$url" ]; then
 		n=$(ls "$tmp" | wc -l) total=$(cat "$tmp"/* | wc -c)
 		rm -rf "$out"
 		mv "$tmp" "$out"
-		echo "demo-corpus.sh: a public dataset, $url: $n documents, $total bytes in $out" >&2
+		echo "demo-corpus.sh: a public dataset, $url: $n documents, $total bytes" >&2
 		exit 0
 	fi
 	why=$(head -n 1 "$tmp.err")
-	echo "demo-corpus.sh: $url: ${why:-too short or not text}: using local documentation instead" >&2
+	echo "demo-corpus.sh: $url: ${why:-too short or not text}" >&2   # the next line says what instead
 fi
 {
 	find /usr/share/doc -type f \( -name 'README*' -o -name '*.txt' -o -name '*.md' \

@@ -17,6 +17,8 @@
 # money), from the offline baseline otherwise. Everything goes under demo/; it
 # ends by printing the path of the report, and a second run redoes nothing.
 # MODEL=, LAYER=, CORPUS_BYTES=... on the command line override the choice.
+# Each step prints one short line (what, how much, how long: quiet.mk); V=1
+# prints the full command lines instead.
 #
 # Measured (offline: shipped model, local documentation): 2.3 min wall from
 # a fresh clone, build included, on 2 idle cores; 6.3 min (3.5 min CPU) on 2
@@ -52,6 +54,7 @@ RECON_RECORDS ?= $(or $(DEMO_RECON_RECORDS),2)
 JOBS         ?= 2
 
 CORPUS := $(DEMO_DIR)/corpus
+include $(HERE)/quiet.mk
 
 EXPERIMENT = $(MAKE) --no-print-directory -f $(HERE)/experiment.mk -j$(JOBS) \
 	RUNS=$(DEMO_DIR)/runs MODEL=$(MODEL) CORPUS=$(CORPUS) LAYER=$(LAYER) CTX=$(CTX) \
@@ -78,5 +81,6 @@ $(DEMO_CHOICE):
 $(DEMO_DIR)/corpus.stamp: | $(DEMO_CHOICE)
 	@echo "== corpus: a public dataset if it can be fetched, else text under /usr/share/doc; about $(CORPUS_BYTES) bytes"
 	@mkdir -p $(DEMO_DIR)
-	sh $(HERE)/demo-corpus.sh $(CORPUS) $(CORPUS_BYTES)
-	@touch $@
+	$(step_begin)sh $(HERE)/demo-corpus.sh $(CORPUS) $(CORPUS_BYTES) \
+	$(call step_end,CORPUS,$$(ls $(CORPUS) | wc -l) documents in $(call howmuch,bytes,$(CORPUS)))
+	$(Q)touch $@

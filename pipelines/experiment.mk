@@ -37,6 +37,9 @@
 #   SWEEP      dictionaries trained from ONE read of the activation store, as
 #              ARCH/DICT/L1-or-K words: "relu/32x/5 relu/128x/5 topk/32x/32"
 #
+#   V          1: print the full command lines instead of one short line a
+#              step (quiet.mk)
+#
 # Targets: report (default), tokens, acts, fit, recon, topk, explain, sweep
 # (fits, scores and compares the SWEEP dictionaries in one report), paths
 # (prints where things go).
@@ -88,6 +91,8 @@ EXPLAIN_STRICT ?= 0
 REPORT_FLAGS ?=
 SSH       ?=
 REMOTE_WORKDIR ?= ...
+
+include $(HERE)/quiet.mk
 
 # ---- names: parameters are part of the paths --------------------------------
 strip_slash = $(patsubst %/,%,$(1))
@@ -149,20 +154,21 @@ MODEL_STAMP := $(if $(MODEL_IS_DIR),,$(RUNS)/$(MODEL_NAME)/model.stamp)
 
 $(RUNS)/$(MODEL_NAME)/model.stamp:
 	@mkdir -p $(@D)
-	$(BIN)model-fetch $(MODEL)
-	touch $@
+	$(step_begin)$(BIN)model-fetch $(MODEL) $(Q_STDOUT)$(call step_end,FETCH,$(MODEL))
+	$(Q)touch $@
 
 $(eval $(call params_rule,$(DATA)/tok.params,model=$(MODEL_ARG) rows=$(TOK_ROWS) $(TOK_FORMAT)))
 
 $(DATA)/tokens.tsz: $(CORPUS_FILES) $(MODEL_STAMP) $(DATA)/tok.params
 	@test -n "$(CORPUS)" || { echo "experiment.mk: set CORPUS=FILE|DIR (text, .jsonl, or a directory of text files)" >&2; exit 2; }
 	@mkdir -p $(@D)
-	$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail --rows $(TOK_ROWS) $(TOK_FORMAT) $(CORPUS_FILES) -o $@
+	$(step_begin)$(BIN)gpt2-tok --model $(MODEL_ARG) --ctx $(CTX) --drop-tail --rows $(TOK_ROWS) $(TOK_FORMAT) $(CORPUS_FILES) -o $@ \
+	$(call step_end,TOK,$(call plural,$(words $(CORPUS_FILES)),file) to $(call howmuch,tokens,$@))
 
 # tsz split writes tok.00.tsz ... balanced by rows; cat of them is tokens.tsz
 $(DATA)/shards.stamp: $(DATA)/tokens.tsz
-	$(BIN)tsz split -n $(SHARDS) $(DATA)/tok $<
-	touch $@
+	$(step_begin)$(BIN)tsz split -n $(SHARDS) $(DATA)/tok $<$(call step_end,SPLIT,$(SHARDS) shards (the last one held out))
+	$(Q)touch $@
 $(SHARD_IDS:%=$(DATA)/tok.%.tsz): $(DATA)/shards.stamp ;
 
 $(eval $(call params_rule,$(DATA)/recon.params,records=$(RECON_RECORDS)))
@@ -172,7 +178,8 @@ $(eval $(call params_rule,$(ACTS)/tap.params,model=$(MODEL_ARG) batch=$(BATCH) s
 
 $(ACTS)/rows.%.tsz $(ACTS)/ctx.%.tsz: $(DATA)/tok.%.tsz $(ACTS)/tap.params
 	@mkdir -p $(@D)
-	$(call dist,$*,$<,$(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz,sh $(PIPELINES)tap-shard.sh $(BIN) $(MODEL_ARG) $(HOOK) $(DTYPE) $(BATCH) $(SHUFFLE) $(shell echo $$(( $(SEED) + 10#$* ))) {1} $(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz)
+	$(step_begin)$(call dist,$*,$<,$(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz,sh $(PIPELINES)tap-shard.sh $(BIN) $(MODEL_ARG) $(HOOK) $(DTYPE) $(BATCH) $(SHUFFLE) $(shell echo $$(( $(SEED) + 10#$* ))) {1} $(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz) \
+	$(call step_end,FWD+TAP,shard $*: $(call howmuch,tokens,$<) to $(DTYPE) $(HOOK)$(comma) $(call howmuch,bytes,$(ACTS)/rows.$*.tsz $(ACTS)/ctx.$*.tsz))
 
 # ---- per-dictionary steps (the single fit and every sweep member) ---------------
 define SAE_RULES
@@ -180,23 +187,27 @@ $(eval $(call params_rule,$(1)/topk.params,model=$(MODEL_ARG) k=$(TOPK_K) window
 $(eval $(call params_rule,$(1)/explain.params,$(EXPLAINER) features=$(EXPLAIN_FEATURES) $(EXPLAIN_FLAGS)))
 
 $(1)/recon.tsz: $(1)/sae.tsz $(EVAL_TOK) $(DATA)/recon.params
-	$(if $(RECON_RECORDS),$(BIN)tsz head -n $(RECON_RECORDS) $(EVAL_TOK) | )$(BIN)recon-score --model $(MODEL_ARG) --sae $(1)/sae.tsz $(if $(RECON_RECORDS),-,$(EVAL_TOK)) -o $$@
+	$$(step_begin)$(if $(RECON_RECORDS),$(BIN)tsz head -n $(RECON_RECORDS) $(EVAL_TOK) | )$(BIN)recon-score --model $(MODEL_ARG) --sae $(1)/sae.tsz $(if $(RECON_RECORDS),-,$(EVAL_TOK)) -o $$@ \
+	$$(call step_end,RECON,$(notdir $(1)) on held-out shard $(EVAL_ID)$(if $(RECON_RECORDS), ($(call plural,$(RECON_RECORDS),record))): $$(call howmuch,recon,$$@))
 
 $(SHARD_IDS:%=$(1)/topk.%.tsz): $(1)/topk.%.tsz: $(ACTS)/ctx.%.tsz $(1)/sae.tsz $(1)/topk.params
-	$$(call dist,$$*,$$< $(1)/sae.tsz,$$@,$(BIN)sae-encode --sae {2} {1} | $(BIN)topk-ctx --model $$(MODEL_ARG) -k $$(TOPK_K) --window $$(WINDOW) --random $$(RANDOM) $$(TOPK_FLAGS) -o $$@)
+	$$(step_begin)$$(call dist,$$*,$$< $(1)/sae.tsz,$$@,$(BIN)sae-encode --sae {2} {1} | $(BIN)topk-ctx --model $$(MODEL_ARG) -k $$(TOPK_K) --window $$(WINDOW) --random $$(RANDOM) $$(TOPK_FLAGS) -o $$@) \
+	$$(call step_end,TOPK,$(notdir $(1)) shard $$*: encode and collect top-k contexts)
 
 $(1)/topk.tsz: $(SHARD_IDS:%=$(1)/topk.%.tsz)
-	$(BIN)topk-ctx --merge $$^ -o $$@
+	$$(step_begin)$(BIN)topk-ctx --merge $$^ -o $$@$$(call step_end,MERGE,top-k contexts of $(SHARDS) shards: $$(call howmuch,features,$$@))
 
 $(SHARD_IDS:%=$(1)/expl.%.tsz): $(1)/expl.%.tsz: $(1)/topk.tsz $(1)/explain.params
-	$$(call dist,$$*,$$<,$$@,sh $(PIPELINES)explain-part.sh $(BIN) {1} $$* $(SHARDS) $$(or $$(EXPLAIN_FEATURES),all) $$@ --backend $$(EXPLAINER) $$(EXPLAIN_FLAGS)) $(if $(filter 1,$(EXPLAIN_STRICT)),,|| test $$$$? = 3)
+	$$(step_begin)$$(call dist,$$*,$$<,$$@,sh $(PIPELINES)explain-part.sh $(BIN) {1} $$* $(SHARDS) $$(or $$(EXPLAIN_FEATURES),all) $$@ --backend $$(EXPLAINER) $$(EXPLAIN_FLAGS)) $(if $(filter 1,$(EXPLAIN_STRICT)),,|| test $$$$? = 3) \
+	$$(call step_end,EXPLAIN,part $$* of $(SHARDS) of the features ($$(EXPLAINER)): $$(call howmuch,records,$$@))
 
 $(1)/expl.tsz: $(SHARD_IDS:%=$(1)/expl.%.tsz)
-	$(BIN)tsz cat $$^ -o $$@
+	$$(step_begin)$(BIN)tsz cat $$^ -o $$@$$(call step_end,CAT,explanations: $$(call howmuch,records,$$@))
 
 $(1)/report.html: $(1)/sae.tsz $(1)/recon.tsz $(1)/topk.tsz $(1)/expl.tsz
-	$(BIN)sae-report -s $(1)/sae.tsz -r $(1)/recon.tsz -l $(1)/train.tsv -F $(1)/topk.tsz \
-		-e $(1)/expl.tsz -t "saepipe: $(MODEL_NAME) $(HOOK) $(notdir $(1))" $(REPORT_FLAGS) -o $$@
+	$$(step_begin)$(BIN)sae-report -s $(1)/sae.tsz -r $(1)/recon.tsz -l $(1)/train.tsv -F $(1)/topk.tsz \
+		-e $(1)/expl.tsz -t "saepipe: $(MODEL_NAME) $(HOOK) $(notdir $(1))" $(REPORT_FLAGS) -o $$@ \
+	$$(call step_end,REPORT,$(notdir $(1)): $$(call howmuch,bytes,$$@))
 endef
 
 $(foreach d,$(SAE) $(SWEEP_DIRS),$(eval $(call SAE_RULES,$(d))))
@@ -204,18 +215,20 @@ $(foreach d,$(SAE) $(SWEEP_DIRS),$(eval $(call SAE_RULES,$(d))))
 # ---- fitting -----------------------------------------------------------------------
 $(eval $(call params_rule,$(SAE)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
 $(SAE)/sae.tsz: $(TRAIN_ROWS) $(EVAL_ROWS) $(SAE)/fit.params
-	$(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
-		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@ $(TRAIN_ROWS)
+	$(step_begin)$(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
+		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@ $(TRAIN_ROWS) \
+	$(call step_end,FIT,$(notdir $(SAE)): $(call howmuch,fit,$@))
 
 # the sweep: one read of the store, tee'd into one sae-fit per member
 $(eval $(call params_rule,$(ACTS)/sweep/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
 $(SWEEP_DIRS:%=%/sae.tsz) &: $(TRAIN_ROWS) $(EVAL_ROWS) $(ACTS)/sweep/fit.params
-	cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
-		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(ACTS)/sweep/$(call fit_id,$(subst /, ,$(s))))
+	$(step_begin)cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
+		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(ACTS)/sweep/$(call fit_id,$(subst /, ,$(s)))) \
+	$(call step_end,FIT,sweep of $(words $(SWEEP)) dictionaries: $(SWEEP))
 
 $(ACTS)/sweep/report.html: $(SWEEP_DIRS:%=%/sae.tsz) $(SWEEP_DIRS:%=%/recon.tsz)
-	$(BIN)sae-report $(foreach d,$(SWEEP_DIRS),-s $(d)/sae.tsz -r $(d)/recon.tsz -l $(notdir $(d))=$(d)/train.tsv) \
-		-t "saepipe sweep: $(MODEL_NAME) $(HOOK)" $(REPORT_FLAGS) -o $@
+	$(step_begin)$(BIN)sae-report $(foreach d,$(SWEEP_DIRS),-s $(d)/sae.tsz -r $(d)/recon.tsz -l $(notdir $(d))=$(d)/train.tsv) \
+		-t "saepipe sweep: $(MODEL_NAME) $(HOOK)" $(REPORT_FLAGS) -o $@$(call step_end,REPORT,sweep: $(call howmuch,bytes,$@))
 
 # ---- named steps -------------------------------------------------------------------
 .PHONY: report tokens acts fit recon topk explain sweep paths
