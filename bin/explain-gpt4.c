@@ -36,7 +36,8 @@ static void usage(FILE *f, int status)
 "      --model NAME        model [Default: " DEFAULT_MODEL "]\n"
 "      --backend NAME      openai (any chat-completions server) or baseline\n"
 "                          (offline, over-represented tokens) [Default: openai]\n"
-"      --scorer NAME       simulation, detection or none [Default: simulation]\n"
+"      --scorer NAME       simulation, detection, fuzzing or none\n"
+"                          [Default: simulation]\n"
 "      --features LIST     only these features, e.g. 0-9,17 [Default: all]\n"
 "      --n-explain N       top examples shown to the explainer [Default: 10]\n"
 "      --n-score N         held-out top and random examples scored, each [Default: 10]\n"
@@ -54,8 +55,9 @@ static void usage(FILE *f, int status)
 "      --min-aligned F     fraction of held-out tokens a simulation reply must\n"
 "                          match [Default: 0.9]\n"
 "      --baseline-tokens N tokens in a baseline explanation [Default: 3]\n"
-"      --prompt-dir DIR    explain.txt, simulate.txt, detect.txt [Default:\n"
-"                          $SAEPIPE_PROMPT_DIR, else the installed prompts]\n"
+"      --prompt-dir DIR    explain.txt, simulate.txt, detect.txt, fuzz.txt\n"
+"                          [Default: $SAEPIPE_PROMPT_DIR, else the installed\n"
+"                          prompts]\n"
 "      --price IN,OUT      USD per million prompt,completion tokens\n"
 "                          [Default: the table in explain-gpt4(1)]\n"
 "      --dry-run[=WHERE]   print the prompts and a token and cost estimate to\n"
@@ -116,7 +118,6 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"dry-run", 2, 0, O_DRYRUN}, {"progress", 0, 0, O_PROGRESS}, {"force", 0, 0, 'f'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
     static const char *const backends[] = {"openai", "baseline", NULL};
-    static const char *const scorers[] = {"simulation", "detection", "none", NULL};
     static const char *const where[] = {"stderr", "stdout", NULL};
     static const char *const endpoints[] = {"chat", "completions", NULL};
     ExplainConfig *c = &o->c;
@@ -135,7 +136,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_API: c->api_base = optarg; break;
         case O_MODEL: c->model = optarg; break;
         case O_BACKEND: c->backend = (ExplainBackend)pick("--backend", optarg, backends); break;
-        case O_SCORER: c->scorer = (ExplainScorer)pick("--scorer", optarg, scorers); break;
+        case O_SCORER: c->scorer = (ExplainScorer)pick("--scorer", optarg, EXPLAIN_SCORER_NAME); break;
         case O_FEATURES: o->features = optarg; break;
         case O_NEXPLAIN: c->n_explain = sp_opt_u64("--n-explain", optarg, 1, 1000); break;
         case O_NSCORE: c->n_score = sp_opt_u64("--n-score", optarg, 1, 1000); break;
@@ -281,6 +282,8 @@ static void examples_from(ExplainExamples *x, const TszRecord *rec, const char *
     if (memcmp(tt->shape, ta->shape, 2 * sizeof *tt->shape) || memcmp(rt->shape, ra->shape, 2 * sizeof *rt->shape) ||
         (rt->shape[0] && tt->shape[0] && rt->shape[1] != tt->shape[1]))
         sp_die("%s: record %" PRIu64 " (feature %" PRId64 "): tokens and activations differ in shape", in, n, x->feature);
+    json_t *dens = json_object_get(rec->meta, "density");
+    x->density = json_is_number(dens) ? json_number_value(dens) : NAN;
     x->token_strs = json_object_get(rec->meta, "token_strs");
     if (!json_is_object(x->token_strs))
         sp_die("%s: record %" PRIu64 " (feature %" PRId64 "): meta has no 'token_strs' object (run topk-ctx with --model)", in, n, x->feature);
@@ -322,6 +325,16 @@ static void add_f32_rows(TszRecord *out, const char *name, const ExplainHeldout 
     for (size_t e = 0; e < h->E; e++) memcpy(d + e * h->W, rows[e], h->W * sizeof *d);
 }
 
+/* The scores of a yes/no scorer (detection, fuzzing), as delphi reports them. */
+static json_t *class_json(const ExplainClassScore *c)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "balanced_accuracy",
+                     num_or_null(c->balanced_accuracy), "tpr", num_or_null(c->tpr), "tnr", num_or_null(c->tnr),
+                     "precision", num_or_null(c->precision), "recall", num_or_null(c->recall), "f1",
+                     num_or_null(c->f1), "auroc", num_or_null(c->auroc), "tp", (json_int_t)c->tp, "fp",
+                     (json_int_t)c->fp, "tn", (json_int_t)c->tn, "fn", (json_int_t)c->fn);
+}
+
 static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
 {
     tsz_record_clear(out);
@@ -332,9 +345,8 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
     json_object_set_new(m, "score", num_or_null(j->score));
     json_object_set_new(m, "score_top", num_or_null(j->score_top));
     json_object_set_new(m, "score_random", num_or_null(j->score_random));
-    if (o->c.scorer == EXPLAIN_SCORER_DETECTION)
-        json_object_set_new(m, "detection", json_pack("{s:o, s:o, s:o}", "balanced_accuracy", num_or_null(j->score),
-                                                      "tpr", num_or_null(j->det_tpr), "tnr", num_or_null(j->det_tnr)));
+    if (o->c.scorer == EXPLAIN_SCORER_DETECTION || o->c.scorer == EXPLAIN_SCORER_FUZZING)
+        json_object_set_new(m, EXPLAIN_SCORER_NAME[o->c.scorer], class_json(&j->cls));
     json_object_set_new(m, "status", json_string(j->ok ? "ok" : j->dead ? "dead" : "failed"));
     json_object_set_new(m, "error", j->ok ? json_null() : json_string(j->err));
     json_object_set_new(m, "attempts", json_integer(j->attempts));
@@ -342,7 +354,8 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
     json_object_set_new(m, "usage", json_pack("{s:I, s:I}", "prompt_tokens", (json_int_t)j->prompt_tokens,
                                               "completion_tokens", (json_int_t)j->completion_tokens));
     json_object_set_new(m, "backend", json_string(o->c.backend == EXPLAIN_BACKEND_BASELINE ? "baseline" : o->c.model));
-    json_object_set_new(m, "scorer", json_string(((const char *[]){"simulation", "detection", "none"})[o->c.scorer]));
+    json_object_set_new(m, "scorer", json_string(EXPLAIN_SCORER_NAME[o->c.scorer]));
+    json_object_set_new(m, "density", num_or_null(j->x.density));
     json_object_set_new(m, "n_explain", json_integer((json_int_t)(j->x.K < o->c.n_explain ? j->x.K : o->c.n_explain)));
     json_object_set_new(m, "n_heldout_top", json_integer((json_int_t)j->h.n_top));
     json_object_set_new(m, "n_heldout_random", json_integer((json_int_t)(j->h.E - j->h.n_top)));
@@ -368,7 +381,10 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
     const char *in = sp_in_name(o->input);
     double pin = 0, pout = 0;
     size_t nf = 0;
-    ExplainStage second = o->c.scorer == EXPLAIN_SCORER_DETECTION ? EXPLAIN_STAGE_DETECT : EXPLAIN_STAGE_SIMULATE;
+    static const ExplainStage seconds[] = {EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ,
+                                           EXPLAIN_STAGE_SIMULATE};
+    static const char *const stage_name[] = {"explain", "simulate", "detect", "fuzz"};
+    ExplainStage second = seconds[o->c.scorer];
     while (read_feature(r, &rec, in)) {
         ExplainJob j = {0};
         examples_from(&j.x, &rec, in, tsz_reader_records(r));
@@ -379,7 +395,7 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
             ExplainStage st = s ? second : EXPLAIN_STAGE_EXPLAIN;
             char *body = explain_request_body(&o->c, &j, st, "<the explanation>");
             json_t *req = json_loads(body, 0, NULL);
-            fprintf(f, "=== feature %" PRId64 ": %s request\n", j.x.feature, s ? (st == EXPLAIN_STAGE_DETECT ? "detect" : "simulate") : "explain");
+            fprintf(f, "=== feature %" PRId64 ": %s request\n", j.x.feature, stage_name[st]);
             size_t i, chars = 0;
             json_t *msg;
             json_array_foreach(json_object_get(req, "messages"), i, msg) {
@@ -407,6 +423,46 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
             nf * (o->c.scorer == EXPLAIN_SCORER_NONE ? 1 : 2), pin, pout, cost, o->c.model, o->price_in, o->price_out);
     tsz_record_free(&rec);
     if (fflush(stdout) != 0 || fclose(stdout) != 0) sp_die("stdout: write error");
+}
+
+/* The scores over the features, for the summary: each metric's mean over
+ * the ok features where it is defined, plain and weighted by density. */
+enum { AGG_METRICS = 5 };
+typedef struct {
+    size_t n[AGG_METRICS];
+    double sum[AGG_METRICS], wsum[AGG_METRICS], w[AGG_METRICS];
+} ScoreAgg;
+
+static void agg_add(ScoreAgg *a, const ExplainJob *j)
+{
+    const ExplainClassScore *c = &j->cls;
+    const double v[AGG_METRICS] = {j->score, c->precision, c->recall, c->f1, c->auroc};
+    for (size_t m = 0; m < AGG_METRICS; m++) {
+        if (!isfinite(v[m])) continue;
+        a->n[m]++;
+        a->sum[m] += v[m];
+        if (isfinite(j->x.density) && j->x.density > 0) {
+            a->wsum[m] += j->x.density * v[m];
+            a->w[m] += j->x.density;
+        }
+    }
+}
+
+/* "explain-gpt4: fuzzing over 6 features: balanced accuracy 0.912 (0.950 weighted by frequency), ..." */
+static void agg_print(const ScoreAgg *a, ExplainScorer scorer)
+{
+    static const char *const sim[] = {"correlation"};
+    static const char *const yes_no[] = {"balanced accuracy", "precision", "recall", "F1", "AUROC"};
+    const char *const *names = scorer == EXPLAIN_SCORER_SIMULATION ? sim : yes_no;
+    size_t nm = scorer == EXPLAIN_SCORER_SIMULATION ? 1 : AGG_METRICS;
+    if (scorer == EXPLAIN_SCORER_NONE || !a->n[0]) return;
+    fprintf(stderr, "%s: %s over %zu features:", sp_prog, EXPLAIN_SCORER_NAME[scorer], a->n[0]);
+    for (size_t m = 0; m < nm; m++) {
+        if (!a->n[m]) continue;
+        fprintf(stderr, "%s %s %.3f", m ? "," : "", names[m], a->sum[m] / (double)a->n[m]);
+        if (a->w[m] > 0) fprintf(stderr, " (%.3f%s)", a->wsum[m] / a->w[m], m ? "" : " weighted by frequency");
+    }
+    fputc('\n', stderr);
 }
 
 /* ", 3 dead" for the summary, or "". */
@@ -440,15 +496,16 @@ int main(int argc, char **argv)
     size_t nfr;
     Range *fr = parse_features(o.features, &nfr);
     char *pdir = NULL;
-    ExplainPrompt pr[3];
+    ExplainPrompt pr[4];
     size_t npr = 0;
     if (o.c.backend == EXPLAIN_BACKEND_OPENAI) {
         pdir = find_prompt_dir(o.prompt_dir);
-        static const char *files[3] = {"explain.txt", "simulate.txt", "detect.txt"};
-        for (npr = 0; npr < 3; npr++) load_prompt(&pr[npr], pdir, files[npr]);
+        static const char *files[4] = {"explain.txt", "simulate.txt", "detect.txt", "fuzz.txt"};
+        for (npr = 0; npr < 4; npr++) load_prompt(&pr[npr], pdir, files[npr]);
         o.c.p_explain = &pr[0];
         o.c.p_simulate = &pr[1];
         o.c.p_detect = &pr[2];
+        o.c.p_fuzz = &pr[3];
     }
     const char *key = getenv("OPENAI_API_KEY");
     o.c.api_key = key && *key ? key : NULL;
@@ -491,6 +548,7 @@ int main(int argc, char **argv)
     sp_progress_init(&prog, o.progress, "explain-gpt4", "features", 0);
     const char *in = sp_in_name(o.input);
     uint64_t n_ok = 0, n_failed = 0, n_dead = 0;
+    ScoreAgg agg = {0};
     int eof = 0;
     while (!eof || head < tail) {
         while (!eof && tail - head < cap) {
@@ -509,9 +567,14 @@ int main(int argc, char **argv)
             ExplainJob *j = &win[head % cap].job;
             job_record(&out, j, &o);
             tsz_write_or_die(w, &out);
-            if (j->ok) n_ok++;
-            else if (j->dead) n_dead++;
-            else n_failed++;
+            if (j->ok) {
+                n_ok++;
+                agg_add(&agg, j);
+            } else if (j->dead) {
+                n_dead++;
+            } else {
+                n_failed++;
+            }
             explain_job_free(j);
             head++;
             sp_progress_update(&prog, n_ok + n_failed + n_dead);
@@ -538,6 +601,7 @@ int main(int argc, char **argv)
                 dead_note(n_dead, dn, sizeof dn),
                 st.calls, st.retries, st.cache_hits, st.prompt_tokens, st.completion_tokens, cost, o.c.model,
                 o.price_in, o.price_out);
+    agg_print(&agg, o.c.scorer);
     explain_run_free(run);
     tsz_reader_close(r);
     for (size_t i = 0; i < cap; i++) tsz_record_free(&win[i].rec);

@@ -1,14 +1,15 @@
 /* explain.h: automated interpretability after Bills et al. (2023),
  * "Language models can explain neurons in language models": explain a
  * feature from its top examples, simulate its activations from the
- * explanation alone, score the simulation by correlation. Plus a detection
- * scorer (as EleutherAI's delphi) and an offline baseline explainer.
+ * explanation alone, score the simulation by correlation. Plus detection
+ * and fuzzing scorers (as EleutherAI's delphi) and an offline baseline
+ * explainer.
  *
  * This header holds the pure parts, one file each: the example split and
  * its prompt text (explain_examples.c), prompt templates (explain_prompt.c),
- * replies (explain_reply.c), aligning a simulation (explain_align.c),
- * scoring (explain_score.c), the baseline (explain_baseline.c) and prices
- * (explain_price.c). The concurrent API client that drives them is
+ * fuzzing items (explain_fuzz.c), replies (explain_reply.c), aligning a
+ * simulation (explain_align.c), scoring (explain_score.c), the baseline
+ * (explain_baseline.c) and prices (explain_price.c). The concurrent API client that drives them is
  * explain_run.c (explain_run.h).
  *
  * The split. A feature has K top examples (rows of top_tokens/top_acts, in
@@ -36,6 +37,7 @@ typedef struct {
     const int32_t *rand_tokens; /* (R,W) */
     const float *rand_acts;     /* (R,W) */
     const json_t *token_strs;   /* {"id": "display string"} */
+    double density;             /* fraction of tokens the feature fires on (NAN: unknown) */
 } ExplainExamples;
 
 /* The held-out examples: E rows of W tokens. */
@@ -92,6 +94,25 @@ char *explain_text_simulate(const ExplainExamples *x, const ExplainHeldout *h);
  * one line "N: text" where text is the tokens joined. */
 char *explain_text_detect(const ExplainExamples *x, const ExplainHeldout *h, const size_t *perm);
 
+/* ---- fuzzing (as EleutherAI's delphi) ----
+ * Items made of the held-out examples, some tokens highlighted: each example
+ * that fires gives one item with exactly its firing tokens highlighted (the
+ * truth: 1) and one with as many of its other tokens highlighted at random
+ * (0); each example that does not fire gives one item with a random token
+ * highlighted (0). The scorer asks whether the highlighted tokens are what
+ * the explanation describes. Random choices come from seed (the feature). */
+typedef struct {
+    size_t n, W;
+    size_t *ex;                 /* (n) the held-out example of each item */
+    uint8_t *mark;              /* (n,W) 1 = highlighted */
+    uint8_t *label;             /* (n) 1 = the highlights are the firing tokens */
+} ExplainFuzz;
+void explain_fuzz_prepare(ExplainFuzz *z, const ExplainHeldout *h, uint64_t seed);
+void explain_fuzz_free(ExplainFuzz *z);
+/* Items in the order perm (n entries), numbered from 1, one a line, "N: text"
+ * with each run of highlighted tokens between << and >>. */
+char *explain_text_fuzz(const ExplainExamples *x, const ExplainHeldout *h, const ExplainFuzz *z, const size_t *perm);
+
 /* ---- replies ---- */
 typedef struct {
     char *content;              /* the assistant message (owned) */
@@ -141,6 +162,26 @@ void explain_score_sim(const ExplainHeldout *h, const float *pred, double *all, 
  * true activation is > 0. tpr/tnr are NAN when a class is empty; the balanced
  * accuracy then is the other one. */
 double explain_score_detect(const ExplainHeldout *h, const uint8_t *said, double *tpr, double *tnr);
+/* The truth of detection: label[e] = 1 when held-out example e fires (E). */
+void explain_detect_labels(const ExplainHeldout *h, uint8_t *label);
+
+/* A yes/no scorer (detection, fuzzing) against the truth, as delphi reports
+ * it. Every rate is NAN when undefined (an empty class, no "yes" said). */
+typedef struct {
+    size_t n, tp, fp, tn, fn;
+    double balanced_accuracy;   /* (tpr + tnr) / 2, or the one defined */
+    double tpr, tnr;            /* recall of the positives, of the negatives */
+    double precision, recall, f1;
+    double auroc;               /* of prob; with yes/no answers it equals the
+                                 * balanced accuracy (ties count half) */
+} ExplainClassScore;
+/* said[i] is the answer about item i, label[i] the truth; prob (NULL: said
+ * as 0/1) ranks the items for the AUROC. */
+void explain_class_score(ExplainClassScore *s, const uint8_t *label, const uint8_t *said, const double *prob,
+                         size_t n);
+/* Area under the ROC curve of score against label over n items (the
+ * Mann-Whitney statistic, ties counting half); NAN when a class is empty. */
+double explain_auroc(const double *score, const uint8_t *label, size_t n);
 
 /* ---- the offline baseline ----
  * Tokens that fire (activation > 0) in the shown top examples are ranked by

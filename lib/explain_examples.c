@@ -99,16 +99,36 @@ char *explain_text_simulate(const ExplainExamples *x, const ExplainHeldout *h)
     return sb_done(&b);
 }
 
+/* "N: text" and a newline: the tokens of row, runs of marked ones (mark may
+ * be NULL) between << and >>. */
+static void numbered_line(Sb *b, const ExplainExamples *x, const int32_t *row, size_t W, const uint8_t *mark,
+                          size_t num)
+{
+    char tb[256], nb[32];
+    snprintf(nb, sizeof nb, "%zu: ", num);
+    sb_str(b, nb);
+    int open = 0;
+    for (size_t t = 0; t < W; t++) {
+        if (row[t] < 0) continue;
+        int m = mark && mark[t];
+        if (m != open) sb_str(b, m ? "<<" : ">>");
+        open = m;
+        sb_str(b, explain_token_text(x, row[t], tb, sizeof tb));
+    }
+    sb_str(b, open ? ">>\n" : "\n");
+}
+
 char *explain_text_detect(const ExplainExamples *x, const ExplainHeldout *h, const size_t *perm)
 {
     Sb b = {0};
-    char tb[256], num[32];
-    for (size_t i = 0; i < h->E; i++) {
-        snprintf(num, sizeof num, "%zu: ", i + 1);
-        sb_str(&b, num);
-        for (size_t t = 0; t < h->W; t++)
-            if (h->tok[perm[i]][t] >= 0) sb_str(&b, explain_token_text(x, h->tok[perm[i]][t], tb, sizeof tb));
-        sb_str(&b, "\n");
-    }
+    for (size_t i = 0; i < h->E; i++) numbered_line(&b, x, h->tok[perm[i]], h->W, NULL, i + 1);
+    return sb_done(&b);
+}
+
+char *explain_text_fuzz(const ExplainExamples *x, const ExplainHeldout *h, const ExplainFuzz *z, const size_t *perm)
+{
+    Sb b = {0};
+    for (size_t i = 0; i < z->n; i++)
+        numbered_line(&b, x, h->tok[z->ex[perm[i]]], h->W, z->mark + perm[i] * z->W, i + 1);
     return sb_done(&b);
 }

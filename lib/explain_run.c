@@ -18,7 +18,8 @@ struct ExplainRun {
     char err[512];
 };
 
-static const char *STAGE_NAME[] = {"explain", "simulate", "detect"};
+static const char *STAGE_NAME[] = {"explain", "simulate", "detect", "fuzz"};
+const char *const EXPLAIN_SCORER_NAME[] = {"simulation", "detection", "fuzzing", "none", NULL};
 
 void explain_job_free(ExplainJob *j)
 {
@@ -26,11 +27,14 @@ void explain_job_free(ExplainJob *j)
     free(j->pred);
     free(j->body);
     free(j->perm);
+    free(j->truth);
     explain_heldout_free(&j->h);
+    explain_fuzz_free(&j->fuzz);
     j->explanation = NULL;
     j->pred = NULL;
     j->body = NULL;
     j->perm = NULL;
+    j->truth = NULL;
 }
 
 void explain_scrub(char *s, const char *key)
@@ -110,16 +114,19 @@ char *explain_request_body(const ExplainConfig *c, ExplainJob *j, ExplainStage s
     char *ex;
     const ExplainPrompt *p;
     char nbuf[32];
-    snprintf(nbuf, sizeof nbuf, "%zu", j->h.E);
+    snprintf(nbuf, sizeof nbuf, "%zu", stage == EXPLAIN_STAGE_FUZZ ? j->n_items : j->h.E);
     if (stage == EXPLAIN_STAGE_EXPLAIN) {
         ex = explain_text_explain(&j->x, c->n_explain);
         p = c->p_explain;
     } else if (stage == EXPLAIN_STAGE_SIMULATE) {
         ex = explain_text_simulate(&j->x, &j->h);
         p = c->p_simulate;
-    } else {
+    } else if (stage == EXPLAIN_STAGE_DETECT) {
         ex = explain_text_detect(&j->x, &j->h, j->perm);
         p = c->p_detect;
+    } else {
+        ex = explain_text_fuzz(&j->x, &j->h, &j->fuzz, j->perm);
+        p = c->p_fuzz;
     }
     json_t *msgs = explain_prompt_render(p, ex, explanation, nbuf), *req;
     if (c->completions) {
@@ -170,16 +177,29 @@ static void job_finish(ExplainJob *j)
 
 static void issue(ExplainRun *r, ExplainJob *j, int use_cache);
 
-/* Held-out split; order for detection: a fixed shuffle per feature. */
+/* Held-out split; the items judged and their truth; the order they are
+ * shown in: a fixed shuffle per feature. */
 void explain_job_prepare(const ExplainConfig *c, ExplainJob *j)
 {
     explain_heldout(&j->h, &j->x, c->n_explain, c->n_score);
+    explain_fuzz_free(&j->fuzz);
+    free(j->truth);
+    if (c->scorer == EXPLAIN_SCORER_FUZZING) {
+        explain_fuzz_prepare(&j->fuzz, &j->h, 0xf0225 ^ (uint64_t)j->x.feature);
+        j->n_items = j->fuzz.n;
+        j->truth = xmalloc(j->n_items + 1);
+        memcpy(j->truth, j->fuzz.label, j->n_items);
+    } else {
+        j->n_items = j->h.E;
+        j->truth = xmalloc(j->n_items + 1);
+        explain_detect_labels(&j->h, j->truth);
+    }
     free(j->perm);
     SpRng rng;
     sp_rng_seed(&rng, 0xde7ec7 ^ (uint64_t)j->x.feature);
-    j->perm = xmalloc((j->h.E + 1) * sizeof *j->perm);
-    for (size_t i = 0; i < j->h.E; i++) j->perm[i] = i;
-    for (size_t i = j->h.E; i > 1; i--) {
+    j->perm = xmalloc((j->n_items + 1) * sizeof *j->perm);
+    for (size_t i = 0; i < j->n_items; i++) j->perm[i] = i;
+    for (size_t i = j->n_items; i > 1; i--) {
         size_t k = (size_t)sp_rng_below(&rng, i), t = j->perm[i - 1];
         j->perm[i - 1] = j->perm[k];
         j->perm[k] = t;
@@ -192,9 +212,17 @@ static void next_stage(ExplainRun *r, ExplainJob *j)
         job_finish(j);
         return;
     }
-    j->stage = r->c.scorer == EXPLAIN_SCORER_SIMULATION ? EXPLAIN_STAGE_SIMULATE : EXPLAIN_STAGE_DETECT;
+    static const ExplainStage second[] = {EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ};
+    j->stage = second[r->c.scorer];
     j->tries = 0;
     issue(r, j, 1);
+}
+
+/* The scores of a yes/no scorer from its answers (n_items, in item order). */
+static void score_yes_no(ExplainJob *j, const uint8_t *said)
+{
+    explain_class_score(&j->cls, j->truth, said, NULL, j->n_items);
+    j->score = j->cls.balanced_accuracy;
 }
 
 /* Use a reply: 0 when it moved the job on, -1 with why when unusable. */
@@ -223,11 +251,12 @@ static int use_reply(ExplainRun *r, ExplainJob *j, const ExplainReply *rep, char
         explain_score_sim(&j->h, j->pred, &j->score, &j->score_top, &j->score_random);
         return 0;
     }
-    uint8_t *said = xmalloc(j->h.E + 1), *unperm = xmalloc(j->h.E + 1);
-    int rc = explain_parse_detect(rep->content, j->h.E, said, why, n);
+    /* detection and fuzzing: the numbers of the items said yes to */
+    uint8_t *said = xmalloc(j->n_items + 1), *unperm = xmalloc(j->n_items + 1);
+    int rc = explain_parse_detect(rep->content, j->n_items, said, why, n);
     if (rc == 0) {
-        for (size_t i = 0; i < j->h.E; i++) unperm[j->perm[i]] = said[i];
-        j->score = explain_score_detect(&j->h, unperm, &j->det_tpr, &j->det_tnr);
+        for (size_t i = 0; i < j->n_items; i++) unperm[j->perm[i]] = said[i];
+        score_yes_no(j, unperm);
     }
     free(said);
     free(unperm);
@@ -288,6 +317,21 @@ static void issue(ExplainRun *r, ExplainJob *j, int use_cache)
 }
 
 /* ---- the offline baseline ---- */
+/* Its answer about item i: an example has the feature when one of its tokens
+ * occurs; highlights (fuzzing) are right when each highlighted token is one. */
+static int baseline_says(const ExplainJob *j, int fuzz, size_t i)
+{
+    size_t W = j->h.W, e = fuzz ? j->fuzz.ex[i] : i;
+    int any = 0, all = 1;
+    for (size_t t = 0; t < W; t++) {
+        if (fuzz && !j->fuzz.mark[i * W + t]) continue;
+        int p = j->pred[e * W + t] > 0;
+        any |= p;
+        all &= p;
+    }
+    return fuzz ? any && all : any;
+}
+
 static void run_baseline(ExplainRun *r, ExplainJob *j)
 {
     j->explanation = explain_baseline(&j->x, r->c.n_explain, r->c.n_score, r->c.baseline_tokens, &j->base);
@@ -301,11 +345,9 @@ static void run_baseline(ExplainRun *r, ExplainJob *j)
         j->aligned = 1;
         explain_score_sim(&j->h, j->pred, &j->score, &j->score_top, &j->score_random);
     } else {
-        /* the baseline says an example has the feature when one of its tokens occurs */
-        uint8_t *said = xcalloc(j->h.E + 1, 1);
-        for (size_t e = 0; e < j->h.E; e++)
-            for (size_t t = 0; t < j->h.W; t++) said[e] |= j->pred[e * j->h.W + t] > 0;
-        j->score = explain_score_detect(&j->h, said, &j->det_tpr, &j->det_tnr);
+        uint8_t *said = xcalloc(j->n_items + 1, 1);
+        for (size_t i = 0; i < j->n_items; i++) said[i] = baseline_says(j, r->c.scorer == EXPLAIN_SCORER_FUZZING, i);
+        score_yes_no(j, said);
         free(said);
     }
     job_finish(j);
@@ -314,7 +356,9 @@ static void run_baseline(ExplainRun *r, ExplainJob *j)
 void explain_run_add(ExplainRun *r, ExplainJob *j)
 {
     j->done = j->ok = j->dead = 0;
-    j->score = j->score_top = j->score_random = j->det_tpr = j->det_tnr = NAN;
+    j->score = j->score_top = j->score_random = NAN;
+    j->cls = (ExplainClassScore){.balanced_accuracy = NAN, .tpr = NAN, .tnr = NAN, .precision = NAN,
+                                 .recall = NAN, .f1 = NAN, .auroc = NAN};
     j->err[0] = 0;
     j->stage = EXPLAIN_STAGE_EXPLAIN;
     j->tries = 0;

@@ -3,7 +3,7 @@
  * the response cache (cache.h) and the retrying HTTP pool (http.h).
  *
  * A job is one feature. Its requests go in order: explain, then simulate
- * (or detect). Each request is first looked up in the cache; a reply is
+ * (or detect, or fuzz). Each request is first looked up in the cache; a reply is
  * stored in the cache only once it has been parsed and found usable, so a
  * rerun repeats no finished call, and a reply that could not be used is
  * asked again (up to max_attempts replies per request) instead of being
@@ -16,8 +16,12 @@
 #include "http.h"
 
 typedef enum { EXPLAIN_BACKEND_OPENAI, EXPLAIN_BACKEND_BASELINE } ExplainBackend;
-typedef enum { EXPLAIN_SCORER_SIMULATION, EXPLAIN_SCORER_DETECTION, EXPLAIN_SCORER_NONE } ExplainScorer;
-typedef enum { EXPLAIN_STAGE_EXPLAIN, EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT } ExplainStage;
+typedef enum {
+    EXPLAIN_SCORER_SIMULATION, EXPLAIN_SCORER_DETECTION, EXPLAIN_SCORER_FUZZING, EXPLAIN_SCORER_NONE
+} ExplainScorer;
+typedef enum { EXPLAIN_STAGE_EXPLAIN, EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ } ExplainStage;
+/* "simulation", "detection", "fuzzing", "none" */
+extern const char *const EXPLAIN_SCORER_NAME[];
 
 typedef struct {
     ExplainBackend backend;
@@ -32,7 +36,7 @@ typedef struct {
     double temperature;
     double min_aligned;         /* fraction of held-out tokens a simulation must match */
     size_t baseline_tokens;     /* tokens in a baseline explanation */
-    const ExplainPrompt *p_explain, *p_simulate, *p_detect;
+    const ExplainPrompt *p_explain, *p_simulate, *p_detect, *p_fuzz;
     const char *cache_dir;      /* NULL: no cache */
     HttpOpts http;
 } ExplainConfig;
@@ -45,7 +49,7 @@ typedef struct {
     int dead;                   /* no top examples: nothing to explain (not a failure) */
     char *explanation;          /* owned; NULL if none */
     double score, score_top, score_random;  /* NAN when undefined or not scored */
-    double det_tpr, det_tnr;    /* detection scorer: NAN otherwise */
+    ExplainClassScore cls;      /* detection or fuzzing: the yes/no scores */
     double aligned;             /* fraction of simulated tokens matched */
     double logprob_frac;        /* of those, fraction valued by logprobs (NAN: not simulated) */
     int attempts;               /* HTTP attempts made in this run */
@@ -59,12 +63,15 @@ typedef struct {
     int tries;                  /* replies asked for in this stage */
     char *body;                 /* request body of this stage */
     char key[65];
-    size_t *perm;               /* (E) detection order */
+    size_t n_items;             /* detection: E examples; fuzzing: the fuzz items */
+    uint8_t *truth;             /* (n_items) what a perfect detector or fuzz judge says */
+    size_t *perm;               /* (n_items) the order they are shown in */
+    ExplainFuzz fuzz;
     ExplainBaseline base;
 } ExplainJob;
 void explain_job_free(ExplainJob *j);
-/* The held-out split and detection order of j->x (explain_run_add does this;
- * --dry-run calls it alone). */
+/* The held-out split, fuzz items and the order of the judged items of j->x
+ * (explain_run_add does this; --dry-run calls it alone). */
 void explain_job_prepare(const ExplainConfig *c, ExplainJob *j);
 
 typedef struct ExplainRun ExplainRun;

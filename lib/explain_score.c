@@ -1,5 +1,6 @@
-/* explain_score.c: scores of a simulation (correlation) and of a detection
- * (balanced accuracy) against the true activations (see explain.h). */
+/* explain_score.c: scores of a simulation (correlation) and of the yes/no
+ * scorers, detection and fuzzing (balanced accuracy, precision, recall, F1,
+ * AUROC), against the true activations (see explain.h). */
 #include <math.h>
 #include <stdlib.h>
 
@@ -50,23 +51,83 @@ void explain_score_sim(const ExplainHeldout *h, const float *pred, double *all, 
     *rnd = pearson_rows(h, pred, h->n_top, h->E);
 }
 
+void explain_detect_labels(const ExplainHeldout *h, uint8_t *label)
+{
+    for (size_t e = 0; e < h->E; e++) {
+        label[e] = 0;
+        for (size_t t = 0; t < h->W; t++) label[e] |= h->tok[e][t] >= 0 && h->act[e][t] > 0;
+    }
+}
+
 double explain_score_detect(const ExplainHeldout *h, const uint8_t *said, double *tpr, double *tnr)
 {
-    size_t pos = 0, neg = 0, tp = 0, tn = 0;
-    for (size_t e = 0; e < h->E; e++) {
-        int act = 0;
-        for (size_t t = 0; t < h->W; t++) act |= h->tok[e][t] >= 0 && h->act[e][t] > 0;
-        if (act) {
-            pos++;
-            tp += said[e] != 0;
+    uint8_t *label = xmalloc(h->E + 1);
+    explain_detect_labels(h, label);
+    ExplainClassScore s;
+    explain_class_score(&s, label, said, NULL, h->E);
+    free(label);
+    *tpr = s.tpr;
+    *tnr = s.tnr;
+    return s.balanced_accuracy;
+}
+
+static double ratio(size_t a, size_t b) { return b ? (double)a / (double)b : NAN; }
+
+void explain_class_score(ExplainClassScore *s, const uint8_t *label, const uint8_t *said, const double *prob,
+                         size_t n)
+{
+    *s = (ExplainClassScore){.n = n};
+    for (size_t i = 0; i < n; i++) {
+        if (label[i]) {
+            if (said[i]) s->tp++;
+            else s->fn++;
         } else {
-            neg++;
-            tn += said[e] == 0;
+            if (said[i]) s->fp++;
+            else s->tn++;
         }
     }
-    *tpr = pos ? (double)tp / (double)pos : NAN;
-    *tnr = neg ? (double)tn / (double)neg : NAN;
-    if (!pos) return *tnr;
-    if (!neg) return *tpr;
-    return 0.5 * (*tpr + *tnr);
+    s->tpr = s->recall = ratio(s->tp, s->tp + s->fn);
+    s->tnr = ratio(s->tn, s->tn + s->fp);
+    s->balanced_accuracy = isnan(s->tpr) ? s->tnr : isnan(s->tnr) ? s->tpr : 0.5 * (s->tpr + s->tnr);
+    s->precision = ratio(s->tp, s->tp + s->fp);
+    s->f1 = ratio(2 * s->tp, 2 * s->tp + s->fp + s->fn);
+    double *p = xmalloc((n + 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = prob ? prob[i] : said[i] != 0;
+    s->auroc = explain_auroc(p, label, n);
+    free(p);
+}
+
+/* Items ordered by score, for ranks with ties. */
+typedef struct { double v; uint8_t pos; } Scored;
+
+static int scored_cmp(const void *a, const void *b)
+{
+    const Scored *x = a, *y = b;
+    return x->v < y->v ? -1 : x->v > y->v;
+}
+
+double explain_auroc(const double *score, const uint8_t *label, size_t n)
+{
+    Scored *v = xmalloc((n + 1) * sizeof *v);
+    size_t npos = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = (Scored){score[i], label[i] != 0};
+        npos += v[i].pos;
+    }
+    size_t nneg = n - npos;
+    if (!npos || !nneg) {
+        free(v);
+        return NAN;
+    }
+    qsort(v, n, sizeof *v, scored_cmp);
+    /* the sum of the positives' ranks, a tie group sharing its mean rank */
+    double rank_sum = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i, pos = 0;
+        while (j < n && v[j].v == v[i].v) pos += v[j++].pos;
+        rank_sum += (double)pos * 0.5 * (double)(i + 1 + j);
+        i = j;
+    }
+    free(v);
+    return (rank_sum - (double)npos * (double)(npos + 1) / 2) / ((double)npos * (double)nneg);
 }

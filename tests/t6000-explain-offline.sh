@@ -75,13 +75,16 @@ test_expect_success NUMPY 'baseline finds the planted token and scores above 0.8
 	grep "checked 6 features" check && cat check
 '
 
-test_expect_success NUMPY 'baseline with other splits and the detection scorer' '
+test_expect_success NUMPY 'baseline with other splits and the detection and fuzzing scorers' '
 	explain-gpt4 --backend baseline --cache "" --n-explain 5 --n-score 7 topk.tsz >out.tsz &&
 	tsz json --full out.tsz >out.json &&
 	"$PYTHON" "$TEST_DIRECTORY/helpers/explain-check.py" topk.json out.json --n-explain 5 --n-score 7 --planted 60 &&
 	explain-gpt4 --backend baseline --cache "" --scorer detection topk.tsz >det.tsz &&
 	tsz json det.tsz >det.json && test_line_count = 6 det.json &&
-	grep -c "\"detection\":{\"balanced_accuracy\":1.0,\"tpr\":1.0,\"tnr\":1.0}" det.json >n && echo 6 >expect && test_cmp expect n &&
+	grep -c "\"detection\":{\"balanced_accuracy\":1.0,\"tpr\":1.0,\"tnr\":1.0,\"precision\":1.0,\"recall\":1.0,\"f1\":1.0,\"auroc\":1.0," det.json >n && echo 6 >expect && test_cmp expect n &&
+	explain-gpt4 --backend baseline --cache "" --scorer fuzzing topk.tsz >fz.tsz &&
+	tsz json fz.tsz >fz.json && test_line_count = 6 fz.json &&
+	grep -c "\"fuzzing\":{\"balanced_accuracy\":1.0,.*\"auroc\":1.0,\"tp\":[0-9]*,\"fp\":0,\"tn\":[0-9]*,\"fn\":0}" fz.json >n && test_cmp expect n &&
 	explain-gpt4 --backend baseline --cache "" --scorer none topk.tsz >none.tsz &&
 	tsz json none.tsz >none.json && grep -c "\"score\":null" none.json >n && test_cmp expect n
 '

@@ -209,7 +209,22 @@ test_expect_success 'detection scorer: balanced accuracy from the detector reply
 	explain --cache "" --scorer detection topk.tsz >det.tsz 2>err &&
 	grep "6 ok, 0 failed" err &&
 	tsz json det.tsz >det.json &&
-	test $(grep -c "\"detection\":{\"balanced_accuracy\":1.0,\"tpr\":1.0,\"tnr\":1.0}" det.json) = 6
+	test $(grep -c "\"detection\":{\"balanced_accuracy\":1.0,\"tpr\":1.0,\"tnr\":1.0,\"precision\":1.0,\"recall\":1.0,\"f1\":1.0,\"auroc\":1.0," det.json) = 6
+'
+
+test_expect_success 'fuzzing scorer: highlighted tokens judged, delphi metrics, faults survived, a rerun from the cache' '
+	start_server --faults 429,500,badformat,nonjson &&
+	explain --cache c8 --scorer fuzzing -j 3 topk.tsz >fz.tsz 2>err &&
+	grep "6 features: 6 ok, 0 failed" err &&
+	test $(grep -c "\"kind\": \"fuzz\"" log) -ge 6 &&
+	for f in 429 500 badformat nonjson; do grep -q "\"fault\": \"$f\"" log || return 1; done &&
+	tsz json fz.tsz >fz.json &&
+	test $(grep -c "\"fuzzing\":{\"balanced_accuracy\":1.0,\"tpr\":1.0,\"tnr\":1.0,\"precision\":1.0,\"recall\":1.0,\"f1\":1.0,\"auroc\":1.0,\"tp\":[1-9][0-9]*,\"fp\":0,\"tn\":[1-9][0-9]*,\"fn\":0}" fz.json) = 6 &&
+	test $(grep -c "\"scorer\":\"fuzzing\",\"density\":0\.[0-9]*," fz.json) = 6 &&
+	: >log && explain --cache c8 --scorer fuzzing topk.tsz >fz2.tsz 2>err &&
+	grep "6 features: 6 ok, 0 failed; 0 API calls (0 retries), 12 cached replies" err && test $(calls) = 0 &&
+	explain --cache "" --scorer fuzzing --dry-run=stdout --features 0 topk.tsz >dry 2>err &&
+	grep "^=== feature 0: fuzz request$" dry && grep "^[0-9]*: .*<<.*>>" dry
 '
 
 test_expect_success 'no server is left running' '

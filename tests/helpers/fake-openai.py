@@ -11,7 +11,8 @@ the last user message: 'the word "w13".' The simulator answers 10 on lines
 whose token is that word and 0 elsewhere; with logprobs requested it also
 returns a distribution over the number (10: 0.8/9: 0.15/0: 0.05, 0: 0.9/1: 0.1).
 --legacy-logprobs sends them completions-style ({"tokens", "top_logprobs"}),
-as some servers do. The detector names the examples whose text holds the word.
+as some servers do. The detector names the examples whose text holds the word;
+the fuzz judge, the items whose every highlighted <<token>> is the word.
 /v1/completions takes the prompt text explain-gpt4 --endpoint completions
 writes (the last "User:" part is the question) and answers choices[0].text,
 with completions-style logprobs when "logprobs" is a number (at most 5, as
@@ -65,7 +66,7 @@ def kind_of(text):
     if "unknown" in text and "<start>" in text:
         return "simulate"
     if re.search(r"^\d+: ", text, re.M):
-        return "detect"
+        return "fuzz" if "<<" in text else "detect"
     return "explain"
 
 
@@ -149,10 +150,19 @@ def answer(req):
         content = 'the word "%s".' % word
     elif kind == "simulate":
         content = simulate(text, explanation_word(text))
-    else:
+    elif kind == "detect":
         word = explanation_word(text)
         named = [m.group(1) for m in re.finditer(r"^(\d+): (.*)$", text, re.M)
                  if re.search(r"(^| )%s( |$)" % re.escape(word), m.group(2))]
+        content = ", ".join(named) if named else "none"
+    else:
+        # fuzz: the items whose every highlighted token is the word
+        word = explanation_word(text)
+        named = []
+        for m in re.finditer(r"^(\d+): (.*)$", text, re.M):
+            marked = " ".join(re.findall(r"<<(.*?)>>", m.group(2))).split()
+            if marked and all(t == word for t in marked):
+                named.append(m.group(1))
         content = ", ".join(named) if named else "none"
     if completions:
         choice = {"index": 0, "text": content, "finish_reason": "stop"}
@@ -180,7 +190,7 @@ def answer(req):
 
 def bad_format(kind):
     return {"explain": "", "simulate": "I think the activations are mostly zero.",
-            "detect": "I cannot tell."}[kind]
+            "detect": "I cannot tell.", "fuzz": "Hard to say."}[kind]
 
 
 class H(BaseHTTPRequestHandler):

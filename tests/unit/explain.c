@@ -1,7 +1,8 @@
 /* explain.c: unit tests for lib/cache.c and lib/explain_*.c: SHA-256 against
  * known digests (FIPS 180-4 examples and Python's hashlib), explanation
  * cleaning, simulation-reply alignment, logprob expected values, Pearson
- * against numpy, detection parsing, prompt templates, the cache. */
+ * against numpy, detection parsing, yes/no scores and AUROC, fuzzing items,
+ * prompt templates, the cache. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,65 @@ static void test_scores(void)
     json_decref(f.strs);
 }
 
+static void test_class_scores(void)
+{
+    const uint8_t label[5] = {1, 1, 1, 0, 0}, said[5] = {1, 0, 1, 1, 0};
+    ExplainClassScore c;
+    explain_class_score(&c, label, said, NULL, 5);
+    ok(c.tp == 2 && c.fn == 1 && c.fp == 1 && c.tn == 1 && fabs(c.tpr - 2.0 / 3) < 1e-12 && c.tnr == 0.5 &&
+       fabs(c.balanced_accuracy - 7.0 / 12) < 1e-12, "class score: counts, rates, balanced accuracy");
+    ok(fabs(c.precision - 2.0 / 3) < 1e-12 && c.recall == c.tpr && fabs(c.f1 - 2.0 / 3) < 1e-12,
+       "class score: precision %g recall %g f1 %g", c.precision, c.recall, c.f1);
+    ok(fabs(c.auroc - c.balanced_accuracy) < 1e-12, "AUROC of yes/no answers is the balanced accuracy");
+    /* pairs (positive, negative) ordered right: 0.9>0.65, 0.9>0.1, 0.4>0.1, 0.65>0.1, a tie: 4.5 of 6 */
+    const double p[5] = {0.9, 0.4, 0.65, 0.65, 0.1};
+    ok(fabs(explain_auroc(p, label, 5) - 0.75) < 1e-12, "AUROC by pairs, ties half (%g)", explain_auroc(p, label, 5));
+    const uint8_t all[3] = {1, 1, 1}, yes[3] = {1, 0, 1};
+    explain_class_score(&c, all, yes, NULL, 3);
+    ok(isnan(c.tnr) && isnan(c.auroc) && fabs(c.balanced_accuracy - 2.0 / 3) < 1e-12 && c.precision == 1,
+       "one class: tnr and AUROC undefined, balanced accuracy is the tpr");
+    const uint8_t none[3] = {0, 0, 0};
+    explain_class_score(&c, none, none, NULL, 3);
+    ok(isnan(c.precision) && isnan(c.f1) && c.balanced_accuracy == 1, "no positive, none said: precision undefined");
+}
+
+static void test_fuzz(void)
+{
+    Fixture f;
+    fixture(&f);
+    ExplainFuzz z = {0};
+    explain_fuzz_prepare(&z, &f.h, 42);
+    /* three held-out examples fire (one token each): right and wrong items;
+     * the fourth fires nowhere: one wrong item */
+    size_t pos = 0, bad = 0;
+    for (size_t i = 0; i < z.n; i++) {
+        size_t e = z.ex[i], marked = 0, right = 0, fire = 0;
+        for (size_t t = 0; t < 4; t++) {
+            int fires = f.h.tok[e][t] >= 0 && f.h.act[e][t] > 0;
+            marked += z.mark[i * 4 + t];
+            right += z.mark[i * 4 + t] && fires;
+            fire += fires;
+            bad += z.mark[i * 4 + t] && f.h.tok[e][t] < 0;
+        }
+        pos += z.label[i];
+        if (z.label[i] ? marked != fire || right != fire : marked != 1 || right != 0) bad++;
+    }
+    ok(z.n == 7 && pos == 3 && bad == 0, "fuzz items: %zu, %zu right; marks as labelled, never padding", z.n, pos);
+    ExplainFuzz y = {0};
+    explain_fuzz_prepare(&y, &f.h, 42);
+    ok(y.n == z.n && !memcmp(y.mark, z.mark, z.n * 4), "fuzz items are the same for the same seed");
+    explain_fuzz_free(&y);
+    explain_fuzz_free(&z);
+    uint8_t mark[8] = {0, 1, 1, 0, 0, 0, 1, 1};
+    size_t ex[2] = {0, 2}, perm[2] = {1, 0};
+    z = (ExplainFuzz){.n = 2, .W = 4, .ex = ex, .mark = mark};
+    char *t = explain_text_fuzz(&f.x, &f.h, &z, perm);
+    ok(!strcmp(t, "1:  w5 w6<< w7 w8>>\n2:  w4<< w4 w7>> w8\n"), "fuzz text: runs of highlights in << >>, perm order");
+    free(t);
+    explain_heldout_free(&f.h);
+    json_decref(f.strs);
+}
+
 static void test_prompt(void)
 {
     ExplainPrompt p;
@@ -239,6 +299,8 @@ int main(void)
     test_split_and_text();
     test_align();
     test_scores();
+    test_class_scores();
+    test_fuzz();
     test_prompt();
     test_price();
     return done_testing();
