@@ -570,6 +570,22 @@ static void set_num(json_t *o, const char *key, const json_t *v, int digits)
     else if (json_is_number(v)) json_object_set_new(o, key, json_real(round_sig(json_number_value(v), digits)));
 }
 
+/* A detection or fuzzing scorer's numbers, as "y": {"k": scorer, "ba",
+ * "p", "r", "f1", "auc"}. */
+static void yes_no_scores(json_t *f, const json_t *e)
+{
+    static const char *const scorers[] = {"detection", "fuzzing"};
+    static const char *const keys[][2] = {{"balanced_accuracy", "ba"}, {"precision", "p"}, {"recall", "r"},
+                                          {"f1", "f1"}, {"auroc", "auc"}};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *c = json_object_get(e, scorers[i]);
+        if (!json_is_object(c)) continue;
+        json_t *y = json_pack("{s:s}", "k", scorers[i]);
+        for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) set_num(y, keys[k][1], json_object_get(c, keys[k][0]), 3);
+        json_object_set_new(f, "y", y);
+    }
+}
+
 /* Write one feature (its explanation joined) into the browser's JSON. */
 static void emit_feature(Report *r, long long id, json_t *f)
 {
@@ -588,6 +604,7 @@ static void emit_feature(Report *r, long long id, json_t *f)
         set_num(f, "s", json_object_get(e, "score"), 3);
         set_num(f, "st", json_object_get(e, "score_top"), 3);
         set_num(f, "sr", json_object_get(e, "score_random"), 3);
+        yes_no_scores(f, e);
     }
     json_object_set_new(r->seen, key, json_true());
     if (!r->o.max_features || r->nfeat < r->o.max_features) {

@@ -520,6 +520,69 @@ static void section_density(FILE *f, const Report *r)
     fputs("</section>\n", f);
 }
 
+/* ---- explanation scores: each scorer's numbers over the features, plain
+ * and weighted by how often a feature fires (its density) ---- */
+typedef struct { const char *key, *label; } ScoreKey;
+static const ScoreKey SIM_KEYS[] = {{"score", "correlation"}, {"score_top", "correlation, top examples"},
+                                    {"score_random", "correlation, random examples"}};
+static const ScoreKey YES_NO_KEYS[] = {{"balanced_accuracy", "balanced accuracy"}, {"precision", "precision"},
+                                       {"recall", "recall"}, {"f1", "F1"}, {"auroc", "AUROC"}};
+
+/* One row: the mean of key (in the scorer's object unless simulation) over
+ * the explained features that have it. 1 when a row was written. */
+static int score_row(FILE *f, const Report *r, const char *scorer, const ScoreKey *k)
+{
+    size_t n = 0;
+    double sum = 0, wsum = 0, w = 0;
+    const char *id;
+    const json_t *e;
+    json_object_foreach(r->expl, id, e) {
+        const char *st = json_string_value(json_object_get(e, "status"));
+        const char *sc = json_string_value(json_object_get(e, "scorer"));
+        if (!st || strcmp(st, "ok") || !sc || strcmp(sc, scorer)) continue;
+        const json_t *o = strcmp(scorer, "simulation") ? json_object_get(e, scorer) : e;
+        const json_t *v = json_object_get(o, k->key), *d = json_object_get(e, "density");
+        if (!json_is_number(v)) continue;
+        n++;
+        sum += json_number_value(v);
+        if (json_is_number(d) && json_number_value(d) > 0) {
+            wsum += json_number_value(d) * json_number_value(v);
+            w += json_number_value(d);
+        }
+    }
+    if (!n) return 0;
+    fprintf(f, "<tr><td>%s</td><td>%s</td><td>%zu</td><td>%.3f</td>", scorer, k->label, n, sum / (double)n);
+    if (w > 0) fprintf(f, "<td>%.3f</td></tr>\n", wsum / w);
+    else fputs("<td>&ndash;</td></tr>\n", f);
+    return 1;
+}
+
+static void section_scores(FILE *f, const Report *r)
+{
+    fputs("<section id=\"scores\"><h2>Explanation scores</h2>\n", f);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *t = open_memstream(&buf, &len);
+    int rows = 0;
+    for (size_t i = 0; t && i < sizeof SIM_KEYS / sizeof *SIM_KEYS; i++) rows += score_row(t, r, "simulation", &SIM_KEYS[i]);
+    static const char *const yes_no[] = {"detection", "fuzzing"};
+    for (size_t s = 0; t && s < 2; s++)
+        for (size_t i = 0; i < sizeof YES_NO_KEYS / sizeof *YES_NO_KEYS; i++)
+            rows += score_row(t, r, yes_no[s], &YES_NO_KEYS[i]);
+    if (t) fclose(t);
+    if (rows)
+        fprintf(f, "<table><tr><th>scorer</th><th>metric</th><th>features</th><th>mean</th>"
+                   "<th>weighted by frequency</th></tr>\n%s</table>\n", buf);
+    free(buf);
+    if (rows)
+        fputs("<p>Over the features explained and scored (status ok) that have the number; the weighted mean "
+              "weighs each feature by its density, the fraction of tokens it fires on. Detection asks which "
+              "held-out examples have what the explanation describes, fuzzing whether the highlighted tokens "
+              "are it (as EleutherAI's delphi); with yes/no answers AUROC equals the balanced accuracy.</p>\n", f);
+    else fputs("<p class=\"na\">No explanation scores given (explain-gpt4 output).</p>\n", f);
+    fputs("</section>\n", f);
+}
+
 static void prov_header(FILE *f, const json_t *h, int depth)
 {
     const char *stage = json_string_value(json_object_get(h, "stage"));
@@ -626,13 +689,14 @@ int report_write_html(Report *r, FILE *f)
     fprintf(f, "</h1><p class=\"sub\">saepipe " SAEPIPE_VERSION " report: %zu features in the "
                "browser, %zu explained, %zu explanations failed.</p>\n<nav><a href=\"#params\">"
                "parameters</a> <a href=\"#recon\">reconstruction</a> <a href=\"#training\">training"
-               "</a> <a href=\"#density\">density</a> <a href=\"#features\">features</a> "
+               "</a> <a href=\"#density\">density</a> <a href=\"#scores\">scores</a> <a href=\"#features\">features</a> "
                "<a href=\"#provenance\">provenance</a></nav></header>\n",
             r->nfeat, nok, nfail);
     section_saes(f, r);
     section_recon(f, r);
     section_curves(f, r);
     section_density(f, r);
+    section_scores(f, r);
     section_features(f, r);
     section_provenance(f, r);
     fputs("</body></html>\n", f);

@@ -85,6 +85,11 @@ test_expect_success NUMPY 'baseline with other splits and the detection and fuzz
 	explain-gpt4 --backend baseline --cache "" --scorer fuzzing topk.tsz >fz.tsz &&
 	tsz json fz.tsz >fz.json && test_line_count = 6 fz.json &&
 	grep -c "\"fuzzing\":{\"balanced_accuracy\":1.0,.*\"auroc\":1.0,\"tp\":[0-9]*,\"fp\":0,\"tn\":[0-9]*,\"fn\":0}" fz.json >n && test_cmp expect n &&
+	sae-report -e fz.tsz -F topk.tsz -o fz.html &&
+	grep "^<tr><td>fuzzing</td><td>AUROC</td><td>6</td><td>1.000</td><td>1.000</td></tr>$" fz.html &&
+	grep -c "\"y\":{\"k\":\"fuzzing\",\"ba\":1.0,\"p\":1.0,\"r\":1.0,\"f1\":1.0,\"auc\":1.0}" fz.html >n && test_cmp expect n &&
+	sae-report -e det.tsz -o det.html &&
+	grep "^<tr><td>detection</td><td>F1</td><td>6</td><td>1.000</td><td>1.000</td></tr>$" det.html &&
 	explain-gpt4 --backend baseline --cache "" --scorer none topk.tsz >none.tsz &&
 	tsz json none.tsz >none.json && grep -c "\"score\":null" none.json >n && test_cmp expect n
 '
