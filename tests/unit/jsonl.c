@@ -1,0 +1,143 @@
+/* jsonl.c: jsonl_field() against jansson, the reference it must agree
+ * with: on fixed lines (escapes, \u surrogates, invalid UTF-8, numbers at
+ * jansson's limits, malformed JSON) and on a few hundred thousand random
+ * mutations of valid lines. Whenever the scanner answers, jansson must
+ * accept the line and hold the same bytes under the key. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonl.h"
+#include "tap.h"
+#include "util.h"
+
+/* 1 and the bytes when jansson reads `key` as a string, else 0 */
+static int jansson_field(const char *line, size_t n, const char *key, JsonlBuf *out)
+{
+    json_error_t je;
+    json_t *j = json_loadb(line, n, JSON_ALLOW_NUL, &je);
+    json_t *v = j && json_is_object(j) ? json_object_get(j, key) : NULL;
+    int r = v && json_is_string(v);
+    out->n = 0;
+    if (r) {
+        jsonl_buf_reserve(out, json_string_length(v));
+        memcpy(out->v, json_string_value(v), json_string_length(v));
+        out->n = json_string_length(v);
+    }
+    json_decref(j);
+    return r;
+}
+
+/* The scanner's answer agrees with jansson's: 0 = it left the line to
+ * jansson, 1 = it answered, -1 = it answered wrongly. */
+static int check(const char *line, size_t n, JsonlBuf *a, JsonlBuf *b)
+{
+    a->n = 3;   /* bytes already in the buffer stay */
+    memcpy(a->v, "pre", 3);
+    int got = jsonl_field(line, n, "text", 4, a);
+    int want = jansson_field(line, n, "text", b);
+    if (!got) return a->n == 3 && !memcmp(a->v, "pre", 3) ? 0 : -1;
+    return want && a->n == 3 + b->n && !memcmp(a->v, "pre", 3) && !memcmp(a->v + 3, b->v, b->n) ? 1 : -1;
+}
+
+static const struct {
+    const char *line;
+    int fast;   /* 1: the scanner must answer; 0: it must leave it to jansson */
+} fixed[] = {
+    {"{\"text\": \"hello\"}\n", 1},
+    {" \t{\"id\":1,\"text\":\"a\\u00e9\\n\\t\\\"\\\\\\/\\b\\f\\r\",\"x\":[1,-2.5e3,true,false,null,{}]}\r\n", 1},
+    {"{\"text\": \"\\ud83d\\ude00 \\u0000 nul\"}", 1},
+    {"{\"te\\u0078t\": \"escaped key\"}", 1},
+    {"{\"text\": \"first\", \"text\": \"last wins\"}", 1},
+    {"{\"meta\": {\"text\": 5}, \"text\": \"only the top level\"}", 1},
+    {"{\"text\": \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}", 1},
+    {"{\"n\": 999999999999999999, \"r\": 1e308, \"z\": -0, \"text\": \"\"}", 1},
+    {"{\"text\": \"x\", \"text\": 5}", 0},
+    {"{\"text\": 5}", 0},
+    {"{\"body\": \"x\"}", 0},
+    {"[\"text\"]", 0},
+    {"\"text\"", 0},
+    {"{\"text\": \"\\ud83d\"}", 0},
+    {"{\"text\": \"\\ude00\"}", 0},
+    {"{\"text\": \"\\ud83d\\u0041\"}", 0},
+    {"{\"text\": \"\\x41\"}", 0},
+    {"{\"text\": \"\\u12g4\"}", 0},
+    {"{\"text\": \"\xff\"}", 0},
+    {"{\"text\": \"\xc0\x80\"}", 0},
+    {"{\"text\": \"\xed\xa0\x80\"}", 0},
+    {"{\"text\": \"\xf4\x90\x80\x80\"}", 0},
+    {"{\"text\": \"\xe2\x82\"}", 0},
+    {"{\"text\": \"tab\there\"}", 0},
+    {"{\"text\": \"a\"} x", 0},
+    {"{\"text\": \"a\",}", 0},
+    {"{\"text\": \"a\" \"b\": 1}", 0},
+    {"{\"text\" \"a\"}", 0},
+    {"{\"n\": 01, \"text\": \"a\"}", 0},
+    {"{\"n\": 1., \"text\": \"a\"}", 0},
+    {"{\"n\": -, \"text\": \"a\"}", 0},
+    {"{\"n\": 1e, \"text\": \"a\"}", 0},
+    {"{\"n\": 9223372036854775808, \"text\": \"a\"}", 0},
+    {"{\"n\": 1e400, \"text\": \"a\"}", 0},
+    {"{\"n\": tru, \"text\": \"a\"}", 0},
+    {"{\"n\": truex, \"text\": \"a\"}", 0},
+    {"{\"a\\u0000b\": 1, \"text\": \"a\"}", 0},
+    {"{\"text\": \"a\"", 0},
+    {"{\"text\": \"a", 0},
+    {"\xef\xbb\xbf{\"text\": \"bom\"}", 0},
+};
+
+static const char *const seeds[] = {
+    "{\"id\": 12, \"text\": \"Hello, w\\u00f6rld!\\n\\\"q\\\" \\ud83d\\ude00 caf\xc3\xa9\", \"meta\": {\"a\": [1, 2.5, -3e-2, true, null, \"s\"]}}",
+    "{\"text\":\"x\\\\y\\/z\\b\\f\\r\\t\",\"n\":-0.0,\"t\":false,\"e\":[],\"o\":{}}\n",
+    "  {\"meta\": {\"text\": \"inner\"}, \"text\": \"\xe2\x82\xac\xf0\x9f\x98\x80 end\", \"text\": \"again\"}  \r\n",
+};
+
+int main(void)
+{
+    JsonlBuf a = {0}, b = {0};
+    jsonl_buf_reserve(&a, 16);
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        const char *l = fixed[i].line;
+        size_t n = strlen(l);
+        int r = check(l, n, &a, &b);
+        ok(r == fixed[i].fast, "%s: %s", fixed[i].fast ? "read" : "left to jansson", l);
+    }
+    /* random mutations: flip, insert, delete or cut bytes of valid lines */
+    static const char alphabet[] = "{}[]:,\"\\ u0123456789abcdefDEtrunlsx-+.eE\t\n\r\x01\x7f\x80\xbf\xc3\xed\xf0\xff";
+    SpRng rng;
+    sp_rng_seed(&rng, 19);
+    char line[512];
+    size_t answered = 0, wrong = 0, trials = 300000;
+    for (size_t t = 0; t < trials; t++) {
+        const char *s = seeds[t % (sizeof seeds / sizeof *seeds)];
+        size_t n = strlen(s);
+        memcpy(line, s, n);
+        for (uint64_t k = 1 + sp_rng_below(&rng, 3); k-- && n;) {
+            size_t at = (size_t)sp_rng_below(&rng, n);
+            char c = alphabet[sp_rng_below(&rng, sizeof alphabet - 1)];
+            switch (sp_rng_below(&rng, 4)) {
+            case 0: line[at] = c; break;
+            case 1:
+                if (n + 1 < sizeof line) {
+                    memmove(line + at + 1, line + at, n - at);
+                    line[at] = c;
+                    n++;
+                }
+                break;
+            case 2:
+                memmove(line + at, line + at + 1, n - at - 1);
+                n--;
+                break;
+            default: n = at + 1;
+            }
+        }
+        int r = check(line, n, &a, &b);
+        answered += r == 1;
+        if (r < 0 && wrong++ < 5) diag("disagrees with jansson: %.*s", (int)n, line);
+    }
+    ok(wrong == 0, "%zu random lines: the scanner never disagrees with jansson (%zu wrong)", trials, wrong);
+    ok(answered > trials / 20, "and answers for many of them itself (%zu)", answered);
+    free(a.v);
+    free(b.v);
+    return done_testing();
+}
