@@ -11,6 +11,7 @@
 
 #include "bpe.h"
 #include "fetch.h"
+#include "jsonl.h"
 #include "stream.h"
 #include "textin.h"
 
@@ -37,8 +38,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --no-special      <|endoftext|> in the text is plain text [Default: it is\n"
 "                        token 50256]\n"
 "      --rows N          windows per record [Default: about 4 MB of tokens]\n"
-"  -j, --threads N       encode documents on N threads; the output is the same\n"
-"                        [Default: 1]\n"
+"  -j, --threads N       encode on N threads (long documents in parts); the\n"
+"                        output is the same [Default: 1]\n"
 );
     sp_stage_help(f, 22, "the stream");
     fprintf(f,
@@ -161,125 +162,230 @@ static void win_finish(Win *wn)
     wn->row = 0;
 }
 
-/* ids = BOS + the document's tokens; the BOS slot serves --ctx 0. */
-static int encode_doc(BpeEnc *e, int flags, const char *text, size_t n, BpeIds *ids)
-{
-    ids->n = 0;
-    bpe_ids_push(ids, 50256);
-    return bpe_encode(e, text, n, flags, ids);
-}
-
-/* One document's ids to windows (or a record of its own). */
-static void place_doc(Win *wn, const BpeIds *ids)
-{
-    int64_t d = (int64_t)wn->docs++;
-    size_t n = ids->n - 1;
-    wn->tokens += n;
-    if (wn->T == 0) {
-        int64_t zero = 0;
-        emit(wn, ids->v, &d, &zero, 1, ids->n);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) win_push(wn, ids->v[i + 1], d, (int64_t)i);
-    win_push(wn, 50256, d, (int64_t)n);   /* the separator ends the document */
-}
-
-/* ---- inputs ---- */
-
-/* --threads: documents are gathered into a batch, encoded in parallel
- * (each thread with its own BpeEnc, taking the next document from a shared
- * counter) and placed in input order, so the output does not depend on N. */
-#define BATCH_BYTES (8u << 20)
-#define BATCH_DOCS 4096u
+/* ---- documents to pieces, pieces to jobs, jobs to threads ----
+ *
+ * The text of the documents is gathered into batches. A document is one
+ * piece, or with --threads, pieces of about PIECE_BYTES cut where the BPE
+ * gives the same ids as for the whole (bpe_split_point), so one long
+ * document keeps every thread busy too. Jobs (runs of pieces, about
+ * PIECE_BYTES each) are encoded by the threads, each with its own BpeEnc,
+ * while the main thread reads the next batch and places finished jobs in
+ * input order: the output does not depend on the number of threads. */
+#define PIECE_BYTES (64u << 10)
+#define BATCH_BYTES (1u << 20)
+#define NBATCH 4    /* batches in flight: one filling, the rest encoding or waiting to be placed */
 
 typedef struct {
-    char *text;         /* the batch's documents, concatenated */
-    size_t ntext, captext;
-    size_t *off;        /* (BATCH_DOCS+1) document starts in text */
-    size_t ndocs;
-    BpeIds *ids;        /* (BATCH_DOCS) */
-    size_t next;        /* next document to encode (atomic) */
-    int flags, failed;
+    size_t off, len;        /* its text in the batch */
+    size_t id0, id1;        /* its ids in its job's ids */
+    int first, last;        /* it starts / ends its document */
+} Piece;
+
+typedef struct {
+    size_t p0, p1;          /* pieces [p0, p1) */
+    BpeIds ids;
+    int done;               /* under Reader.mu */
+} Job;
+
+typedef struct {
+    JsonlBuf text;          /* the documents, concatenated */
+    Piece *pc;              /* (npc) */
+    size_t npc, cappc;
+    Job *job;               /* (njob) */
+    size_t njob, capjob;
+    size_t open;            /* first piece not in a job yet */
+    size_t next;            /* next job to hand out (under Reader.mu) */
+    size_t placed;          /* jobs placed */
 } Batch;
 
+typedef struct Reader Reader;
 typedef struct {
-    Batch *b;
+    Reader *rd;
     BpeEnc e;
 } Worker;
 
-typedef struct {
+struct Reader {
     Win *wn;
-    BpeEnc *e;
-    BpeIds ids;
+    int flags;              /* for bpe_encode */
+    int split;              /* cut documents into pieces (with threads) */
     SpProgress prog;
     uint64_t bytes;
-    char *doc;          /* text gathered for --split file and blank */
-    size_t ndoc, capdoc;
-    Batch batch;
-    Worker *wk;         /* (threads) when threads > 1 */
+    int64_t doc;            /* the document being placed, and the offset of its next token */
+    int64_t doc_off;
+    BpeIds ids;             /* --ctx 0: the document being placed, BOS first */
+    Batch b[NBATCH];
+    uint64_t head, tail;    /* batches [head, tail) are posted; tail % NBATCH fills */
+    BpeEnc *e;              /* the encoder without threads */
+    Worker *wk;             /* (nwk) threads; none for one thread */
     size_t nwk;
-} Reader;
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;   /* a batch was posted (or quit) / a job finished */
+    int quit;
+    char err[256];          /* the first encoder failure */
+};
+
+static Batch *filling(Reader *rd) { return &rd->b[rd->tail % NBATCH]; }
+
+static void encode_job(BpeEnc *e, int flags, Batch *b, Job *j, char *err, size_t errlen)
+{
+    j->ids.n = 0;
+    for (size_t i = j->p0; i < j->p1; i++) {
+        Piece *pc = &b->pc[i];
+        pc->id0 = j->ids.n;
+        if (bpe_encode(e, b->text.v + pc->off, pc->len, flags, &j->ids) < 0 && !*err) snprintf(err, errlen, "%s", e->err);
+        pc->id1 = j->ids.n;
+    }
+}
 
 static void *worker_run(void *arg)
 {
     Worker *w = arg;
-    Batch *b = w->b;
+    Reader *rd = w->rd;
+    char err[256] = "";
+    pthread_mutex_lock(&rd->mu);
     for (;;) {
-        size_t i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
-        if (i >= b->ndocs) break;
-        if (encode_doc(&w->e, b->flags, b->text + b->off[i], b->off[i + 1] - b->off[i], &b->ids[i]) < 0)
-            __atomic_store_n(&b->failed, 1, __ATOMIC_RELAXED);
+        Batch *b = NULL;
+        for (uint64_t k = rd->head; k < rd->tail && !b; k++)
+            if (rd->b[k % NBATCH].next < rd->b[k % NBATCH].njob) b = &rd->b[k % NBATCH];
+        if (!b) {
+            if (rd->quit) break;
+            pthread_cond_wait(&rd->work, &rd->mu);
+            continue;
+        }
+        Job *j = &b->job[b->next++];
+        pthread_mutex_unlock(&rd->mu);
+        encode_job(&w->e, rd->flags, b, j, err, sizeof err);
+        pthread_mutex_lock(&rd->mu);
+        if (*err && !*rd->err) snprintf(rd->err, sizeof rd->err, "%s", err);
+        j->done = 1;
+        pthread_cond_broadcast(&rd->done);
     }
+    pthread_mutex_unlock(&rd->mu);
     return NULL;
 }
 
-static void batch_run(Reader *rd)
+/* One piece's ids into windows: the first piece of a document starts it,
+ * the last ends it with the separator (--ctx 0: emits its record). */
+static void place_piece(Reader *rd, const Piece *pc, const int32_t *ids, size_t n)
 {
-    Batch *b = &rd->batch;
-    if (!b->ndocs) return;
-    pthread_t *th = xmalloc(rd->nwk * sizeof *th);
-    b->next = 0;
-    for (size_t t = 0; t < rd->nwk; t++)
-        if (pthread_create(&th[t], NULL, worker_run, &rd->wk[t]) != 0) sp_die("cannot start a thread");
-    for (size_t t = 0; t < rd->nwk; t++) pthread_join(th[t], NULL);
-    free(th);
-    if (b->failed)
-        for (size_t t = 0; t < rd->nwk; t++)
-            if (*rd->wk[t].e.err) sp_die("%s", rd->wk[t].e.err);
-    for (size_t i = 0; i < b->ndocs; i++) place_doc(rd->wn, &b->ids[i]);
-    b->ndocs = b->ntext = 0;
+    Win *wn = rd->wn;
+    if (pc->first) {
+        rd->doc = (int64_t)wn->docs++;
+        rd->doc_off = 0;
+        rd->ids.n = 0;
+        if (wn->T == 0) bpe_ids_push(&rd->ids, 50256);   /* --ctx 0: BOS + the document's ids */
+    }
+    wn->tokens += n;
+    if (wn->T == 0)
+        bpe_ids_append(&rd->ids, ids, n);
+    else
+        for (size_t i = 0; i < n; i++) win_push(wn, ids[i], rd->doc, rd->doc_off++);
+    if (!pc->last) return;
+    if (wn->T == 0) {
+        int64_t zero = 0;
+        emit(wn, rd->ids.v, &rd->doc, &zero, 1, rd->ids.n);
+    } else {
+        win_push(wn, 50256, rd->doc, rd->doc_off);   /* the separator ends the document */
+    }
 }
 
-/* A document's text: encoded now, or queued for the threads. */
-static void add_doc(Reader *rd, const char *text, size_t n, const char *in)
+/* Place the finished jobs of the oldest batches, in order; with `wait`,
+ * until the oldest batch is all placed (or none is posted). */
+static void place_ready(Reader *rd, int wait)
 {
-    int flags = rd->wn->o->no_special ? BPE_NO_SPECIAL : 0;
+    while (rd->head < rd->tail) {
+        Batch *b = &rd->b[rd->head % NBATCH];
+        while (b->placed < b->njob) {
+            Job *j = &b->job[b->placed];
+            pthread_mutex_lock(&rd->mu);
+            while (!j->done && wait) pthread_cond_wait(&rd->done, &rd->mu);
+            int done = j->done;
+            pthread_mutex_unlock(&rd->mu);
+            if (!done) return;
+            if (*rd->err) sp_die("%s", rd->err);
+            for (size_t i = j->p0; i < j->p1; i++) place_piece(rd, &b->pc[i], j->ids.v + b->pc[i].id0, b->pc[i].id1 - b->pc[i].id0);
+            b->placed++;
+        }
+        pthread_mutex_lock(&rd->mu);
+        rd->head++;
+        pthread_mutex_unlock(&rd->mu);
+        if (wait) return;
+    }
+}
+
+static void close_job(Batch *b)
+{
+    if (b->open == b->npc) return;
+    if (b->njob == b->capjob) {
+        b->capjob = b->capjob ? 2 * b->capjob : 64;
+        b->job = xrealloc(b->job, b->capjob * sizeof *b->job);
+        memset(b->job + b->njob, 0, (b->capjob - b->njob) * sizeof *b->job);
+    }
+    Job *j = &b->job[b->njob++];
+    j->p0 = b->open;
+    j->p1 = b->open = b->npc;
+    j->done = 0;
+}
+
+/* The filling batch goes to the threads (without threads: is encoded now);
+ * finished jobs are placed, and a batch is made free to fill next. */
+static void post(Reader *rd)
+{
+    Batch *b = filling(rd);
+    close_job(b);
+    if (!b->njob) return;
+    b->next = b->placed = 0;
     if (!rd->nwk) {
-        if (encode_doc(rd->e, flags, text, n, &rd->ids) < 0) sp_die("%s: %s", in, rd->e->err);
-        place_doc(rd->wn, &rd->ids);
-        return;
+        for (size_t i = 0; i < b->njob; i++) {
+            encode_job(rd->e, rd->flags, b, &b->job[i], rd->err, sizeof rd->err);
+            b->job[i].done = 1;
+        }
+        b->next = b->njob;
     }
-    Batch *b = &rd->batch;
-    if (b->ntext + n > b->captext) {
-        while (b->ntext + n > b->captext) b->captext = b->captext ? 2 * b->captext : BATCH_BYTES;
-        b->text = xrealloc(b->text, b->captext);
-    }
-    memcpy(b->text + b->ntext, text, n);
-    b->off[b->ndocs] = b->ntext;
-    b->ntext += n;
-    b->off[++b->ndocs] = b->ntext;
-    b->flags = flags;
-    if (b->ndocs == BATCH_DOCS || b->ntext >= BATCH_BYTES) batch_run(rd);
+    pthread_mutex_lock(&rd->mu);
+    rd->tail++;
+    pthread_cond_broadcast(&rd->work);
+    pthread_mutex_unlock(&rd->mu);
+    place_ready(rd, 0);
+    while (rd->tail - rd->head == NBATCH) place_ready(rd, 1);
+    b = filling(rd);
+    b->text.n = b->npc = b->njob = b->open = 0;
 }
 
+static void add_piece(Batch *b, size_t off, size_t len, int first, int last)
+{
+    if (b->npc == b->cappc) {
+        b->cappc = b->cappc ? 2 * b->cappc : 1024;
+        b->pc = xrealloc(b->pc, b->cappc * sizeof *b->pc);
+    }
+    b->pc[b->npc++] = (Piece){.off = off, .len = len, .first = first, .last = last};
+    if (b->pc[b->npc - 1].off + len - b->pc[b->open].off >= PIECE_BYTES) close_job(b);
+}
+
+/* A document: the filling batch's text from `start` to its end. */
+static void add_doc(Reader *rd, size_t start)
+{
+    Batch *b = filling(rd);
+    size_t n = b->text.n - start, at = 0;
+    const char *t = b->text.v + start;
+    while (rd->split && n - at > PIECE_BYTES) {
+        size_t cut = bpe_split_point(t, n, at + PIECE_BYTES);
+        if (cut == n) break;
+        add_piece(b, start + at, cut - at, at == 0, 0);
+        at = cut;
+    }
+    add_piece(b, start + at, n - at, at == 0, 1);
+    if (!rd->nwk || b->text.n >= BATCH_BYTES) post(rd);   /* one thread: each document's windows go out at once */
+}
+
+/* Append n bytes to the filling batch's text. */
 static void gather(Reader *rd, const char *s, size_t n)
 {
-    if (rd->ndoc + n > rd->capdoc) {
-        while (rd->ndoc + n > rd->capdoc) rd->capdoc = rd->capdoc ? 2 * rd->capdoc : 1 << 16;
-        rd->doc = xrealloc(rd->doc, rd->capdoc);
-    }
-    memcpy(rd->doc + rd->ndoc, s, n);
-    rd->ndoc += n;
+    JsonlBuf *t = &filling(rd)->text;
+    jsonl_buf_reserve(t, n);
+    memcpy(t->v + t->n, s, n);
+    t->n += n;
 }
 
 static int blank_line(const char *s, size_t n)
@@ -289,29 +395,38 @@ static int blank_line(const char *s, size_t n)
     return 1;
 }
 
-static void end_block(Reader *rd, const char *in)
+/* --split blank: the block gathered since `*start` is a document. */
+static void end_block(Reader *rd, size_t *start)
 {
-    if (!rd->ndoc) return;
-    size_t n = rd->ndoc;
-    if (rd->doc[n - 1] == '\n') n--;   /* the newline before the blank line separates, it is not text */
-    if (n && rd->doc[n - 1] == '\r') n--;
-    add_doc(rd, rd->doc, n, in);
-    rd->ndoc = 0;
+    JsonlBuf *t = &filling(rd)->text;
+    if (t->n == *start) return;
+    if (t->v[t->n - 1] == '\n') t->n--;   /* the newline before the blank line separates, it is not text */
+    if (t->n > *start && t->v[t->n - 1] == '\r') t->n--;
+    add_doc(rd, *start);
+    *start = filling(rd)->text.n;
 }
 
 static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, const char *in)
 {
     if (blank_line(line, n)) return;
+    const char *key = rd->wn->o->key;
+    JsonlBuf *t = &filling(rd)->text;
+    size_t start = t->n;
+    if (jsonl_field(line, n, key, strlen(key), t)) {   /* the common case, without a DOM */
+        add_doc(rd, start);
+        return;
+    }
+    /* anything else: jansson decides, and names what is wrong */
     json_error_t je;
     json_t *j = json_loadb(line, n, JSON_ALLOW_NUL, &je);
-    const char *key = rd->wn->o->key;
     if (!j) sp_die("%s: line %" PRIu64 ": invalid JSON: %s", in, lineno, je.text);
     json_t *v = json_is_object(j) ? json_object_get(j, key) : NULL;
     if (!json_is_object(j)) sp_die("%s: line %" PRIu64 ": expected a JSON object", in, lineno);
     if (!v) sp_die("%s: line %" PRIu64 ": no \"%s\" field", in, lineno, key);
     if (!json_is_string(v)) sp_die("%s: line %" PRIu64 ": \"%s\" is not a string", in, lineno, key);
-    add_doc(rd, json_string_value(v), json_string_length(v), in);
+    gather(rd, json_string_value(v), json_string_length(v));
     json_decref(j);
+    add_doc(rd, start);
 }
 
 /* Progress in the input's own bytes, the unit of the total (the compressed
@@ -321,6 +436,21 @@ static void progress(Reader *rd, FILE *raw, uint64_t base, size_t n)
     off_t pos = ftello(raw);
     rd->bytes = pos >= 0 ? base + (uint64_t)pos : rd->bytes + n;
     sp_progress_update(&rd->prog, rd->bytes);
+}
+
+/* --split file: the whole input is one document, read into the batch. */
+static void read_file_doc(Reader *rd, FILE *f, FILE *raw, uint64_t base, const char *in)
+{
+    size_t start = filling(rd)->text.n, got;
+    for (;;) {
+        JsonlBuf *t = &filling(rd)->text;
+        jsonl_buf_reserve(t, 1 << 16);
+        if ((got = fread(t->v + t->n, 1, t->cap - t->n, f)) == 0) break;
+        t->n += got;
+        progress(rd, raw, base, got);
+    }
+    if (ferror(f)) sp_die("%s: %s", in, textin_error());
+    add_doc(rd, start);
 }
 
 static void read_input(Reader *rd, const char *path)
@@ -334,19 +464,10 @@ static void read_input(Reader *rd, const char *path)
     const Opts *o = rd->wn->o;
     uint64_t base = rd->bytes;
     if (o->format == FMT_TEXT && o->split == SPLIT_FILE) {
-        char buf[1 << 16];
-        size_t got;
-        rd->ndoc = 0;
-        while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-            gather(rd, buf, got);
-            progress(rd, raw, base, got);
-        }
-        if (ferror(f)) sp_die("%s: %s", in, textin_error());
-        add_doc(rd, rd->doc ? rd->doc : "", rd->ndoc, in);
-        rd->ndoc = 0;
+        read_file_doc(rd, f, raw, base, in);
     } else {
         char *line = NULL;
-        size_t cap = 0;
+        size_t cap = 0, block = filling(rd)->text.n;   /* --split blank: where the block began */
         ssize_t n;
         uint64_t lineno = 0;
         while ((n = getline(&line, &cap, f)) > 0) {
@@ -356,17 +477,19 @@ static void read_input(Reader *rd, const char *path)
             else if (o->split == SPLIT_LINE) {
                 size_t k = (size_t)n;
                 while (k && (line[k - 1] == '\n' || line[k - 1] == '\r')) k--;
-                if (!blank_line(line, k)) add_doc(rd, line, k, in);
-            } else if (blank_line(line, (size_t)n)) end_block(rd, in);
+                if (blank_line(line, k)) continue;
+                size_t start = filling(rd)->text.n;
+                gather(rd, line, k);
+                add_doc(rd, start);
+            } else if (blank_line(line, (size_t)n)) end_block(rd, &block);
             else gather(rd, line, (size_t)n);
         }
         if (ferror(f)) sp_die("%s: %s", in, textin_error());
         free(line);
-        end_block(rd, in);
+        if (o->format == FMT_TEXT && o->split == SPLIT_BLANK) end_block(rd, &block);
     }
     fclose(f);
 }
-
 /* n_positions from DIR/config.json, 0 when there is none. */
 static uint64_t model_positions(const char *dir)
 {
@@ -431,35 +554,46 @@ int main(int argc, char **argv)
         wn.doc = xmalloc(wn.R * sizeof *wn.doc);
         wn.off = xmalloc(wn.R * sizeof *wn.off);
     }
-    Reader rd = {.wn = &wn, .e = &e};
+    Reader rd = {.wn = &wn, .e = &e, .flags = o.no_special ? BPE_NO_SPECIAL : 0, .split = o.threads > 1};
+    pthread_mutex_init(&rd.mu, NULL);
+    pthread_cond_init(&rd.work, NULL);
+    pthread_cond_init(&rd.done, NULL);
     if (o.threads > 1) {
         rd.nwk = o.threads;
         rd.wk = xcalloc(rd.nwk, sizeof *rd.wk);
+        rd.th = xcalloc(rd.nwk, sizeof *rd.th);
         for (size_t t = 0; t < rd.nwk; t++) {
-            rd.wk[t].b = &rd.batch;
+            rd.wk[t].rd = &rd;
             if (bpe_enc_init(&rd.wk[t].e, &b) < 0) sp_die("%s", rd.wk[t].e.err);
+            if (pthread_create(&rd.th[t], NULL, worker_run, &rd.wk[t]) != 0) sp_die("cannot start a thread");
         }
-        rd.batch.off = xcalloc(BATCH_DOCS + 1, sizeof *rd.batch.off);
-        rd.batch.ids = xcalloc(BATCH_DOCS, sizeof *rd.batch.ids);
     }
     sp_progress_init(&rd.prog, o.progress, "gpt2-tok", "B", total_input_bytes(&o));
     for (int i = 0; i < o.ninputs; i++) read_input(&rd, o.inputs[i]);
-    batch_run(&rd);
+    post(&rd);
+    while (rd.head < rd.tail) place_ready(&rd, 1);
+    pthread_mutex_lock(&rd.mu);
+    rd.quit = 1;
+    pthread_cond_broadcast(&rd.work);
+    pthread_mutex_unlock(&rd.mu);
+    for (size_t t = 0; t < rd.nwk; t++) pthread_join(rd.th[t], NULL);
     win_finish(&wn);
     sp_progress_end(&rd.prog);
     tsz_writer_close_or_die(w);
     if (o.progress)
         fprintf(stderr, "gpt2-tok: %" PRIu64 " documents, %" PRIu64 " tokens, %" PRIu64 " rows\n", wn.docs,
                 wn.tokens, wn.rows_out);
-    free(rd.doc);
     bpe_ids_free(&rd.ids);
     for (size_t t = 0; t < rd.nwk; t++) bpe_enc_free(&rd.wk[t].e);
-    if (rd.batch.ids)
-        for (size_t i = 0; i < BATCH_DOCS; i++) bpe_ids_free(&rd.batch.ids[i]);
+    for (size_t k = 0; k < NBATCH; k++) {
+        Batch *bt = &rd.b[k];
+        for (size_t i = 0; i < bt->capjob; i++) bpe_ids_free(&bt->job[i].ids);
+        free(bt->job);
+        free(bt->pc);
+        free(bt->text.v);
+    }
     free(rd.wk);
-    free(rd.batch.ids);
-    free(rd.batch.off);
-    free(rd.batch.text);
+    free(rd.th);
     free(wn.tok);
     free(wn.doc);
     free(wn.off);

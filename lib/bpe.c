@@ -346,7 +346,7 @@ void bpe_ids_push(BpeIds *ids, int32_t id)
     ids->v[ids->n++] = id;
 }
 
-static void ids_append(BpeIds *ids, const int32_t *v, size_t n)
+void bpe_ids_append(BpeIds *ids, const int32_t *v, size_t n)
 {
     if (ids->n + n > ids->cap) {
         while (ids->n + n > ids->cap) ids->cap = ids->cap ? 2 * ids->cap : 1024;
@@ -518,7 +518,7 @@ static void encode_piece(BpeEnc *e, const char *p, size_t n, BpeIds *out)
             const BpeCacheSlot *s = &e->slot[i];
             if (s->h == h && s->key_len == n && !memcmp(e->key_arena + s->key_off, p, n)) {
                 e->hits++;
-                ids_append(out, e->tok_arena + s->tok_off, s->ntok);
+                bpe_ids_append(out, e->tok_arena + s->tok_off, s->ntok);
                 return;
             }
         }
@@ -541,7 +541,7 @@ static void encode_piece(BpeEnc *e, const char *p, size_t n, BpeIds *out)
     } else {
         m = merge_word(b, e->w, n);
     }
-    ids_append(out, e->w, m);
+    bpe_ids_append(out, e->w, m);
     if (!h) return;
     if (2 * (e->cache_n + 1) > e->cache_cap || e->key_n + n > e->key_cap || e->tok_n + m > e->tok_cap) {
         cache_clear(e);
@@ -670,6 +670,18 @@ int bpe_encode(BpeEnc *e, const char *text, size_t n, int flags, BpeIds *out)
         p = q + L;
     }
     return encode_segment(e, p, (size_t)(end - p), out);
+}
+
+size_t bpe_split_point(const char *text, size_t n, size_t from)
+{
+    for (size_t p = from ? from : 1; p < n; p++) {
+        const char *q = memchr(text + p, ' ', n - p), *r = memchr(text + p, '\n', (q ? (size_t)(q - text) : n) - p);
+        if (r) q = r;
+        if (!q) return n;
+        p = (size_t)(q - text);
+        if (p && text[p - 1] > ' ' && text[p - 1] < 0x7f) return p;
+    }
+    return n;
 }
 
 /* ---- decoding ---- */

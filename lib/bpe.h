@@ -58,6 +58,7 @@ typedef struct {
     size_t n, cap;
 } BpeIds;
 void bpe_ids_push(BpeIds *ids, int32_t id);
+void bpe_ids_append(BpeIds *ids, const int32_t *v, size_t n);
 void bpe_ids_free(BpeIds *ids);
 
 typedef struct {
@@ -99,6 +100,15 @@ void bpe_enc_free(BpeEnc *e);
 /* Append the ids of n bytes of text (any bytes) to out. 0, or -1 with
  * e->err (only on an internal regex failure). */
 int bpe_encode(BpeEnc *e, const char *text, size_t n, int flags, BpeIds *out) SP_RESULT_USED;
+
+/* A place at or after `from` (and before n) where text may be cut into
+ * parts that encode, one after the other, to exactly the ids of the whole:
+ * a printable ASCII character followed by a space or newline. The piece
+ * that holds the character ends there, whatever follows (no pre-tokenizer
+ * alternative takes whitespace after a non-space), the pattern has no
+ * lookbehind, and no UTF-8 sequence or <|endoftext|> spans it. n if there
+ * is none. */
+size_t bpe_split_point(const char *text, size_t n, size_t from);
 
 /* Raw bytes of token id (not NUL-terminated), or NULL when id is out of
  * range. */

@@ -171,6 +171,29 @@ test_expect_success GPT2_VOCAB '--threads: the same stream as one thread, across
 	test_must_fail gpt2-tok -m "$GPT2_DIR" -j 0 </dev/null 2>err && grep "^gpt2-tok: --threads" err
 '
 
+test_expect_success GPT2_VOCAB,NUMPY '--threads 2 gives the bytes of one thread on real JSON Lines and text, long documents cut into parts' '
+	SRC="$TEST_DIRECTORY/.." &&
+	cat "$SRC"/README.md "$SRC"/man/man*/* "$SRC"/lib/*.c "$DATA"/*.txt >book.txt &&
+	test $(wc -c <book.txt) -gt 300000 &&
+	"$PYTHON" -c "
+import glob, json, sys
+src = sys.argv[1]
+files = sorted(glob.glob(src + \"/man/man*/*\")) + sorted(glob.glob(src + \"/lib/*.[ch]\"))
+with open(\"corpus.jsonl\", \"w\") as out:
+    for i, f in enumerate(files):
+        doc = {\"id\": i, \"meta\": {\"path\": f, \"n\": [1, 2.5, None, True]}, \"text\": open(f, encoding=\"utf-8\").read()}
+        out.write(json.dumps(doc, ensure_ascii=i % 2 == 0) + \"\\n\")
+    out.write(json.dumps({\"text\": open(\"book.txt\", encoding=\"utf-8\", errors=\"replace\").read()}) + \"\\n\")
+" "$SRC" &&
+	for args in "--format jsonl corpus.jsonl" "--ctx 0 --format jsonl corpus.jsonl" "book.txt" "--ctx 0 book.txt" "--split blank book.txt"; do
+		gpt2-tok -m "$GPT2_DIR" $args >one.tsz &&
+		gpt2-tok -m "$GPT2_DIR" -j 2 $args >two.tsz &&
+		tsz json --full one.tsz >one.json && tsz json --full two.tsz >two.json &&
+		test_cmp one.json two.json || return 1
+	done &&
+	test $(grep -c "\"kind\":\"tokens\"" one.json) -gt 1
+'
+
 test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of BOS and separator' '
 	gpt2-tok -m "$GPT2_DIR" </dev/null >e.tsz && idline e.tsz >got &&
 	echo "50256 50256 " >want && test_cmp want got
