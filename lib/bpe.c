@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "bpe.h"
+#include "jsonl.h"
 
 /* GPT-2's pre-tokenizer, from encoder.py:
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -122,8 +123,85 @@ static inline uint32_t merge_find(const Bpe *b, int32_t x, int32_t y, int32_t *m
     }
 }
 
+static int index_vocab(Bpe *b, const char *path, int *dup);
+
+/* ---- vocab.json, the fast way ----
+ * jansson's tree of 50257 members, walked and freed, took two thirds of
+ * gpt2-tok's startup (220M of 330M instructions). jsonl_int_members reads
+ * the same JSON in one pass; anything unusual (a malformed file, a repeated
+ * key, an id out of range or given twice) is left to the jansson path
+ * below, whose result and messages stand. */
+typedef struct {
+    uint32_t *off, *len;    /* (n) each key in the decoded keys */
+    int64_t *id;            /* (n) */
+    size_t n, cap;
+} VocabScan;
+
+static int vocab_member(void *arg, size_t key_off, size_t key_len, long long value)
+{
+    VocabScan *v = arg;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 65536;
+        v->off = xrealloc(v->off, v->cap * sizeof *v->off);
+        v->len = xrealloc(v->len, v->cap * sizeof *v->len);
+        v->id = xrealloc(v->id, v->cap * sizeof *v->id);
+    }
+    if (key_off > UINT32_MAX || key_len > UINT32_MAX) return -1;
+    v->off[v->n] = (uint32_t)key_off;
+    v->len[v->n] = (uint32_t)key_len;
+    v->id[v->n++] = value;
+    return 0;
+}
+
+/* 1: b->V, tok_bytes and tok_off are loaded; 0: leave it to jansson. */
+static int load_vocab_fast(Bpe *b, const char *path, const int16_t dec[324])
+{
+    size_t len;
+    char *txt = sp_read_file(path, &len);
+    if (!txt) return 0;
+    JsonlBuf keys = {0};
+    VocabScan v = {0};
+    int ok = jsonl_int_members(txt, len, &keys, vocab_member, &v) && v.n > 0;
+    size_t V = v.n;
+    uint32_t *blen = ok ? xcalloc(V, sizeof *blen) : NULL;   /* raw length + 1 by id; 0 = unseen */
+    char *raw = ok ? xmalloc(keys.n + 1) : NULL;             /* the raw bytes of every key, in order */
+    size_t total = 0;
+    for (size_t i = 0; ok && i < V; i++) {
+        long n = v.id[i] >= 0 && (size_t)v.id[i] < V && !blen[v.id[i]] ? unbyte(dec, keys.v + v.off[i], v.len[i], raw + total) : -1;
+        if (n < 0) ok = 0;
+        else blen[v.id[i]] = (uint32_t)n + 1;
+        v.off[i] = (uint32_t)total;   /* now: the raw bytes' offset */
+        total += n > 0 ? (size_t)n : 0;
+    }
+    if (ok) {
+        b->V = V;
+        b->tok_bytes = xmalloc(total + 1);
+        b->tok_off = xcalloc(V + 1, sizeof *b->tok_off);
+        for (size_t id = 0; id < V; id++) b->tok_off[id + 1] = b->tok_off[id] + blen[id] - 1;
+        for (size_t i = 0; i < V; i++)
+            memcpy(b->tok_bytes + b->tok_off[v.id[i]], raw + v.off[i], blen[v.id[i]] - 1);
+    }
+    free(raw);
+    free(blen);
+    free(v.off);
+    free(v.len);
+    free(v.id);
+    free(keys.v);
+    free(txt);
+    return ok;
+}
+
 static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
 {
+    if (load_vocab_fast(b, path, dec)) {
+        /* the same bytes twice can only be a repeated key, which jansson
+         * would have merged: then its reading stands */
+        int dup = 0, rc = index_vocab(b, path, &dup);
+        if (!dup) return rc;
+        free(b->tok_bytes), free(b->tok_off), free(b->vslot);
+        b->tok_bytes = NULL, b->tok_off = NULL, b->vslot = NULL;
+        b->V = b->vcap = 0;
+    }
     json_error_t je;
     FILE *f = fopen(path, "rb");
     if (!f) return SP_FAIL(b, "%s: %s", path, strerror(errno));
@@ -180,13 +258,25 @@ static int load_vocab(Bpe *b, const char *path, const int16_t dec[324])
     free(len);
     json_decref(root);
     if (rc < 0) return -1;
+    int dup = 0;
+    return index_vocab(b, path, &dup);
+}
+
+/* The lookup table of the loaded tokens, the byte tokens and <|endoftext|>.
+ * *dup is set when two tokens have the same bytes. */
+static int index_vocab(Bpe *b, const char *path, int *dup)
+{
+    size_t V = b->V;
     b->vcap = pow2_at_least(2 * V);
     b->vslot = xmalloc(b->vcap * sizeof *b->vslot);
     for (size_t i = 0; i < b->vcap; i++) b->vslot[i] = -1;
     for (size_t id = 0; id < V; id++) {
         const char *s = b->tok_bytes + b->tok_off[id];
         size_t n = b->tok_off[id + 1] - b->tok_off[id];
-        if (vocab_find(b, s, n) >= 0) return SP_FAIL(b, "%s: two tokens have the same bytes (id %zu)", path, id);
+        if (vocab_find(b, s, n) >= 0) {
+            *dup = 1;
+            return SP_FAIL(b, "%s: two tokens have the same bytes (id %zu)", path, id);
+        }
         size_t mask = b->vcap - 1, i = hash_bytes(s, n) & mask;
         while (b->vslot[i] >= 0) i = (i + 1) & mask;
         b->vslot[i] = (int32_t)id;

@@ -309,3 +309,36 @@ int jsonl_field(const char *line, size_t n, const char *key, size_t keylen, Json
     buf->n = s.n0;
     return 0;
 }
+
+int jsonl_int_members(const char *text, size_t n, JsonlBuf *keys,
+                      int (*fn)(void *arg, size_t key_off, size_t key_len, long long value), void *arg)
+{
+    Scan s = {(const unsigned char *)text, (const unsigned char *)text + n, NULL, 0, keys, keys->n, 0};
+    skip_ws(&s);
+    if (s.p == s.end || *s.p++ != '{') return 0;
+    skip_ws(&s);
+    int more = s.p == s.end || *s.p != '}';
+    if (!more) s.p++;
+    while (more) {
+        size_t at = keys->n;
+        if (s.p == s.end || *s.p != '"' || scan_string(&s, keys) < 0 || memchr(keys->v + at, 0, keys->n - at)) return 0;
+        skip_ws(&s);
+        if (s.p == s.end || *s.p++ != ':') return 0;
+        skip_ws(&s);
+        const unsigned char *v = s.p;
+        if (scan_number(&s) < 0) return 0;
+        long long x = 0;   /* at most 18 digits (scan_number): no overflow */
+        for (const unsigned char *q = v + (*v == '-'); q < s.p; q++) {
+            if (*q < '0' || *q > '9') return 0;   /* a real, not an integer */
+            x = 10 * x + (*q - '0');
+        }
+        if (fn(arg, at, keys->n - at, *v == '-' ? -x : x)) return 0;
+        skip_ws(&s);
+        if (s.p == s.end) return 0;
+        more = *s.p++ == ',';
+        if (!more && s.p[-1] != '}') return 0;
+        skip_ws(&s);
+    }
+    skip_ws(&s);
+    return s.p == s.end;
+}

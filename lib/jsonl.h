@@ -36,4 +36,13 @@ void jsonl_buf_reserve(JsonlBuf *buf, size_t more);
  * was (the bytes past it may have changed). */
 int jsonl_field(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *buf);
 
+/* A whole JSON text that is one object of integer members (vocab.json),
+ * the same way: each key is decoded and appended to keys, and fn(arg, its
+ * offset in keys, its length, the value) is called in order, going on
+ * while fn returns 0. 1 if the text is such an object, as json_loadb(...,
+ * 0, ...) reads it, and no fn refused; 0 if not sure, or fn refused
+ * (a repeated key is given twice: jansson would keep the last). */
+int jsonl_int_members(const char *text, size_t n, JsonlBuf *keys,
+                      int (*fn)(void *arg, size_t key_off, size_t key_len, long long value), void *arg);
+
 #endif

@@ -92,8 +92,49 @@ static const char *const seeds[] = {
     "  {\"meta\": {\"text\": \"inner\"}, \"text\": \"\xe2\x82\xac\xf0\x9f\x98\x80 end\", \"text\": \"again\"}  \r\n",
 };
 
+static int collect(void *arg, size_t key_off, size_t key_len, long long value)
+{
+    long long *sum = arg;
+    *sum += (long long)(key_off + key_len) * 1000 + value;
+    return 0;
+}
+
+/* jsonl_int_members: vocab.json's shape, read or left to jansson */
+static void int_members(void)
+{
+    static const struct {
+        const char *text;
+        int want;
+        long long sum;   /* of (key end * 1000 + value) */
+    } c[] = {
+        {"{\"a\": 1, \"\\u0120b\": -2} \t", 1, 1000 + 1 + 4000 - 2},   /* the key decodes to 3 bytes */
+        {" {} ", 1, 0},
+        {"{\"a\": 999999999999999999}", 1, 1000 + 999999999999999999ll},
+        {"{\"a\": 1.0}", 0, 0},
+        {"{\"a\": 1e2}", 0, 0},
+        {"{\"a\": 1,}", 0, 0},
+        {"{\"a\": \"1\"}", 0, 0},
+        {"{\"a\": 1} x", 0, 0},
+        {"{\"\\u0000\": 1}", 0, 0},
+        {"{\"a\": 9999999999999999999}", 0, 0},
+        {"[1]", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        JsonlBuf keys = {0};
+        long long sum = 0;
+        int got = jsonl_int_members(c[i].text, strlen(c[i].text), &keys, collect, &sum);
+        json_error_t je;
+        json_t *j = json_loads(c[i].text, 0, &je);
+        ok(got == c[i].want && (!got || (sum == c[i].sum && j)), "int members: %s %s", c[i].text,
+           got ? "read" : "left to jansson");
+        json_decref(j);
+        free(keys.v);
+    }
+}
+
 int main(void)
 {
+    int_members();
     JsonlBuf a = {0}, b = {0};
     jsonl_buf_reserve(&a, 16);
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
