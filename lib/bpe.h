@@ -43,6 +43,7 @@ typedef struct {
     int32_t *mid;           /* (mcap) */
     size_t mcap;
     void *re;               /* pcre2_code_8 of the pre-tokenizer */
+    int jit;                /* it was JIT-compiled: matched by pcre2_jit_match */
     char err[512];
 } Bpe;
 
