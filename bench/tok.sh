@@ -1,12 +1,31 @@
 #!/bin/sh
-# bench/tok.sh: gpt2-tok's single-thread throughput (MB/s, tokens/s) beside
-# the npm GPT-2 tokenizers under node (gpt-tokenizer on the same text,
-# gpt-3-encoder on a 200 kB slice of it), measured in the same run, and the
-# ratio to the fastest. The text: SIZE_MB (default 20) of /usr/share/doc
-# text and Python sources. gpt2-tok's time is the whole process (vocabulary
-# load, reading, writing the compressed stream); node's is encode() alone.
+# bench/tok.sh: gpt2-tok's throughput (MB/s, tokens/s) beside the npm GPT-2
+# tokenizers under node (gpt-tokenizer on the same text, gpt-3-encoder on a
+# 200 kB slice of it, G3_BYTES), measured in the same run, and the ratios:
+#   - plain text, one thread, to the fastest reference (target >= 3x);
+#   - the same text as one JSON Lines document ({"text": ...} on one line,
+#     written by node's JSON.stringify), one thread, to the same reference
+#     (target >= 3x: the JSON decoding should cost little next to the BPE);
+#   - 2 threads (--threads 2) to 1 thread, text and JSON Lines (target >=
+#     1.8x; the outputs are checked to be the same stream).
+# The text: SIZE_MB (default 20) of /usr/share/doc text and Python sources.
+# MB/s counts the text's bytes for every row, so the JSON rows (whose file
+# is larger by its escapes) do the same work as the text rows. gpt2-tok's
+# time is the whole process (vocabulary load, reading, decoding, writing the
+# compressed windows, --ctx 128 as the pipelines use it); node's is encode()
+# alone, on the string already in memory. Every gpt2-tok configuration and
+# gpt-tokenizer run REPEAT times (default 3), interleaved, and the fastest of
+# each counts (the machine is shared; the others' load only slows runs).
 # The npm packages are installed into $TOKREF_DIR (default
 # /tmp/saepipe-tokref) when missing; without node or npm the bench skips.
+#
+# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 1.03G
+# instructions for the JSON line, of which the PCRE2 pre-tokenizer's JIT
+# code 36%, encode_segment and the word cache 20%, zstd 10%, startup 0.12G
+# (vocab.json and merges.txt 0.09G, dynamic linking 0.014G); the JSON
+# decoding is 0.027G (it was 0.7G through jansson's tree). With 2 threads the
+# startup stays serial, which is what keeps 2 threads under 2x: on 5 MB
+# the bound is 1.03 / (0.12 + 0.91 / 2) = 1.8x, on 20 MB 1.95x.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
@@ -20,6 +39,7 @@ if ! test -d "$ref/node_modules/gpt-tokenizer" || ! test -d "$ref/node_modules/g
 		{ echo "bench/tok.sh: skipped: npm install gpt-tokenizer gpt-3-encoder failed"; exit 0; }
 fi
 SIZE_MB=${SIZE_MB:-20}
+REPEAT=${REPEAT:-3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bytes=$((SIZE_MB * 1000000))
@@ -28,33 +48,65 @@ bytes=$((SIZE_MB * 1000000))
 	find /usr/lib/python3* -name '*.py' 2>/dev/null | sort | xargs cat
 } 2>/dev/null | head -c "$bytes" >"$tmp/text" || true
 bytes=$(wc -c <"$tmp/text")
-head -c 200000 "$tmp/text" >"$tmp/slice"   # gpt-3-encoder is far slower
+head -c "${G3_BYTES:-200000}" "$tmp/text" >"$tmp/slice"   # gpt-3-encoder is far slower
 cat >"$tmp/bench.js" <<'EOF'
 const fs = require('fs');
 const [which, file] = process.argv.slice(2);
 const text = fs.readFileSync(file, 'utf8');
+if (which === 'jsonl') {   // the text as one JSON Lines document
+	fs.writeFileSync(file + '.jsonl', JSON.stringify({text}) + '\n');
+	process.exit(0);
+}
 const enc = which === 'gpt-3-encoder' ? require('gpt-3-encoder').encode : require('gpt-tokenizer/cjs/model/gpt2').encode;
 enc('warm up the caches and the JIT with a little text first');
 const t0 = process.hrtime.bigint();
 const n = enc(text).length;
 console.log(`${n} ${Number(process.hrtime.bigint() - t0) / 1e9}`);
 EOF
+node "$tmp/bench.js" jsonl "$tmp/text"
+
 now() { date +%s.%N; }
-s=$(now)
-OPENBLAS_NUM_THREADS=1 bin/gpt2-tok -m "$GPT2" --ctx 0 "$tmp/text" -o "$tmp/t.tsz"
-e=$(now)
-ours_s=$(awk "BEGIN{print $e - $s}")
-ours_n=$(bin/tsz info "$tmp/t.tsz" | awk '$1 == "tokens" { gsub(/[(*,)]/, " ", $3); print $3 - 1 }')
-set -- $(NODE_PATH="$ref/node_modules" node "$tmp/bench.js" gpt-tokenizer "$tmp/text")
-gt_n=$1 gt_s=$2
+min() { if test -z "$2"; then echo "$1"; else awk "BEGIN{print ($1 < $2) ? $1 : $2}"; fi; }
+# tok NAME ARGS...: one timed gpt2-tok run, the fastest kept in t_NAME;
+# its token count (from --progress) in n_NAME
+tok() {
+	name=$1
+	shift
+	s=$(now)
+	OPENBLAS_NUM_THREADS=1 bin/gpt2-tok -m "$GPT2" --progress "$@" -o "$tmp/$name.tsz" 2>"$tmp/$name.err"
+	e=$(now)
+	eval "prev=\${t_$name:-}"
+	eval "t_$name=$(min "$(awk "BEGIN{print $e - $s}")" "$prev")"
+	eval "n_$name=$(awk '/ tokens, / { n = $4 } END { print n }' "$tmp/$name.err")"
+}
+i=0
+while test $i -lt "$REPEAT"; do
+	tok text1 "$tmp/text"
+	tok jsonl1 --format jsonl "$tmp/text.jsonl"
+	tok text2 --threads 2 "$tmp/text"
+	tok jsonl2 --threads 2 --format jsonl "$tmp/text.jsonl"
+	set -- $(NODE_PATH="$ref/node_modules" node "$tmp/bench.js" gpt-tokenizer "$tmp/text")
+	gt_n=$1 gt_s=$(min "$2" "${gt_s:-}")
+	i=$((i + 1))
+done
 set -- $(NODE_PATH="$ref/node_modules" node "$tmp/bench.js" gpt-3-encoder "$tmp/slice")
 g3_n=$1 g3_s=$2
 slice=$(wc -c <"$tmp/slice")
-row() { printf '%-40s %10.2f %12.0f %10d\n' "$1" "$(awk "BEGIN{print $2/1e6/$4}")" "$(awk "BEGIN{print $3/$4}")" "$3"; }
-printf '%-40s %10s %12s %10s\n' "GPT-2 tokenizer, 1 thread ($bytes bytes)" "MB/s" "tokens/s" "tokens"
-row "gpt2-tok (whole process)" "$bytes" "$ours_n" "$ours_s"
+for p in text jsonl; do
+	bin/tsz json --full "$tmp/${p}1.tsz" >"$tmp/${p}1.json"
+	bin/tsz json --full "$tmp/${p}2.tsz" | cmp -s - "$tmp/${p}1.json" || echo "ERROR: --threads 2 gave another stream than 1 thread ($p)"
+done
+
+row() { printf '%-44s %10.2f %12.0f %10d\n' "$1" "$(awk "BEGIN{print $2/1e6/$4}")" "$(awk "BEGIN{print $3/$4}")" "$3"; }
+printf '%-44s %10s %12s %10s\n' "GPT-2 tokenizer ($bytes bytes of text)" "MB/s" "tokens/s" "tokens"
+row "gpt2-tok text, 1 thread (whole process)" "$bytes" "$n_text1" "$t_text1"
+row "gpt2-tok JSON Lines, 1 thread" "$bytes" "$n_jsonl1" "$t_jsonl1"
+row "gpt2-tok text, 2 threads" "$bytes" "$n_text2" "$t_text2"
+row "gpt2-tok JSON Lines, 2 threads" "$bytes" "$n_jsonl2" "$t_jsonl2"
 row "node gpt-tokenizer (encode only)" "$bytes" "$gt_n" "$gt_s"
-row "node gpt-3-encoder (200 kB slice)" "$slice" "$g3_n" "$g3_s"
+row "node gpt-3-encoder (slice)" "$slice" "$g3_n" "$g3_s"
 best=$(awk "BEGIN{a=$bytes/$gt_s; b=$slice/$g3_s; print (a > b ? a : b)}")
-echo "ratio of gpt2-tok to the fastest reference: $(awk "BEGIN{printf \"%.1f\", ($bytes/$ours_s)/$best}")x (target >= 3x)"
-test "$ours_n" = "$gt_n" || echo "note: token counts differ by $((ours_n - gt_n)): JS \\s counts U+FEFF as space, GPT-2's White_Space does not (see gpt2-tok(1))"
+ratio() { awk "BEGIN{printf \"%.2f\", $1}"; }
+echo "ratio to the fastest reference, 1 thread: text $(ratio "($bytes/$t_text1)/$best")x, JSON Lines $(ratio "($bytes/$t_jsonl1)/$best")x (target >= 3x)"
+echo "2 threads over 1 thread: text $(ratio "$t_text1/$t_text2")x, JSON Lines $(ratio "$t_jsonl1/$t_jsonl2")x (target >= 1.8x; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+test "$n_text1" = "$gt_n" || echo "note: token counts differ by $((n_text1 - gt_n)): JS \\s counts U+FEFF as space, GPT-2's White_Space does not (see gpt2-tok(1))"
