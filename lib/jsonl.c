@@ -224,15 +224,35 @@ static int scan_key(Scan *s, int *match)
     return 0;
 }
 
+/* At '{' or '[': steps in; 1 if the container is empty (and steps out). */
+static int open_container(Scan *s, unsigned char close)
+{
+    s->p++;
+    skip_ws(s);
+    if (s->p == s->end || *s->p != close) return 0;
+    s->p++;
+    return 1;
+}
+
+/* After a member or element: 1 the container closed, 0 a comma (another
+ * follows), -1 neither. */
+static int next_item(Scan *s, unsigned char close)
+{
+    skip_ws(s);
+    if (s->p == s->end) return -1;
+    if (*s->p == close) {
+        s->p++;
+        return 1;
+    }
+    if (*s->p++ != ',') return -1;
+    skip_ws(s);
+    return 0;
+}
+
 static int scan_object(Scan *s, int depth)
 {
     if (depth > JSONL_MAX_DEPTH) return -1;
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-        return 0;
-    }
+    if (open_container(s, '}')) return 0;
     for (;;) {
         int match;
         if (s->p == s->end || *s->p != '"' || scan_key(s, &match) < 0) return -1;
@@ -252,36 +272,19 @@ static int scan_object(Scan *s, int depth)
                 s->found = 0;
             }
         }
-        skip_ws(s);
-        if (s->p == s->end) return -1;
-        if (*s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',') return -1;
-        skip_ws(s);
+        int r = next_item(s, '}');
+        if (r) return r > 0 ? 0 : -1;
     }
 }
 
 static int scan_array(Scan *s, int depth)
 {
     if (depth > JSONL_MAX_DEPTH) return -1;
-    s->p++;
-    skip_ws(s);
-    if (s->p < s->end && *s->p == ']') {
-        s->p++;
-        return 0;
-    }
+    if (open_container(s, ']')) return 0;
     for (;;) {
         if (scan_value(s, depth) < 0) return -1;
-        skip_ws(s);
-        if (s->p == s->end) return -1;
-        if (*s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p++ != ',') return -1;
-        skip_ws(s);
+        int r = next_item(s, ']');
+        if (r) return r > 0 ? 0 : -1;
     }
 }
 
@@ -315,11 +318,9 @@ int jsonl_int_members(const char *text, size_t n, JsonlBuf *keys,
 {
     Scan s = {(const unsigned char *)text, (const unsigned char *)text + n, NULL, 0, keys, keys->n, 0};
     skip_ws(&s);
-    if (s.p == s.end || *s.p++ != '{') return 0;
-    skip_ws(&s);
-    int more = s.p == s.end || *s.p != '}';
-    if (!more) s.p++;
-    while (more) {
+    if (s.p == s.end || *s.p != '{') return 0;
+    int r = open_container(&s, '}');
+    while (!r) {
         size_t at = keys->n;
         if (s.p == s.end || *s.p != '"' || scan_string(&s, keys) < 0 || memchr(keys->v + at, 0, keys->n - at)) return 0;
         skip_ws(&s);
@@ -332,12 +333,7 @@ int jsonl_int_members(const char *text, size_t n, JsonlBuf *keys,
             if (*q < '0' || *q > '9') return 0;   /* a real, not an integer */
             x = 10 * x + (*q - '0');
         }
-        if (fn(arg, at, keys->n - at, *v == '-' ? -x : x)) return 0;
-        skip_ws(&s);
-        if (s.p == s.end) return 0;
-        more = *s.p++ == ',';
-        if (!more && s.p[-1] != '}') return 0;
-        skip_ws(&s);
+        if (fn(arg, at, keys->n - at, *v == '-' ? -x : x) || (r = next_item(&s, '}')) < 0) return 0;
     }
     skip_ws(&s);
     return s.p == s.end;
