@@ -10,8 +10,10 @@
 #   (b) recon-score with --mean FILE: clean + reconstruction + zero + mean
 #       ablation forwards (the last three resumed at the hook's layer), the
 #       SAE, KL over the vocabulary;
-#   (c) recon-score computing the mean itself (a first pass to the hook).
-# Prints tokens/s of each and the ratios (b)/(a), (c)/(a) in time.
+#   (c) recon-score computing the mean itself (a first pass to the hook);
+#   (d) PyTorch doing what (b) does (python3-torch; skipped without it).
+# Prints tokens/s of each, the ratios (b)/(a), (c)/(a) in time, and the
+# speed of (b) over (d).
 # THREADS (default: all cores), BATCH (8), ROWS, HOOK, F.
 # Measured 2026-11-27, 2 shared cores (other jobs' load 3-9, so wall times
 # swing): full size, 3 forwards 1557.8 s, (b) 1238.5 s, (c) 680.8 s (load fell
@@ -20,6 +22,12 @@
 # predict (1 + 3 x (3 of 6 layers + lm_head) forwards ~ 0.9 of 3 forwards,
 # plus the SAE's dense encode and decode, 2 x 2DF = 150 MFLOP a token, about
 # one forward). perf: 76% in sgemm, 6% gpt2_token_loss, 2% recon_kl_sum.
+# (d) checks it does the same work: its clean, reconstruction, zero- and
+# mean-ablation losses and KL must match recon-score's --json (printed as
+# the largest relative difference). (d) times the evaluation alone (best of
+# two, model loaded); (b) is the whole process, model load included.
+# Measured 2026-12-02, ROWS=8 (1024 tokens), THREADS=2, load 8-11: (b)
+# 51.9 s, PyTorch 1.13 70.8 s, losses within 9.3e-05: 1.36x in speed.
 set -e
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -55,7 +63,7 @@ for i in 1 2 3; do bin/gpt2-fwd -m "$tmp/m" --loss -b "$BATCH" "$tmp/tok.tsz" >/
 fwd3=$(secs "$s" "$(now)")
 # (b) one evaluation, mean given
 s=$(now)
-bin/recon-score -m "$tmp/m" --sae "$tmp/sae.tsz" --mean "$tmp/mean.npy" -b "$BATCH" -q "$tmp/tok.tsz" >/dev/null
+bin/recon-score -m "$tmp/m" --sae "$tmp/sae.tsz" --mean "$tmp/mean.npy" -b "$BATCH" -q --json "$tmp/tok.tsz" >"$tmp/rec.json"
 rec1=$(secs "$s" "$(now)")
 # (c) one evaluation with its own mean pass
 s=$(now)
@@ -70,3 +78,94 @@ printf '%-48s %8.1f s %10.0f tokens/s   %.2fx the time of 3 forwards\n' "recon-s
 	"$rec1" "$(awk "BEGIN{print $n / $rec1}")" "$(awk "BEGIN{print $rec1 / $fwd3}")"
 printf '%-48s %8.1f s %10.0f tokens/s   %.2fx the time of 3 forwards\n' "recon-score (with its mean pass)" \
 	"$rec2" "$(awk "BEGIN{print $n / $rec2}")" "$(awk "BEGIN{print $rec2 / $fwd3}")"
+
+# (d) the same evaluation in PyTorch (python3-torch), same windows, batch
+# and threads: the clean forward to the loss, then the reconstruction, zero
+# and mean ablations spliced in at the hook (BOS kept, as recon-score does)
+# and resumed from the hook's layer, the top-k SAE's dense encode and
+# decode, the losses and the KL of the reconstruction over the vocabulary
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+	echo "PyTorch: skipped (python3-torch is not installed)"
+	exit 0
+fi
+"$PY" - "$tmp/m" "$tmp/tok.npy" "$tmp/sae" "$HOOK" "$THREADS" "$BATCH" "$rec1" "$tmp/rec.json" <<'PY'
+import sys, time, json
+import numpy as np, torch
+sys.path.insert(0, "tests/helpers")
+from gpt2_ref import read_safetensors
+d, tokp, sdir, hook, threads, B, rec1, recj = sys.argv[1:]
+threads, B, rec1 = int(threads), int(B), float(rec1)
+torch.set_num_threads(threads)
+cfg = json.load(open(d + "/config.json"))
+W = {k: torch.from_numpy(v.astype(np.float32)) for k, v in read_safetensors(d + "/model.safetensors").items()}
+S = {n: torch.from_numpy(np.load("%s/%s.npy" % (sdir, n)).astype(np.float32)) for n in ["W_enc", "b_enc", "W_dec", "b_dec"]}
+tok = torch.from_numpy(np.load(tokp).astype(np.int64))
+C, NH, L = cfg["n_embd"], cfg["n_head"], cfg["n_layer"]
+hs, K = C // NH, 32
+HL, post = int(hook.split(".")[1]), hook.endswith("mlp.hook_post")
+assert post, "the PyTorch side splices blocks.N.mlp.hook_post only"
+ln, F = torch.nn.functional.layer_norm, torch.nn.functional
+def attn_mlp_in(x, l):
+    """layer l up to the MLP's activation: (residual after attention, hook_post)"""
+    Bb, T, _ = x.shape
+    p = lambda k: W["h.%d.%s" % (l, k)]
+    h = ln(x, (C,), p("ln_1.weight"), p("ln_1.bias"), 1e-5)
+    q, k, v = torch.addmm(p("attn.c_attn.bias"), h.view(-1, C), p("attn.c_attn.weight")).view(Bb, T, 3 * C).split(C, 2)
+    q, k, v = (a.view(Bb, T, NH, hs).transpose(1, 2) for a in (q, k, v))
+    s = (q @ k.transpose(-1, -2)) / hs ** 0.5
+    s = s.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")).softmax(-1)
+    y = (s @ v).transpose(1, 2).reshape(Bb * T, C)
+    x = x + torch.addmm(p("attn.c_proj.bias"), y, p("attn.c_proj.weight")).view(Bb, T, C)
+    h = ln(x, (C,), p("ln_2.weight"), p("ln_2.bias"), 1e-5)
+    return x, F.gelu(torch.addmm(p("mlp.c_fc.bias"), h.view(-1, C), p("mlp.c_fc.weight")), approximate="tanh").view(Bb, T, -1)
+def mlp_out(x, a, l):
+    p = lambda k: W["h.%d.%s" % (l, k)]
+    return x + torch.addmm(p("mlp.c_proj.bias"), a.reshape(-1, a.shape[-1]), p("mlp.c_proj.weight")).view(x.shape)
+def logprobs(x, a):
+    """from the hook's layer (its residual x after attention, its activation a) to log-softmax"""
+    x = mlp_out(x, a, HL)
+    for l in range(HL + 1, L):
+        x = mlp_out(*attn_mlp_in(x, l), l)
+    h = ln(x, (C,), W["ln_f.weight"], W["ln_f.bias"], 1e-5)
+    return (h @ W["wte.weight"].T).log_softmax(-1)
+def loss(lp, t):   # summed over the predictions
+    return -lp[:, :-1].gather(-1, t[:, 1:, None]).sum().item()
+def sae(a):
+    pre = (a - S["b_dec"]) @ S["W_enc"] + S["b_enc"]
+    v, i = pre.topk(K, -1)
+    f = torch.zeros_like(pre).scatter_(-1, i, v.clamp(min=0))
+    return f @ S["W_dec"] + S["b_dec"]
+mean = torch.zeros(S["b_dec"].shape)   # as the --mean FILE given to recon-score
+def evaluate(t):
+    x = W["wte.weight"][t] + W["wpe.weight"][:t.shape[1]]
+    for l in range(HL):
+        x = mlp_out(*attn_mlp_in(x, l), l)
+    x, a = attn_mlp_in(x, HL)
+    clean = logprobs(x, a)
+    out = [loss(clean, t)]
+    for val in (sae(a), torch.zeros_like(mean), mean):
+        v = a.clone()
+        v[:, 1:] = val[:, 1:] if val.dim() == 3 else val
+        lp = logprobs(x, v)
+        out.append(loss(lp, t))
+        if len(out) == 2:   # the reconstruction's KL from the clean predictions
+            out.append((clean[:, 1:-1].exp() * (clean[:, 1:-1] - lp[:, 1:-1])).sum().item())
+    return np.array(out)
+def timed():
+    global sums
+    t0 = time.perf_counter()
+    sums = sum(evaluate(tok[i:i + B]) for i in range(0, len(tok), B))
+    return time.perf_counter() - t0
+with torch.inference_mode():
+    evaluate(tok[:B])   # warm up
+    best = min(timed(), timed())
+n = tok.numel()
+R, T = tok.shape
+got = dict(zip(["clean_loss", "recons_loss", "kl", "zero_abl_loss", "mean_abl_loss"],
+               sums / [R * (T - 1), R * (T - 1), R * (T - 2), R * (T - 1), R * (T - 1)]))
+ref = json.load(open(recj))
+diff = max(abs(got[k] - ref[k]) / max(abs(ref[k]), 1e-3) for k in got)
+print("%-48s %8.1f s %10.0f tokens/s   (losses and KL within %.1e of recon-score's)" % (
+    "PyTorch %s, the same evaluation" % torch.__version__, best, n / best, diff))
+print("ratio recon-score --mean FILE / PyTorch, in speed: %.2fx" % (best / rec1))
+PY
