@@ -19,13 +19,22 @@
 # The npm packages are installed into $TOKREF_DIR (default
 # /tmp/saepipe-tokref) when missing; without node or npm the bench skips.
 #
-# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 1.03G
-# instructions for the JSON line, of which the PCRE2 pre-tokenizer's JIT
-# code 36%, encode_segment and the word cache 20%, zstd 10%, startup 0.12G
-# (vocab.json and merges.txt 0.09G, dynamic linking 0.014G); the JSON
-# decoding is 0.027G (it was 0.7G through jansson's tree). With 2 threads the
-# startup stays serial, which is what keeps 2 threads under 2x: on 5 MB
-# the bound is 1.03 / (0.12 + 0.91 / 2) = 1.8x, on 20 MB 1.95x.
+# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 1.005G
+# instructions for the text, 1.034G for the JSON line (it was 1.33G and
+# 2.04G): the PCRE2 pre-tokenizer's JIT code 36%, encode_segment and the
+# word cache 20%, zstd 10%, startup 0.11G (vocab.json and merges.txt 0.09G,
+# dynamic linking 0.014G); the JSON decoding is 0.027G (it was 0.7G through
+# jansson's tree and its copies).
+# 2 threads (callgrind --separate-threads, same inputs): text: main thread
+# 0.256G (startup, reading, placing, zstd), workers 0.401G + 0.361G; JSON:
+# 0.285G, 0.421G + 0.340G. The startup (0.11G) runs before any encoding,
+# and the JSON line must be read and decoded whole (0.04G) before its parts
+# are cut, so on two free cores the bound on 5 MB is 2 x 1.005 / (1.018 +
+# 0.11) = 1.78x for the text and 2 x 1.034 / (1.046 + 0.15) = 1.73x for the
+# JSON line: short of 1.8x by the serial startup alone; on 20 MB (the
+# default) the same arithmetic gives 1.94x and 1.92x. The machine it was
+# written on never had two free cores (4 agents, load 8-12, per-cgroup
+# shares), so its wall-clock 2-thread rows measured contention, not this.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
