@@ -273,12 +273,14 @@ static int index_vocab(Bpe *b, const char *path, int *dup)
     for (size_t id = 0; id < V; id++) {
         const char *s = b->tok_bytes + b->tok_off[id];
         size_t n = b->tok_off[id + 1] - b->tok_off[id];
-        if (vocab_find(b, s, n) >= 0) {
-            *dup = 1;
-            return SP_FAIL(b, "%s: two tokens have the same bytes (id %zu)", path, id);
-        }
         size_t mask = b->vcap - 1, i = hash_bytes(s, n) & mask;
-        while (b->vslot[i] >= 0) i = (i + 1) & mask;
+        for (; b->vslot[i] >= 0; i = (i + 1) & mask) {   /* vocab_find's probe, then the free slot */
+            int32_t o = b->vslot[i];
+            if (b->tok_off[o + 1] - b->tok_off[o] == n && !memcmp(b->tok_bytes + b->tok_off[o], s, n)) {
+                *dup = 1;
+                return SP_FAIL(b, "%s: two tokens have the same bytes (id %zu)", path, id);
+            }
+        }
         b->vslot[i] = (int32_t)id;
     }
     for (int c = 0; c < 256; c++) {
@@ -300,7 +302,7 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
     const char *part[2] = {line, sp + 1};
     int32_t id[2];
     size_t n0 = strlen(part[0]), n1 = strlen(part[1]);
-    char *raw = xmalloc(n0 + n1);
+    char stack[256], *raw = n0 + n1 <= sizeof stack ? stack : xmalloc(n0 + n1);   /* 50000 lines: no malloc each */
     long rl[2];
     rl[0] = unbyte(dec, part[0], n0, raw);
     rl[1] = rl[0] < 0 ? -1 : unbyte(dec, part[1], n1, raw + rl[0]);
@@ -312,7 +314,7 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
             rc = SP_FAIL(b, "%s: line %zu: token '%s' is not in vocab.json", path, lineno, part[k]);
     }
     int32_t m = rc ? -1 : vocab_find(b, raw, (size_t)(rl[0] + rl[1]));
-    free(raw);
+    if (raw != stack) free(raw);
     if (rc) return -1;
     if (m < 0) return SP_FAIL(b, "%s: line %zu: the merge '%s%s' is not in vocab.json", path, lineno, part[0], part[1]);
     uint64_t key = (uint64_t)(uint32_t)id[0] << 32 | (uint32_t)id[1];
