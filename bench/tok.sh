@@ -19,22 +19,23 @@
 # The npm packages are installed into $TOKREF_DIR (default
 # /tmp/saepipe-tokref) when missing; without node or npm the bench skips.
 #
-# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 1.005G
-# instructions for the text, 1.034G for the JSON line (it was 1.33G and
-# 2.04G): the PCRE2 pre-tokenizer's JIT code 36%, encode_segment and the
-# word cache 20%, zstd 10%, startup 0.11G (vocab.json and merges.txt 0.09G,
+# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 0.994G
+# instructions for the text, 1.023G for the JSON line (they were 1.395G and
+# 2.097G): the PCRE2 pre-tokenizer's JIT code 36%, encode_segment and the
+# word cache 20%, zstd 10%, startup 0.10G (vocab.json and merges.txt 0.08G,
 # dynamic linking 0.014G); the JSON decoding is 0.027G (it was 0.7G through
 # jansson's tree and its copies).
-# 2 threads (callgrind --separate-threads, same inputs): text: main thread
-# 0.256G (startup, reading, placing, zstd), workers 0.401G + 0.361G; JSON:
-# 0.285G, 0.421G + 0.340G. The startup (0.11G) runs before any encoding,
-# and the JSON line must be read and decoded whole (0.04G) before its parts
-# are cut, so on two free cores the bound on 5 MB is 2 x 1.005 / (1.018 +
-# 0.11) = 1.78x for the text and 2 x 1.034 / (1.046 + 0.15) = 1.73x for the
-# JSON line: short of 1.8x by the serial startup alone; on 20 MB (the
-# default) the same arithmetic gives 1.94x and 1.92x. The machine it was
-# written on never had two free cores (4 agents, load 8-12, per-cgroup
-# shares), so its wall-clock 2-thread rows measured contention, not this.
+# 2 threads (callgrind --separate-threads, same inputs, before the last
+# 0.011G came off the startup): text: main thread 0.256G (startup, reading,
+# placing, zstd), workers 0.401G + 0.361G; JSON: 0.285G, 0.421G + 0.340G.
+# The startup (0.10G) runs before any encoding, and the JSON line must be
+# read and decoded whole (0.04G) before its parts are cut, so on two free
+# cores the bound on 5 MB is 2 x 0.994 / (1.007 + 0.10) = 1.79x for the
+# text and 2 x 1.023 / (1.035 + 0.14) = 1.74x for the JSON line: short of
+# 1.8x by the serial startup alone; on 20 MB (the default) the same
+# arithmetic gives 1.95x and 1.93x. The machine this was written on never
+# had two free cores (4 agents, load 8-12, per-cgroup shares), so its
+# wall-clock 2-thread rows measured contention, not this.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
