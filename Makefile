@@ -22,6 +22,17 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=gnu11 -MMD -MP
 
+# One short line per file built ("  CC      bin/sae-fit"); V=1 shows the
+# full commands, as the Linux kernel's and git's builds do.
+V ?= 0
+ifeq ($(V),1)
+Q :=
+say := @:
+else
+Q := @
+say := @printf '  %-7s %s\n'
+endif
+
 LIB_SRCS  := $(sort $(wildcard lib/*.c))
 LIB_OBJS  := $(LIB_SRCS:lib/%.c=build/lib/%.o)
 BIN_SRCS  := $(sort $(wildcard bin/*.c))
@@ -54,20 +65,25 @@ build/.flags: flags
 
 build/lib/%.o: lib/%.c build/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	$(say) CC $@
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 $(LIBA): $(LIB_OBJS)
-	rm -f $@
-	ar rcs $@ $^
+	$(say) AR $@
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 bin/%: bin/%.c $(LIBA) build/.flags
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 tests/unit/%.t: tests/unit/%.c $(LIBA) build/.flags
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/unit-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/unit-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 tests/helpers/%: tests/helpers/%.c $(LIBA) build/.flags
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/helper-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(say) CCLD $@
+	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MF build/helper-$(notdir $@).d $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
 # Tests: C unit tests and shell tests, all TAP, all through prove.
 # T= narrows the set: make check T='tests/t0100-tsz.sh'.
@@ -81,7 +97,7 @@ check: deps-check
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	$(MAKE) -f pipelines/demo.mk
+	@$(MAKE) --no-print-directory -f pipelines/demo.mk
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all
@@ -94,7 +110,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/saepipe
 	install -m 755 $(BINS) $(SCRIPTS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib
-	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/saepipe
+	install -m 644 $(filter-out %_int.h,$(wildcard lib/*.h)) $(DESTDIR)$(PREFIX)/include/saepipe
 	install -m 644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7
