@@ -137,7 +137,7 @@ static void parse_gen(GenOpts *o, int argc, char **argv)
                     sp_usage_die("--preset: unknown preset '%s' (small, synthsaebench)", optarg);
             }
             if (!pass && c != 'h' && c != 'V' && c != '?') continue;
-            if (c >= O_KNOB) { set_knob(&o->cfg, &knobs[c - O_KNOB], optarg); continue; }
+            if (c >= O_KNOB && c < O_KNOB + (int)NKNOBS) { set_knob(&o->cfg, &knobs[c - O_KNOB], optarg); continue; }
             switch (c) {
             case 'n': o->rows = sp_opt_u64("--rows", optarg, 1, UINT64_MAX / 2); break;
             case O_PRESET: break;
