@@ -199,9 +199,10 @@ json_t *synth_score_json(const SynthScore *sc)
         {"f1", sc->f1}, {"precision", sc->precision}, {"recall", sc->recall}, {"f1_matched", sc->f1_matched},
         {"uniqueness", sc->uniqueness}, {"true_per_latent", sc->true_per_latent},
         {"latents_per_true", sc->latents_per_true}, {"r2", sc->r2}, {"true_l0", sc->true_l0},
-        {"sae_l0", sc->sae_l0}, {"dead", sc->dead},
+        {"sae_l0", sc->sae_l0},
     };
     for (size_t i = 0; i < sizeof m / sizeof *m; i++)
         json_object_set_new(j, m[i].k, isfinite(m[i].v) ? json_real(m[i].v) : json_null());
+    json_object_set_new(j, "dead", json_integer((json_int_t)sc->dead));
     return j;
 }
