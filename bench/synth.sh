@@ -7,7 +7,7 @@
 # mcc_dec is the figure SynthSAEBench publishes as MCC (BatchTopK 0.757 at full
 # scale, 200M fresh rows). ROWS_K=... distinct training rows in thousands (default
 # 300), EPOCHS=... passes over them (default 20): the run README "Ground truth" reports,
-# about 2.5 min of CPU to draw the rows and 1.5-2 min for each fit.
+# about 50 s of CPU to draw the rows and 1.5-2 min for each fit.
 set -e
 cd "$(dirname "$0")/.."
 for s in sae-synth sae-fit; do
