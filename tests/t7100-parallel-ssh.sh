@@ -72,18 +72,8 @@ start_sshd () {
 		{ "$SSHD" -D -e -f sshd_config 2>>sshd.log & echo $! >sshd.pid.bg; } &&
 		cat >ssh_config <<-CFG &&
 		Host loopback loopback2
-		  HostName 127.0.0.1
-		  Port $port
-		  User $(id -un)
-		  IdentityFile $PWD/clientkey
-		  IdentitiesOnly yes
-		  StrictHostKeyChecking no
-		  UserKnownHostsFile $PWD/known_hosts
-		  BatchMode yes
-		  ConnectTimeout 5
-		  LogLevel ERROR
 		  SendEnv OPENBLAS_*
-		Host bare
+		Host loopback loopback2 bare
 		  HostName 127.0.0.1
 		  Port $port
 		  User $(id -un)
