@@ -9,6 +9,7 @@
 
 #include "fetch.h"
 #include "gpt2.h"
+#include "kinds.h"
 #include "npy.h"
 #include "sae.h"
 #include "stream.h"
@@ -255,7 +256,7 @@ static void flush(Fwd *f, Batch *b)
     if (gpt2_forward(f->g, &r) < 0) sp_die("%s: %s", sp_in_name(f->o->input), f->g->err);
     TszRecord *rec = &f->out;
     tsz_record_clear(rec);
-    json_object_set_new(rec->meta, "kind", json_string("acts"));
+    json_object_set_new(rec->meta, "kind", json_string(SP_KIND_HOOK_ACTS));
     uint64_t s2[2] = {B, T}, s1[1] = {B}, sl[2] = {B, T - 1};
     tsz_record_add_copy(rec, "tokens", TSZ_I32, 2, s2, b->tok);
     char name[64];

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gpt2.h"
+#include "kinds.h"
 #include "rows.h"
 #include "stream.h"
 
@@ -184,7 +185,7 @@ static void write_rows(Tap *t)
     if (!t->nout) return;
     TszRecord *rec = &t->rec_out;
     tsz_record_clear(rec);
-    json_object_set_new(rec->meta, "kind", json_string("acts"));
+    json_object_set_new(rec->meta, "kind", json_string(SP_KIND_ACTS));
     set_meta(t, rec->meta);
     uint64_t shape[2] = {t->nout, t->D};
     TszTensor *x = tsz_record_add(rec, "acts", t->o->dtype, 2, shape);
@@ -270,7 +271,7 @@ static void ctx_record(Tap *t, const TszRecord *in, const TszTensor *x, TszRecor
 {
     size_t B = x->shape[0], T = x->shape[1], D = t->D, p0 = t->o->drop_bos ? 1 : 0;
     tsz_record_clear(out);
-    json_object_set_new(out->meta, "kind", json_string("acts"));
+    json_object_set_new(out->meta, "kind", json_string(SP_KIND_CTX_ACTS));
     set_meta(t, out->meta);
     json_object_set_new(out->meta, "pos0", json_integer((json_int_t)p0));
     uint64_t shape[3] = {B, T - p0, D};
@@ -290,12 +291,9 @@ static void ctx_record(Tap *t, const TszRecord *in, const TszTensor *x, TszRecor
 /* ---- input ---- */
 static const TszTensor *check_record(Tap *t, const TszRecord *rec, uint64_t recno)
 {
-    const TszTensor *x = tsz_record_get(rec, t->hook);
-    char desc[96];
-    if (!x) sp_die("%s: record %" PRIu64 ": no tensor %s", t->in, recno, t->hook);
-    if (x->ndim != 3 || !tsz_dtype_is_float(x->dtype))
-        sp_die("%s: record %" PRIu64 ": %s is %s, expected float (B,T,D)", t->in, recno, t->hook,
-               tsz_tensor_desc(x, desc, sizeof desc));
+    char desc[96], err[400];
+    const TszTensor *x = sp_kind_tensor(rec, SP_K_HOOK_ACTS, t->hook, err, sizeof err);
+    if (!x) sp_die("%s: record %" PRIu64 ": %s", t->in, recno, err);
     if (!t->D) t->D = x->shape[2];
     if (x->shape[2] != t->D || !t->D)
         sp_die("%s: record %" PRIu64 ": %s is %s but earlier records have D = %zu", t->in, recno, t->hook,
@@ -369,6 +367,9 @@ int main(int argc, char **argv)
     size_t rowcap = 0;
     uint64_t recno = 0;
     while (tsz_read_or_die(t.r, &rec)) {
+        char err[400];
+        if (sp_kind_check(&rec, SP_K_HOOK_ACTS, err, sizeof err) < 0)   // before choose_hook looks for hooks
+            sp_die("%s: record %" PRIu64 ": %s", t.in, recno + 1, err);
         if (++recno == 1) choose_hook(&t, &rec);
         take_record(&t, &rec, recno, &rowbuf, &rowcap);
         sp_progress_update(&t.prog, t.rows_in);

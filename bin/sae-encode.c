@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "sae.h"
 #include "sparse.h"
 #include "stream.h"
@@ -183,17 +184,30 @@ static void pass_through(Enc *e, const TszRecord *rec, uint64_t recno, const Tsz
     if (x->ndim == 3) json_object_set_new(e->out.meta, "t", json_integer((json_int_t)x->shape[1]));
 }
 
+/* The tensor to encode: --tensor's, else the main tensor of a record of
+ * kind acts, ctx_acts or hook_acts (the SAE's hook), checked as tsz(5) says. */
+static const TszTensor *input_tensor(Enc *e, const TszRecord *rec, uint64_t recno)
+{
+    char err[400];
+    const TszTensor *x = NULL;
+    if (e->o->tensor) {
+        x = tsz_record_get(rec, e->o->tensor);
+        if (!x) sp_die("%s: record %" PRIu64 ": no tensor '%s' (--tensor names another)", e->in, recno, e->o->tensor);
+        return x;
+    }
+    if (sp_kind_check(rec, SP_K_ACTS | SP_K_CTX_ACTS | SP_K_HOOK_ACTS, err, sizeof err) == 0) {
+        SpKind k = sp_kind_of(rec);
+        x = sp_kind_tensor(rec, k, k == SP_K_HOOK_ACTS ? e->sae.hook : NULL, err, sizeof err);
+    }
+    if (!x) sp_die("%s: record %" PRIu64 ": %s", e->in, recno, err);
+    return x;
+}
+
 static void encode_record(Enc *e, const TszRecord *rec, uint64_t recno)
 {
-    const TszTensor *x = tsz_record_get(rec, e->o->tensor ? e->o->tensor : "acts");
-    if (!x && !e->o->tensor && e->sae.hook[0]) x = tsz_record_get(rec, e->sae.hook);   /* gpt2-fwd output */
+    const TszTensor *x = input_tensor(e, rec, recno);
     size_t D = e->sae.D, Fo = e->ids ? e->nsel : e->sae.F;
     char d1[96];
-    if (!x && e->o->tensor)
-        sp_die("%s: record %" PRIu64 ": no tensor '%s' (--tensor names another)", e->in, recno, e->o->tensor);
-    if (!x)
-        sp_die("%s: record %" PRIu64 ": no tensor 'acts'%s%s (--tensor names another)", e->in, recno,
-               e->sae.hook[0] ? " nor " : "", e->sae.hook);
     if (!tsz_dtype_is_float(x->dtype) || x->ndim < 2 || x->ndim > 3 || x->shape[x->ndim - 1] != D)
         sp_die("%s: record %" PRIu64 ": %s is %s but the SAE needs (N,%zu) or (B,T,%zu) floats", e->in, recno,
                x->name, tsz_tensor_desc(x, d1, sizeof d1), D, D);
@@ -202,7 +216,7 @@ static void encode_record(Enc *e, const TszRecord *rec, uint64_t recno)
     size_t rows = x->shape[0] * (x->ndim == 3 ? x->shape[1] : 1), es = tsz_dtype_size(x->dtype);
     tsz_record_clear(&e->out);
     json_t *m = e->out.meta;
-    json_object_set_new(m, "kind", json_string("features"));
+    json_object_set_new(m, "kind", json_string(SP_KIND_FEATURES));
     json_object_set_new(m, "f", json_integer((json_int_t)e->sae.F));
     json_object_set_new(m, "rows", json_integer((json_int_t)rows));
     if (e->sae.hook[0]) json_object_set_new(m, "hook", json_string(e->sae.hook));

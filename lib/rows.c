@@ -4,29 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "rows.h"
 
 const TszTensor *rows_check(const TszRecord *rec, const char *what, uint64_t rec_no, char *err, size_t errlen)
 {
-    const char *kind = json_string_value(json_object_get(rec->meta, "kind"));
-    const TszTensor *t = tsz_record_get(rec, "acts");
-    char desc[96];
-    // no kind: rows from outside saepipe (tsz from-npy acts=X.npy) when they
-    // carry the one tensor that says so
-    if (kind ? strcmp(kind, "acts") : !t) {
-        sp_fail(err, errlen, "%s: record %" PRIu64 " is kind '%s', want 'acts' rows from mlp-tap", what, rec_no,
-                kind ? kind : "");
-        return NULL;
-    }
-    if (!t) {
-        sp_fail(err, errlen, "%s: record %" PRIu64 " has no tensor 'acts'", what, rec_no);
-        return NULL;
-    }
-    if (t->ndim != 2 || !tsz_dtype_is_float(t->dtype) || t->shape[1] == 0) {
-        sp_fail(err, errlen, "%s: acts is %s; %s wants float rows (N,D) from mlp-tap without --keep-context", what,
-                tsz_tensor_desc(t, desc, sizeof desc), sp_prog);
-        return NULL;
-    }
+    char msg[400];
+    const TszTensor *t = NULL;
+    if (sp_kind_check(rec, SP_K_ACTS, msg, sizeof msg) == 0) t = sp_kind_tensor(rec, SP_K_ACTS, NULL, msg, sizeof msg);
+    if (!t) sp_fail(err, errlen, "%s: record %" PRIu64 ": %s", what, rec_no, msg);
     return t;
 }
 

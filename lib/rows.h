@@ -62,8 +62,9 @@ void rows_add_inputs(const RowReader *r, TszWriter *w);
  * record as rows_next does). 0 or -1 (err). */
 int rows_count(const char *const *paths, size_t n, uint64_t *rows, char *err, size_t errlen) SP_RESULT_USED;
 
-/* The rows tensor of one record, or NULL with err: the record's kind must be
- * "acts" or absent, and "acts" a float (N,D), D > 0. what names the input. */
+/* The rows tensor of one record, or NULL with err "WHAT: record R: ...":
+ * the record must be of kind acts and "acts" a float (N,D), D > 0, as
+ * sp_kind_check and sp_kind_tensor (kinds.h) see it. */
 const TszTensor *rows_check(const TszRecord *rec, const char *what, uint64_t rec_no, char *err,
                             size_t errlen);
 

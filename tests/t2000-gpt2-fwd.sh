@@ -71,7 +71,7 @@ test_expect_success NUMPY 'records and batches: tokens, doc and offset pass thro
 	gpt2-fwd -m f32 --hook blocks.1.hook_resid_post -b 3 tok.tsz >a3.tsz &&
 	gpt2-fwd -m f32 --hook blocks.1.hook_resid_post -b 1 tok.tsz >a1.tsz &&
 	tsz json a3.tsz >json && test_line_count = 2 json &&
-	grep "\"kind\":\"acts\"" json &&
+	grep "\"kind\":\"hook_acts\"" json &&
 	tsz to-npy --name doc d.npy a3.tsz && tsz to-npy --name offset o.npy a3.tsz && tsz to-npy --name tokens t.npy a3.tsz &&
 	tsz to-npy --name blocks.1.hook_resid_post r3.npy a3.tsz && tsz to-npy --name blocks.1.hook_resid_post r1.npy a1.tsz &&
 	"$PYTHON" -c "

@@ -111,9 +111,9 @@ assert np.abs(f - x).max() <= 2 ** -11 * np.abs(x).max()"
 
 test_expect_success NUMPY 'bad inputs and flags are refused with one line' '
 	test_must_fail mlp-tap --hook blocks.9.mlp.hook_post acts.tsz >out 2>err &&
-	grep "^mlp-tap: acts.tsz: record 1: no tensor blocks.9.mlp.hook_post$" err &&
+	grep "^mlp-tap: acts.tsz: record 1: no tensor .blocks.9.mlp.hook_post.$" err &&
 	test_must_fail mlp-tap --hook tokens acts.tsz >out 2>err &&
-	grep "^mlp-tap: acts.tsz: record 1: tokens is (3,6) i32, expected float (B,T,D)$" err &&
+	grep "^mlp-tap: acts.tsz: record 1: tensor .tokens. is (3,6) i32, want float (B,T,D) for kind .hook_acts.$" err &&
 	tsz from-npy blocks.2.hook_resid_post=r.npy >nompl.tsz &&
 	test_must_fail mlp-tap nompl.tsz >out 2>err &&
 	grep "^mlp-tap: nompl.tsz: no --hook given and the stream has no blocks.L.mlp.hook_post$" err &&
@@ -140,6 +140,21 @@ test_expect_success NUMPY '--drop-bos is the default; -o writes atomically and a
 	head -c $(($(wc -c <acts.tsz) - 30)) acts.tsz >cut.tsz &&
 	test_must_fail mlp-tap -o bad.tsz cut.tsz 2>err && grep "^mlp-tap: cut.tsz: " err &&
 	ls >files && ! grep "bad.tsz" files
+'
+
+test_expect_success NUMPY 'kinds: rows are acts, contexts ctx_acts; other kinds are refused, the old name acts read' '
+	mlp-tap acts.tsz >rows.tsz && tsz json rows.tsz | grep -c "^{\"kind\":\"acts\"," >n && test $(cat n) -ge 1 &&
+	mlp-tap --keep-context acts.tsz >ctx.tsz && tsz json ctx.tsz | grep -c "^{\"kind\":\"ctx_acts\"," >n &&
+	test $(cat n) -ge 1 &&
+	test_must_fail mlp-tap rows.tsz >out 2>err &&
+	grep "^mlp-tap: rows.tsz: record 1: kind .acts. is not .hook_acts. (gpt2-fwd output)$" err &&
+	test_must_fail mlp-tap ctx.tsz >out 2>err &&
+	grep "^mlp-tap: ctx.tsz: record 1: kind .ctx_acts. is not .hook_acts. (gpt2-fwd output)$" err &&
+	test_must_fail mlp-tap tok.tsz >out 2>err &&
+	grep "^mlp-tap: tok.tsz: record 1: kind .. (read as .tokens.) is not .hook_acts. (gpt2-fwd output)$" err &&
+	tsz from-npy --rows 3 --meta kind=acts blocks.2.mlp.hook_post=h2.npy tokens=tok.npy >old.tsz &&
+	mlp-tap old.tsz >o1.tsz && mlp-tap --hook blocks.2.mlp.hook_post acts.tsz >o2.tsz &&
+	tsz to-npy --name acts o1.npy o1.tsz && tsz to-npy --name acts o2.npy o2.tsz && cmp o1.npy o2.npy
 '
 
 command -v script >/dev/null && test_set_prereq SCRIPT

@@ -215,21 +215,28 @@ np.save(\"nan.npy\", x)" &&
 	grep "^sae-fit: nan.tsz: record 1 row 5 has a NaN or Inf (--on-nan stop)$" err
 '
 
-test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows, wrong width on resume, memory, part size' '
+test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows, wrong dtype, wrong width on resume, memory, part size' '
 	tsz head -n 0 val.tsz >empty.tsz &&
 	test_must_fail sae-fit empty.tsz >o 2>err && grep "^sae-fit: empty.tsz: no rows to train on (empty input)$" err &&
 	head -c 3000 val.tsz >cut.tsz &&
 	test_must_fail sae-fit cut.tsz >o 2>err && grep "^sae-fit: cut.tsz: " err && test_line_count = 1 err &&
 	tsz from-npy x=val.npy >nokind.tsz &&
 	test_must_fail sae-fit nokind.tsz >o 2>err &&
-	grep "^sae-fit: nokind.tsz: record 1 is kind .., want .acts. rows from mlp-tap$" err &&
+	grep "^sae-fit: nokind.tsz: record 1: kind .. (read as .hook_acts.) is not .acts. (mlp-tap output)$" err &&
 	tsz from-npy --meta kind=tokens acts=val.npy >tokkind.tsz &&
 	test_must_fail sae-fit tokkind.tsz >o 2>err &&
-	grep "^sae-fit: tokkind.tsz: record 1 is kind .tokens., want .acts. rows from mlp-tap$" err &&
+	grep "^sae-fit: tokkind.tsz: record 1: kind .tokens. is not .acts. (mlp-tap output)$" err &&
 	py "np.save(\"ctx.npy\", ld(\"val\")[:60].reshape(3, 20, 32))" &&
 	tsz from-npy --meta kind=acts acts=ctx.npy >ctx.tsz &&
 	test_must_fail sae-fit ctx.tsz >o 2>err &&
-	grep "^sae-fit: ctx.tsz: acts is (3,20,32) f32; sae-fit wants float rows (N,D) from mlp-tap without --keep-context$" err &&
+	grep "^sae-fit: ctx.tsz: record 1: kind .acts. (read as .ctx_acts.) is not .acts. (mlp-tap output)$" err &&
+	tsz from-npy --meta kind=ctx_acts acts=ctx.npy >ctx2.tsz &&
+	test_must_fail sae-fit ctx2.tsz >o 2>err &&
+	grep "^sae-fit: ctx2.tsz: record 1: kind .ctx_acts. is not .acts. (mlp-tap output)$" err &&
+	py "np.save(\"int.npy\", np.ones((100, 32), np.int32))" &&
+	tsz from-npy --meta kind=acts acts=int.npy >int.tsz &&
+	test_must_fail sae-fit int.tsz >o 2>err &&
+	grep "^sae-fit: int.tsz: record 1: tensor .acts. is (100,32) i32, want float (N,D) for kind .acts.$" err &&
 	py "np.save(\"wide.npy\", np.ones((100, 16), np.float32))" &&
 	tsz from-npy --meta kind=acts acts=wide.npy >wide.tsz &&
 	test_must_fail sae-fit $RES --checkpoint ck0 --resume --input wide.tsz -o o 2>err &&

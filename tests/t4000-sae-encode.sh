@@ -113,7 +113,7 @@ test_expect_success '--help, --version, bad usage' '
 	test_must_fail sae-encode --sae x --batch 0 2>err && grep "^sae-encode: --batch" err
 '
 
-test_expect_success NUMPY 'refusals: missing SAE, bad --features, wrong width, tokens, hook, norm_scale, truncation' '
+test_expect_success NUMPY 'refusals: missing SAE, bad --features, wrong width, tokens, hook, norm_scale, kind, truncation' '
 	test_must_fail sae-encode --sae nope.tsz relu/ctx.tsz >o 2>err && grep "^sae-encode: nope.tsz" err &&
 	test_must_fail sae-encode --sae relu/sae.tsz --features 3-50 relu/ctx.tsz 2>err &&
 	grep "^sae-encode: --features: feature range 3-50 is outside \[0, 40)$" err &&
@@ -134,7 +134,9 @@ test_expect_success NUMPY 'refusals: missing SAE, bad --features, wrong width, t
 	test_must_fail sae-encode --sae relu/sae.tsz n.tsz >o 2>err &&
 	grep "^sae-encode: n.tsz: record 1: meta .norm_scale. must be a positive number$" err &&
 	tsz from-npy x=a.npy >x3.tsz && test_must_fail sae-encode --sae relu/sae.tsz x3.tsz >o 2>err &&
-	grep "^sae-encode: x3.tsz: record 1: no tensor .acts. nor blocks.1.mlp.hook_post (--tensor names another)$" err &&
+	grep "^sae-encode: x3.tsz: record 1: no tensor .blocks.1.mlp.hook_post.$" err &&
+	sae-encode --sae relu/sae.tsz relu/ctx.tsz >f.tsz && test_must_fail sae-encode --sae relu/sae.tsz f.tsz >o 2>err &&
+	grep "^sae-encode: f.tsz: record 1: kind .features. is not .hook_acts. (gpt2-fwd output), .acts. (mlp-tap output) or .ctx_acts. (mlp-tap --keep-context output)$" err &&
 	test_must_fail sae-encode --sae relu/sae.tsz --tensor nope a.tsz >o 2>err &&
 	grep "^sae-encode: a.tsz: record 1: no tensor .nope. (--tensor names another)$" err &&
 	head -c 2000 relu/ctx.tsz >cut.tsz &&
