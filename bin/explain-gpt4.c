@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "explain_run.h"
+#include "kinds.h"
 #include "stream.h"
 
 #define DEFAULT_API_BASE "https://api.openai.com/v1"
@@ -303,12 +304,10 @@ static int read_feature(TszReader *r, TszRecord *rec, const char *in)
 {
     for (;;) {
         if (!tsz_read_or_die(r, rec)) return 0;
-        const char *kind = json_string_value(json_object_get(rec->meta, "kind"));
-        if (kind && !strcmp(kind, "dict_stats")) continue;
-        if (!kind || strcmp(kind, "feature"))
-            sp_die("%s: record %" PRIu64 ": kind '%s' is not 'feature' (is this topk-ctx output?)", in,
-                   tsz_reader_records(r), kind ? kind : "(none)");
-        return 1;
+        char err[400];
+        if (sp_kind_check(rec, SP_K_FEATURE | SP_K_DICT_STATS, err, sizeof err) < 0)
+            sp_die("%s: record %" PRIu64 ": %s", in, tsz_reader_records(r), err);
+        if (sp_kind_of(rec) == SP_K_FEATURE) return 1;
     }
 }
 

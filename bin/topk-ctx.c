@@ -9,6 +9,7 @@
 
 #include "bpe.h"
 #include "fetch.h"
+#include "kinds.h"
 #include "topkctx.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
@@ -149,6 +150,8 @@ static int run_collect(Opts *o, int argc, char **argv)
     TszRecord rec;
     tsz_record_init(&rec);
     int have = tsz_read_or_die(r, &rec);
+    char kerr[400];
+    if (have && sp_kind_check(&rec, SP_K_FEATURES, kerr, sizeof kerr) < 0) sp_die("%s: record 1: %s", in, kerr);
     json_t *hf = json_object_get(tsz_reader_header(r), "f");
     json_t *jf = json_is_integer(hf) ? hf : json_object_get(rec.meta, "f");
     if (!json_is_integer(jf) || json_integer_value(jf) < 1 || json_integer_value(jf) > (1 << 30))
@@ -209,12 +212,6 @@ typedef struct {
     int n;
 } Inputs;
 
-static const char *kind_of(const TszRecord *rec)
-{
-    const char *k = json_string_value(json_object_get(rec->meta, "kind"));
-    return k ? k : "(none)";
-}
-
 /* Read the next record of every input; 1 = feature records, 0 = dict_stats. */
 static int read_step(Inputs *x)
 {
@@ -222,11 +219,10 @@ static int read_step(Inputs *x)
     for (int i = 0; i < x->n; i++) {
         const char *in = tsz_reader_name(x->r[i]);
         if (!tsz_read_or_die(x->r[i], &x->rec[i])) sp_die("%s: ends without a dict_stats record", in);
-        const char *k = kind_of(&x->rec[i]);
-        int s = !strcmp(k, "dict_stats");
-        if (!s && strcmp(k, "feature"))
-            sp_die("%s: record %" PRIu64 ": kind '%s' is not 'feature' (is this topk-ctx output?)", in,
-                   tsz_reader_records(x->r[i]), k);
+        char err[400];
+        if (sp_kind_check(&x->rec[i], SP_K_FEATURE | SP_K_DICT_STATS, err, sizeof err) < 0)
+            sp_die("%s: record %" PRIu64 ": %s", in, tsz_reader_records(x->r[i]), err);
+        int s = sp_kind_of(&x->rec[i]) == SP_K_DICT_STATS;
         if (i && s != stats)
             sp_die("%s: record %" PRIu64 ": the inputs hold different features (%s has another record here)", in,
                    tsz_reader_records(x->r[i]), tsz_reader_name(x->r[0]));

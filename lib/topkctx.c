@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "topkctx.h"
 
 #define SALT_RAND 0x72616e64u   /* "rand" */
@@ -201,9 +202,7 @@ static int load_acts(TopkCtx *c, const TszRecord *rec, size_t rows)
 
 int topkctx_add(TopkCtx *c, const TszRecord *rec)
 {
-    const char *kind = json_string_value(json_object_get(rec->meta, "kind"));
-    if (!kind || strcmp(kind, "features"))
-        return SP_FAIL(c, "kind '%s' is not 'features' (is this sae-encode output?)", kind ? kind : "(none)");
+    if (sp_kind_check(rec, SP_K_FEATURES, c->err, sizeof c->err) < 0) return -1;
     json_t *jf = json_object_get(rec->meta, "f");
     if (!json_is_integer(jf) || (size_t)json_integer_value(jf) != c->F)
         return SP_FAIL(c, "meta 'f' is not %zu, the dictionary size of the first record", c->F);
@@ -342,7 +341,7 @@ void topkctx_record(const TopkCtx *c, size_t j, TszRecord *rec, TopkStrFn strs, 
     sum[0] = (int64_t)(st->sum >> 64), sum[1] = (int64_t)(uint64_t)st->sum;
 
     json_t *m = rec->meta;
-    json_object_set_new(m, "kind", json_string("feature"));
+    json_object_set_new(m, "kind", json_string(SP_KIND_FEATURE));
     json_object_set_new(m, "feature", json_integer(c->sel[j]));
     json_object_set_new(m, "n_tokens", json_integer((json_int_t)c->n_tokens));
     json_object_set_new(m, "n_fired", json_integer((json_int_t)st->fired));
@@ -399,9 +398,7 @@ static int merge_set(TopkCtx *c, size_t j, const TszRecord *rec, const char *pre
 int topkctx_merge(TopkCtx *c, size_t j, const TszRecord *rec)
 {
     const json_t *m = rec->meta;
-    const char *kind = json_string_value(json_object_get(m, "kind"));
-    if (!kind || strcmp(kind, "feature"))
-        return SP_FAIL(c, "kind '%s' is not 'feature' (is this topk-ctx output?)", kind ? kind : "(none)");
+    if (sp_kind_check(rec, SP_K_FEATURE, c->err, sizeof c->err) < 0) return -1;
     json_t *jf = json_object_get(m, "feature"), *jn = json_object_get(m, "n_fired"),
            *jx = json_object_get(m, "max_act");
     if (!json_is_integer(jf) || json_integer_value(jf) != c->sel[j])
@@ -445,7 +442,7 @@ void topkctx_dict_stats(const TopkOpts *o, size_t F, const int32_t *sel, size_t 
         if (b != (size_t)-1) hist[b]++;
     }
     json_t *m = rec->meta;
-    json_object_set_new(m, "kind", json_string("dict_stats"));
+    json_object_set_new(m, "kind", json_string(SP_KIND_DICT_STATS));
     json_object_set_new(m, "f", json_integer((json_int_t)F));
     json_object_set_new(m, "n_features", json_integer((json_int_t)nsel));
     json_object_set_new(m, "n_tokens", json_integer((json_int_t)n_tokens));

@@ -143,9 +143,11 @@ test_expect_success '--help, --version, bad usage' '
 	done
 '
 
-test_expect_success NUMPY 'refusals: not features, no tokens, bad CSR, memory, bad --features, truncation' '
+test_expect_success NUMPY 'refusals: not features, no f, no tokens, bad CSR, memory, bad --features, truncation' '
 	test_must_fail topk-ctx ctx.tsz >o 2>err &&
-	grep "^topk-ctx: ctx.tsz: no dictionary size: neither the header nor the first record has an integer .f. (is this sae-encode output?)$" err &&
+	grep "^topk-ctx: ctx.tsz: record 1: kind .. (read as .ctx_acts.) is not .features. (sae-encode output)$" err &&
+	test_must_fail topk-ctx topk.tsz >o 2>err &&
+	grep "^topk-ctx: topk.tsz: record 1: kind .feature. is not .features. (sae-encode output)$" err &&
 	"$PYTHON" -c "import numpy as np; a = np.load(\"acts.npy\"); np.save(\"rows.npy\", a.reshape(-1, 16))" &&
 	tsz from-npy acts=rows.npy >rows.tsz && sae-encode --sae sae.tsz rows.tsz >rf.tsz &&
 	test_must_fail topk-ctx rf.tsz >o 2>err &&
@@ -155,6 +157,9 @@ import numpy as np
 np.save(\"ip.npy\", np.array([0, 2, 3], np.int64)); np.save(\"ix.npy\", np.array([3, 1, 2], np.int32))
 np.save(\"ix2.npy\", np.array([0, 7, 2], np.int32)); np.save(\"v.npy\", np.ones(3, np.float32))
 np.save(\"t.npy\", np.zeros((1, 3), np.int32))" &&
+	tsz from-npy --meta kind=\"features\" --meta pos0=1 indptr=ip.npy indices=ix.npy values=v.npy tokens=t.npy >nof.tsz &&
+	test_must_fail topk-ctx nof.tsz >o 2>err &&
+	grep "^topk-ctx: nof.tsz: no dictionary size: neither the header nor the first record has an integer .f. (is this sae-encode output?)$" err &&
 	tsz from-npy --meta kind=\"features\" --meta f=4 --meta pos0=1 indptr=ip.npy indices=ix.npy values=v.npy tokens=t.npy >bad1.tsz &&
 	test_must_fail topk-ctx bad1.tsz >o 2>err &&
 	grep "^topk-ctx: bad1.tsz: record 1: indices of row 0 are not ascending at 1$" err &&
