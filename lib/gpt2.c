@@ -17,6 +17,7 @@
 
 #include "gemm.h"
 #include "gpt2.h"
+#include "kinds.h"
 #include "parfor.h"
 #include "safetensors.h"
 
@@ -649,9 +650,10 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
 
 const TszTensor *gpt2_record_tokens(const GPT2Config *c, const TszRecord *rec, char *err, size_t errlen)
 {
-    const TszTensor *t = tsz_record_get(rec, "tokens");
+    if (sp_kind_check(rec, SP_K_TOKENS, err, errlen) < 0) return NULL;
+    const TszTensor *t = sp_kind_tensor(rec, SP_K_TOKENS, "tokens", err, errlen);
     char desc[96];
-    if (!t) return sp_fail(err, errlen, "no `tokens` tensor"), NULL;
+    if (!t) return NULL;
     if (t->ndim != 2 || (t->dtype != TSZ_I32 && t->dtype != TSZ_I64))
         return sp_fail(err, errlen, "tokens is %s, expected i32 (rows,T)", tsz_tensor_desc(t, desc, sizeof desc)), NULL;
     if (!t->shape[1]) return sp_fail(err, errlen, "empty token windows"), NULL;

@@ -20,6 +20,8 @@ static const SpKindInfo kinds[] = {
     {SP_K_FEATURES, SP_KIND_FEATURES, "sae-encode", 0, NULL},
     {SP_K_FEATURE, SP_KIND_FEATURE, "topk-ctx", 0, NULL},
     {SP_K_DICT_STATS, SP_KIND_DICT_STATS, "topk-ctx", 0, NULL},
+    {SP_K_RECON, SP_KIND_RECON, "recon-score", 0, NULL},
+    {SP_K_RECON_MEAN, SP_KIND_RECON_MEAN, "recon-score", 0, NULL},
 };
 #define NKINDS (sizeof kinds / sizeof *kinds)
 
@@ -36,16 +38,20 @@ const char *sp_kind_name(SpKind k)
     return f ? f->name : "";
 }
 
+/* 1 when rec has a float tensor other than "tokens" (hook-named activations). */
+static int has_float(const TszRecord *rec)
+{
+    for (size_t i = 0; i < rec->n; i++)
+        if (tsz_dtype_is_float(rec->t[i].dtype) && strcmp(rec->t[i].name, "tokens")) return 1;
+    return 0;
+}
+
 SpKind sp_kind_of(const TszRecord *rec)
 {
     const char *s = json_string_value(json_object_get(rec->meta, "kind"));
     const TszTensor *a = tsz_record_get(rec, "acts");
-    if (!s || !strcmp(s, "acts")) {
-        if (a) return a->ndim == 3 ? SP_K_CTX_ACTS : SP_K_ACTS;
-        for (size_t i = 0; i < rec->n; i++)
-            if (tsz_dtype_is_float(rec->t[i].dtype)) return SP_K_HOOK_ACTS;
-        return SP_K_TOKENS;
-    }
+    if (!s && !a && !has_float(rec)) return SP_K_TOKENS;
+    if (!s || !strcmp(s, "acts")) return !a ? SP_K_HOOK_ACTS : a->ndim == 3 ? SP_K_CTX_ACTS : SP_K_ACTS;
     for (size_t i = 0; i < NKINDS; i++)
         if (!strcmp(s, kinds[i].name)) return kinds[i].k;
     return 0;

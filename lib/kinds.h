@@ -32,6 +32,8 @@ typedef enum {
     SP_K_FEATURES = 1 << 4,
     SP_K_FEATURE = 1 << 5,
     SP_K_DICT_STATS = 1 << 6,
+    SP_K_RECON = 1 << 7,
+    SP_K_RECON_MEAN = 1 << 8,
 } SpKind;
 
 /* The name of one kind ("hook_acts"). */
@@ -40,8 +42,9 @@ const char *sp_kind_name(SpKind k);
 /* The kind of rec; 0 when it is none of SpKind. A record of the old name
  * "acts" of all three activation layouts, or without a kind (tsz from-npy),
  * is read by its tensors: a tensor "acts" of three dimensions is ctx_acts,
- * of another number acts; without one, integer tensors only are tokens, else
- * hook_acts (tensors named by hooks). */
+ * of another number acts; without one, hook_acts (tensors named by hooks),
+ * except that a record without a kind and without float tensors but
+ * "tokens" is tokens. */
 SpKind sp_kind_of(const TszRecord *rec);
 
 /* 0 when rec is of one of the kinds in want (an | of SpKind), else -1 and

@@ -1,4 +1,5 @@
 /* recon.c: the standard SAE evaluation as mergeable sums (see recon.h). */
+#include "kinds.h"
 #include "recon.h"
 
 #include <inttypes.h>
@@ -106,7 +107,7 @@ json_t *recon_metrics_json(const ReconMetrics *m)
 void recon_sums_to_record(const ReconSums *s, const ReconMetrics *m, TszRecord *rec)
 {
     json_t *meta = rec->meta;
-    json_object_set_new(meta, "kind", json_string(s->F ? "recon" : "recon_mean"));
+    json_object_set_new(meta, "kind", json_string(s->F ? SP_KIND_RECON : SP_KIND_RECON_MEAN));
     if (s->F && m) {
         json_t *o = recon_metrics_json(m);
         json_object_update(meta, o);
@@ -141,14 +142,13 @@ static int meta_u64(const json_t *meta, const char *key, uint64_t *out, char *er
 int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t errlen)
 {
     const json_t *meta = rec->meta;
-    const char *kind = json_string_value(json_object_get(meta, "kind"));
-    if (!kind || (strcmp(kind, "recon") && strcmp(kind, "recon_mean")))
-        return sp_fail(err, errlen, "record of kind \"%s\", expected \"recon\" or \"recon_mean\"", kind ? kind : "");
+    if (sp_kind_check(rec, SP_K_RECON | SP_K_RECON_MEAN, err, errlen) < 0) return -1;
+    const char *kind = sp_kind_name(sp_kind_of(rec));
     uint64_t D, F;
     if (meta_u64(meta, "d", &D, err, errlen) || meta_u64(meta, "f", &F, err, errlen)) return -1;
     if (!D || D > (1u << 24) || F > (1u << 28)) return sp_fail(err, errlen, "implausible widths d=%llu f=%llu",
                                                            (unsigned long long)D, (unsigned long long)F);
-    if (!strcmp(kind, "recon") != !!F) return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
+    if (!strcmp(kind, SP_KIND_RECON) != !!F) return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
     const json_t *sx = json_object_get(meta, "sum_x");
     if (!json_is_array(sx) || json_array_size(sx) != D)
         return sp_fail(err, errlen, "metadata \"sum_x\" is not an array of d=%llu numbers", (unsigned long long)D);

@@ -180,7 +180,10 @@ test_expect_success NUMPY 'windows longer than n_positions, bad token ids and ba
 	test_must_fail gpt2-fwd -m f32 neg.tsz >out 2>err && grep "token id -97 at row 1, position 2" err &&
 	test_must_fail gpt2-fwd -m f32 flt.tsz >out 2>err &&
 	grep "^gpt2-fwd: flt.tsz: record 1: tokens is (2,4) f32, expected i32 (rows,T)$" err &&
-	test_must_fail gpt2-fwd -m f32 x.tsz >out 2>err && grep "^gpt2-fwd: x.tsz: record 1: no .tokens. tensor$" err
+	test_must_fail gpt2-fwd -m f32 x.tsz >out 2>err &&
+	grep "^gpt2-fwd: x.tsz: record 1: no tensor .tokens.$" err &&
+	gpt2-fwd -m f32 --hook blocks.0.mlp.hook_post tok.tsz >fwd.tsz && test_must_fail gpt2-fwd -m f32 fwd.tsz >out 2>err &&
+	grep "^gpt2-fwd: fwd.tsz: record 1: kind .hook_acts. is not .tokens. (gpt2-tok output)$" err
 '
 
 test_expect_success NUMPY '-o writes atomically; a failed run leaves no output and no end marker; --progress on stderr' '

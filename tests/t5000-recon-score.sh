@@ -251,7 +251,10 @@ test_expect_success NUMPY 'bad inputs: missing SAE, not an SAE, bad token, long 
 	grep "^recon-score: cut.tsz: " err && test ! -s out &&
 	tsz from-npy other=w1.npy >other.tsz &&
 	test_must_fail recon-score -m m1 --sae relu48.tsz other.tsz 2>err &&
-	grep "^recon-score: other.tsz: record 1: no \`tokens\` tensor$" err &&
+	grep "^recon-score: other.tsz: record 1: no tensor .tokens.$" err &&
+	recon-score -m m1 --sae relu48.tsz w1.tsz >r1.tsz 2>/dev/null &&
+	test_must_fail recon-score -m m1 --sae relu48.tsz r1.tsz 2>err &&
+	grep "^recon-score: r1.tsz: record 1: kind .recon. is not .tokens. (gpt2-tok output)$" err &&
 	test_must_fail recon-score -m nomodel --sae relu48.tsz w1.tsz 2>err && grep "^recon-score: .*nomodel" err
 '
 
@@ -265,7 +268,7 @@ test_expect_success NUMPY 'one-token windows: nothing to predict' '
 
 test_expect_success NUMPY 'merge refusals: not a recon record, mixed hooks, mixed pos0' '
 	test_must_fail recon-score --merge w1.tsz 2>err &&
-	grep "^recon-score: w1.tsz: record 1: record of kind \"\", expected \"recon\" or \"recon_mean\"$" err &&
+	grep "^recon-score: w1.tsz: record 1: kind .. (read as .tokens.) is not .recon. or .recon_mean. (recon-score output)$" err &&
 	recon-score -m m2 --sae btk32.tsz w2.tsz >o2.tsz 2>/dev/null &&
 	test_must_fail recon-score --merge full.tsz o2.tsz 2>err &&
 	grep "^recon-score: o2.tsz: record 1: hook blocks.2.hook_resid_post, but the first record'"'"'s is blocks.1.hook_resid_mid$" err &&
