@@ -89,13 +89,6 @@ enum { O_API = 256, O_MODEL, O_BACKEND, O_SCORER, O_FEATURES, O_NEXPLAIN, O_NSCO
        O_ATTEMPTS, O_BACKOFF, O_MAXBACKOFF, O_NOLOGPROBS, O_TEMP, O_MINALIGN, O_BASETOK, O_PROMPTDIR,
        O_PRICE, O_DRYRUN, O_PROGRESS, O_ENDPOINT };
 
-static int pick(const char *flag, const char *v, const char *const *names)
-{
-    for (int i = 0; names[i]; i++)
-        if (!strcmp(v, names[i])) return i;
-    sp_usage_die("%s: unknown value '%s'", flag, v);
-}
-
 static char *default_cache(void)
 {
     const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -118,9 +111,12 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"baseline-tokens", 1, 0, O_BASETOK}, {"prompt-dir", 1, 0, O_PROMPTDIR}, {"price", 1, 0, O_PRICE},
         {"dry-run", 2, 0, O_DRYRUN}, {"progress", 0, 0, O_PROGRESS}, {"force", 0, 0, 'f'},
         {"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0}};
-    static const char *const backends[] = {"openai", "baseline", NULL};
-    static const char *const where[] = {"stderr", "stdout", NULL};
-    static const char *const endpoints[] = {"chat", "completions", NULL};
+    static const SpChoice backends[] = {{"openai", EXPLAIN_BACKEND_OPENAI}, {"baseline", EXPLAIN_BACKEND_BASELINE}};
+    static const SpChoice scorers[] = {{"simulation", EXPLAIN_SCORER_SIMULATION},
+                                       {"detection", EXPLAIN_SCORER_DETECTION},
+                                       {"fuzzing", EXPLAIN_SCORER_FUZZING}, {"none", EXPLAIN_SCORER_NONE}};
+    static const SpChoice where[] = {{"stderr", 1}, {"stdout", 2}};       /* dry_run */
+    static const SpChoice endpoints[] = {{"chat", 0}, {"completions", 1}}; /* c->completions */
     ExplainConfig *c = &o->c;
     *o = (Opts){.argc = argc, .argv = argv};
     c->api_base = DEFAULT_API_BASE;
@@ -136,8 +132,8 @@ static void parse_args(Opts *o, int argc, char **argv)
         switch (ch) {
         case O_API: c->api_base = optarg; break;
         case O_MODEL: c->model = optarg; break;
-        case O_BACKEND: c->backend = (ExplainBackend)pick("--backend", optarg, backends); break;
-        case O_SCORER: c->scorer = (ExplainScorer)pick("--scorer", optarg, EXPLAIN_SCORER_NAME); break;
+        case O_BACKEND: c->backend = (ExplainBackend)SP_OPT_CHOICE("--backend", optarg, backends); break;
+        case O_SCORER: c->scorer = (ExplainScorer)SP_OPT_CHOICE("--scorer", optarg, scorers); break;
         case O_FEATURES: o->features = optarg; break;
         case O_NEXPLAIN: c->n_explain = sp_opt_u64("--n-explain", optarg, 1, 1000); break;
         case O_NSCORE: c->n_score = sp_opt_u64("--n-score", optarg, 1, 1000); break;
@@ -148,7 +144,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_BACKOFF: c->http.backoff_base = sp_opt_double("--backoff", optarg, 0, 3600); break;
         case O_MAXBACKOFF: c->http.backoff_max = sp_opt_double("--max-backoff", optarg, 0, 86400); break;
         case O_NOLOGPROBS: c->logprobs = 0; break;
-        case O_ENDPOINT: c->completions = pick("--endpoint", optarg, endpoints); break;
+        case O_ENDPOINT: c->completions = SP_OPT_CHOICE("--endpoint", optarg, endpoints); break;
         case O_TEMP: c->temperature = sp_opt_double("--temperature", optarg, 0, 2); break;
         case O_MINALIGN: c->min_aligned = sp_opt_double("--min-aligned", optarg, 0, 1); break;
         case O_BASETOK: c->baseline_tokens = sp_opt_u64("--baseline-tokens", optarg, 1, EXPLAIN_BASELINE_MAX); break;
@@ -162,7 +158,7 @@ static void parse_args(Opts *o, int argc, char **argv)
             o->have_price = 1;
             break;
         }
-        case O_DRYRUN: o->dry_run = optarg ? 1 + pick("--dry-run", optarg, where) : 1; break;
+        case O_DRYRUN: o->dry_run = optarg ? SP_OPT_CHOICE("--dry-run", optarg, where) : 1; break;
         case O_PROGRESS: o->progress = 1; break;
         case 'f': o->force = 1; break;
         case 'h': usage(stdout, 0);

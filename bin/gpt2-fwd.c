@@ -125,10 +125,7 @@ static void parse_args(Opts *o, int argc, char **argv)
             o->patches[o->npatches++] = (Patch){.spec = optarg};
             break;
         case 'b': o->batch = sp_opt_u64("--batch", optarg, 1, 1 << 16); break;
-        case O_DTYPE:
-            if (tsz_dtype_parse(optarg, &o->dtype) < 0 || !tsz_dtype_is_float(o->dtype))
-                sp_usage_die("--dtype: expected f32, bf16 or f16, got '%s'", optarg);
-            break;
+        case O_DTYPE: o->dtype = (TszDtype)SP_OPT_CHOICE("--dtype", optarg, tsz_float_dtypes); break;
         default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }

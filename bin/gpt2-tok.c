@@ -63,13 +63,6 @@ typedef struct {
     int ninputs;
 } Opts;
 
-static int pick(const char *flag, const char *v, const char *const *names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(v, names[i])) return i;
-    sp_usage_die("%s: unknown value '%s'", flag, v);
-}
-
 static void parse_args(Opts *o, int argc, char **argv)
 {
     enum { O_FORMAT = 256, O_KEY, O_SPLIT, O_CTX, O_DROP, O_NOSPEC, O_ROWS };
@@ -81,15 +74,16 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"threads", required_argument, 0, 'j'},
         SP_STAGE_LONGOPTS,
     };
-    static const char *const formats[] = {"text", "jsonl"}, *const splits[] = {"file", "blank", "line"};
+    static const SpChoice formats[] = {{"text", FMT_TEXT}, {"jsonl", FMT_JSONL}};
+    static const SpChoice splits[] = {{"file", SPLIT_FILE}, {"blank", SPLIT_BLANK}, {"line", SPLIT_LINE}};
     *o = (Opts){.key = "text", .ctx = 128, .threads = 1};
     int c, key_given = 0, split_given = 0;
     while ((c = getopt_long(argc, argv, "m:o:j:fhV", longs, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
-        case O_FORMAT: o->format = pick("--format", optarg, formats, 2); break;
+        case O_FORMAT: o->format = SP_OPT_CHOICE("--format", optarg, formats); break;
         case O_KEY: o->key = optarg; key_given = 1; break;
-        case O_SPLIT: o->split = pick("--split", optarg, splits, 3); split_given = 1; break;
+        case O_SPLIT: o->split = SP_OPT_CHOICE("--split", optarg, splits); split_given = 1; break;
         case O_CTX: o->ctx = sp_opt_u64("--ctx", optarg, 0, 1u << 24); break;
         case O_DROP: o->drop_tail = 1; break;
         case O_NOSPEC: o->no_special = 1; break;

@@ -79,10 +79,7 @@ static void parse_args(Opts *o, int argc, char **argv)
         case O_NORM: o->normalize = 1; break;
         case O_NROWS: o->norm_rows = sp_opt_u64("--norm-rows", optarg, 1, 1ull << 32); break;
         case O_NSCALE: o->norm_scale = sp_opt_double("--norm-scale", optarg, 1e-30, 1e30); break;
-        case O_DTYPE:
-            if (tsz_dtype_parse(optarg, &o->dtype) < 0 || !tsz_dtype_is_float(o->dtype))
-                sp_usage_die("--dtype: expected f32, bf16 or f16, got '%s'", optarg);
-            break;
+        case O_DTYPE: o->dtype = (TszDtype)SP_OPT_CHOICE("--dtype", optarg, tsz_float_dtypes); break;
         case O_ROWS: o->rows = sp_opt_u64("--rows", optarg, 1, 1ull << 32); break;
         default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }

@@ -12,6 +12,8 @@ static const struct { const char *name; size_t size; int is_float; } dtypes[TSZ_
 
 size_t tsz_dtype_size(TszDtype dt) { return dt < TSZ_NDTYPE ? dtypes[dt].size : 0; }
 const char *tsz_dtype_name(TszDtype dt) { return dt < TSZ_NDTYPE ? dtypes[dt].name : "?"; }
+const SpChoice tsz_float_dtypes[3] = {{"f32", TSZ_F32}, {"bf16", TSZ_BF16}, {"f16", TSZ_F16}};
+
 int tsz_dtype_is_float(TszDtype dt) { return dt < TSZ_NDTYPE && dtypes[dt].is_float; }
 
 int tsz_dtype_parse(const char *s, TszDtype *out)

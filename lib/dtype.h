@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 typedef enum {
     TSZ_F32 = 0, TSZ_F16, TSZ_BF16, TSZ_I32, TSZ_I64, TSZ_U8, TSZ_U16, TSZ_U32,
     TSZ_NDTYPE
@@ -15,6 +17,9 @@ size_t tsz_dtype_size(TszDtype dt);
 const char *tsz_dtype_name(TszDtype dt);          /* "f32", ... */
 int tsz_dtype_parse(const char *s, TszDtype *out); /* 0 or -1 */
 int tsz_dtype_is_float(TszDtype dt);
+/* The float dtypes by name, in the order messages list them, for an enum
+ * flag: (TszDtype)SP_OPT_CHOICE("--dtype", optarg, tsz_float_dtypes). */
+extern const SpChoice tsz_float_dtypes[3];
 
 /* IEEE half and bfloat16. Rounding is to nearest even; NaN stays NaN,
  * overflow gives Inf, as numpy and torch do. */

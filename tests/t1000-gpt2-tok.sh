@@ -26,7 +26,8 @@ test_expect_success '--help lists every option; --version' '
 test_expect_success 'bad usage exits 2 with a message' '
 	test_must_fail gpt2-tok --ctx 8 </dev/null 2>err && grep "^gpt2-tok: --model DIR|ID is required" err &&
 	test_expect_code () { "$@"; test $? = 2; } &&
-	test_expect_code gpt2-tok -m x --format csv 2>err && grep "^gpt2-tok: --format: unknown value .csv." err &&
+	test_expect_code gpt2-tok -m x --format csv 2>err && grep "^gpt2-tok: --format: expected one of text, jsonl, got .csv.$" err &&
+	test_expect_code gpt2-tok -m x --split para 2>err && grep "^gpt2-tok: --split: expected one of file, blank, line, got .para.$" err &&
 	test_expect_code gpt2-tok -m x --ctx 1 2>err && grep "^gpt2-tok: --ctx: 1 leaves no room" err &&
 	test_expect_code gpt2-tok -m x --ctx -5 2>err && grep "^gpt2-tok: --ctx" err &&
 	test_expect_code gpt2-tok -m x --key body 2>err && grep "^gpt2-tok: --key goes with --format jsonl" err &&

@@ -295,7 +295,7 @@ test_expect_success NUMPY 'bad flags exit 2 with one line' '
 	test_code_2 () { "$@"; test $? = 2; } &&
 	test_code_2 gpt2-fwd tok.tsz 2>err && grep "^gpt2-fwd: --model DIR is required$" err &&
 	test_code_2 gpt2-fwd -m f32 -b 0 tok.tsz 2>err && grep "^gpt2-fwd: --batch: expected a whole number" err &&
-	test_code_2 gpt2-fwd -m f32 --dtype i32 tok.tsz 2>err && grep "^gpt2-fwd: --dtype: expected f32, bf16 or f16, got .i32.$" err &&
+	test_code_2 gpt2-fwd -m f32 --dtype i32 tok.tsz 2>err && grep "^gpt2-fwd: --dtype: expected one of f32, bf16, f16, got .i32.$" err &&
 	test_code_2 gpt2-fwd -m f32 --hook blocks.2.mlp.hook_post tok.tsz 2>err &&
 	grep "^gpt2-fwd: --hook: hook blocks.2.mlp.hook_post: layer 2 but the model has 2 layers$" err &&
 	test_code_2 gpt2-fwd -m f32 --hook blocks.0.mlp.hook_mid tok.tsz 2>err && grep "^gpt2-fwd: --hook: unknown hook" err &&

@@ -126,7 +126,7 @@ test_expect_success NUMPY 'bad inputs and flags are refused with one line' '
 	test_code_2 () { "$@"; test $? = 2; } &&
 	test_code_2 mlp-tap --keep-context --shuffle-buffer 4 acts.tsz 2>err &&
 	grep "^mlp-tap: --shuffle-buffer and --keep-context do not go together$" err &&
-	test_code_2 mlp-tap --dtype i8 acts.tsz 2>err && grep "^mlp-tap: --dtype: expected f32, bf16 or f16, got .i8.$" err &&
+	test_code_2 mlp-tap --dtype i8 acts.tsz 2>err && grep "^mlp-tap: --dtype: expected one of f32, bf16, f16, got .i8.$" err &&
 	test_code_2 mlp-tap --shuffle-buffer -1 acts.tsz 2>err && grep "^mlp-tap: --shuffle-buffer: expected a whole number" err &&
 	test_code_2 mlp-tap --normalize --norm-scale 2 acts.tsz 2>err && grep "^mlp-tap: --normalize computes a scale" err
 '

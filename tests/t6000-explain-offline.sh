@@ -13,13 +13,13 @@ test_expect_success 'setup planted streams' '
 
 test_expect_success 'bad usage exits 2 with one line naming the flag' '
 	code2 () { "$@"; test $? = 2; } &&
-	code2 explain-gpt4 --backend gpt5 topk.tsz 2>err && grep "^explain-gpt4: --backend: unknown value .gpt5." err &&
-	code2 explain-gpt4 --scorer vibes topk.tsz 2>err && grep "^explain-gpt4: --scorer: unknown value" err &&
+	code2 explain-gpt4 --backend gpt5 topk.tsz 2>err && grep "^explain-gpt4: --backend: expected one of openai, baseline, got .gpt5.$" err &&
+	code2 explain-gpt4 --scorer vibes topk.tsz 2>err && grep "^explain-gpt4: --scorer: expected one of simulation, detection, none, got .vibes.$" err &&
 	code2 explain-gpt4 --features 1-x topk.tsz 2>err && grep "^explain-gpt4: --features: expected numbers and ranges" err &&
 	code2 explain-gpt4 --n-explain 0 topk.tsz 2>err && grep "^explain-gpt4: --n-explain: expected a whole number from 1" err &&
 	code2 explain-gpt4 --price 3 topk.tsz 2>err && grep "^explain-gpt4: --price: expected IN,OUT" err &&
 	code2 explain-gpt4 --timeout -1 topk.tsz 2>err && grep "^explain-gpt4: --timeout:" err &&
-	code2 explain-gpt4 --dry-run=paper topk.tsz 2>err && grep "^explain-gpt4: --dry-run: unknown value" err &&
+	code2 explain-gpt4 --dry-run=paper topk.tsz 2>err && grep "^explain-gpt4: --dry-run: expected one of stderr, stdout, got .paper.$" err &&
 	code2 explain-gpt4 a.tsz b.tsz 2>err && grep "^explain-gpt4: one input at most" err &&
 	code2 explain-gpt4 --frobnicate topk.tsz 2>err && grep "^explain-gpt4: unknown option .--frobnicate.$" err &&
 	test_line_count = 2 err &&

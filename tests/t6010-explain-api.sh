@@ -93,7 +93,7 @@ test_expect_success 'completions endpoint: every fault survived; an unknown --en
 	tsz json --full out.tsz >out.json &&
 	"$PYTHON" "$CHECK" topk.json out.json --planted 60 --pred-values 9.35,0.1 &&
 	explain --endpoint bogus topk.tsz >o.tsz 2>e3; test $? = 2 &&
-	grep "^explain-gpt4: --endpoint: unknown value .bogus.$" e3
+	grep "^explain-gpt4: --endpoint: expected one of chat, completions, got .bogus.$" e3
 '
 
 test_expect_success 'messy replies (prose, fences, reordered blocks, a missing line) are aligned' '
