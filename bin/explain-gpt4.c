@@ -334,7 +334,7 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
 {
     tsz_record_clear(out);
     json_t *m = out->meta;
-    json_object_set_new(m, "kind", json_string("explanation"));
+    json_object_set_new(m, "kind", json_string(SP_KIND_EXPLANATION));
     json_object_set_new(m, "feature", json_integer(j->x.feature));
     json_object_set_new(m, "explanation", j->explanation ? json_string(j->explanation) : json_null());
     json_object_set_new(m, "score", num_or_null(j->score));

@@ -12,6 +12,7 @@
 #include "bpe.h"
 #include "fetch.h"
 #include "jsonl.h"
+#include "kinds.h"
 #include "stream.h"
 #include "textin.h"
 
@@ -118,7 +119,7 @@ static void emit(Win *wn, const int32_t *tok, const int64_t *doc, const int64_t 
 {
     TszRecord *r = &wn->rec;
     tsz_record_clear(r);
-    json_object_set_new(r->meta, "kind", json_string("tokens"));
+    json_object_set_new(r->meta, "kind", json_string(SP_KIND_TOKENS));
     uint64_t s2[2] = {rows, T}, s1[1] = {rows};
     tsz_record_add_copy(r, "tokens", TSZ_I32, 2, s2, tok);
     tsz_record_add_copy(r, "doc", TSZ_I64, 1, s1, doc);

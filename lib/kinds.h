@@ -34,6 +34,8 @@ typedef enum {
     SP_K_DICT_STATS = 1 << 6,
     SP_K_RECON = 1 << 7,
     SP_K_RECON_MEAN = 1 << 8,
+    SP_K_SAE = 1 << 9,
+    SP_K_EXPLANATION = 1 << 10,
 } SpKind;
 
 /* The name of one kind ("hook_acts"). */

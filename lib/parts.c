@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "parts.h"
 
 int tsz_part_bytes(uint64_t *bytes, char *err, size_t errlen)
@@ -36,7 +37,7 @@ static void put_rows(const TszBig *b, uint64_t r0, uint64_t n, void *dst)
 static void part_kind(const TszRecord *first, char *buf, size_t len)
 {
     const char *k = json_string_value(json_object_get(first->meta, "kind"));
-    snprintf(buf, len, "%s_part", k ? k : "");
+    snprintf(buf, len, "%s" SP_KIND_PART_SUFFIX, k ? k : "");
 }
 
 uint64_t tsz_parts_largest(const uint64_t *bytes, size_t n, uint64_t part)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "report.h"
 #include "report_int.h"
 #include "stream.h"
@@ -158,11 +159,11 @@ static const char *rec_kind(const TszRecord *rec)
     return k ? k : "";
 }
 
-static int check_kind(Report *r, TszReader *rd, const TszRecord *rec, const char *want)
+static int check_kind(Report *r, TszReader *rd, const TszRecord *rec, unsigned want)
 {
-    if (!strcmp(rec_kind(rec), want)) return 0;
-    return SP_FAIL(r, "%s: record %llu is kind \"%s\", not \"%s\"", tsz_reader_name(rd),
-                (unsigned long long)tsz_reader_records(rd), rec_kind(rec), want);
+    char err[400];
+    if (sp_kind_check(rec, want, err, sizeof err) == 0) return 0;
+    return SP_FAIL(r, "%s: record %llu: %s", tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd), err);
 }
 
 /* ---- SAE files and recon-score output ---- */
@@ -186,8 +187,8 @@ int report_add_sae(Report *r, const char *path)
     tsz_record_init(&rec);
     int ret, n = 0;
     while ((ret = tsz_read(rd, &rec)) == 1) {
-        if (n && !strcmp(rec_kind(&rec), "sae_part")) continue; /* the weights of a large SAE */
-        if (check_kind(r, rd, &rec, "sae") < 0) { ret = -1; break; }
+        if (n && !strcmp(rec_kind(&rec), SP_KIND_SAE SP_KIND_PART_SUFFIX)) continue; /* the weights of a large SAE */
+        if (check_kind(r, rd, &rec, SP_K_SAE) < 0) { ret = -1; break; }
         if (n++) continue;              /* one SAE per file */
         json_t *m = json_deep_copy(rec.meta);
         json_object_del(m, "parts");
@@ -225,7 +226,7 @@ int report_add_recon(Report *r, const char *path)
     const char *sae = argv_value(tsz_reader_header(rd), "--sae", "-s");
     const char *model = argv_value(tsz_reader_header(rd), "--model", "-m");
     while ((ret = tsz_read(rd, &rec)) == 1) {
-        if (check_kind(r, rd, &rec, "recon") < 0) { ret = -1; break; }
+        if (check_kind(r, rd, &rec, SP_K_RECON) < 0) { ret = -1; break; }
         json_t *m = json_deep_copy(rec.meta);
         json_object_set_new(m, "file", jstr(path));
         if (sae && !json_object_get(m, "sae")) json_object_set_new(m, "sae", jstr(sae));
@@ -448,7 +449,7 @@ int report_add_explanations(Report *r, const char *path)
     int ret;
     long long id;
     while ((ret = tsz_read(rd, &rec)) == 1) {
-        if (check_kind(r, rd, &rec, "explanation") < 0 || feature_id(r, rd, &rec, &id) < 0) {
+        if (check_kind(r, rd, &rec, SP_K_EXPLANATION) < 0 || feature_id(r, rd, &rec, &id) < 0) {
             ret = -1;
             break;
         }
@@ -739,8 +740,8 @@ int report_add_features(Report *r, const char *path)
     int ret;
     while ((ret = tsz_read(rd, &rec)) == 1) {
         const char *kind = rec_kind(&rec);
-        int rc = !strcmp(kind, "dict_stats") ? add_dict_stats(r, rd, &rec)
-                 : check_kind(r, rd, &rec, "feature") < 0 ? -1 : add_feature(r, rd, &rec);
+        int rc = !strcmp(kind, SP_KIND_DICT_STATS) ? add_dict_stats(r, rd, &rec)
+                 : check_kind(r, rd, &rec, SP_K_FEATURE | SP_K_DICT_STATS) < 0 ? -1 : add_feature(r, rd, &rec);
         if (rc < 0) { ret = -1; break; }
     }
     tsz_record_free(&rec);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "kinds.h"
 #include "parts.h"
 #include "sae.h"
 #include "stream.h"
@@ -75,9 +76,9 @@ static long long meta_uint(const json_t *meta, const char *key)
 static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *name, char *err, size_t errlen)
 {
     const json_t *m = rec->meta;
-    const char *kind = json_string_value(json_object_get(m, "kind"));
-    if (!kind || strcmp(kind, "sae"))
-        return sp_fail(err, errlen, "%s: not an SAE file (record kind '%s', want 'sae')", name, kind ? kind : "");
+    char kerr[400];
+    if (sp_kind_check(rec, SP_K_SAE, kerr, sizeof kerr) < 0)
+        return sp_fail(err, errlen, "%s: not an SAE file: record 1: %s", name, kerr);
     SAEArch arch;
     const char *an = json_string_value(json_object_get(m, "arch"));
     if (sae_arch_parse(an, &arch) < 0)
@@ -260,7 +261,7 @@ void sae_reconstruct(const SAE *s, const float *x, size_t N, SpRows L, float *sc
 json_t *sae_meta(const SAE *s, const json_t *extra)
 {
     json_t *m = json_object();
-    json_object_set_new(m, "kind", json_string("sae"));
+    json_object_set_new(m, "kind", json_string(SP_KIND_SAE));
     json_object_set_new(m, "arch", json_string(sae_arch_name(s->arch)));
     json_object_set_new(m, "k", json_integer((json_int_t)s->K));
     json_object_set_new(m, "l1", json_real(s->l1));

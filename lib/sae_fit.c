@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kinds.h"
 #include "sae_fit.h"
 
 void sae_fit_opts_default(SAEFitOpts *o)
@@ -315,7 +316,7 @@ int sae_fit_save_checkpoint(SAEFit *f)
     char *path = sp_path_join(f->o.ckdir, "checkpoint.tsz"), sig[256];
     TszRecord rec;
     tsz_record_init(&rec);
-    json_object_set_new(rec.meta, "kind", json_string("sae_checkpoint"));
+    json_object_set_new(rec.meta, "kind", json_string(SP_KIND_SAE_CHECKPOINT));
     config_sig(f, sig, sizeof sig);
     json_object_set_new(rec.meta, "config", json_string(sig));
     json_object_set_new(rec.meta, "d", json_integer((json_int_t)f->src.D));
@@ -347,7 +348,7 @@ static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *pa
     const json_t *m = rec->meta;
     char sig[256];
     const char *kind = json_string_value(json_object_get(m, "kind"));
-    if (!kind || strcmp(kind, "sae_checkpoint")) return SP_FAIL(f, "%s: not an sae-fit checkpoint", path);
+    if (!kind || strcmp(kind, SP_KIND_SAE_CHECKPOINT)) return SP_FAIL(f, "%s: not an sae-fit checkpoint", path);
     if (meta_u64(m, "d") != f->src.D)
         return SP_FAIL(f, "%s: rows are %zu wide but the checkpoint in %s was trained on width %" PRIu64,
                        f->src.name, f->src.D, f->o.ckdir, meta_u64(m, "d"));
@@ -434,7 +435,7 @@ int sae_fit_write(SAEFit *f, TszWriter *w)
                               "nan_rows", (json_int_t)f->nan_rows, "keep", f->best ? "best" : "last");
     if (f->best_val) json_object_set(extra, "val", f->best_val);
     if (f->last_val) json_object_set(extra, "final_val", f->last_val);
-    json_object_set_new(tsz_writer_header(w), "kind", json_string("sae"));
+    json_object_set_new(tsz_writer_header(w), "kind", json_string(SP_KIND_SAE));
     rows_add_inputs(&f->src, w); /* provenance: the rows' headers */
     /* the kept weights, with the batchtopk threshold they were kept with */
     double theta = f->t.theta;

@@ -223,7 +223,7 @@ test_expect_success 'bad inputs: one line naming the file, and no page left behi
 	test_must_fail sae-report -F cut.tsz -o out.html 2>err &&
 	grep "^sae-report: cut.tsz: .*" err && test ! -e out.html &&
 	test_must_fail sae-report -F expl.tsz 2>err >/dev/null &&
-	grep "^sae-report: expl.tsz: record 1 is kind \"explanation\", not \"feature\"" err &&
+	grep "^sae-report: expl.tsz: record 1: kind .explanation. is not .feature. or .dict_stats. (topk-ctx output)$" err &&
 	test_must_fail sae-report -F bad-shape.tsz 2>err >/dev/null &&
 	grep "^sae-report: bad-shape.tsz: record 1: \"top_acts\" is (3,11) f32 but \"top_tokens\" is (3,12) i32" err &&
 	test_must_fail sae-report -F bad-band.tsz 2>err >/dev/null &&
@@ -231,9 +231,9 @@ test_expect_success 'bad inputs: one line naming the file, and no page left behi
 	test_must_fail sae-report -F no-id.tsz 2>err >/dev/null &&
 	grep "^sae-report: no-id.tsz: record 1: no \"feature\" id" err &&
 	test_must_fail sae-report -r feat.tsz 2>err >/dev/null &&
-	grep "^sae-report: feat.tsz: record 1 is kind \"feature\", not \"recon\"" err &&
+	grep "^sae-report: feat.tsz: record 1: kind .feature. is not .recon. (recon-score output)$" err &&
 	test_must_fail sae-report -s recon32.tsz 2>err >/dev/null &&
-	grep "^sae-report: recon32.tsz: record 1 is kind \"recon\", not \"sae\"" err
+	grep "^sae-report: recon32.tsz: record 1: kind .recon. is not .sae. (sae-fit or sae-convert output)$" err
 '
 
 test_expect_success 'logs: malformed JSON line, empty file, missing file, not a log; a header alone is no error' '
