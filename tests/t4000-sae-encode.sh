@@ -47,6 +47,18 @@ test_expect_success NUMPY 'topk and batchtopk equal numpy to 1e-5' '
 	"$PYTHON" "$REF" encode btk --arch batchtopk --sae-scale 0.5 <b.json >out && cat out && grep "^all ok" out
 '
 
+test_expect_success NUMPY 'kinds: ctx_acts and the old name acts give the same features; so do acts rows and no kind' '
+	tsz from-npy --rows 3 --meta kind=ctx_acts --meta pos0=1 --meta norm_scale=2.5 \
+		--meta hook=\"blocks.1.mlp.hook_post\" acts=relu/acts.npy tokens=relu/tokens.npy \
+		doc=relu/doc.npy offset=relu/offset.npy >cx.tsz &&
+	sae-encode --sae relu/sae.tsz cx.tsz >f1.tsz && sae-encode --sae relu/sae.tsz relu/ctx.tsz >f2.tsz &&
+	tsz json --full f1.tsz >j1 && tsz json --full f2.tsz >j2 && test_cmp j2 j1 &&
+	"$PYTHON" -c "import numpy as np; a = np.load(\"relu/acts.npy\"); np.save(\"rows.npy\", a.reshape(-1, a.shape[-1]))" &&
+	tsz from-npy --meta kind=acts acts=rows.npy >r1.tsz && tsz from-npy acts=rows.npy >r2.tsz &&
+	sae-encode --sae relu/sae.tsz r1.tsz >f1.tsz && sae-encode --sae relu/sae.tsz r2.tsz >f2.tsz &&
+	tsz json --full f1.tsz >j1 && tsz json --full f2.tsz >j2 && test_cmp j2 j1
+'
+
 test_expect_success NUMPY 'records: CSR layout, tokens/doc/offset/pos0 passed through, meta f/rows/t' '
 	tsz json f.tsz >j && test_line_count = 3 j &&
 	grep "^{\"kind\":\"features\",\"f\":40,\"rows\":24,\"hook\":\"blocks.1.mlp.hook_post\",\"pos0\":1,\"t\":8," j &&
