@@ -9,6 +9,11 @@ ld = lambda n: np.load(n + '.npy')
 $1"
 }
 
+# fit_refuses FILE MESSAGE: sae-fit FILE fails with the one line "sae-fit: FILE: MESSAGE"
+fit_refuses () {
+	test_must_fail sae-fit "$1" >o 2>err && grep "^sae-fit: $1: $2\$" err
+}
+
 # mmcs SAE: mean over the true directions of the max cosine with a learned
 # decoder row; fails unless above 0.95
 mmcs () {
@@ -221,22 +226,17 @@ test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows,
 	head -c 3000 val.tsz >cut.tsz &&
 	test_must_fail sae-fit cut.tsz >o 2>err && grep "^sae-fit: cut.tsz: " err && test_line_count = 1 err &&
 	tsz from-npy x=val.npy >nokind.tsz &&
-	test_must_fail sae-fit nokind.tsz >o 2>err &&
-	grep "^sae-fit: nokind.tsz: record 1: kind .. (read as .hook_acts.) is not .acts. (mlp-tap output)$" err &&
+	fit_refuses nokind.tsz "record 1: kind .. (read as .hook_acts.) is not .acts. (mlp-tap output)" &&
 	tsz from-npy --meta kind=tokens acts=val.npy >tokkind.tsz &&
-	test_must_fail sae-fit tokkind.tsz >o 2>err &&
-	grep "^sae-fit: tokkind.tsz: record 1: kind .tokens. is not .acts. (mlp-tap output)$" err &&
+	fit_refuses tokkind.tsz "record 1: kind .tokens. is not .acts. (mlp-tap output)" &&
 	py "np.save(\"ctx.npy\", ld(\"val\")[:60].reshape(3, 20, 32))" &&
 	tsz from-npy --meta kind=acts acts=ctx.npy >ctx.tsz &&
-	test_must_fail sae-fit ctx.tsz >o 2>err &&
-	grep "^sae-fit: ctx.tsz: record 1: kind .acts. (read as .ctx_acts.) is not .acts. (mlp-tap output)$" err &&
+	fit_refuses ctx.tsz "record 1: kind .acts. (read as .ctx_acts.) is not .acts. (mlp-tap output)" &&
 	tsz from-npy --meta kind=ctx_acts acts=ctx.npy >ctx2.tsz &&
-	test_must_fail sae-fit ctx2.tsz >o 2>err &&
-	grep "^sae-fit: ctx2.tsz: record 1: kind .ctx_acts. is not .acts. (mlp-tap output)$" err &&
+	fit_refuses ctx2.tsz "record 1: kind .ctx_acts. is not .acts. (mlp-tap output)" &&
 	py "np.save(\"int.npy\", np.ones((100, 32), np.int32))" &&
 	tsz from-npy --meta kind=acts acts=int.npy >int.tsz &&
-	test_must_fail sae-fit int.tsz >o 2>err &&
-	grep "^sae-fit: int.tsz: record 1: tensor .acts. is (100,32) i32, want float (N,D) for kind .acts.$" err &&
+	fit_refuses int.tsz "record 1: tensor .acts. is (100,32) i32, want float (N,D) for kind .acts." &&
 	py "np.save(\"wide.npy\", np.ones((100, 16), np.float32))" &&
 	tsz from-npy --meta kind=acts acts=wide.npy >wide.tsz &&
 	test_must_fail sae-fit $RES --checkpoint ck0 --resume --input wide.tsz -o o 2>err &&
