@@ -148,7 +148,8 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
     if (meta_u64(meta, "d", &D, err, errlen) || meta_u64(meta, "f", &F, err, errlen)) return -1;
     if (!D || D > (1u << 24) || F > (1u << 28)) return sp_fail(err, errlen, "implausible widths d=%llu f=%llu",
                                                            (unsigned long long)D, (unsigned long long)F);
-    if (!strcmp(kind, SP_KIND_RECON) != !!F) return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
+    if (!strcmp(kind, SP_KIND_RECON) != !!F)
+        return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
     const json_t *sx = json_object_get(meta, "sum_x");
     if (!json_is_array(sx) || json_array_size(sx) != D)
         return sp_fail(err, errlen, "metadata \"sum_x\" is not an array of d=%llu numbers", (unsigned long long)D);

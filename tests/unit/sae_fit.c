@@ -62,7 +62,8 @@ static void test_rows(void)
     write_rows("fit-ctx.tsz", 100, D, 3, "acts", 1);
     got = rows_open(&r, "fit-ctx.tsz");
     got = got ? got : rows_next(&r);
-    ok(got < 0 && !strcmp(r.err, "fit-ctx.tsz: record 1: kind 'acts' (read as 'ctx_acts') is not 'acts' (mlp-tap output)"),
+    ok(got < 0 &&
+           !strcmp(r.err, "fit-ctx.tsz: record 1: kind 'acts' (read as 'ctx_acts') is not 'acts' (mlp-tap output)"),
        "contexts are refused: %s", r.err);
     rows_close(&r);
 }
