@@ -13,6 +13,7 @@
 #include "sae.h"
 #include "sparse.h"
 #include "stream.h"
+#include "kinds.h"
 #include "synth.h"
 
 /* The model's knobs: one table drives the flags, --help and parsing. */
@@ -160,7 +161,7 @@ static void write_truth(const Synth *s, const char *path, int argc, char **argv)
     tsz_write_opts_default(&wo);
     TszWriter *w = tsz_writer_open(path, "sae-synth", argc, argv, &wo);
     tsz_writer_check(w);
-    json_object_set_new(tsz_writer_header(w), "kind", json_string("synth_truth"));
+    json_object_set_new(tsz_writer_header(w), "kind", json_string(SP_KIND_SYNTH_TRUTH));
     TszRecord rec;
     tsz_record_init(&rec);
     synth_truth_record(s, &rec);
@@ -184,7 +185,7 @@ static int cmd_generate(int argc, char **argv)
     TszWriter *w = tsz_writer_open(o.output ? o.output : "-", "sae-synth", argc, argv, &wo);
     tsz_writer_check(w);
     json_t *h = tsz_writer_header(w);
-    json_object_set_new(h, "kind", json_string("acts"));
+    json_object_set_new(h, "kind", json_string(SP_KIND_ACTS));
     json_object_set_new(h, "synth", synth_config_json(&o.cfg));
     json_object_set_new(h, "data_seed", json_integer((json_int_t)(o.have_data_seed ? o.data_seed : o.cfg.seed + 1)));
     if (o.truth) json_object_set_new(h, "truth", json_string(o.truth));
@@ -202,7 +203,7 @@ static int cmd_generate(int argc, char **argv)
         sparse_buf_reset(&b);
         synth_rows(&s, n, x, &b);
         tsz_record_clear(&rec);
-        json_object_set_new(rec.meta, "kind", json_string("acts"));
+        json_object_set_new(rec.meta, "kind", json_string(SP_KIND_ACTS));
         json_object_set_new(rec.meta, "rows", json_integer((json_int_t)n));
         json_object_set_new(rec.meta, "f", json_integer((json_int_t)o.cfg.F));
         uint64_t sh[2] = {n, D}, sp[1] = {n + 1}, sn[1] = {b.nnz};
@@ -240,9 +241,8 @@ static int truth_next(TruthRows *t, size_t D, size_t F)
     if (!tsz_read_or_die(t->r, &t->rec)) return 0;
     t->recno++;
     const TszRecord *rec = &t->rec;
-    const char *kind = json_string_value(json_object_get(rec->meta, "kind"));
-    if (!kind || strcmp(kind, "acts"))
-        sp_die("%s: record %" PRIu64 " is kind '%s', want 'acts' rows from sae-synth", t->name, t->recno, kind ? kind : "");
+    char kerr[256];
+    if (sp_kind_check(rec, SP_K_ACTS, kerr, sizeof kerr) < 0) sp_die("%s: record %" PRIu64 ": %s", t->name, t->recno, kerr);
     const TszTensor *x = tsz_record_get(rec, "acts"), *ip = tsz_record_get(rec, "indptr"),
                     *ix = tsz_record_get(rec, "indices"), *v = tsz_record_get(rec, "values");
     char d1[96], err[256];
@@ -408,7 +408,7 @@ static int cmd_score(int argc, char **argv)
         TszRecord rec;
         tsz_record_init(&rec);
         json_object_update(rec.meta, j);
-        json_object_set_new(rec.meta, "kind", json_string("synth_score"));
+        json_object_set_new(rec.meta, "kind", json_string(SP_KIND_SYNTH_SCORE));
         json_object_set_new(rec.meta, "sae", json_string(o.sae));
         json_object_set_new(rec.meta, "truth", json_string(o.truth));
         add_vec(&rec, "act_match", TSZ_I32, Fs, sc.act_match);

@@ -22,6 +22,8 @@
 #define SP_KIND_RECON          "recon"           /* recon-score */
 #define SP_KIND_RECON_MEAN     "recon_mean"      /* recon-score, mean-only pass */
 #define SP_KIND_PART_SUFFIX    "_part"           /* parts.h: "sae_part", ... */
+#define SP_KIND_SYNTH_TRUTH    "synth_truth"     /* sae-synth --truth */
+#define SP_KIND_SYNTH_SCORE    "synth_score"     /* sae-synth score */
 
 /* The kinds a reader checks for; bits, so a reader may take several. */
 typedef enum {

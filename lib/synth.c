@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kinds.h"
 #include "synth.h"
 
 void synth_config_default(SynthConfig *c)
@@ -348,7 +349,7 @@ void synth_truth_record(const Synth *s, TszRecord *rec)
 {
     const SynthConfig *c = &s->cfg;
     tsz_record_clear(rec);
-    json_object_set_new(rec->meta, "kind", json_string("synth_truth"));
+    json_object_set_new(rec->meta, "kind", json_string(SP_KIND_SYNTH_TRUTH));
     json_object_set_new(rec->meta, "f", json_integer((json_int_t)c->F));
     json_object_set_new(rec->meta, "d", json_integer((json_int_t)c->D));
     json_object_set_new(rec->meta, "config", synth_config_json(c));
@@ -392,7 +393,7 @@ int synth_load(Synth *s, const char *path, char *err, size_t errlen)
     int got = tsz_read(r, &rec);
     if (got < 0) { sp_fail(err, errlen, "%s", tsz_reader_error(r)); goto out; }
     const char *kind = got ? json_string_value(json_object_get(rec.meta, "kind")) : NULL;
-    if (!kind || strcmp(kind, "synth_truth")) {
+    if (!kind || strcmp(kind, SP_KIND_SYNTH_TRUTH)) {
         sp_fail(err, errlen, "%s: not a truth file (its first record is not kind 'synth_truth'; sae-synth --truth writes one)", path);
         goto out;
     }
