@@ -12,6 +12,7 @@
 
 #include "gemm.h"
 #include "parfor.h"
+#include "bench_mats.h"
 #include "util.h"
 
 /* CPU seconds of the whole process: on a loaded machine, time spent waiting
@@ -42,12 +43,8 @@ int main(int argc, char **argv)
     double secs = argc > 5 ? sp_opt_double("SECONDS", argv[5], 0.01, 600) : 2.0;
     CBLAS_TRANSPOSE ta = op[0] == 't' ? CblasTrans : CblasNoTrans, tb = op[1] == 't' ? CblasTrans : CblasNoTrans;
     size_t lda = ta == CblasNoTrans ? K : M, ldb = tb == CblasNoTrans ? N : K;
-    float *A = xmalloc_aligned(M * K * sizeof *A), *B = xmalloc_aligned(K * N * sizeof *B);
-    float *C = xmalloc_aligned(M * N * sizeof *C);
-    SpRng rng;
-    sp_rng_seed(&rng, 1);
-    for (size_t i = 0; i < M * K; i++) A[i] = (float)sp_rng_normal(&rng);
-    for (size_t i = 0; i < K * N; i++) B[i] = (float)sp_rng_normal(&rng);
+    float *A, *B, *C;
+    bench_mats(M, N, K, &A, &B, &C);
     int threads = sp_par_threads(); /* OPENBLAS_NUM_THREADS, else the cores */
     double best[2] = {1e30, 1e30}, t0 = sp_now();
     for (int it = 0; it < 4 || sp_now() - t0 < secs; it++) {

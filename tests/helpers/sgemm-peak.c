@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "parfor.h"
+#include "bench_mats.h"
 #include "util.h"
 
 int main(int argc, char **argv)
@@ -21,12 +22,8 @@ int main(int argc, char **argv)
     size_t N = argc > 1 ? (size_t)sp_opt_u64("N", argv[2], 1, 1 << 16) : 3072;
     size_t K = argc > 1 ? (size_t)sp_opt_u64("K", argv[3], 1, 1 << 16) : 768;
     double secs = argc > 4 ? sp_opt_double("SECONDS", argv[4], 0.01, 600) : 2.0;
-    float *A = xmalloc_aligned(M * K * sizeof *A), *B = xmalloc_aligned(K * N * sizeof *B);
-    float *C = xmalloc_aligned(M * N * sizeof *C);
-    SpRng rng;
-    sp_rng_seed(&rng, 1);
-    for (size_t i = 0; i < M * K; i++) A[i] = (float)sp_rng_normal(&rng);
-    for (size_t i = 0; i < K * N; i++) B[i] = (float)sp_rng_normal(&rng);
+    float *A, *B, *C;
+    bench_mats(M, N, K, &A, &B, &C);
     /* one threaded sgemm call on OpenBLAS's own threads: the reference */
     openblas_set_num_threads(sp_par_threads());
     double best = 1e30, t0 = sp_now();
