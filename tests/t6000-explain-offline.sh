@@ -14,7 +14,7 @@ test_expect_success 'setup planted streams' '
 test_expect_success 'bad usage exits 2 with one line naming the flag' '
 	code2 () { "$@"; test $? = 2; } &&
 	code2 explain-gpt4 --backend gpt5 topk.tsz 2>err && grep "^explain-gpt4: --backend: expected one of openai, baseline, got .gpt5.$" err &&
-	code2 explain-gpt4 --scorer vibes topk.tsz 2>err && grep "^explain-gpt4: --scorer: expected one of simulation, detection, none, got .vibes.$" err &&
+	code2 explain-gpt4 --scorer vibes topk.tsz 2>err && grep "^explain-gpt4: --scorer: expected one of simulation, detection, fuzzing, none, got .vibes.$" err &&
 	code2 explain-gpt4 --features 1-x topk.tsz 2>err && grep "^explain-gpt4: --features: expected numbers and ranges" err &&
 	code2 explain-gpt4 --n-explain 0 topk.tsz 2>err && grep "^explain-gpt4: --n-explain: expected a whole number from 1" err &&
 	code2 explain-gpt4 --price 3 topk.tsz 2>err && grep "^explain-gpt4: --price: expected IN,OUT" err &&
