@@ -129,7 +129,6 @@ void sp_gemm_rows(SpRows L, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, size_t M, si
         return;
     }
     if (L.window && M % L.window) sp_die("sp_gemm: %zu rows are not whole windows of %zu", M, L.window);
-    sp_par_threads(); /* OpenBLAS single-threaded from here on */
     GemmJob j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
                  .nb = slab_cols(N, K), .L = L, .R = tile_rows(L, K), .alpha = alpha, .beta = beta,
                  .A = A, .B = B, .C = C};
@@ -142,6 +141,7 @@ void sp_gemm_rows(SpRows L, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, size_t M, si
     }
     j.col_tiles = (N + j.nb - 1) / j.nb;
     atomic_init(&j.next, 0);
+    /* sp_par_threads also keeps OpenBLAS single-threaded (parfor.c) */
     size_t ntiles = j.row_tiles * j.col_tiles, workers = (size_t)sp_par_threads();
     sp_parfor(workers < ntiles ? workers : ntiles, 1, worker, &j);
 }

@@ -29,10 +29,11 @@ static void *run_chunk(void *p)
 static int par_threads;
 static pthread_once_t par_once = PTHREAD_ONCE_INIT;
 
+static int clamp_threads(int n) { return n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n; }
+
 static void par_init(void)
 {
-    int n = openblas_get_num_threads();
-    par_threads = n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
+    par_threads = clamp_threads(openblas_get_num_threads());
     openblas_set_num_threads(1);
 }
 
@@ -53,7 +54,7 @@ __attribute__((constructor)) static void par_at_start(void)
 void sp_par_set_threads(int n)
 {
     pthread_once(&par_once, par_init);
-    par_threads = n < 1 ? 1 : n > PAR_MAX ? PAR_MAX : n;
+    par_threads = clamp_threads(n);
 }
 
 void sp_parfor(size_t n, size_t min_chunk, SpParBody body, void *arg)

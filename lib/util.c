@@ -335,22 +335,29 @@ int sp_path_is_special(const char *path)
     return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
 }
 
+/* All of buf to fd, through short writes and EINTR: 0, or -1 with errno. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w, len -= (size_t)w;
+    }
+    return 0;
+}
+
 int sp_write_file_atomic(const char *path, const void *buf, size_t len)
 {
     if (sp_path_is_special(path)) { /* write in place */
         int fd = open(path, O_WRONLY);
         if (fd < 0) return -1;
-        const char *p = buf;
-        for (size_t left = len; left;) {
-            ssize_t w = write(fd, p, left);
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0) {
-                int e = errno;
-                close(fd);
-                errno = e;
-                return -1;
-            }
-            p += w, left -= (size_t)w;
+        if (write_all(fd, buf, len) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
         }
         return close(fd);
     }
@@ -362,17 +369,7 @@ int sp_write_file_atomic(const char *path, const void *buf, size_t len)
         free(tmp);
         return -1;
     }
-    const char *p = buf;
-    size_t left = len;
-    while (left) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            goto fail;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    if (write_all(fd, buf, len) < 0) goto fail;
     if (fsync(fd) < 0 || close(fd) < 0) {
         fd = -1;
         goto fail;
