@@ -308,11 +308,6 @@ static int read_feature(TszReader *r, TszRecord *rec, const char *in)
 }
 
 /* ---- output ---- */
-static json_t *num_or_null(double v)
-{
-    return isfinite(v) ? json_real(v) : json_null();
-}
-
 static void add_f32_rows(TszRecord *out, const char *name, const ExplainHeldout *h, const float *const *rows)
 {
     uint64_t shape[2] = {h->E, h->W};
@@ -324,9 +319,9 @@ static void add_f32_rows(TszRecord *out, const char *name, const ExplainHeldout 
 static json_t *class_json(const ExplainClassScore *c)
 {
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:I}", "balanced_accuracy",
-                     num_or_null(c->balanced_accuracy), "tpr", num_or_null(c->tpr), "tnr", num_or_null(c->tnr),
-                     "precision", num_or_null(c->precision), "recall", num_or_null(c->recall), "f1",
-                     num_or_null(c->f1), "auroc", num_or_null(c->auroc), "tp", (json_int_t)c->tp, "fp",
+                     sp_json_real_or_null(c->balanced_accuracy), "tpr", sp_json_real_or_null(c->tpr), "tnr", sp_json_real_or_null(c->tnr),
+                     "precision", sp_json_real_or_null(c->precision), "recall", sp_json_real_or_null(c->recall), "f1",
+                     sp_json_real_or_null(c->f1), "auroc", sp_json_real_or_null(c->auroc), "tp", (json_int_t)c->tp, "fp",
                      (json_int_t)c->fp, "tn", (json_int_t)c->tn, "fn", (json_int_t)c->fn);
 }
 
@@ -337,9 +332,9 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
     json_object_set_new(m, "kind", json_string(SP_KIND_EXPLANATION));
     json_object_set_new(m, "feature", json_integer(j->x.feature));
     json_object_set_new(m, "explanation", j->explanation ? json_string(j->explanation) : json_null());
-    json_object_set_new(m, "score", num_or_null(j->score));
-    json_object_set_new(m, "score_top", num_or_null(j->score_top));
-    json_object_set_new(m, "score_random", num_or_null(j->score_random));
+    json_object_set_new(m, "score", sp_json_real_or_null(j->score));
+    json_object_set_new(m, "score_top", sp_json_real_or_null(j->score_top));
+    json_object_set_new(m, "score_random", sp_json_real_or_null(j->score_random));
     if (o->c.scorer == EXPLAIN_SCORER_DETECTION || o->c.scorer == EXPLAIN_SCORER_FUZZING)
         json_object_set_new(m, EXPLAIN_SCORER_NAME[o->c.scorer], class_json(&j->cls));
     json_object_set_new(m, "status", json_string(j->ok ? "ok" : j->dead ? "dead" : "failed"));
@@ -350,7 +345,7 @@ static void job_record(TszRecord *out, const ExplainJob *j, const Opts *o)
                                               "completion_tokens", (json_int_t)j->completion_tokens));
     json_object_set_new(m, "backend", json_string(o->c.backend == EXPLAIN_BACKEND_BASELINE ? "baseline" : o->c.model));
     json_object_set_new(m, "scorer", json_string(EXPLAIN_SCORER_NAME[o->c.scorer]));
-    json_object_set_new(m, "density", num_or_null(j->x.density));
+    json_object_set_new(m, "density", sp_json_real_or_null(j->x.density));
     json_object_set_new(m, "n_explain", json_integer((json_int_t)(j->x.K < o->c.n_explain ? j->x.K : o->c.n_explain)));
     json_object_set_new(m, "n_heldout_top", json_integer((json_int_t)j->h.n_top));
     json_object_set_new(m, "n_heldout_random", json_integer((json_int_t)(j->h.E - j->h.n_top)));

@@ -158,10 +158,6 @@ double explain_pearson(const float *a, const float *b, size_t n);
 /* Pooled, top-only and random-only correlations between pred and the true
  * activations of the held-out set (padding skipped). */
 void explain_score_sim(const ExplainHeldout *h, const float *pred, double *all, double *top, double *rnd);
-/* Balanced accuracy of detection: an example is activating when its maximum
- * true activation is > 0. tpr/tnr are NAN when a class is empty; the balanced
- * accuracy then is the other one. */
-double explain_score_detect(const ExplainHeldout *h, const uint8_t *said, double *tpr, double *tnr);
 /* The truth of detection: label[e] = 1 when held-out example e fires (E). */
 void explain_detect_labels(const ExplainHeldout *h, uint8_t *label);
 

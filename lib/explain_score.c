@@ -59,18 +59,6 @@ void explain_detect_labels(const ExplainHeldout *h, uint8_t *label)
     }
 }
 
-double explain_score_detect(const ExplainHeldout *h, const uint8_t *said, double *tpr, double *tnr)
-{
-    uint8_t *label = xmalloc(h->E + 1);
-    explain_detect_labels(h, label);
-    ExplainClassScore s;
-    explain_class_score(&s, label, said, NULL, h->E);
-    free(label);
-    *tpr = s.tpr;
-    *tnr = s.tnr;
-    return s.balanced_accuracy;
-}
-
 static double ratio(size_t a, size_t b) { return b ? (double)a / (double)b : NAN; }
 
 void explain_class_score(ExplainClassScore *s, const uint8_t *label, const uint8_t *said, const double *prob,

@@ -75,7 +75,6 @@ int recon_sums_mean(const ReconSums *s, float *mean)
 
 /* ---- records ---- */
 /* JSON reals cannot be NaN or infinite: those are written as null. */
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 typedef struct { const char *key; size_t off; } ReconField;
 #define SUM_FIELD(k, f) {k, offsetof(ReconSums, f)}
@@ -99,7 +98,7 @@ json_t *recon_metrics_json(const ReconMetrics *m)
         {"dense_frac", m->dense_frac},
     };
     json_t *o = json_object();
-    for (size_t i = 0; i < NELEM(mt); i++) json_object_set_new(o, mt[i].k, real_or_null(mt[i].v));
+    for (size_t i = 0; i < NELEM(mt); i++) json_object_set_new(o, mt[i].k, sp_json_real_or_null(mt[i].v));
     json_object_set_new(o, "tokens", json_integer((json_int_t)m->tokens));
     return o;
 }

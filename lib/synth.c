@@ -492,7 +492,6 @@ void synth_stats_add(SynthStats *st, const SpCsr *t)
 }
 
 /* A number, or null for NaN (JSON has none). */
-static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 /* Least-squares slope of y on x over n points. */
 static double slope(const double *x, const double *y, size_t n)
@@ -536,13 +535,13 @@ json_t *synth_stats_json(const SynthStats *st)
     json_object_set_new(j, "l0", json_real(st->nnz / N));
     json_object_set_new(j, "l0_target", json_real(l0_target));
     json_object_set_new(j, "free_features", json_integer((json_int_t)n));
-    json_object_set_new(j, "slope", jnum(slope(lx, ly, n)));
-    json_object_set_new(j, "slope_target", jnum(slope(lx, lt, n)));
+    json_object_set_new(j, "slope", sp_json_real_or_null(slope(lx, ly, n)));
+    json_object_set_new(j, "slope_target", sp_json_real_or_null(slope(lx, lt, n)));
     json_object_set_new(j, "freq_z_max", json_real(zmax));
     json_object_set_new(j, "hier_violations", json_integer((json_int_t)st->hier_bad));
     json_object_set_new(j, "excl_violations", json_integer((json_int_t)st->excl_bad));
     json_object_set_new(j, "corr_pairs", json_integer((json_int_t)pairs));
-    json_object_set_new(j, "corr_agree", jnum(pairs ? (double)agree / pairs : NAN));
+    json_object_set_new(j, "corr_agree", sp_json_real_or_null(pairs ? (double)agree / pairs : NAN));
     free(lx), free(ly), free(lt);
     return j;
 }

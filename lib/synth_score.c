@@ -202,7 +202,7 @@ json_t *synth_score_json(const SynthScore *sc)
         {"sae_l0", sc->sae_l0},
     };
     for (size_t i = 0; i < sizeof m / sizeof *m; i++)
-        json_object_set_new(j, m[i].k, isfinite(m[i].v) ? json_real(m[i].v) : json_null());
+        json_object_set_new(j, m[i].k, sp_json_real_or_null(m[i].v));
     json_object_set_new(j, "dead", json_integer((json_int_t)sc->dead));
     return j;
 }

@@ -329,6 +329,8 @@ char *sp_read_file(const char *path, size_t *len)
     return buf;
 }
 
+json_t *sp_json_real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
 int sp_path_is_special(const char *path)
 {
     struct stat st;

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #define SAEPIPE_VERSION "0.1.0"
 
 #if defined(__GNUC__)
@@ -110,6 +112,9 @@ const char *sp_out_name(const char *path);
 
 /* Read a whole (small) file; NUL-terminated; NULL with errno on failure. */
 char *sp_read_file(const char *path, size_t *len);
+
+/* A JSON real, or null where v is NaN or infinite (JSON has neither). */
+json_t *sp_json_real_or_null(double v);
 
 /* 1 when path exists and is not a regular file (a device such as /dev/null,
  * a FIFO): written in place, since a temp file renamed onto it would

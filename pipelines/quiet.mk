@@ -30,8 +30,10 @@ else
 Q := @
 Q_STDOUT := >/dev/null
 step_begin = @t0=$$(date +%s%N);
-# tenths of a second since t0: "0.4 s", "41 s"
-step_end = ; t=$$(( ($$(date +%s%N) - t0) / 100000000 )); \
+# the step's own exit status first (a makefile without -e in .SHELLFLAGS,
+# demo.mk, would otherwise take printf's); then tenths of a second since
+# t0: "0.4 s", "41 s"
+step_end = ; s=$$?; [ $$s = 0 ] || exit $$s; t=$$(( ($$(date +%s%N) - t0) / 100000000 )); \
 	if [ $$t -lt 100 ]; then t="$$((t / 10)).$$((t % 10))"; else t=$$((t / 10)); fi; \
 	printf '  %-7s %s  %s s\n' '$(1)' "$(2)" "$$t"
 endif

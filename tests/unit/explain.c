@@ -189,10 +189,16 @@ static void test_scores(void)
     fixture(&f);
     /* truth: held-out top rows fire (at 5 and 10), random row 0 fires (15), random row 1 does not */
     uint8_t s4[4] = {1, 0, 0, 1};
-    double tpr, tnr, ba = explain_score_detect(&f.h, s4, &tpr, &tnr);
+    uint8_t *label = malloc(f.h.E + 1);
+    ExplainClassScore cs;
+    explain_detect_labels(&f.h, label);
+    explain_class_score(&cs, label, s4, NULL, f.h.E);
+    double tpr = cs.tpr, tnr = cs.tnr, ba = cs.balanced_accuracy;
     ok(fabs(tpr - 1.0 / 3) < 1e-12 && tnr == 0 && fabs(ba - 1.0 / 6) < 1e-12, "detection: tpr %g tnr %g balanced %g", tpr, tnr, ba);
     uint8_t s5[4] = {1, 1, 1, 0};
-    ok(explain_score_detect(&f.h, s5, &tpr, &tnr) == 1.0, "detection: all right is 1");
+    explain_class_score(&cs, label, s5, NULL, f.h.E);
+    ok(cs.balanced_accuracy == 1.0, "detection: all right is 1");
+    free(label);
     explain_heldout_free(&f.h);
     json_decref(f.strs);
 }
