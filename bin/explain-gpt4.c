@@ -371,10 +371,8 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
     const char *in = sp_in_name(o->input);
     double pin = 0, pout = 0;
     size_t nf = 0;
-    static const ExplainStage seconds[] = {EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ,
-                                           EXPLAIN_STAGE_SIMULATE};
-    static const char *const stage_name[] = {"explain", "simulate", "detect", "fuzz"};
-    ExplainStage second = seconds[o->c.scorer];
+    ExplainStage second =
+        o->c.scorer == EXPLAIN_SCORER_NONE ? EXPLAIN_STAGE_EXPLAIN : explain_scoring_stage(o->c.scorer);
     while (read_feature(r, &rec, in)) {
         ExplainJob j = {0};
         examples_from(&j.x, &rec, in, tsz_reader_records(r));
@@ -385,7 +383,7 @@ static void dry_run(Opts *o, TszReader *r, const Range *fr, size_t nfr)
             ExplainStage st = s ? second : EXPLAIN_STAGE_EXPLAIN;
             char *body = explain_request_body(&o->c, &j, st, "<the explanation>");
             json_t *req = json_loads(body, 0, NULL);
-            fprintf(f, "=== feature %" PRId64 ": %s request\n", j.x.feature, stage_name[st]);
+            fprintf(f, "=== feature %" PRId64 ": %s request\n", j.x.feature, EXPLAIN_STAGE_NAME[st]);
             size_t i, chars = 0;
             json_t *msg;
             json_array_foreach(json_object_get(req, "messages"), i, msg) {

@@ -18,7 +18,7 @@ struct ExplainRun {
     char err[512];
 };
 
-static const char *STAGE_NAME[] = {"explain", "simulate", "detect", "fuzz"};
+const char *const EXPLAIN_STAGE_NAME[] = {"explain", "simulate", "detect", "fuzz"};
 const char *const EXPLAIN_SCORER_NAME[] = {"simulation", "detection", "fuzzing", "none", NULL};
 
 void explain_job_free(ExplainJob *j)
@@ -206,14 +206,19 @@ void explain_job_prepare(const ExplainConfig *c, ExplainJob *j)
     }
 }
 
+ExplainStage explain_scoring_stage(ExplainScorer scorer)
+{
+    static const ExplainStage second[] = {EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ};
+    return second[scorer];
+}
+
 static void next_stage(ExplainRun *r, ExplainJob *j)
 {
     if (j->stage != EXPLAIN_STAGE_EXPLAIN || r->c.scorer == EXPLAIN_SCORER_NONE) {
         job_finish(j);
         return;
     }
-    static const ExplainStage second[] = {EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ};
-    j->stage = second[r->c.scorer];
+    j->stage = explain_scoring_stage(r->c.scorer);
     j->tries = 0;
     issue(r, j, 1);
 }
@@ -278,7 +283,7 @@ static void on_body(ExplainRun *r, ExplainJob *j, const char *body, size_t len, 
             issue(r, j, 0);     /* ask again, past the cache */
             return;
         }
-        job_fail(j, "%s: %s (%d replies)", STAGE_NAME[j->stage], why, j->tries);
+        job_fail(j, "%s: %s (%d replies)", EXPLAIN_STAGE_NAME[j->stage], why, j->tries);
         return;
     }
     j->prompt_tokens += rep.prompt_tokens;
@@ -404,7 +409,7 @@ int explain_run_wait(ExplainRun *r)
             snprintf(full, sizeof full, "%s%s%s", res->err, strncmp(why, "API error", 9) ? "" : ": ",
                      strncmp(why, "API error", 9) ? "" : why);
             explain_scrub(full, r->c.api_key);
-            job_fail(j, "%s request failed: %s", STAGE_NAME[j->stage], full);
+            job_fail(j, "%s request failed: %s", EXPLAIN_STAGE_NAME[j->stage], full);
         }
         http_result_free(res);
     }

@@ -22,6 +22,10 @@ typedef enum {
 typedef enum { EXPLAIN_STAGE_EXPLAIN, EXPLAIN_STAGE_SIMULATE, EXPLAIN_STAGE_DETECT, EXPLAIN_STAGE_FUZZ } ExplainStage;
 /* "simulation", "detection", "fuzzing", "none" */
 extern const char *const EXPLAIN_SCORER_NAME[];
+/* A stage's name ("explain", "simulate", "detect", "fuzz"), and the stage
+ * that scores an explanation under a scorer (not EXPLAIN_SCORER_NONE). */
+extern const char *const EXPLAIN_STAGE_NAME[];
+ExplainStage explain_scoring_stage(ExplainScorer scorer);
 
 typedef struct {
     ExplainBackend backend;

@@ -79,10 +79,10 @@ void explain_class_score(ExplainClassScore *s, const uint8_t *label, const uint8
     s->balanced_accuracy = isnan(s->tpr) ? s->tnr : isnan(s->tnr) ? s->tpr : 0.5 * (s->tpr + s->tnr);
     s->precision = ratio(s->tp, s->tp + s->fp);
     s->f1 = ratio(2 * s->tp, 2 * s->tp + s->fp + s->fn);
-    double *p = xmalloc((n + 1) * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = prob ? prob[i] : said[i] != 0;
-    s->auroc = explain_auroc(p, label, n);
-    free(p);
+    /* Yes/no answers rank in two tied groups, so their AUROC (pairs ordered
+     * right, ties half) is (TPR + TNR) / 2: no ranking needed. */
+    if (prob) s->auroc = explain_auroc(prob, label, n);
+    else s->auroc = isnan(s->tpr) || isnan(s->tnr) ? NAN : 0.5 * (s->tpr + s->tnr);
 }
 
 /* Items ordered by score, for ranks with ties. */
