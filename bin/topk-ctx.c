@@ -1,7 +1,8 @@
 /* topk-ctx: every feature's top, random and activation-quantile-band
  * examples (token windows with the feature's activations), its statistics,
- * and the dictionary's density statistics, from sae-encode output; --merge
- * combines outputs of shards exactly. The collector is lib/topkctx.c. */
+ * its logit effects (--sae with --model), and the dictionary's density
+ * statistics, from sae-encode output; --merge combines outputs of shards
+ * exactly. The collector is lib/topkctx.c, the logit effects lib/logits.c. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -9,7 +10,10 @@
 
 #include "bpe.h"
 #include "fetch.h"
+#include "gpt2.h"
 #include "kinds.h"
+#include "logits.h"
+#include "sae.h"
 #include "topkctx.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
@@ -36,6 +40,11 @@ static SP_NORETURN void usage(FILE *f, int status)
 "  -m, --model DIR|ID   tokenizer (vocab.json, merges.txt; a directory or a hub\n"
 "                       id fetched by model-fetch) for the records' token_strs\n"
 "                       [Default: none, no token_strs]\n"
+"      --sae FILE       the SAE the features come from: add each feature's logit\n"
+"                       effects (the tokens its decoder direction promotes and\n"
+"                       suppresses most), computed with --model's weights\n"
+"                       (config.json, model.safetensors)\n"
+"      --logits K       tokens each way for --sae [Default: 10]\n"
 "      --merge          inputs are topk-ctx outputs of disjoint shards (same\n"
 "                       options, taken from their headers); write what one run\n"
 "                       over all the shards writes\n"
@@ -52,17 +61,18 @@ static SP_NORETURN void usage(FILE *f, int status)
 }
 
 typedef struct {
-    const char *output, *features, *model;
+    const char *output, *features, *model, *sae;
     char **inputs;
     int ninputs, merge, force, progress;
     const char *collect_flag;   /* the last option that only collecting uses (refused with --merge) */
     uint64_t max_mem;
+    size_t logit_k;     /* 0: not given */
     TopkOpts t;
 } Opts;
 
 static void parse_args(Opts *o, int argc, char **argv)
 {
-    enum { O_RANDOM = 256, O_BANDS, O_PERBAND, O_SEED, O_FEATURES, O_MERGE, O_MAXMEM };
+    enum { O_RANDOM = 256, O_BANDS, O_PERBAND, O_SEED, O_FEATURES, O_MERGE, O_MAXMEM, O_SAE, O_LOGITS };
     static const struct option longs[] = {
         {"top", required_argument, 0, 'k'}, {"window", required_argument, 0, 'w'},
         {"random", required_argument, 0, O_RANDOM}, {"bands", required_argument, 0, O_BANDS},
@@ -70,12 +80,13 @@ static void parse_args(Opts *o, int argc, char **argv)
         {"features", required_argument, 0, O_FEATURES}, {"model", required_argument, 0, 'm'},
         {"merge", no_argument, 0, O_MERGE}, {"max-memory", required_argument, 0, O_MAXMEM},
         {"max-mem", required_argument, 0, O_MAXMEM}, /* the old spelling, an alias */
+        {"sae", required_argument, 0, O_SAE}, {"logits", required_argument, 0, O_LOGITS},
         SP_STAGE_LONGOPTS,
     };
     *o = (Opts){.t = {.K = 20, .W = 64, .R = 20, .NB = 4, .NPB = 2}};
     int c, li = -1;
     while ((c = getopt_long(argc, argv, "k:w:m:o:fhV", longs, &li)) != -1) {
-        if (strchr("kwm", c) || (c >= O_RANDOM && c <= O_SEED) || c == O_MAXMEM)
+        if (strchr("kwm", c) || (c >= O_RANDOM && c <= O_SEED) || c == O_MAXMEM || c == O_SAE || c == O_LOGITS)
             o->collect_flag = li >= 0 ? longs[li].name : c == 'k' ? "top" : c == 'w' ? "window" : "model";
         li = -1;
         switch (c) {
@@ -89,6 +100,8 @@ static void parse_args(Opts *o, int argc, char **argv)
         case 'm': o->model = optarg; break;
         case O_MERGE: o->merge = 1; break;
         case O_MAXMEM: o->max_mem = sp_opt_u64("--max-memory", optarg, 1, UINT64_MAX); break;
+        case O_SAE: o->sae = optarg; break;
+        case O_LOGITS: o->logit_k = sp_opt_u64("--logits", optarg, 1, 1000); break;
         default: sp_stage_opt(c, &o->output, &o->force, &o->progress, usage);
         }
     }
@@ -101,6 +114,9 @@ static void parse_args(Opts *o, int argc, char **argv)
         sp_usage_die("--%s does not go with --merge: the inputs' options (headers) and token_strs are used",
                      o->collect_flag);
     if (o->t.NB * o->t.NPB > 100000) sp_usage_die("--bands x --per-band is too large");
+    if (o->sae && !o->model) sp_usage_die("--sae needs --model: the logit effects go through the model's weights");
+    if (o->logit_k && !o->sae) sp_usage_die("--logits needs --sae");
+    if (!o->logit_k) o->logit_k = 10;
 }
 
 typedef struct { Bpe *bpe; json_t *map; char buf[256]; } Strs;
@@ -142,6 +158,29 @@ static void check_memory(const Opts *o, size_t nsel)
            need, need / 1e6, nsel, o->t.K + o->t.R + o->t.NB * o->t.NPB, o->t.W, have);
 }
 
+/* The logit effects of the selected features (--sae, lib/logits.h); the
+ * SAE and the model are released before the examples are collected. The
+ * header's "logits" says how they were made. */
+static json_t *collect_logits(const Opts *o, const char *dir, const Bpe *bpe, size_t F, const int32_t *sel,
+                              size_t nsel, LogitEffects *lg)
+{
+    char err[600];
+    SAE s;
+    if (sae_load(&s, o->sae, err, sizeof err) < 0) sp_die("%s", err);
+    if (s.F != F) sp_die("%s: the SAE has f=%zu features but the input's dictionary has f=%zu", o->sae, s.F, F);
+    GPT2 g;
+    if (gpt2_open(&g, dir) < 0) sp_die("%s: %s", o->model, g.err);
+    if (g.cfg.vocab_size != bpe->V)
+        sp_die("%s: the model's vocabulary has %zu tokens but its tokenizer (vocab.json) has %zu", o->model,
+               g.cfg.vocab_size, bpe->V);
+    if (logit_effects(&g, &s, sel, nsel, o->logit_k, lg, err, sizeof err) < 0) sp_die("%s: %s", o->sae, err);
+    json_t *j = json_pack("{s:I, s:s, s:s, s:s}", "k", (json_int_t)o->logit_k, "sae", o->sae, "hook", s.hook,
+                          "method", "saedashboard");
+    gpt2_close(&g);
+    sae_free(&s);
+    return j;
+}
+
 static int run_collect(Opts *o, int argc, char **argv)
 {
     const char *path = o->ninputs ? o->inputs[0] : "-", *in = sp_in_name(path);
@@ -168,17 +207,21 @@ static int run_collect(Opts *o, int argc, char **argv)
     check_memory(o, nsel);
     Strs strs = {0};
     Bpe bpe = {0};
+    char dir[4096];
     if (o->model) {
-        char dir[4096];
         if (fetch_resolve_model(o->model, dir, sizeof dir, err, sizeof err) < 0) sp_die("%s", err);
         if (bpe_load(&bpe, dir) < 0) sp_die("%s", bpe.err);
         strs.bpe = &bpe;
     }
+    TopkCtx c;
+    topkctx_init(&c, &o->t, F, sel, nsel);
+    LogitEffects lg = {0};
+    json_t *lgj = o->sae ? collect_logits(o, dir, &bpe, F, c.sel, c.nsel, &lg) : NULL;
+    if (lgj) c.logits = &lg;
     TszWriter *w = open_out(o, argc, argv, &o->t, F);
     tsz_writer_add_input(w, r);
     if (list) json_object_set_new(tsz_writer_header(w), "features", json_string(list));
-    TopkCtx c;
-    topkctx_init(&c, &o->t, F, sel, nsel);
+    if (lgj) json_object_set_new(tsz_writer_header(w), "logits", lgj);
     SpProgress prog;
     sp_progress_init(&prog, o->progress, "topk", "tokens", 0);
     while (have) {
@@ -199,6 +242,7 @@ static int run_collect(Opts *o, int argc, char **argv)
     tsz_writer_close_or_die(w);
     tsz_reader_close(r);
     topkctx_free(&c);
+    logit_effects_free(&lg);
     tsz_record_free(&rec);
     bpe_free(&bpe);
     free(fired), free(sel);
@@ -231,6 +275,31 @@ static int read_step(Inputs *x)
     return !stats;
 }
 
+/* The logit effects of a feature are the SAE's and the model's, not the
+ * data's: the same in every shard. Input 0's into one (n = 1), checked
+ * against the others'. */
+static void merge_logits(const Inputs *x, LogitEffects *one)
+{
+    static const char *const names[] = {"logit_top_ids", "logit_top_vals", "logit_bot_ids", "logit_bot_vals"};
+    void *dst[] = {one->top_ids, one->top_vals, one->bot_ids, one->bot_vals};
+    for (int k = 0; k < 4; k++) {
+        const TszTensor *t0 = NULL;
+        for (int i = 0; i < x->n; i++) {
+            const TszTensor *t = tsz_record_get(&x->rec[i], names[k]);
+            const char *in = tsz_reader_name(x->r[i]);
+            uint64_t at = tsz_reader_records(x->r[i]);
+            if (!t || t->ndim != 1 || t->shape[0] != one->K || t->dtype != (k % 2 ? TSZ_F32 : TSZ_I32))
+                sp_die("%s: record %" PRIu64 ": no %s (%zu) \"%s\" though the header has 'logits'", in, at,
+                       k % 2 ? "f32" : "i32", one->K, names[k]);
+            if (t0 && memcmp(t->data, t0->data, one->K * 4))
+                sp_die("%s: record %" PRIu64 ": \"%s\" differs from %s's: the inputs were made with another --sae"
+                       " or --model", in, at, names[k], tsz_reader_name(x->r[0]));
+            t0 = t;
+        }
+        memcpy(dst[k], t0->data, one->K * 4);
+    }
+}
+
 static int run_merge(Opts *o, int argc, char **argv)
 {
     Inputs x = {xcalloc((size_t)o->ninputs, sizeof *x.r), xcalloc((size_t)o->ninputs, sizeof *x.rec), o->ninputs};
@@ -254,9 +323,21 @@ static int run_merge(Opts *o, int argc, char **argv)
     for (int i = 0; i < x.n; i++) tsz_writer_add_input(w, x.r[i]);
     const char *list = json_string_value(json_object_get(tsz_reader_header(x.r[0]), "features"));
     if (list) json_object_set_new(tsz_writer_header(w), "features", json_string(list));
+    json_t *hl = json_object_get(tsz_reader_header(x.r[0]), "logits");
+    for (int i = 1; i < x.n; i++)
+        if (!json_equal(hl, json_object_get(tsz_reader_header(x.r[i]), "logits")) &&
+            (hl || json_object_get(tsz_reader_header(x.r[i]), "logits")))
+            sp_die("%s: header 'logits' differs from %s's (logit effects of another --sae, or none)",
+                   tsz_reader_name(x.r[i]), tsz_reader_name(x.r[0]));
+    json_int_t lk = json_integer_value(json_object_get(hl, "k"));
+    if (hl && (lk < 1 || lk > 1000)) sp_die("%s: header 'logits' has no 'k' in [1, 1000]", tsz_reader_name(x.r[0]));
+    if (hl) json_object_set(tsz_writer_header(w), "logits", hl);
+    LogitEffects one = {1, (size_t)lk, xmalloc(4 * (size_t)lk + 1), xmalloc(4 * (size_t)lk + 1),
+                        xmalloc(4 * (size_t)lk + 1), xmalloc(4 * (size_t)lk + 1)};
     int32_t zero = 0;
     TopkCtx c;
     topkctx_init(&c, &t, F, &zero, 1);
+    if (hl) c.logits = &one;
     size_t n = 0, cap = 1024;
     int32_t *sel = xmalloc(cap * sizeof *sel);
     uint64_t *fired = xmalloc(cap * sizeof *fired), n_tokens = 0;
@@ -281,6 +362,7 @@ static int run_merge(Opts *o, int argc, char **argv)
             json_t *ts = json_object_get(x.rec[i].meta, "token_strs");
             if (json_is_object(ts)) have_strs = 1, json_object_update(strs.map, ts);
         }
+        if (hl) merge_logits(&x, &one);
         topkctx_record(&c, 0, &out, have_strs ? map_str : NULL, &strs);
         json_decref(strs.map);
         tsz_write_or_die(w, &out);
@@ -302,6 +384,7 @@ static int run_merge(Opts *o, int argc, char **argv)
     }
     tsz_writer_close_or_die(w);
     topkctx_free(&c);
+    logit_effects_free(&one);
     tsz_record_free(&out);
     free(x.r), free(x.rec), free(sel), free(fired);
     return 0;

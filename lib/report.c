@@ -638,6 +638,28 @@ static void push_density(Report *r, double d)
     r->density[r->ndens++] = d;
 }
 
+/* topk-ctx --sae's logit effects, when the record has them: "lg":
+ * {"p": [[id, value]...], "n": [...]}, promoted first, suppressed first. */
+static void logits_json(json_t *f, const TszRecord *rec)
+{
+    static const char *const names[2][2] = {{"logit_top_ids", "logit_top_vals"}, {"logit_bot_ids", "logit_bot_vals"}};
+    json_t *lg = json_object();
+    for (int s = 0; s < 2; s++) {
+        const TszTensor *ti = tsz_record_get(rec, names[s][0]), *tv = tsz_record_get(rec, names[s][1]);
+        if (!ti || !tv || ti->dtype != TSZ_I32 || tv->dtype != TSZ_F32 || ti->ndim != 1 || tv->ndim != 1 ||
+            ti->shape[0] != tv->shape[0]) {
+            json_decref(lg);
+            return;
+        }
+        json_t *a = json_array();
+        for (uint64_t k = 0; k < ti->shape[0]; k++)
+            json_array_append_new(a, json_pack("[i, f]", ((const int32_t *)ti->data)[k],
+                                               round_sig(((const float *)tv->data)[k], 4)));
+        json_object_set_new(lg, s ? "n" : "p", a);
+    }
+    json_object_set_new(f, "lg", lg);
+}
+
 static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
 {
     long long id;
@@ -688,6 +710,7 @@ static int add_feature(Report *r, TszReader *rd, const TszRecord *rec)
         json_object_set_new(f, "bands", examples_json(r, bt, ba, NULL, ids, r->o.max_band, scale));
         free(ids);
     }
+    logits_json(f, rec);
     if (!r->dens_from_stats && isfinite(dens)) push_density(r, dens);
     emit_feature(r, id, f);
     return 0;

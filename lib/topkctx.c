@@ -292,13 +292,19 @@ static int cmp_i32(const void *a, const void *b)
  * is the same however the record was made. */
 static json_t *token_strs(const TszRecord *rec, TopkStrFn strs, void *ud)
 {
-    static const char *const names[] = {"top_tokens", "rand_tokens", "band_tokens"};
+    static const char *const names[] = {"top_tokens", "rand_tokens", "band_tokens", "logit_top_ids",
+                                        "logit_bot_ids"};
+    enum { NNAMES = sizeof names / sizeof *names };
     size_t n = 0;
-    for (size_t i = 0; i < 3; i++) n += tsz_tensor_numel(tsz_record_get(rec, names[i]));
+    for (size_t i = 0; i < NNAMES; i++) {
+        const TszTensor *t = tsz_record_get(rec, names[i]);
+        n += t ? tsz_tensor_numel(t) : 0;   /* the logit ids only with logit effects */
+    }
     int32_t *ids = xmalloc(n * sizeof *ids + 1);
     n = 0;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < NNAMES; i++) {
         const TszTensor *t = tsz_record_get(rec, names[i]);
+        if (!t) continue;
         size_t m = tsz_tensor_numel(t);
         memcpy(ids + n, t->data, m * sizeof *ids);
         n += m;
@@ -314,6 +320,16 @@ static json_t *token_strs(const TszRecord *rec, TopkStrFn strs, void *ud)
     }
     free(ids);
     return o;
+}
+
+static void put_logits(TszRecord *rec, const LogitEffects *e, size_t j)
+{
+    uint64_t ks[1] = {e->K};
+    size_t o = j * e->K;
+    memcpy(tsz_record_add(rec, "logit_top_ids", TSZ_I32, 1, ks)->data, e->top_ids + o, e->K * sizeof(int32_t));
+    memcpy(tsz_record_add(rec, "logit_top_vals", TSZ_F32, 1, ks)->data, e->top_vals + o, e->K * sizeof(float));
+    memcpy(tsz_record_add(rec, "logit_bot_ids", TSZ_I32, 1, ks)->data, e->bot_ids + o, e->K * sizeof(int32_t));
+    memcpy(tsz_record_add(rec, "logit_bot_vals", TSZ_F32, 1, ks)->data, e->bot_vals + o, e->K * sizeof(float));
 }
 
 void topkctx_record(const TopkCtx *c, size_t j, TszRecord *rec, TopkStrFn strs, void *ud)
@@ -339,6 +355,7 @@ void topkctx_record(const TopkCtx *c, size_t j, TszRecord *rec, TopkStrFn strs, 
     topk_hist_edges(tsz_record_add(rec, "act_hist_edges", TSZ_F32, 1, he)->data);
     int64_t *sum = tsz_record_add(rec, "act_sum", TSZ_I64, 1, sn)->data;
     sum[0] = (int64_t)(st->sum >> 64), sum[1] = (int64_t)(uint64_t)st->sum;
+    if (c->logits) put_logits(rec, c->logits, j);
 
     json_t *m = rec->meta;
     json_object_set_new(m, "kind", json_string(SP_KIND_FEATURE));

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "logits.h"
 #include "sparse.h"
 #include "stream.h"
 #include "topk.h"
@@ -38,6 +39,7 @@ typedef struct {
     TopkStat *st;           /* (nsel) */
     uint64_t n_tokens, n_windows;
     SpCsc csc;              /* scratch: one record's activations by feature */
+    const LogitEffects *logits; /* NULL, or row i the logit effects of column i (set by the caller) */
     char err[512];
 } TopkCtx;
 
@@ -55,7 +57,8 @@ int topkctx_merge(TopkCtx *c, size_t i, const TszRecord *rec) SP_RESULT_USED;
 /* Tokens' display strings: NULL for none. */
 typedef const char *(*TopkStrFn)(void *ud, int32_t id);
 /* The output record of column i (kind "feature"); strs may be NULL (then
- * no token_strs). */
+ * no token_strs). With c->logits, also logit_top_ids/_vals and
+ * logit_bot_ids/_vals (K) of row i, their tokens in token_strs. */
 void topkctx_record(const TopkCtx *c, size_t i, TszRecord *rec, TopkStrFn strs, void *ud);
 /* The dict_stats record from every selected feature's fired count. */
 void topkctx_dict_stats(const TopkOpts *o, size_t F, const int32_t *sel, size_t nsel, const uint64_t *fired,

@@ -19,6 +19,8 @@ function ex(x,mx){unpack(x);var d=el('div','ex');d.appendChild(el('span','exm',f
 function body(f,d){if(d._done)return;d._done=1;var b=el('div','fb');
  b.appendChild(el('div','fstat','density '+fmt(f.d)+' \u00b7 fired '+(f.n==null?'\u2013':f.n)+' \u00b7 max '+fmt(f.mx)+' \u00b7 mean '+fmt(f.mn)+' \u00b7 score '+fmt(f.s)+(f.y?' ('+f.y.k+': balanced accuracy '+fmt(f.y.ba)+', precision '+fmt(f.y.p)+', recall '+fmt(f.y.r)+', F1 '+fmt(f.y.f1)+', AUROC '+fmt(f.y.auc)+')':' (top '+fmt(f.st)+', random '+fmt(f.sr)+')')));
  if(f.er)b.appendChild(el('p','err','explanation failed: '+f.er));
+ if(f.lg){var g=el('div','logits');[['p','Promoted tokens'],['n','Suppressed tokens']].forEach(function(p){var u=el('ul');u.appendChild(el('li','lgh',p[1]));
+  f.lg[p[0]].forEach(function(x){var li=el('li');li.appendChild(el('span','tk',tok(x[0])));li.appendChild(el('span','lgv',fmt(x[1])));u.appendChild(li);});g.appendChild(u);});b.appendChild(g);}
  [['top','Top activations'],['bands','Activation quantile bands'],['rnd','Random activating examples']].forEach(function(p){var L=f[p[0]];if(!L||!L.length)return;
   b.appendChild(el('h4',null,p[1]));var lb=null;L.forEach(function(x){if(x.b!=null&&x.b!==lb){lb=x.b;b.appendChild(el('div','band','band '+x.b));}b.appendChild(ex(x,f.mx));});});
  d.appendChild(b);}
