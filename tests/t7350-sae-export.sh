@@ -104,7 +104,7 @@ test_expect_success GPT2_VOCAB,NUMPY 'token_strs without -m; defaults: one batch
 	grep "\"n_explanations\":0" np2/manifest.json && grep "\"layer\":1," np2/manifest.json &&
 	sae-export --neuronpedia np3 --sae sae.tsz --layer 7 --model-id other --sae-set res-x -e ex.tsz tk.tsz && valid np3 &&
 	grep -q "^{\"model_id\":\"other\",\"layer\":7,\"sae_set\":\"res-x\"" np3/features/batch-0.json &&
-	grep "\"layer\":\"7-res-x\"" np3/explanations/batch-0.json
+	grep -q "\"layer\":\"7-res-x\"" np3/explanations/batch-0.json
 '
 
 test_expect_success GPT2_VOCAB,NUMPY 'refusals: usage, an export there already, wrong inputs, no layer, no strings, hook mismatch' '
