@@ -34,7 +34,7 @@
 #include "gpt2.h"
 #include "sae.h"
 
-typedef struct {
+typedef struct LogitEffects {
     size_t n, K;                /* features, tokens kept each way */
     int32_t *top_ids, *bot_ids; /* (n, K): largest first / smallest first */
     float *top_vals, *bot_vals; /* (n, K) */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kinds.h"
+#include "logits.h"
 #include "topkctx.h"
 
 #define SALT_RAND 0x72616e64u   /* "rand" */

@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#include "logits.h"
 #include "sparse.h"
 #include "stream.h"
 #include "topk.h"
@@ -39,7 +38,7 @@ typedef struct {
     TopkStat *st;           /* (nsel) */
     uint64_t n_tokens, n_windows;
     SpCsc csc;              /* scratch: one record's activations by feature */
-    const LogitEffects *logits; /* NULL, or row i the logit effects of column i (set by the caller) */
+    const struct LogitEffects *logits; /* NULL, or row i the logit effects of column i (logits.h; set by the caller) */
     char err[512];
 } TopkCtx;
 
