@@ -16,6 +16,10 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CPPFLAGS += -Ilib -D_GNU_SOURCE $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread -lm
+# MPI (Open MPI from Debian) for sae-fit alone: its latent-sharded runs
+# under mpirun (lib/sae_mpi.c); no other stage links libmpi.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -49,7 +53,8 @@ LIBA      := lib/libsaepipe.a
 
 # Debian packages: to build, to test, to benchmark.
 DEBS_BUILD := build-essential pkg-config libopenblas-dev libmsgpack-dev libzstd-dev \
-              libcurl4-openssl-dev libjansson-dev libpcre2-dev zlib1g-dev zstd
+              libcurl4-openssl-dev libjansson-dev libpcre2-dev zlib1g-dev zstd \
+              libopenmpi-dev openmpi-bin
 DEBS_RUN   := parallel curl openssh-client rsync
 DEBS_CHECK := perl python3-numpy chromium openssh-server rsync man-db
 DEBS_BENCH := python3-torch hyperfine
@@ -71,6 +76,9 @@ build/lib/%.o: lib/%.c build/.flags
 	@mkdir -p $(dir $@)
 	$(say) CC $@
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+build/lib/sae_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+bin/sae-fit: LDLIBS += $(MPI_LIBS)
 
 $(LIBA): $(LIB_OBJS)
 	$(say) AR $@

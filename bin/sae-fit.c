@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sae_fit.h"
+#include "sae_mpi.h"
 
 static SP_NORETURN void usage(FILE *f, int status)
 {
@@ -64,6 +65,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                          JSON lines when FILE ends in .jsonl, else TSV\n"
 "      --log-every S       [Default: 100]\n"
 "      --max-memory N      bytes the run may use [Default: MemAvailable]\n"
+"Across machines: mpirun -np R sae-fit ... -o SAE.tsz splits the latents\n"
+"over R ranks (see the man page, MPI); every rank reads the same input.\n"
 );
     sp_stage_help(f, 24, "the SAE");
     fprintf(f,
@@ -179,15 +182,19 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
-    SAEFit f = {.argc = argc, .argv = argv};
+    SpComm *comm = sae_mpi_init(&argc, &argv); /* NULL unless mpirun started R > 1 ranks */
+    int root = !comm || comm->rank == 0;
+    SAEFit f = {.argc = argc, .argv = argv, .comm = comm};
     SAEFitOpts *o = &f.o;
     parse_args(o, argc, argv);
+    if (comm && !strcmp(o->output, "-")) sp_usage_die("under mpirun, give the SAE's file: -o FILE");
+    if (!root) o->progress = 0; /* rank 0 speaks for the run */
     if (!strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
     // the length, when it can be known, for the schedule and the ETA
     if (sae_fit_length(&f) < 0) sp_die("%s", f.err);
     if (o->sched != SAE_LR_CONSTANT && !f.total_rows)
         sp_usage_die("--lr-schedule cosine/linear needs a known length: --tokens N or --input FILE");
-    if (o->tokens && f.data_rows && o->tokens > f.data_rows * o->epochs)
+    if (root && o->tokens && f.data_rows && o->tokens > f.data_rows * o->epochs)
         sp_warn("%s: --tokens %" PRIu64 " is more than the %" PRIu64 " rows of %" PRIu64 " epoch%s; the schedule "
                 "runs over those", o->ninputs > 1 ? "the inputs" : sp_in_name(o->inputs[0]), o->tokens,
                 f.data_rows * o->epochs, o->epochs, o->epochs > 1 ? "s" : "");
@@ -197,7 +204,7 @@ int main(int argc, char **argv)
     if (sae_fit_init(&f) < 0) sp_die("%s", f.err);
     int resumed = o->resume ? sae_fit_resume(&f) : 0;
     if (resumed < 0) sp_die("%s", f.err);
-    if (o->resume && !resumed) sp_warn("%s/checkpoint.tsz: no checkpoint yet; starting from the beginning", o->ckdir);
+    if (root && o->resume && !resumed) sp_warn("%s/checkpoint.tsz: no checkpoint yet; starting from the beginning", o->ckdir);
     if (o->val && sae_fit_load_val(&f) < 0) sp_die("%s", f.err);
     if (sae_fit_log_open(&f) < 0) sp_die("%s", f.err);
     SpProgress prog;
@@ -234,21 +241,26 @@ int main(int argc, char **argv)
     l1 = sae_fit_l1(&f, f.t.step - 1);
     if (o->val && (uint64_t)sae_fit_metric(f.last_val, "step") != f.t.step && sae_fit_eval(&f, l1, lr) < 0)
         sp_die("%s", f.err);
-    if (f.nan_rows && o->on_nan == SAE_NAN_COUNT)
+    if (root && f.nan_rows && o->on_nan == SAE_NAN_COUNT)
         sp_warn("%s: skipped %" PRIu64 " rows with NaN or Inf", f.src.name, f.nan_rows);
-    if (f.best)
+    if (root && f.best)
         sp_warn("kept the weights of step %" PRIu64 " of %" PRIu64 " (val fvu %.4f, loss %.4g; final fvu %.4f)",
                 f.best_step, f.t.step, sae_fit_metric(f.best_val, "fvu"), sae_fit_metric(f.best_val, "loss"),
                 sae_fit_metric(f.last_val, "fvu"));
-    TszWriteOpts wo;
-    tsz_write_opts_default(&wo);
-    TszWriter *w = tsz_writer_open(o->output, "sae-fit", argc, argv, &wo);
-    tsz_writer_check(w);
-    if (sae_fit_write(&f, w) < 0) {
-        tsz_writer_abort(w);
-        sp_die("%s", f.err);
+    if (!root) {
+        if (sae_fit_write(&f, NULL) < 0) sp_die("%s", f.err);
+    } else {
+        TszWriteOpts wo;
+        tsz_write_opts_default(&wo);
+        TszWriter *w = tsz_writer_open(o->output, "sae-fit", argc, argv, &wo);
+        tsz_writer_check(w);
+        if (sae_fit_write(&f, w) < 0) {
+            tsz_writer_abort(w);
+            sp_die("%s", f.err);
+        }
+        tsz_writer_close_or_die(w); /* closes stdout too */
     }
-    tsz_writer_close_or_die(w); /* closes stdout too */
     if (sae_fit_free(&f) < 0) sp_die("%s", f.err);
+    sae_mpi_finish(comm);
     return 0;
 }

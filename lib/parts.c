@@ -167,7 +167,16 @@ static uint64_t take_part(TszReader *r, const TszRecord *rec, const TszBig *b, T
                     in, recno, b->name, t ? tsz_tensor_desc(t, desc, sizeof desc) : "absent",
                     want - next, (unsigned long long)(b->ndim == 2 ? b->shape[1] : 1), tsz_dtype_name(dt)), 0;
     uint64_t cols = b->ndim == 2 ? b->shape[1] : 1, cnt = t->shape[0] * cols;
-    tsz_convert((char *)b->data + next * cols * tsz_dtype_size(b->dtype), b->dtype, t->data, dt, cnt);
+    if (!b->data && dt == b->dtype) {
+        b->store(b->ctx, next, t->shape[0], t->data);
+    } else if (!b->data) {
+        void *tmp = xmalloc(cnt * tsz_dtype_size(b->dtype));
+        tsz_convert(tmp, b->dtype, t->data, dt, cnt);
+        b->store(b->ctx, next, t->shape[0], tmp);
+        free(tmp);
+    } else {
+        tsz_convert((char *)b->data + next * cols * tsz_dtype_size(b->dtype), b->dtype, t->data, dt, cnt);
+    }
     return t->shape[0];
 }
 
@@ -232,7 +241,8 @@ int tsz_read_tensors(TszReader *r, const TszRecord *first, const TszBig *big, si
             (b->ndim == 2 && t->shape[1] != b->shape[1]))
             return sp_fail(err, errlen, "%s: %s is %s, want %s", in, b->name, tsz_tensor_desc(t, desc, sizeof desc),
                         tsz_tensor_desc(&want, wdesc, sizeof wdesc));
-        if (t->data) memcpy(b->data, t->data, t->nbytes);
+        if (t->data && b->data) memcpy(b->data, t->data, t->nbytes);
+        else if (t->data) b->store(b->ctx, 0, b->shape[0], t->data);
     }
     return tsz_read_parts(r, first, big, n, err, errlen);
 }

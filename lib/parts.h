@@ -26,6 +26,9 @@
 /* Rows r0..r0+n-1 of a tensor written into dst (n rows, row-major): for
  * tensors held in another layout (sae-fit's transposed encoder). */
 typedef void (*TszFillFn)(const void *ctx, uint64_t r0, uint64_t n, void *dst);
+/* Rows r0..r0+n-1 read (n rows, row-major, the tensor's dtype) handed on:
+ * for tensors kept elsewhere (a sharded sae-fit's, on other ranks). */
+typedef void (*TszStoreFn)(const void *ctx, uint64_t r0, uint64_t n, const void *src);
 
 /* One large tensor: what tsz_write_parts writes, or where tsz_read_parts
  * puts what it reads (data; an f32 destination takes any float dtype). */
@@ -34,9 +37,10 @@ typedef struct {
     TszDtype dtype;
     int ndim;                 /* 1 or 2 */
     uint64_t shape[2];
-    void *data;               /* row-major; writing: NULL means use fill */
+    void *data;               /* row-major; NULL: writing uses fill, reading store */
     TszFillFn fill;
-    const void *ctx;
+    const void *ctx;          /* of fill and store */
+    TszStoreFn store;
 } TszBig;
 
 /* The part size in bytes: SAEPIPE_PART_BYTES or TSZ_PART_BYTES. 0 or -1

@@ -117,7 +117,7 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
                         tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows);
         }
         if (t->data) tsz_to_f32(*tab[i].slot, t->data, t->dtype, tab[i].rows * (tab[i].cols ? tab[i].cols : 1));
-        big[i] = (TszBig){tab[i].name, TSZ_F32, want_nd, {tab[i].rows, tab[i].cols}, *tab[i].slot, NULL, NULL};
+        big[i] = (TszBig){tab[i].name, TSZ_F32, want_nd, {tab[i].rows, tab[i].cols}, *tab[i].slot, NULL, NULL, NULL};
     }
     /* the tensors that come in part records, and the end of the stream */
     if (tsz_read_parts(r, rec, big, n, err, errlen) < 0) return -1;
@@ -281,7 +281,7 @@ size_t sae_big(const SAE *s, TszBig big[SAE_SLOTS])
     size_t n = sae_slots(&tmp, tab);
     for (size_t i = 0; i < n; i++)
         big[i] = (TszBig){tab[i].name, TSZ_F32, tab[i].cols ? 2 : 1, {tab[i].rows, tab[i].cols}, *tab[i].slot,
-                          NULL, NULL};
+                          NULL, NULL, NULL};
     return n;
 }
 

@@ -19,6 +19,9 @@ void sae_fit_opts_default(SAEFitOpts *o)
                       .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN};
 }
 
+/* The rank that reads and writes files (every rank of an unsharded run). */
+static int root(const SAEFit *f) { return !f->comm || f->comm->rank == 0; }
+
 double sae_fit_metric(const json_t *v, const char *key) { return json_number_value(json_object_get(v, key)); }
 
 static uint64_t meta_u64(const json_t *m, const char *k)
@@ -84,18 +87,21 @@ static int check_memory(SAEFit *f, const SAETrainConfig *c)
 int sae_fit_init(SAEFit *f)
 {
     const SAEFitOpts *o = &f->o;
-    size_t D = f->src.D, F = sae_fit_features(f);
-    SAETrainConfig c = {.arch = o->arch, .D = D, .F = F, .K = o->arch == SAE_RELU ? 0 : o->K, .B = o->batch,
+    size_t D = f->src.D, F = sae_fit_features(f), f0 = 0, f1 = F;
+    if (f->comm && F < (size_t)f->comm->size)
+        return SP_FAIL(f, "--dict %zu: fewer latents than the %d ranks", F, f->comm->size);
+    if (f->comm) sp_shard_range(F, f->comm->size, f->comm->rank, &f0, &f1);
+    SAETrainConfig c = {.arch = o->arch, .D = D, .F = f1 - f0, .K = o->arch == SAE_RELU ? 0 : o->K, .B = o->batch,
                         .aux_k = o->arch == SAE_RELU ? 0 : o->aux_k, .aux_coef = o->aux_coef, .beta1 = o->beta1,
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
-                        .threshold_ema = 0.99};
+                        .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F};
     if (check_memory(f, &c) < 0) return -1;
-    if (o->ckdir && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
+    if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
         return SP_FAIL(f, "%s: %s", o->ckdir, strerror(errno));
     if (sae_trainer_init(&f->t, &c, f->err, sizeof f->err) < 0) return -1;
     f->x = xmalloc_aligned(o->batch * D * sizeof *f->x);
     f->mean = xmalloc(D * sizeof *f->mean);
-    f->fired = xcalloc(F, sizeof *f->fired);
+    f->fired = xcalloc(f->t.c.F, sizeof *f->fired);
     if (o->keep != SAE_KEEP_LAST) f->best = xmalloc_aligned(f->t.P * sizeof *f->best);
     sp_rng_seed(&f->rng, o->seed);
     return 0;
@@ -212,6 +218,11 @@ static json_t *evaluate(SAEFit *f, double l1)
     }
     size_t dead = 0, dense = 0;
     for (size_t j = 0; j < F; j++) dead += f->fired[j] == 0, dense += f->fired[j] * 10 > f->V;
+    if (f->comm) { /* every rank's latents */
+        double v[2] = {(double)dead, (double)dense};
+        f->comm->ops->sum_f64(f->comm, v, 2);
+        dead = (size_t)v[0], dense = (size_t)v[1], F = sae_fit_features(f);
+    }
     return json_pack("{s:I,s:f,s:f,s:f,s:f,s:f,s:f}", "step", (json_int_t)f->t.step, "mse",
                      sq / ((double)f->V * D), "fvu", f->val_var > 0 ? sq / f->val_var : 0.0, "loss",
                      loss / (double)f->V, "l0", l0 / (double)f->V, "dead", (double)dead / F, "dense",
@@ -224,7 +235,7 @@ int sae_fit_log_open(SAEFit *f)
     const char *log = f->o.log;
     f->t_log = sp_now();
     f->rows_at_log = f->rows_trained;
-    if (!log) return 0;
+    if (!log || !root(f)) return 0;
     size_t n = strlen(log);
     f->jsonl = n > 6 && !strcmp(log + n - 6, ".jsonl");
     /* a resumed run appends to the log of the run it continues */
@@ -258,10 +269,12 @@ static int log_line(SAEFit *f, const char *kind, const SAEStats *st, double fvu,
 
 int sae_fit_log_train(SAEFit *f, const SAEStats *st, size_t n, double lr)
 {
+    if (!f->o.log) return 0;
+    double dead = (double)sae_trainer_dead(&f->t) / sae_fit_features(f); /* sharded: a collective */
     if (!f->logf) return 0;
     double var = sum_sq_dev(f, f->x, n);
     double fvu = var > 0 ? st->sq_err / var : 0;
-    return log_line(f, "train", st, fvu, (double)sae_trainer_dead(&f->t) / f->t.c.F, lr);
+    return log_line(f, "train", st, fvu, dead, lr);
 }
 
 int sae_fit_eval(SAEFit *f, double l1, double lr)
@@ -289,17 +302,20 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
 {
     const SAEFitOpts *o = &f->o;
     snprintf(buf, len, "arch=%s f=%zu k=%zu batch=%" PRIu64 " state=%s seed=%" PRIu64 " lr=%g l1=%g",
-             sae_arch_name(o->arch), f->t.c.F, f->t.c.K, o->batch, o->state_bf16 ? "bf16" : "f32", o->seed, o->lr,
+             sae_arch_name(o->arch), sae_fit_features(f), f->t.c.K, o->batch, o->state_bf16 ? "bf16" : "f32", o->seed, o->lr,
              o->l1);
 }
 
-/* A checkpoint's tensors: the trainer's state, the RNG and the best weights. */
-static size_t ck_tensors(SAEFit *f, TszBig *tab, int best)
+/* A checkpoint's tensors: the trainer's state, the RNG and the best weights;
+ * sharded, all but the RNG (the same on every rank) spread through sh. */
+static size_t ck_tensors(SAEFit *f, TszBig *tab, int best, SpShard *sh)
 {
-    size_t n = sae_trainer_state(&f->t, tab);
+    size_t n = sae_trainer_state(&f->t, tab), rng = n;
     tab[n++] = (TszBig){.name = "rng", .dtype = TSZ_I64, .ndim = 1, .shape = {4}, .data = f->rng.s};
     if (best)
         tab[n++] = (TszBig){.name = "best_param", .dtype = TSZ_F32, .ndim = 1, .shape = {f->t.P}, .data = f->best};
+    for (size_t i = 0; f->comm && i < n; i++)
+        if (i != rng) sae_trainer_shard(&f->t, &tab[i], &sh[i], (int)i);
     return n;
 }
 
@@ -313,6 +329,13 @@ static const struct { const char *name; size_t off; } ck_counts[] = {
 
 int sae_fit_save_checkpoint(SAEFit *f)
 {
+    TszBig tab[6];
+    SpShard sh[6];
+    size_t n = ck_tensors(f, tab, f->best != NULL, sh);
+    if (!root(f)) { /* rank 0 writes, asking for the rows */
+        sp_shard_serve(f->comm, sh, n);
+        return 0;
+    }
     char *path = sp_path_join(f->o.ckdir, "checkpoint.tsz"), sig[256];
     TszRecord rec;
     tsz_record_init(&rec);
@@ -327,8 +350,6 @@ int sae_fit_save_checkpoint(SAEFit *f)
     if (f->best_val) json_object_set(rec.meta, "best_val", f->best_val);
     if (f->last_val) json_object_set(rec.meta, "last_val", f->last_val);
     sae_trainer_meta(&f->t, rec.meta);
-    TszBig tab[6];
-    size_t n = ck_tensors(f, tab, f->best != NULL);
     TszWriteOpts wo;
     tsz_write_opts_default(&wo);
     wo.shuffle = 0, wo.level = 1;
@@ -337,12 +358,33 @@ int sae_fit_save_checkpoint(SAEFit *f)
     if (rc < 0 && tsz_writer_error(w)) SP_FAIL(f, "%s", tsz_writer_error(w));
     if (rc < 0) tsz_writer_abort(w);
     else rc = tsz_writer_close(w, f->err, sizeof f->err);
+    if (f->comm) sp_shard_done(f->comm);
     tsz_record_free(&rec);
     free(path);
     return rc;
 }
 
 /* Check the checkpoint's record against this run and take its state. */
+static int ck_meta(SAEFit *f, const json_t *m, uint64_t *pos);
+
+/* Sharded, after rank 0 read the checkpoint (the others storing their
+ * rows, sp_shard_serve): the RNG and the meta from rank 0 to every rank;
+ * the others' meta in *m (new reference), rank 0's m passed in. */
+static json_t *ck_share(SAEFit *f, const json_t *m)
+{
+    SpComm *c = f->comm;
+    if (c->rank == 0) sp_shard_done(c);
+    c->ops->bcast(c, f->rng.s, sizeof f->rng.s);
+    char *s = c->rank == 0 ? json_dumps(m, JSON_COMPACT) : NULL;
+    uint64_t len = s ? strlen(s) + 1 : 0;
+    c->ops->bcast(c, &len, sizeof len);
+    if (c->rank) s = xmalloc(len);
+    c->ops->bcast(c, s, len);
+    json_t *j = c->rank ? json_loads(s, 0, NULL) : NULL;
+    free(s);
+    return j;
+}
+
 static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *path, uint64_t *pos)
 {
     const json_t *m = rec->meta;
@@ -359,9 +401,17 @@ static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *pa
     char err[512];
     if (sae_trainer_from_meta(&f->t, m, err, sizeof err) < 0) return SP_FAIL(f, "%s: %s", path, err);
     TszBig tab[6];
+    SpShard sh[6];
     TszTensor ann;
-    size_t n = ck_tensors(f, tab, f->best && tsz_parts_get(rec, "best_param", &ann));
+    size_t n = ck_tensors(f, tab, f->best && tsz_parts_get(rec, "best_param", &ann), sh);
     if (tsz_read_tensors(r, rec, tab, n, f->err, sizeof f->err) < 0) return -1;
+    if (f->comm) ck_share(f, m);
+    return ck_meta(f, m, pos);
+}
+
+/* The run's position and keep-best state from a checkpoint's meta. */
+static int ck_meta(SAEFit *f, const json_t *m, uint64_t *pos)
+{
     for (size_t i = 0; i < sizeof ck_counts / sizeof *ck_counts; i++)
         *CK_COUNT(f, i) = meta_u64(m, ck_counts[i].name);
     f->best_metric = sae_fit_metric(m, "best_metric");
@@ -372,18 +422,41 @@ static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *pa
     return 0;
 }
 
+/* Sharded, ranks but 0: their rows of rank 0's checkpoint, then its meta. */
+static int ck_receive(SAEFit *f, uint64_t *pos)
+{
+    TszBig tab[6];
+    SpShard sh[6];
+    size_t n = ck_tensors(f, tab, f->best != NULL, sh);
+    sp_shard_serve(f->comm, sh, n);
+    json_t *m = ck_share(f, NULL);
+    char err[512];
+    int rc = m && sae_trainer_from_meta(&f->t, m, err, sizeof err) == 0 ? ck_meta(f, m, pos) : SP_FAIL(f, "checkpoint meta from rank 0 unreadable");
+    json_decref(m);
+    return rc;
+}
+
+static int resume_input(SAEFit *f, uint64_t pos);
+
 int sae_fit_resume(SAEFit *f)
 {
     char *path = sp_path_join(f->o.ckdir, "checkpoint.tsz");
     struct stat sb;
-    if (stat(path, &sb) < 0) {
+    int have = root(f) && stat(path, &sb) == 0;
+    if (f->comm) f->comm->ops->bcast(f->comm, &have, sizeof have);
+    if (!have) {
         free(path);
         return 0;
+    }
+    uint64_t pos = 0;
+    if (!root(f)) {
+        free(path);
+        if (ck_receive(f, &pos) < 0) return -1;
+        return resume_input(f, pos);
     }
     TszReader *r = tsz_reader_open(path);
     TszRecord rec;
     tsz_record_init(&rec);
-    uint64_t pos = 0;
     int rc = tsz_reader_error(r) ? -1 : tsz_read(r, &rec);
     if (rc < 0) SP_FAIL(f, "%s", tsz_reader_error(r));
     else if (rc == 0) rc = SP_FAIL(f, "%s: no checkpoint record", path);
@@ -392,7 +465,13 @@ int sae_fit_resume(SAEFit *f)
     tsz_reader_close(r);
     free(path);
     if (rc < 0) return -1;
-    /* the input again from the start of the epoch, then skip what was consumed */
+    return resume_input(f, pos);
+}
+
+/* The input again from the start of the checkpoint's epoch, then skip what
+ * was consumed. 1 or -1. */
+static int resume_input(SAEFit *f, uint64_t pos)
+{
     if (f->epoch && rows_rewind(&f->src) < 0) return SP_FAIL(f, "%s", f->src.err);
     f->src.pos = 0;
     f->pos_in_epoch = pos;
@@ -422,6 +501,8 @@ static const char *find_model(const json_t *j, int depth)
 int sae_fit_write(SAEFit *f, TszWriter *w)
 {
     SAE s = {.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0};
+    if (!root(f)) /* rank 0 writes, gathering this rank's latents */
+        return sae_trainer_write(&f->t, f->best ? f->best : f->t.param, &s, NULL, NULL, f->err, sizeof f->err);
     const json_t *m = f->src.meta;
     const json_t *ns = json_object_get(m, "norm_scale");
     s.norm_scale = json_is_number(ns) && json_number_value(ns) > 0 ? json_number_value(ns) : 1.0;

@@ -70,6 +70,9 @@ typedef struct {
     int jsonl;
     double t_log;
     uint64_t rows_at_log;
+    SpComm *comm;                   /* latent-sharded over mpirun's ranks (comm.h), or NULL. Every
+                                     * rank reads the input and runs the same calls; rank 0 alone
+                                     * writes the log, checkpoints and the SAE, and reads checkpoints */
     int argc;                       /* the command line, for checkpoint headers */
     char **argv;
     char err[1024];
@@ -109,7 +112,8 @@ int sae_fit_eval(SAEFit *f, double l1, double lr) SP_RESULT_USED;
 /* DIR/checkpoint.tsz, written atomically. 0 or -1. */
 int sae_fit_save_checkpoint(SAEFit *f) SP_RESULT_USED;
 /* The kept weights (best or last) to w, an SAE file with the rows'
- * metadata (hook, model, norm_scale) and the run's. The caller closes w. 0 or -1. */
+ * metadata (hook, model, norm_scale) and the run's. The caller closes w.
+ * Sharded: ranks but 0 call it with w NULL. 0 or -1. */
 int sae_fit_write(SAEFit *f, TszWriter *w) SP_RESULT_USED;
 /* Close the log (0 or -1) and free everything. */
 int sae_fit_free(SAEFit *f);

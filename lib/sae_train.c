@@ -30,6 +30,9 @@ static uint64_t csr_cap(const SAETrainConfig *c)
     return r < 0 ? 0 : (uint64_t)(r * (double)c->B * (double)c->F);
 }
 static int needs_g(const SAETrainConfig *c) { return c->arch != SAE_TOPK; }
+/* latents over every rank */
+static size_t f_all(const SAETrainConfig *c) { return c->comm ? c->F_all : c->F; }
+static size_t cand_k(const SAETrainConfig *c) { return kmax(c) > c->aux_k ? kmax(c) : c->aux_k; }
 
 uint64_t sae_trainer_bytes(const SAETrainConfig *c)
 {
@@ -38,6 +41,7 @@ uint64_t sae_trainer_bytes(const SAETrainConfig *c)
     uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
     b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 12;
+    if (c->comm) b += B * D * 4 + B * cand_k(c) * 8 + B * 8;
     return b;
 }
 
@@ -47,8 +51,9 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     t->c = *c;
     size_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
     if (!D || !F || !B) return sp_fail(err, errlen, "bad trainer size d=%zu f=%zu batch=%zu", D, F, B);
-    if (c->arch != SAE_RELU && (K < 1 || K > F)) return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", F, K);
-    if (A > F) t->c.aux_k = A = F;
+    if (c->arch != SAE_RELU && (K < 1 || K > f_all(c)))
+        return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", f_all(c), K);
+    if (A > f_all(c)) t->c.aux_k = A = f_all(c);
     size_t P = t->P = 2 * D * F + F + D;
     t->param = xmalloc_aligned(P * sizeof(float));
     t->grad = xmalloc_aligned(P * sizeof(float));
@@ -84,7 +89,11 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     t->dead = xmalloc(F * sizeof *t->dead);
     t->rowloss = xmalloc(B * sizeof *t->rowloss);
     t->acc = xmalloc(D * sizeof *t->acc);
-    t->ar = xmalloc(D * sizeof *t->ar);
+    t->ar = xmalloc((c->comm ? B : 1) * D * sizeof *t->ar);
+    if (c->comm) {
+        t->cand = xmalloc(B * (cand_k(&t->c) ? cand_k(&t->c) : 1) * sizeof *t->cand);
+        t->rowq = xmalloc(B * sizeof *t->rowq);
+    }
     return 0;
 }
 
@@ -93,7 +102,7 @@ void sae_trainer_free(SAETrainer *t)
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
                     t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead,
-                    t->rowloss, t->acc, t->ar};
+                    t->rowloss, t->acc, t->ar, t->cand, t->rowq};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     memset(t, 0, sizeof *t);
 }
@@ -134,11 +143,17 @@ static void geometric_median(const float *x, size_t n, size_t D, double *y, doub
 
 void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec)
 {
-    size_t D = t->c.D, F = t->c.F;
-    for (size_t j = 0; j < F; j++) {
-        for (size_t d = 0; d < D; d++) t->Wd[j * D + d] = (float)sp_rng_normal(rng);
-        normalize_row(t->Wd + j * D, D);
+    size_t D = t->c.D, F = t->c.F, f0 = t->c.f0;
+    float *other = t->c.comm ? xmalloc(D * sizeof *other) : NULL;
+    /* sharded: every rank draws every latent's row, so each keeps the rows
+     * an unsharded run has, and the RNG stays the same on all */
+    for (size_t j = 0; j < f_all(&t->c); j++) {
+        int mine = j >= f0 && j < f0 + F;
+        float *w = mine ? t->Wd + (j - f0) * D : other;
+        for (size_t d = 0; d < D; d++) w[d] = (float)sp_rng_normal(rng);
+        if (mine) normalize_row(w, D);
     }
+    free(other);
     memcpy(t->Wt, t->Wd, F * D * sizeof(float));
     memset(t->b_enc, 0, F * sizeof(float));
     memset(t->b_dec, 0, D * sizeof(float));
@@ -156,11 +171,20 @@ void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n
     }
 }
 
+/* a count summed over the ranks */
+static size_t count_all(const SAETrainer *t, size_t n)
+{
+    if (!t->c.comm) return n;
+    double v = (double)n;
+    t->c.comm->ops->sum_f64(t->c.comm, &v, 1);
+    return (size_t)v;
+}
+
 size_t sae_trainer_dead(const SAETrainer *t)
 {
     size_t nd = 0;
     for (size_t j = 0; j < t->c.F; j++) nd += (uint64_t)t->since_fired[j] >= t->c.dead_rows;
-    return nd;
+    return count_all(t, nd);
 }
 
 /* ---- the kth largest value (k from 0) for batchtopk: three-way quickselect ---- */
@@ -189,6 +213,79 @@ static float kth_largest(float *a, size_t n, size_t k)
     return a[lo];
 }
 
+/* ---- sharded selection: each rank offers its best, all merge the same ---- */
+/* This rank's K best of v (m values of the latents ids; NULL: 0..m-1) as
+ * candidates with global ids, padded; tmp (K) scratch. */
+static void offer(const SAETrainer *t, const float *v, size_t m, const uint32_t *ids, size_t K, SpCand *cand,
+                  uint32_t *tmp)
+{
+    size_t Kl = K < m ? K : m;
+    sae_topk_row(v, m, Kl, tmp);
+    for (size_t k = 0; k < K; k++)
+        cand[k] = k < Kl ? (SpCand){v[tmp[k]], (uint32_t)(t->c.f0 + (ids ? ids[tmp[k]] : tmp[k]))}
+                         : (SpCand){-INFINITY, UINT32_MAX};
+}
+
+/* topk sharded: this rank's latents among each row's global K best */
+static void select_topk_sharded(SAETrainer *t, size_t n)
+{
+    size_t F = t->c.F, K = t->c.K, f0 = t->c.f0, nnz = 0;
+    uint32_t *tmp = xmalloc(K * sizeof *tmp);
+    for (size_t i = 0; i < n; i++) offer(t, t->pre + i * F, F, NULL, K, t->cand + i * K, tmp);
+    free(tmp);
+    sp_comm_topk(t->c.comm, t->cand, n, K);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < K; k++) {
+            SpCand c = t->cand[i * K + k];
+            if (c.j < f0 || c.j >= f0 + F) continue;
+            t->idx[nnz] = c.j - (uint32_t)f0;
+            t->val[nnz++] = c.v > 0 ? c.v : 0;
+        }
+        t->ptr[i + 1] = nnz;
+    }
+}
+
+static float kth_largest(float *a, size_t n, size_t k);
+
+/* batchtopk sharded: the batch's quota-th largest of every rank's a (m
+ * values, reordered), from each rank's quota best */
+static float batch_threshold(SAETrainer *t, float *a, size_t m, size_t quota)
+{
+    SpComm *c = t->c.comm;
+    size_t mine = quota < m ? quota : m;
+    if (mine < m) kth_largest(a, m, mine - 1); /* leaves a's mine largest in front */
+    float *send = xmalloc(quota * sizeof *send), *all = xmalloc((size_t)c->size * quota * sizeof *all);
+    for (size_t i = 0; i < quota; i++) send[i] = i < mine ? a[i] : -1.0f; /* below every relu value */
+    c->ops->allgather(c, send, quota * sizeof *send, all);
+    float thr = kth_largest(all, (size_t)c->size * quota, quota - 1);
+    free(send), free(all);
+    return thr;
+}
+
+/* batchtopk sharded: how many entries equal to thr each row of this rank
+ * takes, of the eq_left the batch takes in row-major order of global ids */
+static void batch_ties(SAETrainer *t, size_t n, float thr, size_t eq_left)
+{
+    SpComm *c = t->c.comm;
+    size_t F = t->c.F, R = (size_t)c->size;
+    uint32_t *eq = xmalloc(n * sizeof *eq), *all = xmalloc(R * n * sizeof *all);
+    for (size_t i = 0; i < n; i++) {
+        eq[i] = 0;
+        for (size_t j = 0; j < F; j++) eq[i] += t->pre[i * F + j] == thr;
+    }
+    if (eq_left) c->ops->allgather(c, eq, n * sizeof *eq, all);
+    for (size_t i = 0; i < n; i++) {
+        size_t take = 0;
+        for (size_t q = 0; eq_left && q < R; q++) {
+            size_t k = all[q * n + i] < eq_left ? all[q * n + i] : eq_left;
+            if (q == (size_t)c->rank) take = k;
+            eq_left -= k;
+        }
+        t->rowq[i] = take;
+    }
+    free(eq), free(all);
+}
+
 /* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
  * batch (training only: the inference threshold is applied densely). val = relu(pre). */
 static void select_active(SAETrainer *t, size_t n)
@@ -197,6 +294,10 @@ static void select_active(SAETrainer *t, size_t n)
     float *pre = t->pre;
     size_t nnz = 0;
     t->ptr[0] = 0;
+    if (t->c.arch == SAE_TOPK && t->c.comm) {
+        select_topk_sharded(t, n);
+        return;
+    }
     if (t->c.arch == SAE_TOPK) {
         for (size_t i = 0; i < n; i++) {
             uint32_t *id = t->idx + i * K;
@@ -216,16 +317,18 @@ static void select_active(SAETrainer *t, size_t n)
     {
         float *a = t->g;
         for (size_t i = 0; i < n * F; i++) a[i] = pre[i] > 0 ? pre[i] : 0;
-        thr = kth_largest(a, n * F, quota - 1);
+        thr = t->c.comm ? batch_threshold(t, a, n * F, quota) : kth_largest(a, n * F, quota - 1);
         size_t above = 0;
         for (size_t i = 0; i < n * F; i++) above += pre[i] > thr;
-        n_eq_left = quota - above;
+        n_eq_left = quota - count_all(t, above);
         if (thr <= 0) n_eq_left = 0; /* never select zeros */
+        if (t->c.comm) batch_ties(t, n, thr, n_eq_left);
         float tmin = thr > 0 ? thr : 0;
         t->theta = t->step == 0 && t->theta == 0 ? tmin : t->c.threshold_ema * t->theta + (1 - t->c.threshold_ema) * tmin;
     }
     for (size_t i = 0; i < n; i++) {
         const float *row = pre + i * F;
+        if (t->c.comm) n_eq_left = t->rowq[i];
         for (size_t j = 0; j < F; j++) {
             int on = row[j] > thr && row[j] > 0;
             if (!on && row[j] == thr && n_eq_left) on = 1, n_eq_left--;
@@ -263,9 +366,42 @@ static void auxk_residual(SAETrainer *t, size_t i, float *r)
     size_t D = t->c.D, A = t->aux_a;
     const uint32_t *ai = t->aidx + i * A;
     const float *av = t->aval + i * A;
-    for (size_t d = 0; d < D; d++) r[d] = t->e[i * D + d]; /* e^ - (x - x_hat) = e^ + e */
+    int first = !t->c.comm || t->c.comm->rank == 0; /* sharded: rank 0 adds e, each rank its latents */
+    for (size_t d = 0; d < D; d++) r[d] = first ? t->e[i * D + d] : 0; /* e^ - (x - x_hat) = e^ + e */
     for (size_t a = 0; a < A; a++)
         if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
+}
+
+/* AuxK sharded: each row's aux_a best dead latents over every rank (those
+ * of other ranks kept with activation 0), the residuals summed over ranks */
+static double auxk_forward_sharded(SAETrainer *t, size_t n, size_t nd)
+{
+    size_t D = t->c.D, F = t->c.F, A = t->aux_a, f0 = t->c.f0;
+    uint32_t *tmp = xmalloc(A * sizeof *tmp);
+    for (size_t i = 0; i < n; i++) {
+        const float *pre = t->pre + i * F;
+        for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
+        offer(t, t->abuf, nd, t->dead, A, t->cand + i * A, tmp);
+    }
+    free(tmp);
+    sp_comm_topk(t->c.comm, t->cand, n, A);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t a = 0; a < A; a++) {
+            SpCand c = t->cand[i * A + a];
+            int mine = c.j >= f0 && c.j < f0 + F;
+            t->aidx[i * A + a] = mine ? c.j - (uint32_t)f0 : 0;
+            t->aval[i * A + a] = mine && c.v > 0 ? c.v : 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) auxk_residual(t, i, t->ar + i * D);
+    t->c.comm->ops->sum_f32(t->c.comm, t->ar, n * D);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double s2 = 0;
+        for (size_t d = 0; d < D; d++) s2 += (double)t->ar[i * D + d] * t->ar[i * D + d];
+        sum += s2;
+    }
+    return t->c.aux_coef * sum / n;
 }
 
 static double auxk_forward(SAETrainer *t, size_t n)
@@ -273,9 +409,10 @@ static double auxk_forward(SAETrainer *t, size_t n)
     size_t D = t->c.D, F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
-    size_t A = t->c.aux_k < nd ? t->c.aux_k : nd;
+    size_t nd_all = count_all(t, nd), A = t->c.aux_k < nd_all ? t->c.aux_k : nd_all;
     t->aux_a = t->c.aux_coef == 0 ? 0 : A;
     if (!t->aux_a) return 0;
+    if (t->c.comm) return auxk_forward_sharded(t, n, nd);
     double sum = 0;
     float *r = t->ar;
     for (size_t i = 0; i < n; i++) {
@@ -306,7 +443,8 @@ static void auxk_backward(SAETrainer *t, size_t n)
         const float *xc = t->xc + i * D;
         const uint32_t *ai = t->aidx + i * A;
         const float *av = t->aval + i * A;
-        auxk_residual(t, i, r);
+        if (t->c.comm) r = t->ar + i * D; /* the forward's, summed over ranks */
+        else auxk_residual(t, i, r);
         for (size_t d = 0; d < D; d++) r[d] *= sc;
         for (size_t a = 0; a < A; a++) {
             if (!(av[a] > 0)) continue;
@@ -526,9 +664,16 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
         select_active(t, n);
     }
     if (sparse) sp_parfor(n, rows, pass_decode, &ps);
+    SpComm *comm = t->c.comm;
+    if (comm) comm->ops->sum_f32(comm, e, n * D); /* sharded: each rank decoded its latents */
     sp_parfor(n, rows, pass_err, &ps);
     double sq = 0, l1sum = 0, active = 0;
     for (size_t i = 0; i < n; i++) sq += t->rsq[i], l1sum += t->rl1[i], active += t->ract[i];
+    if (comm) {
+        double sums[2] = {l1sum, active};
+        comm->ops->sum_f64(comm, sums, 2);
+        l1sum = sums[0], active = sums[1];
+    }
     if (fired) {
         if (!sparse) {
             for (size_t i = 0; i < n; i++)
@@ -582,9 +727,13 @@ void sae_trainer_backward(SAETrainer *t)
         sp_parfor(F, cols, pass_accum, &ps);
     }
     /* b_dec: the decoder's bias, minus its share through xc = x - b_dec */
-    for (size_t d = 0; d < D; d++) t->gb_dec[d] = (float)t->acc[d];
+    /* sharded: rank 0 starts from the bias's own term, each rank subtracts
+     * its latents' share, and the sum is every rank's */
+    int first = !t->c.comm || t->c.comm->rank == 0;
+    for (size_t d = 0; d < D; d++) t->gb_dec[d] = first ? (float)t->acc[d] : 0;
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)D, -1.0f, t->Wt, (int)D, t->gb_enc,
                 1, 1.0f, t->gb_dec, 1);
+    if (t->c.comm) t->c.comm->ops->sum_f32(t->c.comm, t->gb_dec, D);
     for (size_t j = 0; j < F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
     t->last_n = 0; /* one backward per forward */
 }
@@ -665,7 +814,18 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
     size_t D = t->c.D, F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
-    if (!nd || !n) return 0;
+    /* sharded: the dead latents of every rank in global order, this rank's
+     * from `before` on; every rank draws for all of them (the same RNG) */
+    size_t before = 0, nd_all = nd;
+    if (t->c.comm) {
+        SpComm *c = t->c.comm;
+        uint64_t mine = nd, *all = xmalloc((size_t)c->size * sizeof *all);
+        c->ops->allgather(c, &mine, sizeof mine, all);
+        nd_all = 0;
+        for (int q = 0; q < c->size; q++) before += q < c->rank ? all[q] : 0, nd_all += all[q];
+        free(all);
+    }
+    if (!nd_all || !n) return 0;
     double tot = 0, alive_norm = 0;
     for (size_t i = 0; i < n; i++) tot += t->rowloss[i];
     size_t nalive = 0;
@@ -674,10 +834,15 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
         alive_norm += sqrt((double)dotf(t->Wt + j * D, t->Wt + j * D, D));
         nalive++;
     }
+    if (t->c.comm) {
+        double sums[2] = {alive_norm, (double)nalive};
+        t->c.comm->ops->sum_f64(t->c.comm, sums, 2);
+        alive_norm = sums[0], nalive = (size_t)sums[1];
+    }
     double enc_scale = 0.2 * (nalive ? alive_norm / nalive : 1.0);
     size_t FD = F * D;
-    for (size_t a = 0; a < nd; a++) {
-        size_t j = t->dead[a], i = 0;
+    for (size_t g = 0; g < nd_all; g++) {
+        size_t a = g - before, i = 0;
         /* row i with probability rowloss_i / tot */
         double u = sp_rng_uniform(rng) * tot, c = 0;
         if (tot > 0)
@@ -687,6 +852,8 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
             }
         else
             i = sp_rng_below(rng, n);
+        if (g < before || a >= nd) continue; /* another rank's */
+        size_t j = t->dead[a];
         float *wd = t->Wd + j * D, *wt = t->Wt + j * D;
         for (size_t d = 0; d < D; d++) wd[d] = x[i * D + d] - t->b_dec[d];
         normalize_row(wd, D);
@@ -697,7 +864,7 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
         zero_state(t, FD + j, 1);                /* b_enc */
         zero_state(t, FD + F + j * D, D);        /* W_dec row */
     }
-    return nd;
+    return nd_all;
 }
 
 /* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
@@ -716,14 +883,14 @@ static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void 
 int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
                       char *err, size_t errlen)
 {
-    size_t D = t->c.D, F = t->c.F;
+    size_t D = t->c.D, F = f_all(&t->c);
     float *threshold = t->c.arch == SAE_BATCHTOPK ? xmalloc(F * sizeof *threshold) : NULL;
     s->arch = t->c.arch, s->D = D, s->F = F;
     s->K = t->c.arch == SAE_RELU ? 0 : t->c.K;
     s->mem = NULL;
-    s->p = (SAEParams){.W_enc = NULL, .b_enc = (float *)param + F * D};
-    s->p.W_dec = s->p.b_enc + F;
-    s->p.b_dec = s->p.W_dec + F * D;
+    s->p = (SAEParams){.W_enc = NULL, .b_enc = (float *)param + t->c.F * D};
+    s->p.W_dec = s->p.b_enc + t->c.F;
+    s->p.b_dec = s->p.W_dec + t->c.F * D;
     if (threshold) {
         for (size_t j = 0; j < F; j++) threshold[j] = (float)t->theta;
         s->p.threshold = threshold;
@@ -733,10 +900,39 @@ int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter
     Transposed tr = {param, D, F};
     size_t n = sae_big(s, big);
     big[0].data = NULL, big[0].fill = fill_from_transposed, big[0].ctx = &tr;
-    int rc = sae_write_big(w, s, big, n, extra_meta, err, errlen);
+    /* sharded: W_enc, b_enc and W_dec gathered from every rank as written */
+    SpShard sh[3];
+    int rc = 0;
+    if (t->c.comm) {
+        SpComm *c = t->c.comm;
+        sh[0] = (SpShard){c, F, 4, F, 1, 1, 0, {{D, 0, (float *)param}}};
+        for (int i = 1; i < 3; i++) {
+            sh[i] = (SpShard){c, F, 4, big[i].ndim == 2 ? D : 1, 1, 0, i, {{i == 1 ? 1 : D, 0, big[i].data}}};
+            big[i].data = NULL, big[i].fill = sp_shard_fill, big[i].ctx = &sh[i];
+        }
+        big[0].fill = sp_shard_fill, big[0].ctx = &sh[0];
+        if (c->rank) sp_shard_serve(c, sh, 3);
+    }
+    if (!t->c.comm || !t->c.comm->rank) rc = sae_write_big(w, s, big, n, extra_meta, err, errlen);
+    if (t->c.comm && !t->c.comm->rank) sp_shard_done(t->c.comm);
     free(threshold);
     s->p = (SAEParams){0};
     return rc;
+}
+
+void sae_trainer_shard(const SAETrainer *t, TszBig *b, SpShard *sh, int id)
+{
+    size_t D = t->c.D, F = t->c.F, Fa = t->c.F_all, es = tsz_dtype_size(b->dtype);
+    char *p = b->data;
+    if (b->shape[0] == t->P) { /* the parameter block: W_encT, b_enc, W_dec, b_dec */
+        *sh = (SpShard){t->c.comm, Fa, es, 1, 4, 0, id,
+                        {{D, 0, p}, {1, 0, p + F * D * es}, {D, 0, p + (F * D + F) * es}, {0, D, p + (2 * F * D + F) * es}}};
+        b->shape[0] = 2 * D * Fa + Fa + D;
+    } else { /* one value per latent */
+        *sh = (SpShard){t->c.comm, Fa, es, 1, 1, 0, id, {{1, 0, p}}};
+        b->shape[0] = Fa;
+    }
+    b->data = NULL, b->fill = sp_shard_fill, b->store = sp_shard_store, b->ctx = sh;
 }
 
 void sae_trainer_import(SAETrainer *t, const SAE *s)

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comm.h"
 #include "parts.h"
 #include "sae.h"
 #include "stream.h"
@@ -37,6 +38,12 @@ typedef struct {
     double relu_sparse;    /* relu: decoder and backward over the active entries when at most
                             * this fraction of (row, latent) pairs fire; 0: SAE_RELU_SPARSE,
                             * < 0: always dense. Sizes relu's CSR buffers. */
+    /* Latent-sharded (comm.h, sae-fit under mpirun): this trainer holds
+     * latents [f0, f0 + F) of F_all and the other ranks the rest; the
+     * selections of topk, batchtopk and AuxK, the reconstruction and the
+     * statistics are summed over comm. NULL: all latents here, no comm. */
+    SpComm *comm;
+    size_t f0, F_all;
 } SAETrainConfig;
 
 /* Below this density the sparse relu step beats the dense products (measured
@@ -76,7 +83,9 @@ typedef struct {
     double *rsq, *rl1, *ract; /* (B) per row: squared error, sum and count of activations */
     uint32_t *aidx;        /* (B*aux_k) each row's AuxK latents, aux_a of them */
     float *aval, *abuf;    /* (B*aux_k) their activations, (F) */
-    float *ar;             /* (D) an AuxK residual */
+    float *ar;             /* (D) an AuxK residual; sharded: (B,D), every row's */
+    SpCand *cand;          /* sharded: (B*max(K, aux_k)) a row's candidates for the global top-k */
+    size_t *rowq;          /* sharded batchtopk: (B) entries equal to the threshold each row takes */
     size_t aux_a;          /* AuxK latents per row in the last forward (0: none dead) */
     uint32_t *dead;        /* (F) */
     float *rowloss;        /* (B) */
@@ -117,15 +126,22 @@ void sae_trainer_eval(SAETrainer *t, const float *x, size_t n, double l1, SAESta
  * proportional to its squared error in the last forward (x, n rows),
  * fresh Adam state. Returns the number resampled. */
 size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng);
+/* Dead latents (sharded: of every rank, a collective). */
 size_t sae_trainer_dead(const SAETrainer *t);
 
 /* Write the SAE of a parameter block (t->param, or a saved copy of it) to
  * w without a copy, the trainer's transposed encoder as W_enc (D,F): s
  * holds the SAE's metadata (hook, model, l1, norm_scale; arch, D, F, K are
  * set from t) and owns nothing; its parameters are NULL again after. The
- * threshold of batchtopk is theta. 0 or -1 with err; the caller closes w. */
+ * threshold of batchtopk is theta. 0 or -1 with err; the caller closes w.
+ * Sharded: every rank calls it, rank 0 with w (writing all latents),
+ * the others with w NULL (sending theirs). */
 int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
                       char *err, size_t errlen);
+/* Sharded: b (a tensor of sae_trainer_state, or a parameter-shaped block
+ * of the run's, shape P or F here) made the whole tensor over every rank,
+ * written and read through sh (comm.h), entry id of the ranks' table. */
+void sae_trainer_shard(const SAETrainer *t, TszBig *b, SpShard *sh, int id);
 /* Set the parameter block from an SAE of the same D, F (imports). */
 void sae_trainer_import(SAETrainer *t, const SAE *s);
 
