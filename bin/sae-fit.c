@@ -179,6 +179,17 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     if (o->val && !strcmp(o->val, "-")) sp_usage_die("--val must be a file");
 }
 
+/* A usage error every rank finds alike: rank 0 says it, the others wait
+ * in a collective for the abort its exit brings (one message, not R). */
+static SP_NORETURN void usage_die_once(SpComm *c, const char *msg)
+{
+    if (c && c->rank) {
+        int never;
+        c->ops->bcast(c, &never, sizeof never);
+    }
+    sp_usage_die("%s", msg);
+}
+
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
@@ -187,7 +198,7 @@ int main(int argc, char **argv)
     SAEFit f = {.argc = argc, .argv = argv, .comm = comm};
     SAEFitOpts *o = &f.o;
     parse_args(o, argc, argv);
-    if (comm && !strcmp(o->output, "-")) sp_usage_die("under mpirun, give the SAE's file: -o FILE");
+    if (comm && !strcmp(o->output, "-")) usage_die_once(comm, "under mpirun, give the SAE's file: -o FILE");
     if (!root) o->progress = 0; /* rank 0 speaks for the run */
     if (!strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
     // the length, when it can be known, for the schedule and the ETA
@@ -201,6 +212,11 @@ int main(int argc, char **argv)
     if (sae_fit_open(&f) < 0) sp_die("%s", f.err);
     size_t F = sae_fit_features(&f);
     if (o->arch != SAE_RELU && o->K > F) sp_usage_die("--k %" PRIu64 " is more than the %zu features", o->K, F);
+    if (comm && F < (size_t)comm->size) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "--dict %zu: fewer latents than the %d ranks", F, comm->size);
+        usage_die_once(comm, msg);
+    }
     if (sae_fit_init(&f) < 0) sp_die("%s", f.err);
     int resumed = o->resume ? sae_fit_resume(&f) : 0;
     if (resumed < 0) sp_die("%s", f.err);

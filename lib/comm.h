@@ -34,7 +34,8 @@ typedef struct {
 struct SpComm {
     int rank, size;
     const SpCommOps *ops;
-    uint64_t sent;          /* bytes this rank passed to the collectives (bench) */
+    uint64_t sent;          /* bytes this rank passed to the collectives, */
+    double secs;            /* and seconds spent in them (sae-fit --progress) */
     void *scratch;          /* grown by sp_comm_scratch */
     size_t scratch_bytes;
 };

@@ -11,32 +11,37 @@
 /* MPI counts are int: large buffers go in chunks */
 #define CHUNK ((size_t)1 << 30)
 
+/* one collective, its wall time added to c->secs */
+#define TIMED(c, call) do { double t0_ = MPI_Wtime(); call; (c)->secs += MPI_Wtime() - t0_; } while (0)
+
 static void sum_f32(SpComm *c, float *buf, size_t n)
 {
     c->sent += n * sizeof *buf;
     for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        TIMED(c, MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_FLOAT, MPI_SUM,
+                               MPI_COMM_WORLD));
 }
 
 static void sum_f64(SpComm *c, double *buf, size_t n)
 {
     c->sent += n * sizeof *buf;
     for (size_t o = 0; o < n; o += CHUNK)
-        MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        TIMED(c, MPI_Allreduce(MPI_IN_PLACE, buf + o, (int)(n - o < CHUNK ? n - o : CHUNK), MPI_DOUBLE, MPI_SUM,
+                               MPI_COMM_WORLD));
 }
 
 static void allgather(SpComm *c, const void *send, size_t bytes, void *recv)
 {
     if (bytes > INT_MAX) sp_die("allgather of %zu bytes: more than MPI counts", bytes);
     c->sent += bytes;
-    MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+    TIMED(c, MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
 }
 
 static void bcast(SpComm *c, void *buf, size_t bytes)
 {
     if (c->rank == 0) c->sent += bytes;
     for (size_t o = 0; o < bytes; o += CHUNK)
-        MPI_Bcast((char *)buf + o, (int)(bytes - o < CHUNK ? bytes - o : CHUNK), MPI_BYTE, 0, MPI_COMM_WORLD);
+        TIMED(c, MPI_Bcast((char *)buf + o, (int)(bytes - o < CHUNK ? bytes - o : CHUNK), MPI_BYTE, 0, MPI_COMM_WORLD));
 }
 
 /* int counts and displacements of bytes_of (rank 0) */
@@ -58,7 +63,7 @@ static void gather(SpComm *c, const void *send, size_t bytes, void *recv, const 
         cnt = xmalloc(2 * (size_t)c->size * sizeof *cnt), disp = cnt + c->size;
         counts(c, bytes_of, cnt, disp);
     }
-    MPI_Gatherv(send, (int)bytes, MPI_BYTE, recv, cnt, disp, MPI_BYTE, 0, MPI_COMM_WORLD);
+    TIMED(c, MPI_Gatherv(send, (int)bytes, MPI_BYTE, recv, cnt, disp, MPI_BYTE, 0, MPI_COMM_WORLD));
     free(cnt);
 }
 
@@ -70,7 +75,7 @@ static void scatter(SpComm *c, const void *send, const size_t *bytes_of, void *r
         counts(c, bytes_of, cnt, disp);
         for (int q = 1; q < c->size; q++) c->sent += bytes_of[q];
     }
-    MPI_Scatterv(send, cnt, disp, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    TIMED(c, MPI_Scatterv(send, cnt, disp, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD));
     free(cnt);
 }
 
