@@ -199,6 +199,8 @@ int main(int argc, char **argv)
     SAEFitOpts *o = &f.o;
     parse_args(o, argc, argv);
     if (comm && !strcmp(o->output, "-")) usage_die_once(comm, "under mpirun, give the SAE's file: -o FILE");
+    if (comm && !strcmp(o->inputs[0], "-")) /* mpirun gives stdin to rank 0 alone */
+        usage_die_once(comm, "under mpirun, give the rows as files: every rank reads them");
     if (!root) o->progress = 0; /* rank 0 speaks for the run */
     if (!strcmp(o->output, "-")) sp_check_binary_stdout(o->force);
     // the length, when it can be known, for the schedule and the ETA

@@ -55,7 +55,9 @@ np.save(\"train.npy\", x[2000:]); np.save(\"val.npy\", x[:2000])" &&
 # 100 steps; AuxK engages (most of 1024 latents go dead within 300 rows), so
 # its sharded selection and summed residual are part of the comparison.
 # Tolerance: sharded sums (reconstruction, b_dec gradient) add in another
-# order, so weights drift by float rounding; 1e-4 bounds it (seen: < 1e-6).
+# order, so weights drift by float rounding, amplified by training: 1e-3
+# bounds it (seen: 6e-7 topk, 4e-5 batchtopk, 3e-7 relu); a latent wrongly
+# selected or gathered moves weights by 1e-2 and more.
 FIT="--batch 100 --lr 3e-3 --warmup 10 --log-every 10"
 TOP="--dict 1024 --k 2 --aux-k 32 --dead-tokens 300 $FIT"
 for arch in topk batchtopk relu; do
@@ -63,10 +65,10 @@ for arch in topk batchtopk relu; do
 	relu) A="--arch relu --dict 256 --l1 0.3 --resample-every 20 --dead-tokens 300 $FIT" ;;
 	*) A="--arch $arch $TOP" ;;
 	esac
-	test_expect_success NUMPY "$arch: mpirun -np 2 equals the single process within 1e-4 after 100 steps; the same latents fire" '
+	test_expect_success NUMPY "$arch: mpirun -np 2 equals the single process within 1e-3 after 100 steps; the same latents fire" '
 		sae-fit '"$A"' --log l1.tsv train.tsz -o one.tsz &&
 		mpi 2 sae-fit '"$A"' --log l2.tsv train.tsz -o two.tsz &&
-		close one.tsz two.tsz 1e-4 && same_firing one.tsz two.tsz &&
+		close one.tsz two.tsz 1e-3 && same_firing one.tsz two.tsz &&
 		cut -f 1-3,7 l1.tsv >c1 && cut -f 1-3,7 l2.tsv >c2 && test_cmp c1 c2 &&
 		if test '$arch' != relu; then awk -F "	" "NR > 1 && \$6 > 0 { a = 1 } END { exit !a }" l2.tsv; fi
 	'
@@ -83,7 +85,7 @@ VAL="--arch topk $TOP --val val.tsz --eval-every 20 --checkpoint-every 30"
 RES="$VAL --keep-best last"
 test_expect_success NUMPY '3 ranks (1024 latents split 341/341/342) with --val and keep-best equal the single process' '
 	sae-fit $VAL train.tsz -o v1.tsz 2>e1 && mpi 3 sae-fit $VAL train.tsz -o v3.tsz 2>e3 &&
-	close v1.tsz v3.tsz 1e-4 &&
+	close v1.tsz v3.tsz 1e-3 &&
 	sed -n "s/.*kept the weights of step \([0-9]*\).*/\1/p" e1 >k1 && sed -n "s/.*kept the weights of step \([0-9]*\).*/\1/p" e3 >k3 &&
 	test -s k1 && test_cmp k1 k3
 '
@@ -93,17 +95,17 @@ test_expect_success NUMPY '--resume with the same R is bit-identical; with R = 1
 	tsz json ck/checkpoint.tsz | grep "\"rows_trained\":9000" >/dev/null &&
 	cp -r ck ck1 && cp -r ck ck3 &&
 	mpi 2 sae-fit $RES --checkpoint ck --resume train.tsz -o res2.tsz && same_weights full.tsz res2.tsz &&
-	sae-fit $RES --checkpoint ck1 --resume train.tsz -o res1.tsz && close full.tsz res1.tsz 1e-4 &&
-	mpi 3 sae-fit $RES --checkpoint ck3 --resume train.tsz -o res3.tsz && close full.tsz res3.tsz 1e-4 &&
+	sae-fit $RES --checkpoint ck1 --resume train.tsz -o res1.tsz && close full.tsz res1.tsz 1e-3 &&
+	mpi 3 sae-fit $RES --checkpoint ck3 --resume train.tsz -o res3.tsz && close full.tsz res3.tsz 1e-3 &&
 	sae-fit $RES --checkpoint ck1s train.tsz -o one_ck.tsz && cp -r ck1s ck1r &&
-	mpi 2 sae-fit $RES --checkpoint ck1r --resume train.tsz -o res12.tsz && close one_ck.tsz res12.tsz 1e-4
+	mpi 2 sae-fit $RES --checkpoint ck1r --resume train.tsz -o res12.tsz && close one_ck.tsz res12.tsz 1e-3
 '
 
 # A rank killed with -9 once the first checkpoint is written (the run has
-# some 800 steps to go): mpirun ends the run non-zero naming the rank and
+# some 400 steps to go): mpirun ends the run non-zero naming the rank and
 # host, no SAE appears, the checkpoint reads, and --resume ends as the
 # uninterrupted run.
-KILL="--arch batchtopk $TOP --epochs 8 --checkpoint-every 5"
+KILL="--arch batchtopk $TOP --epochs 4 --checkpoint-every 5"
 test_expect_success NUMPY 'a killed rank: the run fails naming it, no SAE, the checkpoint intact, --resume bit-identical' '
 	mpi 2 sae-fit $KILL --checkpoint ckf train.tsz -o whole.tsz &&
 	{ mpi 2 sae-fit $KILL --checkpoint ckk train.tsz -o part.tsz 2>kerr & } && pid=$! &&
@@ -137,9 +139,11 @@ test_expect_success NUMPY 'memory: a rank of 2 holds about half of what the late
 	py "sys.exit(0 if 0.35 * $r1 < $r2 < 0.65 * $r1 and $r1 > 80000 else 1)"
 '
 
-test_expect_success 'refusals: stdout under mpirun, fewer latents than ranks' '
+test_expect_success 'refusals: stdout or stdin under mpirun, fewer latents than ranks' '
 	test_must_fail mpi 2 sae-fit --dict 64 train.tsz >o 2>err &&
 	grep "^sae-fit (rank 0 of 2 on .*): under mpirun, give the SAE.s file: -o FILE$" err &&
+	test_must_fail mpi 2 sae-fit --dict 64 -o o.tsz <train.tsz 2>err &&
+	grep "^sae-fit (rank 0 of 2 on .*): under mpirun, give the rows as files: every rank reads them$" err &&
 	test_must_fail mpi 3 sae-fit --dict 2 --k 1 train.tsz -o o.tsz 2>err &&
 	grep "^sae-fit (rank 0 of 3 on .*): --dict 2: fewer latents than the 3 ranks$" err &&
 	test ! -f o.tsz
