@@ -22,7 +22,7 @@ K=32
 F=$((D * M))
 PY=/usr/bin/python3
 command -v mpirun >/dev/null || { echo "sae-mpi.sh: mpirun not found (openmpi-bin)"; exit 1; }
-test -x bin/sae-fit || { echo "sae-mpi.sh: run make first"; exit 1; }
+test -x bin/sae-fit && test -x tests/helpers/sgemm-peak || { echo "sae-mpi.sh: run make first"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -51,31 +51,38 @@ echo "  R=1, 2 threads:         $r12 tokens/s"
 echo "  R=2, 1 thread a rank:   $r2 tokens/s = $(awk "BEGIN{printf \"%.2f\", $r2/$r12}")x R=1 on 2 threads," \
 	"$(awk "BEGIN{printf \"%.2f\", $r2/$r11}")x R=1 on 1 thread"
 echo "  exchanged per step (R=2): rank 0 gave $mb MB to the collectives, $ms ms in them" \
-	"(model: B*D*4 = $(awk "BEGIN{printf \"%.3g\", $B*$D*4/1e6}") MB reconstruction + B*k*8 candidates + scalars)"
+	"(the model: 4BD = $(awk "BEGIN{printf \"%.3g\", $B*$D*4/1e6}") MB reconstruction + 8Bk =" \
+	"$(awk "BEGIN{printf \"%.3g\", $B*$K*8/1e6}") MB candidates + scalars; no AuxK here, no latent is dead yet)"
 
 # The projection. A rank's step is its encoder share, 2*D*F/R flops a token,
-# at the rate per core measured above (R=1, 1 thread: every cost of the step
-# folded into it), plus the exchange: two all-reduces of B*D floats (the
-# reconstruction, and AuxK's residual once latents die) and the top-k
-# candidates, over a ring at the assumed bandwidth (2(R-1)/R of the bytes).
+# at a rate per core measured here, plus the exchange, which does not shrink
+# with R: all-reduces of B*D floats (the reconstruction, and AuxK's residual:
+# real runs have dead latents) and of the B*k and B*aux_k candidates (a
+# merge op), each moving about 2(R-1)/R of its bytes a rank over a ring, at
+# the assumed bandwidth, not overlapped with compute.
 g=$(awk "BEGIN{print $r11 * 2 * $D * $F / 1e9}")
-echo "measured: $g GFLOP/s of encoder work per core (R=1, 1 thread)"
-echo "projected (D=3072, batch 4096, 2B tokens in 24 h = 23148 tokens/s; machines of $CORES such cores):"
-for mult in 32 128; do
-	for gb in $GBITS; do
-		awk -v g="$g" -v C="$CORES" -v gb="$gb" -v m="$mult" 'BEGIN {
-			D = 3072; F = D * m; B = 4096; k = 32; need = 2e9 / 86400
-			P = 2 * D * F + F + D; mem = 16 * P + 2 * 4 * B * F     # weights, grads, Adam; pre and g
-			for (R = 1; R <= 4096; R++) {
-				comp = B * 2 * D * F / (R * C * g * 1e9)
-				ring = 2 * (R - 1) / R
-				comm = R > 1 ? (2 * ring * B * D * 4 + (R - 1) * B * k * 8) / (gb * 1e9 / 8) : 0
-				tps = B / (comp + comm)
-				if (tps >= need) break
-			}
-			if (tps < need) { printf "  %dx (F=%d): %d Gbit/s: no R reaches it (exchange %.3f s a step)\n", m, F, gb, comm; exit }
-			printf "  %dx (F=%d): %d Gbit/s: %d machines, %.0f tokens/s, step %.3f s compute + %.3f s exchange, %.1f GB a machine\n",
-				m, F, gb, R, tps, comp, comm, mem / R / 1e9
-		}'
+peak=$(OPENBLAS_NUM_THREADS=1 tests/helpers/sgemm-peak $B $F $D 2 | sed -n 's/.* \([0-9.]*\) GFLOP\/s.*/\1/p')
+echo "measured: the step at $g GFLOP/s of encoder work a core (R=1, 1 thread); sgemm at the encoder's shape:" \
+	"$peak GFLOP/s on 1 thread"
+project () {
+	awk -v g="$1" -v C="$CORES" -v gb="$2" -v m="$3" 'BEGIN {
+		D = 3072; F = D * m; B = 4096; k = 32; ak = 512; need = 2e9 / 86400
+		P = 2 * D * F + F + D; mem = 16 * P + 2 * 4 * B * F        # weights, grads, Adam; pre and g
+		for (R = 1; R <= 100000; R++) {
+			comp = B * 2 * D * F / (R * C * g * 1e9)
+			comm = R > 1 ? 2 * (R - 1) / R * (2 * 4 * B * D + 8 * B * (k + ak)) / (gb * 1e9 / 8) : 0
+			if (B / (comp + comm) >= need) break
+		}
+		if (R > 100000) { printf "    %4dx, %3d Gbit/s: no number of machines (the exchange alone is %.3f s of a %.3f s step)\n", m, gb, comm, B / need; exit }
+		printf "    %4dx, %3d Gbit/s: %5d machines (%.2g GB each), a step %.3f s compute + %.3f s exchange\n",
+			m, gb, R, mem / R / 1e9, comp, comm
+	}'
+}
+echo "projected: machines of $CORES such cores for D=3072, topk k=32, aux_k=512, batch 4096, 2B tokens in 24 h" \
+	"(23148 tokens/s):"
+for rate in "$g:the step rate measured here" "$peak:sgemm's rate measured here (an upper bound)"; do
+	echo "  a core at ${rate%%:*} GFLOP/s (${rate#*:}):"
+	for mult in 32 128; do
+		for gb in $GBITS; do project "${rate%%:*}" "$gb" "$mult"; done
 	done
 done

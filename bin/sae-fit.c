@@ -253,6 +253,8 @@ int main(int argc, char **argv)
         sp_progress_update(&prog, f.rows_trained);
     }
     sp_progress_end(&prog);
+    uint64_t sent = comm ? comm->sent : 0; /* the steps' exchange, before validation and writing */
+    double secs = comm ? comm->secs : 0;
     if (f.t.step == 0) sp_die("%s: no usable rows to train on (%" PRIu64 " had NaN or Inf)", f.src.name, f.nan_rows);
     // the last step's schedule, also when a resumed run had no step left
     lr = sae_fit_lr(&f, f.t.step - 1);
@@ -278,6 +280,9 @@ int main(int argc, char **argv)
         }
         tsz_writer_close_or_die(w); /* closes stdout too */
     }
+    if (comm && root && o->progress) /* what bench/sae-mpi.sh reads */
+        sp_warn("%" PRIu64 " steps; per step rank 0 gave %.4g MB to the collectives and spent %.4g ms in them",
+                f.t.step, sent / 1e6 / (double)f.t.step, secs * 1e3 / (double)f.t.step);
     if (sae_fit_free(&f) < 0) sp_die("%s", f.err);
     sae_mpi_finish(comm);
     return 0;

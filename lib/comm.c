@@ -1,44 +1,28 @@
 /* comm.c: what a latent-sharded run builds on its communicator (comm.h):
  * the global top-k of candidates, and sharded tensors gathered to and
  * scattered from rank 0 in row ranges. No MPI here: only the ops. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "comm.h"
 #include "util.h"
 
-void *sp_comm_scratch(SpComm *c, size_t bytes)
-{
-    if (bytes > c->scratch_bytes) {
-        free(c->scratch);
-        c->scratch = xmalloc(bytes);
-        c->scratch_bytes = bytes;
-    }
-    return c->scratch;
-}
-
 /* a before b: larger value, or the same and the lower id */
 static int cand_before(const SpCand *a, const SpCand *b) { return a->v > b->v || (a->v == b->v && a->j < b->j); }
 
-void sp_comm_topk(SpComm *c, SpCand *cand, size_t n, size_t k)
+void sp_cand_merge(const SpCand *a, SpCand *b, size_t n, size_t k)
 {
-    size_t R = (size_t)c->size, row = n * k;
-    SpCand *all = sp_comm_scratch(c, R * row * sizeof *all);
-    c->ops->allgather(c, cand, row * sizeof *cand, all);
-    size_t head[256], *h = R <= 256 ? head : xmalloc(R * sizeof *h);
+    SpCand buf[64], *out = k <= 64 ? buf : xmalloc(k * sizeof *out);
     for (size_t i = 0; i < n; i++) {
-        for (size_t q = 0; q < R; q++) h[q] = 0;
-        for (size_t m = 0; m < k; m++) { /* merge the R lists, each largest first */
-            size_t best = R;
-            for (size_t q = 0; q < R; q++)
-                if (h[q] < k && (best == R || cand_before(&all[q * row + i * k + h[q]], &all[best * row + i * k + h[best]])))
-                    best = q;
-            cand[i * k + m] = all[best * row + i * k + h[best]++];
-        }
+        const SpCand *x = a + i * k, *y = b + i * k;
+        size_t p = 0, q = 0;
+        for (size_t m = 0; m < k; m++) out[m] = cand_before(&x[p], &y[q]) ? x[p++] : y[q++];
+        memcpy(b + i * k, out, k * sizeof *out);
     }
-    if (h != head) free(h);
+    if (out != buf) free(out);
 }
+
+void sp_comm_topk(SpComm *c, SpCand *cand, size_t n, size_t k) { c->ops->topk(c, cand, n, k); }
 
 /* ---- sharded tensors ---- */
 enum { REQ_DONE = 0, REQ_GATHER, REQ_STORE };

@@ -16,6 +16,9 @@
 
 typedef struct SpComm SpComm;
 
+/* A candidate latent of a row: its value and its global id. */
+typedef struct { float v; uint32_t j; } SpCand;
+
 typedef struct {
     /* sum over ranks, in place; every rank gets the same bytes */
     void (*sum_f32)(SpComm *c, float *buf, size_t n);
@@ -29,6 +32,10 @@ typedef struct {
     void (*gather)(SpComm *c, const void *send, size_t bytes, void *recv, const size_t *bytes_of);
     /* rank 0's send, bytes_of[q] bytes to rank q in rank order, into recv */
     void (*scatter)(SpComm *c, const void *send, const size_t *bytes_of, void *recv, size_t bytes);
+    /* cand (n rows of k) becomes every rank's merged by sp_cand_merge: an
+     * all-reduce, so a rank sends and receives about 2 n k candidates
+     * whatever the number of ranks */
+    void (*topk)(SpComm *c, SpCand *cand, size_t n, size_t k);
 } SpCommOps;
 
 struct SpComm {
@@ -36,8 +43,6 @@ struct SpComm {
     const SpCommOps *ops;
     uint64_t sent;          /* bytes this rank passed to the collectives, */
     double secs;            /* and seconds spent in them (sae-fit --progress) */
-    void *scratch;          /* grown by sp_comm_scratch */
-    size_t scratch_bytes;
 };
 
 /* Latents [*f0, *f1) of F are rank r's of R. */
@@ -47,16 +52,15 @@ static inline void sp_shard_range(size_t F, int R, int r, size_t *f0, size_t *f1
     *f1 = (size_t)((uint64_t)F * (uint64_t)(r + 1) / (uint64_t)R);
 }
 
-/* A buffer of at least bytes, reused across calls. */
-void *sp_comm_scratch(SpComm *c, size_t bytes);
-
-/* A candidate latent of a row: its value and its global id. */
-typedef struct { float v; uint32_t j; } SpCand;
 /* The global k best of each of n rows: cand holds this rank's k best of
  * each row, largest first (padded with v = -INFINITY), and gets every
- * rank's lists merged, largest first, ties to the lower id (sae_topk_row's
- * order, so the set is the one an unsharded trainer picks). */
+ * rank's lists merged (ops->topk). */
 void sp_comm_topk(SpComm *c, SpCand *cand, size_t n, size_t k);
+/* b = the k best of a and b, row by row (n rows of k, each largest first),
+ * largest first, ties to the lower id: sae_topk_row's order, so the merged
+ * set is the one an unsharded trainer picks, and the merge is associative
+ * and commutative (the reduction's order does not matter). */
+void sp_cand_merge(const SpCand *a, SpCand *b, size_t n, size_t k);
 
 /* A tensor spread over the ranks: segments one after another in a flat
  * element order; a segment of width w holds w elements per latent (rank q

@@ -79,7 +79,28 @@ static void scatter(SpComm *c, const void *send, const size_t *bytes_of, void *r
     free(cnt);
 }
 
-static const SpCommOps mpi_ops = {sum_f32, sum_f64, allgather, bcast, gather, scatter};
+/* MPI_Op of sp_cand_merge; a row (k candidates) is one element */
+static void merge_op(void *in, void *inout, int *len, MPI_Datatype *row)
+{
+    int bytes;
+    MPI_Type_size(*row, &bytes);
+    sp_cand_merge(in, inout, (size_t)*len, (size_t)bytes / sizeof(SpCand));
+}
+
+static void topk(SpComm *c, SpCand *cand, size_t n, size_t k)
+{
+    static MPI_Op op = MPI_OP_NULL;
+    if (op == MPI_OP_NULL) MPI_Op_create(merge_op, 1, &op);
+    if (n > INT_MAX || k * sizeof *cand > INT_MAX) sp_die("top-k of %zu rows of %zu: more than MPI counts", n, k);
+    MPI_Datatype row;
+    MPI_Type_contiguous((int)(k * sizeof *cand), MPI_BYTE, &row);
+    MPI_Type_commit(&row);
+    c->sent += n * k * sizeof *cand;
+    TIMED(c, MPI_Allreduce(MPI_IN_PLACE, cand, (int)n, row, op, MPI_COMM_WORLD));
+    MPI_Type_free(&row);
+}
+
+static const SpCommOps mpi_ops = {sum_f32, sum_f64, allgather, bcast, gather, scatter, topk};
 static SpComm world;
 static int finished;
 
@@ -114,7 +135,5 @@ void sae_mpi_finish(SpComm *c)
 {
     if (!c) return;
     finished = 1;
-    free(c->scratch);
-    c->scratch = NULL;
     MPI_Finalize();
 }

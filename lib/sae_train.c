@@ -247,19 +247,23 @@ static void select_topk_sharded(SAETrainer *t, size_t n)
 
 static float kth_largest(float *a, size_t n, size_t k);
 
+static int desc(const void *x, const void *y)
+{
+    float a = *(const float *)x, b = *(const float *)y;
+    return (a < b) - (a > b);
+}
+
 /* batchtopk sharded: the batch's quota-th largest of every rank's a (m
- * values, reordered), from each rank's quota best */
+ * values, reordered): each rank's quota best, largest first, merged over
+ * the ranks as one row of candidates (ids 0: only the values count) */
 static float batch_threshold(SAETrainer *t, float *a, size_t m, size_t quota)
 {
-    SpComm *c = t->c.comm;
     size_t mine = quota < m ? quota : m;
     if (mine < m) kth_largest(a, m, mine - 1); /* leaves a's mine largest in front */
-    float *send = xmalloc(quota * sizeof *send), *all = xmalloc((size_t)c->size * quota * sizeof *all);
-    for (size_t i = 0; i < quota; i++) send[i] = i < mine ? a[i] : -1.0f; /* below every relu value */
-    c->ops->allgather(c, send, quota * sizeof *send, all);
-    float thr = kth_largest(all, (size_t)c->size * quota, quota - 1);
-    free(send), free(all);
-    return thr;
+    qsort(a, mine, sizeof *a, desc);
+    for (size_t i = 0; i < quota; i++) t->cand[i] = (SpCand){i < mine ? a[i] : -INFINITY, 0};
+    sp_comm_topk(t->c.comm, t->cand, 1, quota);
+    return t->cand[quota - 1].v;
 }
 
 /* batchtopk sharded: how many entries equal to thr each row of this rank
