@@ -10,7 +10,9 @@
 # size; the network bandwidth is an assumption (SAE_MPI_GBITS), not measured.
 # Environment: SAE_MPI_D (512), SAE_MPI_DICT (32, times D), SAE_MPI_B
 # (1024), SAE_MPI_STEPS (8), SAE_MPI_CORES (cores of a projected machine,
-# 32), SAE_MPI_GBITS (its network, Gbit/s, "10 25 100").
+# 32), SAE_MPI_GBITS (its network, Gbit/s, "10 25 100"), SAE_MPI_ASSUME
+# (GFLOP/s of an unloaded core, assumed, projected beside the measured
+# rates: 80, an AVX2 core's sgemm with 2 FMA units at 3 GHz).
 set -e
 D=${SAE_MPI_D:-512}
 M=${SAE_MPI_DICT:-32}
@@ -18,6 +20,7 @@ B=${SAE_MPI_B:-1024}
 STEPS=${SAE_MPI_STEPS:-8}
 CORES=${SAE_MPI_CORES:-32}
 GBITS=${SAE_MPI_GBITS:-"10 25 100"}
+ASSUME=${SAE_MPI_ASSUME:-80}
 K=32
 F=$((D * M))
 PY=/usr/bin/python3
@@ -80,7 +83,7 @@ project () {
 }
 echo "projected: machines of $CORES such cores for D=3072, topk k=32, aux_k=512, batch 4096, 2B tokens in 24 h" \
 	"(23148 tokens/s):"
-for rate in "$g:the step rate measured here" "$peak:sgemm's rate measured here (an upper bound)"; do
+for rate in "$g:the step rate measured here" "$peak:sgemm's rate measured here" "$ASSUME:assumed, not measured"; do
 	echo "  a core at ${rate%%:*} GFLOP/s (${rate#*:}):"
 	for mult in 32 128; do
 		for gb in $GBITS; do project "${rate%%:*}" "$gb" "$mult"; done
