@@ -14,6 +14,7 @@
 #include "gemm.h"
 #include "parfor.h"
 #include "sae_train.h"
+#include "sae_train_int.h"
 
 /* The hot element loops compiled at -O3 with the vectoriser (GCC -O2 leaves
  * loops of unknown length scalar). No fast-math: results stay the same on
@@ -194,7 +195,7 @@ static void swapf(float *a, size_t i, size_t j)
     a[i] = a[j], a[j] = x;
 }
 
-static float kth_largest(float *a, size_t n, size_t k)
+float sae_kth_largest(float *a, size_t n, size_t k)
 {
     size_t lo = 0, hi = n;
     while (hi - lo > 1) {
@@ -213,83 +214,6 @@ static float kth_largest(float *a, size_t n, size_t k)
     return a[lo];
 }
 
-/* ---- sharded selection: each rank offers its best, all merge the same ---- */
-/* This rank's K best of v (m values of the latents ids; NULL: 0..m-1) as
- * candidates with global ids, padded; tmp (K) scratch. */
-static void offer(const SAETrainer *t, const float *v, size_t m, const uint32_t *ids, size_t K, SpCand *cand,
-                  uint32_t *tmp)
-{
-    size_t Kl = K < m ? K : m;
-    sae_topk_row(v, m, Kl, tmp);
-    for (size_t k = 0; k < K; k++)
-        cand[k] = k < Kl ? (SpCand){v[tmp[k]], (uint32_t)(t->c.f0 + (ids ? ids[tmp[k]] : tmp[k]))}
-                         : (SpCand){-INFINITY, UINT32_MAX};
-}
-
-/* topk sharded: this rank's latents among each row's global K best */
-static void select_topk_sharded(SAETrainer *t, size_t n)
-{
-    size_t F = t->c.F, K = t->c.K, f0 = t->c.f0, nnz = 0;
-    uint32_t *tmp = xmalloc(K * sizeof *tmp);
-    for (size_t i = 0; i < n; i++) offer(t, t->pre + i * F, F, NULL, K, t->cand + i * K, tmp);
-    free(tmp);
-    sp_comm_topk(t->c.comm, t->cand, n, K);
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < K; k++) {
-            SpCand c = t->cand[i * K + k];
-            if (c.j < f0 || c.j >= f0 + F) continue;
-            t->idx[nnz] = c.j - (uint32_t)f0;
-            t->val[nnz++] = c.v > 0 ? c.v : 0;
-        }
-        t->ptr[i + 1] = nnz;
-    }
-}
-
-static float kth_largest(float *a, size_t n, size_t k);
-
-static int desc(const void *x, const void *y)
-{
-    float a = *(const float *)x, b = *(const float *)y;
-    return (a < b) - (a > b);
-}
-
-/* batchtopk sharded: the batch's quota-th largest of every rank's a (m
- * values, reordered): each rank's quota best, largest first, merged over
- * the ranks as one row of candidates (ids 0: only the values count) */
-static float batch_threshold(SAETrainer *t, float *a, size_t m, size_t quota)
-{
-    size_t mine = quota < m ? quota : m;
-    if (mine < m) kth_largest(a, m, mine - 1); /* leaves a's mine largest in front */
-    qsort(a, mine, sizeof *a, desc);
-    for (size_t i = 0; i < quota; i++) t->cand[i] = (SpCand){i < mine ? a[i] : -INFINITY, 0};
-    sp_comm_topk(t->c.comm, t->cand, 1, quota);
-    return t->cand[quota - 1].v;
-}
-
-/* batchtopk sharded: how many entries equal to thr each row of this rank
- * takes, of the eq_left the batch takes in row-major order of global ids */
-static void batch_ties(SAETrainer *t, size_t n, float thr, size_t eq_left)
-{
-    SpComm *c = t->c.comm;
-    size_t F = t->c.F, R = (size_t)c->size;
-    uint32_t *eq = xmalloc(n * sizeof *eq), *all = xmalloc(R * n * sizeof *all);
-    for (size_t i = 0; i < n; i++) {
-        eq[i] = 0;
-        for (size_t j = 0; j < F; j++) eq[i] += t->pre[i * F + j] == thr;
-    }
-    if (eq_left) c->ops->allgather(c, eq, n * sizeof *eq, all);
-    for (size_t i = 0; i < n; i++) {
-        size_t take = 0;
-        for (size_t q = 0; eq_left && q < R; q++) {
-            size_t k = all[q * n + i] < eq_left ? all[q * n + i] : eq_left;
-            if (q == (size_t)c->rank) take = k;
-            eq_left -= k;
-        }
-        t->rowq[i] = take;
-    }
-    free(eq), free(all);
-}
-
 /* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
  * batch (training only: the inference threshold is applied densely). val = relu(pre). */
 static void select_active(SAETrainer *t, size_t n)
@@ -299,7 +223,7 @@ static void select_active(SAETrainer *t, size_t n)
     size_t nnz = 0;
     t->ptr[0] = 0;
     if (t->c.arch == SAE_TOPK && t->c.comm) {
-        select_topk_sharded(t, n);
+        sae_shard_topk(t, n);
         return;
     }
     if (t->c.arch == SAE_TOPK) {
@@ -321,12 +245,12 @@ static void select_active(SAETrainer *t, size_t n)
     {
         float *a = t->g;
         for (size_t i = 0; i < n * F; i++) a[i] = pre[i] > 0 ? pre[i] : 0;
-        thr = t->c.comm ? batch_threshold(t, a, n * F, quota) : kth_largest(a, n * F, quota - 1);
+        thr = t->c.comm ? sae_shard_threshold(t, a, n * F, quota) : sae_kth_largest(a, n * F, quota - 1);
         size_t above = 0;
         for (size_t i = 0; i < n * F; i++) above += pre[i] > thr;
         n_eq_left = quota - count_all(t, above);
         if (thr <= 0) n_eq_left = 0; /* never select zeros */
-        if (t->c.comm) batch_ties(t, n, thr, n_eq_left);
+        if (t->c.comm) sae_shard_ties(t, n, thr, n_eq_left);
         float tmin = thr > 0 ? thr : 0;
         t->theta = t->step == 0 && t->theta == 0 ? tmin : t->c.threshold_ema * t->theta + (1 - t->c.threshold_ema) * tmin;
     }
@@ -365,7 +289,7 @@ SAE_VEC static void axpyf(float *restrict y, float a, const float *restrict x, s
  * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x).
  * Each row's latents and activations stay in aidx, aval (aux_a of them)
  * for the backward. */
-static void auxk_residual(SAETrainer *t, size_t i, float *r)
+void sae_auxk_residual(SAETrainer *t, size_t i, float *r)
 {
     size_t D = t->c.D, A = t->aux_a;
     const uint32_t *ai = t->aidx + i * A;
@@ -376,38 +300,6 @@ static void auxk_residual(SAETrainer *t, size_t i, float *r)
         if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
 }
 
-/* AuxK sharded: each row's aux_a best dead latents over every rank (those
- * of other ranks kept with activation 0), the residuals summed over ranks */
-static double auxk_forward_sharded(SAETrainer *t, size_t n, size_t nd)
-{
-    size_t D = t->c.D, F = t->c.F, A = t->aux_a, f0 = t->c.f0;
-    uint32_t *tmp = xmalloc(A * sizeof *tmp);
-    for (size_t i = 0; i < n; i++) {
-        const float *pre = t->pre + i * F;
-        for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
-        offer(t, t->abuf, nd, t->dead, A, t->cand + i * A, tmp);
-    }
-    free(tmp);
-    sp_comm_topk(t->c.comm, t->cand, n, A);
-    for (size_t i = 0; i < n; i++) {
-        for (size_t a = 0; a < A; a++) {
-            SpCand c = t->cand[i * A + a];
-            int mine = c.j >= f0 && c.j < f0 + F;
-            t->aidx[i * A + a] = mine ? c.j - (uint32_t)f0 : 0;
-            t->aval[i * A + a] = mine && c.v > 0 ? c.v : 0;
-        }
-    }
-    for (size_t i = 0; i < n; i++) auxk_residual(t, i, t->ar + i * D);
-    t->c.comm->ops->sum_f32(t->c.comm, t->ar, n * D);
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        double s2 = 0;
-        for (size_t d = 0; d < D; d++) s2 += (double)t->ar[i * D + d] * t->ar[i * D + d];
-        sum += s2;
-    }
-    return t->c.aux_coef * sum / n;
-}
-
 static double auxk_forward(SAETrainer *t, size_t n)
 {
     size_t D = t->c.D, F = t->c.F, nd = 0;
@@ -416,7 +308,7 @@ static double auxk_forward(SAETrainer *t, size_t n)
     size_t nd_all = count_all(t, nd), A = t->c.aux_k < nd_all ? t->c.aux_k : nd_all;
     t->aux_a = t->c.aux_coef == 0 ? 0 : A;
     if (!t->aux_a) return 0;
-    if (t->c.comm) return auxk_forward_sharded(t, n, nd);
+    if (t->c.comm) return sae_shard_auxk(t, n, nd);
     double sum = 0;
     float *r = t->ar;
     for (size_t i = 0; i < n; i++) {
@@ -430,7 +322,7 @@ static double auxk_forward(SAETrainer *t, size_t n)
             ai[a] = t->dead[ai[a]];
             av[a] = v > 0 ? v : 0;
         }
-        auxk_residual(t, i, r);
+        sae_auxk_residual(t, i, r);
         double s2 = 0;
         for (size_t d = 0; d < D; d++) s2 += (double)r[d] * r[d];
         sum += s2;
@@ -448,7 +340,7 @@ static void auxk_backward(SAETrainer *t, size_t n)
         const uint32_t *ai = t->aidx + i * A;
         const float *av = t->aval + i * A;
         if (t->c.comm) r = t->ar + i * D; /* the forward's, summed over ranks */
-        else auxk_residual(t, i, r);
+        else sae_auxk_residual(t, i, r);
         for (size_t d = 0; d < D; d++) r[d] *= sc;
         for (size_t a = 0; a < A; a++) {
             if (!(av[a] > 0)) continue;
@@ -922,21 +814,6 @@ int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter
     free(threshold);
     s->p = (SAEParams){0};
     return rc;
-}
-
-void sae_trainer_shard(const SAETrainer *t, TszBig *b, SpShard *sh, int id)
-{
-    size_t D = t->c.D, F = t->c.F, Fa = t->c.F_all, es = tsz_dtype_size(b->dtype);
-    char *p = b->data;
-    if (b->shape[0] == t->P) { /* the parameter block: W_encT, b_enc, W_dec, b_dec */
-        *sh = (SpShard){t->c.comm, Fa, es, 1, 4, 0, id,
-                        {{D, 0, p}, {1, 0, p + F * D * es}, {D, 0, p + (F * D + F) * es}, {0, D, p + (2 * F * D + F) * es}}};
-        b->shape[0] = 2 * D * Fa + Fa + D;
-    } else { /* one value per latent */
-        *sh = (SpShard){t->c.comm, Fa, es, 1, 1, 0, id, {{1, 0, p}}};
-        b->shape[0] = Fa;
-    }
-    b->data = NULL, b->fill = sp_shard_fill, b->store = sp_shard_store, b->ctx = sh;
 }
 
 void sae_trainer_import(SAETrainer *t, const SAE *s)

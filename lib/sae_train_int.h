@@ -1,0 +1,26 @@
+/* sae_train_int.h: what sae_train.c and sae_train_shard.c share; not an
+ * interface. The sae_shard_* functions run when the trainer is sharded
+ * (t->c.comm): collectives, every rank calls them alike. */
+#ifndef SP_SAE_TRAIN_INT_H
+#define SP_SAE_TRAIN_INT_H
+
+#include "sae_train.h"
+
+/* The kth largest (k from 0) of a (n), a reordered: its k+1 largest first. */
+float sae_kth_largest(float *a, size_t n, size_t k);
+/* Row i's AuxK residual into r (D): e + its AuxK latents' decoder rows
+ * (sharded: rank 0 adds e, each rank its own latents). */
+void sae_auxk_residual(SAETrainer *t, size_t i, float *r);
+
+/* topk: this rank's latents among each row's global K best, as CSR. */
+void sae_shard_topk(SAETrainer *t, size_t n);
+/* batchtopk: the batch's quota-th largest of every rank's a (m values,
+ * reordered). */
+float sae_shard_threshold(SAETrainer *t, float *a, size_t m, size_t quota);
+/* batchtopk: t->rowq, entries equal to thr each row of this rank takes, of
+ * the eq_left the batch takes in row-major order of global ids. */
+void sae_shard_ties(SAETrainer *t, size_t n, float thr, size_t eq_left);
+/* AuxK over every rank's nd dead latents: the term, residuals in t->ar. */
+double sae_shard_auxk(SAETrainer *t, size_t n, size_t nd);
+
+#endif
