@@ -20,6 +20,7 @@ LDLIBS   += $(PKG_LIBS) -lpthread -lm
 # under mpirun (lib/sae_mpi.c); no other stage links libmpi.
 MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+CPPFLAGS   += $(MPI_CFLAGS)
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -77,7 +78,6 @@ build/lib/%.o: lib/%.c build/.flags
 	$(say) CC $@
 	$(Q)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-build/lib/sae_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 bin/sae-fit: LDLIBS += $(MPI_LIBS)
 
 $(LIBA): $(LIB_OBJS)
