@@ -193,11 +193,11 @@ static SP_NORETURN void usage_die_once(SpComm *c, const char *msg)
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
-    SpComm *comm = sae_mpi_init(&argc, &argv); /* NULL unless mpirun started R > 1 ranks */
-    int root = !comm || comm->rank == 0;
-    SAEFit f = {.argc = argc, .argv = argv, .comm = comm};
+    SAEFit f = {.argc = argc, .argv = argv};
     SAEFitOpts *o = &f.o;
-    parse_args(o, argc, argv);
+    parse_args(o, argc, argv); /* before MPI: --help and usage errors exit as without it */
+    SpComm *comm = f.comm = sae_mpi_init(&argc, &argv); /* NULL unless mpirun started R > 1 ranks */
+    int root = !comm || comm->rank == 0;
     if (comm && !strcmp(o->output, "-")) usage_die_once(comm, "under mpirun, give the SAE's file: -o FILE");
     if (comm && !strcmp(o->inputs[0], "-")) /* mpirun gives stdin to rank 0 alone */
         usage_die_once(comm, "under mpirun, give the rows as files: every rank reads them");
