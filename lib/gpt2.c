@@ -299,6 +299,13 @@ size_t gpt2_hook_dim(const GPT2Config *c, GPT2Hook h)
 
 size_t gpt2_hook_index(GPT2Hook h) { return h.layer * GPT2_HOOK_NKIND + h.kind; }
 
+GPT2Hook gpt2_hook_resid(GPT2Hook h)
+{
+    if (h.kind <= GPT2_HOOK_ATTN_OUT) h.kind = GPT2_HOOK_RESID_PRE;
+    else if (h.kind < GPT2_HOOK_RESID_POST) h.kind = GPT2_HOOK_RESID_MID;
+    return h;
+}
+
 int gpt2_patch_zero(void *ctx, const char *hook, float *act, size_t B, size_t T, size_t D)
 {
     memset(act, 0, B * T * D * sizeof *act);
@@ -554,6 +561,26 @@ static int run_taps(GPT2 *g, const GPT2Run *r, size_t l, GPT2HookKind kind, floa
     return gpt2_hook_index(h) == last ? 1 : 0;
 }
 
+/* The hook point a run starts at: the embedding's resid_pre of layer 0,
+ * resid_pre of start_layer, or the resume point. */
+static GPT2Hook run_start(const GPT2Run *r)
+{
+    if (r->resid_in && r->resume) return *r->resume;
+    return (GPT2Hook){r->resid_in ? r->start_layer : 0, GPT2_HOOK_RESID_PRE};
+}
+
+/* The scratch holding hook point kind's value during a forward. */
+static float *hook_act(GPT2Acts *a, GPT2HookKind kind)
+{
+    switch (kind) {
+    case GPT2_HOOK_ATTN_OUT: return a->attn_out;
+    case GPT2_HOOK_MLP_PRE: return a->fch;
+    case GPT2_HOOK_MLP_POST: return a->fch_gelu;
+    case GPT2_HOOK_MLP_OUT: return a->mlp_out;
+    default: return a->resid;
+    }
+}
+
 /* Checks before any work: sizes, token ids, taps. */
 static int check_run(GPT2 *g, const GPT2Run *r, int want_logits)
 {
@@ -567,8 +594,11 @@ static int check_run(GPT2 *g, const GPT2Run *r, int want_logits)
         return SP_FAIL(g, "batch (%zu,%zu) exceeds the (%zu,%zu) reserved by gpt2_alloc", r->B, r->T, g->maxB, g->maxT);
     if (want_logits && !g->has_logits) return SP_FAIL(g, "logits asked for but gpt2_alloc reserved none");
     if ((want_logits || !r->resid_in) && !r->tokens) return SP_FAIL(g, "no tokens");
-    if (r->resid_in && r->start_layer >= c->num_layers)
-        return SP_FAIL(g, "start layer %zu but the model has %zu layers", r->start_layer, c->num_layers);
+    GPT2Hook s0 = run_start(r);
+    if (s0.layer >= c->num_layers || s0.kind >= GPT2_HOOK_NKIND)
+        return SP_FAIL(g, "start layer %zu but the model has %zu layers", s0.layer, c->num_layers);
+    if (r->resume && !r->act_in && gpt2_hook_resid(s0).kind != s0.kind)
+        return SP_FAIL(g, "resuming at %s needs its value", gpt2_hook_name(s0, name, sizeof name));
     for (size_t i = 0; r->tokens && i < r->B * r->T; i++)
         if (r->tokens[i] < 0 || (size_t)r->tokens[i] >= V)
             return SP_FAIL(g, "token id %" PRId32 " at (%zu,%zu) is outside the vocabulary [0, %zu)", r->tokens[i],
@@ -577,9 +607,11 @@ static int check_run(GPT2 *g, const GPT2Run *r, int want_logits)
         GPT2Hook h = r->taps[i].hook;
         if (h.layer >= c->num_layers || h.kind >= GPT2_HOOK_NKIND)
             return SP_FAIL(g, "tap %zu: no such hook (layer %zu of %zu)", i, h.layer, c->num_layers);
-        if (r->resid_in && h.layer < r->start_layer)
-            return SP_FAIL(g, "hook %s is before the start layer %zu", gpt2_hook_name(h, name, sizeof name),
-                         r->start_layer);
+        if (gpt2_hook_index(h) < gpt2_hook_index(s0)) {
+            char sn[64];
+            return SP_FAIL(g, "hook %s is before the start %s", gpt2_hook_name(h, name, sizeof name),
+                           gpt2_hook_name(s0, sn, sizeof sn));
+        }
     }
     return 0;
 }
@@ -603,39 +635,51 @@ int gpt2_forward(GPT2 *g, const GPT2Run *r)
         if (!r->ntaps) return 0;
     }
     // the residual stream (B,T,C): token + position embeddings, or resumed
-    size_t l0 = r->resid_in ? r->start_layer : 0;
+    // at s0 (with that point's own value when it is not the residual)
+    GPT2Hook s0 = run_start(r);
     if (r->resid_in) memmove(a->resid, r->resid_in, BT * C * sizeof(float));
     else encoder_forward(a->resid, r->tokens, w->wte, w->wpe, B, T, C);
-    // HOOK: run the taps at this point; return once the last point a tap needs is done
+    if (hook_act(a, s0.kind) != a->resid)
+        memmove(hook_act(a, s0.kind), r->act_in, BT * gpt2_hook_dim(c, s0) * sizeof(float));
+    // In the start layer, the steps up to s0 are skipped (k0 = s0.kind) and
+    // the taps run from s0 on. HOOK: run the taps at this point; return once
+    // the last point a tap needs is done
     int rc;
-#define HOOK(kind, act) if ((rc = run_taps(g, r, l, kind, act, last)) != 0) return rc < 0 ? -1 : 0
-    for (size_t l = l0; l < c->num_layers; l++) {
+#define HOOK(kind, act) \
+    if (kind >= k0 && (rc = run_taps(g, r, l, kind, act, last)) != 0) return rc < 0 ? -1 : 0
+    for (size_t l = s0.layer; l < c->num_layers; l++) {
+        GPT2HookKind k0 = l == s0.layer ? s0.kind : GPT2_HOOK_RESID_PRE;
         HOOK(GPT2_HOOK_RESID_PRE, a->resid);
-        // ln_1 (BT,C)
-        layernorm_forward(a->ln, a->resid, w->ln1w + l * C, w->ln1b + l * C, BT, C, c->ln_eps);
-        // qkv (BT,3C) = ln @ c_attn
-        matmul_forward(a->qkv, a->ln, w->qkvw + l * C * 3 * C, w->qkvb + l * 3 * C, BT, T, C, 3 * C);
-        // atty (BT,C): causal self-attention, heads concatenated
-        attention_forward(a->atty, a->att, g->att_slots, a->qkv, B, T, C, NH);
-        // attn_out (BT,C) = atty @ attn.c_proj
-        matmul_forward(a->attn_out, a->atty, w->attprojw + l * C * C, w->attprojb + l * C, BT, T, C, C);
+        if (k0 < GPT2_HOOK_ATTN_OUT) {
+            // ln_1 (BT,C)
+            layernorm_forward(a->ln, a->resid, w->ln1w + l * C, w->ln1b + l * C, BT, C, c->ln_eps);
+            // qkv (BT,3C) = ln @ c_attn
+            matmul_forward(a->qkv, a->ln, w->qkvw + l * C * 3 * C, w->qkvb + l * 3 * C, BT, T, C, 3 * C);
+            // atty (BT,C): causal self-attention, heads concatenated
+            attention_forward(a->atty, a->att, g->att_slots, a->qkv, B, T, C, NH);
+            // attn_out (BT,C) = atty @ attn.c_proj
+            matmul_forward(a->attn_out, a->atty, w->attprojw + l * C * C, w->attprojb + l * C, BT, T, C, C);
+        }
         HOOK(GPT2_HOOK_ATTN_OUT, a->attn_out);
         // resid_mid = resid_pre + attn_out
-        residual_forward(a->resid, a->attn_out, BT * C);
+        if (k0 < GPT2_HOOK_RESID_MID) residual_forward(a->resid, a->attn_out, BT * C);
         HOOK(GPT2_HOOK_RESID_MID, a->resid);
-        // ln_2 (BT,C)
-        layernorm_forward(a->ln, a->resid, w->ln2w + l * C, w->ln2b + l * C, BT, C, c->ln_eps);
-        // fch (BT,F) = ln @ c_fc: the MLP pre-activations
-        matmul_forward(a->fch, a->ln, w->fcw + l * C * F, w->fcb + l * F, BT, T, C, F);
+        if (k0 < GPT2_HOOK_MLP_PRE) {
+            // ln_2 (BT,C)
+            layernorm_forward(a->ln, a->resid, w->ln2w + l * C, w->ln2b + l * C, BT, C, c->ln_eps);
+            // fch (BT,F) = ln @ c_fc: the MLP pre-activations
+            matmul_forward(a->fch, a->ln, w->fcw + l * C * F, w->fcb + l * F, BT, T, C, F);
+        }
         HOOK(GPT2_HOOK_MLP_PRE, a->fch);
         // fch_gelu (BT,F) = gelu_new(fch): the MLP neurons
-        gelu_forward(a->fch_gelu, a->fch, BT * F);
+        if (k0 < GPT2_HOOK_MLP_POST) gelu_forward(a->fch_gelu, a->fch, BT * F);
         HOOK(GPT2_HOOK_MLP_POST, a->fch_gelu);
         // mlp_out (BT,C) = fch_gelu @ mlp.c_proj
-        matmul_forward(a->mlp_out, a->fch_gelu, w->fcprojw + l * F * C, w->fcprojb + l * C, BT, T, F, C);
+        if (k0 < GPT2_HOOK_MLP_OUT)
+            matmul_forward(a->mlp_out, a->fch_gelu, w->fcprojw + l * F * C, w->fcprojb + l * C, BT, T, F, C);
         HOOK(GPT2_HOOK_MLP_OUT, a->mlp_out);
         // resid_post = resid_mid + mlp_out
-        residual_forward(a->resid, a->mlp_out, BT * C);
+        if (k0 < GPT2_HOOK_RESID_POST) residual_forward(a->resid, a->mlp_out, BT * C);
         HOOK(GPT2_HOOK_RESID_POST, a->resid);
     }
 #undef HOOK

@@ -21,16 +21,16 @@
  * the patched value, so losses under intervention use the same code path.
  *
  * Typical use (recon-score: clean run once, patched runs resumed at the
- * hook's layer so the layers before it are computed once):
+ * hook point so what comes before it is computed once):
  *   GPT2 g;  if (gpt2_open(&g, dir) || gpt2_alloc(&g, B, T, 1)) die(g.err);
  *   GPT2Hook h;  gpt2_hook_parse(&g.cfg, "blocks.3.mlp.hook_post", &h, err, n);
- *   GPT2Hook rp = { h.layer, GPT2_HOOK_RESID_PRE };
+ *   GPT2Hook rp = gpt2_hook_resid(h);             // blocks.3.hook_resid_mid
  *   GPT2Tap clean[] = { {.hook = rp, .save = resid0}, {.hook = h, .save = x} };
  *   GPT2Run r = { .tokens = tok, .B = B, .T = T, .taps = clean, .ntaps = 2, .loss = l0 };
  *   gpt2_forward(&g, &r);                        // g.acts.logits holds clean logits
  *   GPT2Tap patch[] = { {.hook = h, .fn = my_patch, .ctx = &c} };
  *   GPT2Run p = { .tokens = tok, .B = B, .T = T, .taps = patch, .ntaps = 1, .loss = l1,
- *                 .resid_in = resid0, .start_layer = h.layer };
+ *                 .resid_in = resid0, .resume = &h, .act_in = x };
  *   gpt2_forward(&g, &p);
  *   gpt2_close(&g);
  */
@@ -142,6 +142,11 @@ const TszTensor *gpt2_record_tokens(const GPT2Config *c, const TszRecord *rec, c
 size_t gpt2_hook_dim(const GPT2Config *c, GPT2Hook h);
 /* Forward order: a total order on hook points (layer * 7 + kind). */
 size_t gpt2_hook_index(GPT2Hook h);
+/* The residual point whose value the residual stream holds at h (what a
+ * forward resumed at h needs besides h's value): resid_pre for resid_pre
+ * and attn_out, resid_mid for resid_mid and the three MLP points,
+ * resid_post for itself. */
+GPT2Hook gpt2_hook_resid(GPT2Hook h);
 
 /* A function called at a hook point with the live value act (B*T rows of
  * D floats, row-major (B,T,D)); it may overwrite act in place. Return 0, or
@@ -174,6 +179,12 @@ typedef struct {
                                layers before start_layer; this is the value of
                                blocks.{start_layer}.hook_resid_pre */
     size_t start_layer;
+    const GPT2Hook *resume; /* with resid_in, if non-NULL: start at this hook
+                               point instead, mid-layer: resid_in is the value of
+                               gpt2_hook_resid(*resume), act_in (B,T,D) the
+                               point's own value (unused at a residual point);
+                               the point's taps run first, then what follows it */
+    const float *act_in;
 } GPT2Run;
 
 /* Run the forward. It stops after the last layer a tap needs unless

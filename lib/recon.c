@@ -1,5 +1,6 @@
 /* recon.c: the standard SAE evaluation as mergeable sums (see recon.h). */
 #include "kinds.h"
+#include "parfor.h"
 #include "recon.h"
 
 #include <inttypes.h>
@@ -353,11 +354,11 @@ static int eval_fail(ReconEval *e)
     return -1;
 }
 
-/* Forward from tokens, saving the layer's entering residual (save_resid)
+/* Forward from tokens, saving the residual stream at the hook (save_resid)
  * and the hook value into e->x; with logits when loss != NULL. */
 static int clean_forward(ReconEval *e, const int32_t *tok, size_t B, size_t T, float *loss, int save_resid)
 {
-    GPT2Hook rp = {e->hook.layer, GPT2_HOOK_RESID_PRE};
+    GPT2Hook rp = gpt2_hook_resid(e->hook);
     GPT2Tap taps[2] = {{.hook = e->hook, .save = e->x}, {.hook = rp, .save = e->resid0}};
     GPT2Run r = {.tokens = tok, .B = B, .T = T, .taps = taps, .ntaps = save_resid ? 2 : 1, .loss = loss};
     return gpt2_forward(e->g, &r) < 0 ? eval_fail(e) : 0;
@@ -415,6 +416,34 @@ static void sae_rows(ReconEval *e, size_t B, size_t T, ReconSums *acc)
     }
 }
 
+typedef struct {
+    const SAE *sae;
+    const float *f;
+    float *xhat;
+} ReconDecode;
+
+/* Rows lo..hi-1 of xhat = (f @ W_dec + b_dec) / norm_scale, from the
+ * nonzero features only (in ascending order, so a row's bytes depend on
+ * that row alone): top-k features make the dense product mostly zeros. */
+static void decode_rows(void *arg, size_t lo, size_t hi)
+{
+    const ReconDecode *j = arg;
+    size_t D = j->sae->D, F = j->sae->F;
+    float inv = (float)(1.0 / j->sae->norm_scale);
+    for (size_t i = lo; i < hi; i++) {
+        const float *f = j->f + i * F;
+        float *xh = j->xhat + i * D;
+        memset(xh, 0, D * sizeof *xh);
+        for (size_t k = 0; k < F; k++) {
+            if (f[k] == 0) continue;
+            const float *w = j->sae->p.W_dec + k * D;
+            float v = f[k];
+            for (size_t d = 0; d < D; d++) xh[d] += v * w[d];
+        }
+        for (size_t d = 0; d < D; d++) xh[d] = xh[d] * inv + j->sae->p.b_dec[d] * inv;
+    }
+}
+
 int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const float *mean, ReconSums *acc)
 {
     if (!e->sae) {
@@ -430,17 +459,18 @@ int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const
     recon_clean_logp(e->logp, e->g->acts.logits, e->loss, tok, B, T, V);
     // the SAE on every row (rows before pos0 are computed but not counted)
     sae_encode(e->sae, e->x, B * T, SP_ROWS_WINDOWS(T), e->f);
-    sae_decode(e->sae, e->f, B * T, SP_ROWS_WINDOWS(T), e->xhat);
+    ReconDecode dec = {e->sae, e->f, e->xhat};
+    sp_parfor(B * T, 16, decode_rows, &dec);
     add_rows(e, B, T, acc);
     sae_rows(e, B, T, acc);
-    // three forwards resumed at the hook's layer, with the hook patched
+    // three forwards resumed at the hook point, with the hook patched
     const ReconPatch patch[3] = {{.rows = e->xhat, .pos0 = e->pos0}, {.pos0 = e->pos0},
                                  {.vec = mean, .pos0 = e->pos0}};
     const int which[3] = {RECON_RECONS, RECON_ZERO, RECON_MEAN};
     for (int i = 0; i < 3; i++) {
         GPT2Tap tap = {.hook = e->hook, .fn = recon_patch, .ctx = (void *)&patch[i]};
         GPT2Run r = {.tokens = tok, .B = B, .T = T, .taps = &tap, .ntaps = 1, .loss = e->loss,
-                     .resid_in = e->resid0, .start_layer = e->hook.layer};
+                     .resid_in = e->resid0, .resume = &e->hook, .act_in = e->x};
         if (gpt2_forward(e->g, &r) < 0) return eval_fail(e);
         acc->loss[which[i]] += sum_f(e->loss, npred);
         if (which[i] == RECON_RECONS)

@@ -16,9 +16,10 @@
  * mlp-tap drops them too). KL is averaged over the predictions made at
  * positions pos0..T-2, the ones a splice can change.
  *
- * One window batch costs a clean forward (saving the residual entering
- * the hook's layer and the hook's value, logits kept for KL) and three
- * forwards resumed at the hook's layer (gpt2.h's resid_in/start_layer). */
+ * One window batch costs a clean forward (saving the residual stream at
+ * the hook and the hook's value, logits kept for KL) and three forwards
+ * resumed at the hook point itself (gpt2.h's resid_in/resume): what comes
+ * before the hook, in its layer too, is computed once. */
 #ifndef SP_RECON_H
 #define SP_RECON_H
 
@@ -114,7 +115,7 @@ typedef struct {
     GPT2Hook hook;
     size_t D, pos0;
     size_t maxB, maxT;
-    float *resid0;         /* (B,T,C) blocks.{hook.layer}.hook_resid_pre, clean */
+    float *resid0;         /* (B,T,C) the residual stream at the hook (gpt2_hook_resid), clean */
     float *x;              /* (B,T,D) the hook's clean value */
     float *f;              /* (B*T,F) SAE features */
     float *xhat;           /* (B,T,D) SAE reconstruction */

@@ -242,6 +242,20 @@ static void test_forward(GPT2 *g)
     ok(gpt2_forward(g, &rr) == 0, "resumed forward: %s", g->err);
     ok(max_abs_diff(g->acts.logits, logits, BT * V) == 0 && max_abs_diff(loss2, loss, B * (T - 1)) == 0,
        "resuming at layer 1 from blocks.1.hook_resid_pre reproduces logits and loss exactly");
+    // resume mid-layer, at each point of layer 1 from its residual and its value: the same bytes
+    for (int k = 0; k < 7; k++) {
+        GPT2Hook at = {1, (GPT2HookKind)k};
+        GPT2Run rk = {.tokens = tok, .B = B, .T = T, .loss = loss2, .resume = &at,
+                      .resid_in = save[7 + gpt2_hook_resid(at).kind], .act_in = save[7 + k]};
+        memset(g->acts.logits, 0, BT * V * sizeof(float));
+        int rk_rc = gpt2_forward(g, &rk);
+        ok(rk_rc == 0 && max_abs_diff(g->acts.logits, logits, BT * V) == 0 &&
+           max_abs_diff(loss2, loss, B * (T - 1)) == 0, "resuming at blocks.1 point %d reproduces logits and loss", k);
+    }
+    GPT2Hook at_post = {1, GPT2_HOOK_MLP_POST};
+    GPT2Run noact = {.tokens = tok, .B = B, .T = T, .loss = loss2, .resume = &at_post, .resid_in = save[9]};
+    ok(gpt2_forward(g, &noact) < 0 && strstr(g->err, "resuming at blocks.1.mlp.hook_post needs its value"),
+       "resuming at a non-residual point without its value: %s", g->err);
 
     // patch: zero attn_out at layer 0; taps before and after the patch see clean and patched values
     PatchCtx pc = {0, 0};
@@ -283,7 +297,7 @@ static void test_forward(GPT2 *g)
     GPT2Run big = {.tokens = tok, .B = B + 1, .T = T, .taps = &t1, .ntaps = 1};
     ok(gpt2_forward(g, &big) < 0 && strstr(g->err, "exceeds the (3,8) reserved"), "batch too large: %s", g->err);
     GPT2Run early = {.tokens = tok, .B = B, .T = T, .taps = &t1, .ntaps = 1, .resid_in = save[7], .start_layer = 1};
-    ok(gpt2_forward(g, &early) < 0 && strstr(g->err, "hook blocks.0.mlp.hook_post is before the start layer 1"),
+    ok(gpt2_forward(g, &early) < 0 && strstr(g->err, "hook blocks.0.mlp.hook_post is before the start blocks.1.hook_resid_pre"),
        "tap before the start layer: %s", g->err);
     ok(gpt2_alloc(g, 1, P + 1, 0) < 0 && strstr(g->err, "exceed n_positions 8"), "alloc beyond n_positions: %s",
        g->err);
