@@ -453,7 +453,7 @@ int recon_eval_batch(ReconEval *e, const int32_t *tok, size_t B, size_t T, const
     if (recon_eval_alloc(e, B, T) < 0) return -1;
     const GPT2Config *c = &e->g->cfg;
     size_t V = c->vocab_size, npred = T > 1 ? B * (T - 1) : 0;
-    // clean: the residual entering the hook's layer, the hook value, logits
+    // clean: the residual stream at the hook, the hook value, logits
     if (clean_forward(e, tok, B, T, e->loss, 1) < 0) return -1;
     acc->loss[RECON_CLEAN] += sum_f(e->loss, npred);
     recon_clean_logp(e->logp, e->g->acts.logits, e->loss, tok, B, T, V);

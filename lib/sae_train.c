@@ -56,16 +56,14 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
         return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", f_all(c), K);
     if (A > f_all(c)) t->c.aux_k = A = f_all(c);
     size_t P = t->P = 2 * D * F + F + D;
-    t->param = xmalloc_aligned(P * sizeof(float));
-    t->grad = xmalloc_aligned(P * sizeof(float));
-    memset(t->param, 0, P * sizeof(float));
-    memset(t->grad, 0, P * sizeof(float));
+    t->param = xzalloc_aligned(P * sizeof(float));
+    t->grad = xzalloc_aligned(P * sizeof(float));
     if (c->state_bf16) {
-        t->m16 = xcalloc(P, sizeof *t->m16);
-        t->v16 = xcalloc(P, sizeof *t->v16);
+        t->m16 = xzalloc_aligned(P * sizeof *t->m16);
+        t->v16 = xzalloc_aligned(P * sizeof *t->v16);
     } else {
-        t->m = xcalloc(P, sizeof *t->m);
-        t->v = xcalloc(P, sizeof *t->v);
+        t->m = xzalloc_aligned(P * sizeof *t->m);
+        t->v = xzalloc_aligned(P * sizeof *t->v);
     }
     t->Wt = t->param, t->b_enc = t->Wt + F * D, t->Wd = t->b_enc + F, t->b_dec = t->Wd + F * D;
     t->gWt = t->grad, t->gb_enc = t->gWt + F * D, t->gWd = t->gb_enc + F, t->gb_dec = t->gWd + F * D;

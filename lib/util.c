@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <getopt.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -147,13 +148,30 @@ char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
+/* Blocks from this size on are placed on 2 MB boundaries and given
+ * transparent huge pages (where the kernel offers them on request): a
+ * fresh SAE's parameters, gradients and Adam state are ~1 GB at D=2048
+ * F=16384, and touching them first costs one page fault per 4 KB, about a
+ * third of a one-step run's CPU time on a virtual machine. */
+#define HUGE_MIN (4u << 20)
+#define HUGE_ALIGN (2u << 20)
+
 void *xmalloc_aligned(size_t n)
 {
     void *p = NULL;
+    size_t align = n >= HUGE_MIN ? HUGE_ALIGN : 64;
     /* round up: aligned_alloc wants a multiple of the alignment */
-    size_t m = (n + 63) & ~(size_t)63;
-    if (posix_memalign(&p, 64, m ? m : 64) != 0) oom(n);
+    size_t m = (n + align - 1) & ~(align - 1);
+    if (posix_memalign(&p, align, m ? m : align) != 0) oom(n);
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_ALIGN) madvise(p, m, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
     return p;
+}
+
+void *xzalloc_aligned(size_t n)
+{
+    return memset(xmalloc_aligned(n), 0, n);
 }
 
 int sp_parse_u64(const char *s, uint64_t *out)

@@ -65,8 +65,11 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
-/* 64-byte aligned, for tensors handed to BLAS; free with free(). */
+/* 64-byte aligned, for tensors handed to BLAS (4 MB and more: 2 MB
+ * aligned, on transparent huge pages); free with free(). */
 void *xmalloc_aligned(size_t n);
+/* The same, zeroed. */
+void *xzalloc_aligned(size_t n);
 
 /* Checked numbers: 0 on success, -1 on junk, overflow or out of range.
  * sp_parse_u64 takes K/M/G/T suffixes (powers of 1000) and k/Ki/Mi/Gi
