@@ -325,9 +325,21 @@ int gpt2_patch_mean(void *ctx, const char *hook, float *act, size_t B, size_t T,
  * GCC vectorises the loops that use them only at -O3 and only when a float
  * compare may not trap (the clamps), hence the attribute on those loops. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define GPT2_VECTORIZE __attribute__((optimize("O3", "tree-vectorize", "no-trapping-math")))
+#define GPT2_VECTORIZE __attribute__((optimize("O3", "tree-vectorize", "no-trapping-math", "fp-contract=off")))
 #else
 #define GPT2_VECTORIZE
+#endif
+/* The elementwise loops (GELU, layer norm, softmax, the loss) are built
+ * three times, for AVX-512, AVX2 and the baseline (-march=x86-64-v2: SSE),
+ * and the loader picks one for the CPU (ifunc): one binary, the vector
+ * width of the machine it runs on. fp-contract=off keeps FMA out, so every
+ * version does the same IEEE operations in the same order per element and
+ * their bytes agree (reductions stay in source order: scalar, or the
+ * explicit 16 lanes of token_loss_rows). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define GPT2_HOT GPT2_VECTORIZE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define GPT2_HOT GPT2_VECTORIZE
 #endif
 
 GPT2_VECTORIZE static inline __attribute__((always_inline)) float fast_exp(float x)
@@ -369,7 +381,7 @@ GPT2_VECTORIZE static inline __attribute__((always_inline)) float fast_tanh(floa
 /* ---- layers ---- */
 #define GELU_SCALE 0.7978845608028654f  /* sqrt(2/pi) */
 
-static void encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, size_t B, size_t T,
+GPT2_HOT static void encoder_forward(float *out, const int32_t *tok, const float *wte, const float *wpe, size_t B, size_t T,
                             size_t C)
 {
     // out (B,T,C) = wte[tok[b,t]] + wpe[t]
@@ -381,7 +393,7 @@ static void encoder_forward(float *out, const int32_t *tok, const float *wte, co
         }
 }
 
-static void layernorm_forward(float *out, const float *inp, const float *w, const float *b, size_t N, size_t C,
+GPT2_HOT static void layernorm_forward(float *out, const float *inp, const float *w, const float *b, size_t N, size_t C,
                               float eps)
 {
     // out (N,C) = (inp - mean) / sqrt(var + eps) * w + b, per row; two passes for accuracy
@@ -407,7 +419,7 @@ static void matmul_forward(float *out, const float *inp, const float *W, const f
     sp_gemm_rows(SP_ROWS_WINDOWS(T), CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, W, OC, 1.0f, out, OC);
 }
 
-GPT2_VECTORIZE static void softmax_causal(float *restrict row, size_t n, size_t T)
+GPT2_HOT static void softmax_causal(float *restrict row, size_t n, size_t T)
 {
     // row (T): softmax over the first n entries, zero after (the causal mask)
     // maxval is only subtracted for numerical stability
@@ -459,7 +471,7 @@ static void attention_forward(float *out, float *att, size_t slots, const float 
     sp_parfor(workers, 1, attention_worker, &j);
 }
 
-GPT2_VECTORIZE static void gelu_forward(float *restrict out, const float *restrict inp, size_t n)
+GPT2_HOT static void gelu_forward(float *restrict out, const float *restrict inp, size_t n)
 {
     // gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     for (size_t i = 0; i < n; i++) {
@@ -468,7 +480,7 @@ GPT2_VECTORIZE static void gelu_forward(float *restrict out, const float *restri
     }
 }
 
-static void residual_forward(float *x, const float *y, size_t n)
+GPT2_HOT static void residual_forward(float *x, const float *y, size_t n)
 {
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
@@ -481,7 +493,7 @@ typedef struct {
 } GPT2LossJob;
 
 /* loss[r] = logsumexp(logits[b,t]) - logits[b,t,tokens[b,t+1]], r = b*(T-1)+t */
-GPT2_VECTORIZE static void *token_loss_rows(void *arg)
+GPT2_HOT static void *token_loss_rows(void *arg)
 {
     const GPT2LossJob *j = arg;
     size_t T = j->T, V = j->V;
