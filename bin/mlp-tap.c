@@ -386,6 +386,7 @@ int main(int argc, char **argv)
     if (!recno && o.hook) snprintf(t.hook, sizeof t.hook, "%s", o.hook);
     finish_header(&t);
     sp_progress_end(&t.prog);
+    if (!o.keep_context) tsz_writer_set_rows(t.w, t.rows_out); /* sae-fit's schedule without a counting pass */
     tsz_writer_close_or_die(t.w);   /* flushes and closes stdout too */
     tsz_reader_close(t.r);
     tsz_record_free(&rec);

@@ -58,8 +58,9 @@ void rows_close(RowReader *r);
  * tsz_writer_add_input does. */
 void rows_add_inputs(const RowReader *r, TszWriter *w);
 
-/* Rows in the whole input, the n paths (reads them through, checking every
- * record as rows_next does). 0 or -1 (err). */
+/* Rows in the whole input, the n paths: what a file's end records declare
+ * (tsz_file_rows), else read through, checking every record as rows_next
+ * does. 0 or -1 (err). */
 int rows_count(const char *const *paths, size_t n, uint64_t *rows, char *err, size_t errlen) SP_RESULT_USED;
 
 /* The rows tensor of one record, or NULL with err "WHAT: record R: ...":

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -295,6 +296,9 @@ struct TszWriter {
     size_t zcap;
     uint64_t seg_records, seg_bytes;
     uint64_t bytes_in, bytes_out;
+    uint64_t seg_z0;            /* bytes_out when the segment's header was written */
+    uint64_t rows;              /* end record's "rows" (has_rows) */
+    int has_rows;
     char err[512];
 };
 
@@ -449,6 +453,7 @@ static int write_header(TszWriter *w)
     pack_json(&pk, w->header);
     w->header_done = 1;
     w->seg_records = w->seg_bytes = 0;
+    w->seg_z0 = w->bytes_out;
     return write_frame(w);
 }
 
@@ -549,13 +554,19 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
         uint64_t bytes = w->seg_bytes;
         msgpack_sbuffer_clear(&w->sb);
         msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 3);
+        msgpack_pack_map(&pk, w->has_rows ? 5 : 4);
         pack_cstr(&pk, "type");
         pack_cstr(&pk, "end");
         pack_cstr(&pk, "records");
         msgpack_pack_uint64(&pk, w->seg_records);
         pack_cstr(&pk, "bytes");
         msgpack_pack_uint64(&pk, bytes);
+        pack_cstr(&pk, "zbytes");
+        msgpack_pack_uint64(&pk, w->bytes_out - w->seg_z0);
+        if (w->has_rows) {
+            pack_cstr(&pk, "rows");
+            msgpack_pack_uint64(&pk, w->rows);
+        }
         rc = write_frame(w);
     }
     if (w->f && fflush(w->f) != 0 && rc == 0) rc = wfail(w, "write failed: %s", strerror(errno));
@@ -584,6 +595,8 @@ void tsz_writer_abort(TszWriter *w)
     }
     writer_free(w);
 }
+
+void tsz_writer_set_rows(TszWriter *w, uint64_t rows) { w->rows = rows, w->has_rows = 1; }
 
 const char *tsz_writer_error(const TszWriter *w) { return w->err[0] ? w->err : NULL; }
 uint64_t tsz_writer_records(const TszWriter *w) { return w->seg_records; }
@@ -937,4 +950,58 @@ void tsz_writer_close_or_die(TszWriter *w)
 {
     char err[512];
     if (tsz_writer_close(w, err, sizeof err) < 0) sp_die("%s", err);
+}
+
+/* ------------------------------------------------------------------ */
+/* rows from the end records                                          */
+
+/* The end frame ending at byte `end` of f: its rows and zbytes. 0, or -1
+ * when the bytes there are not such a frame (or it has no "rows"). */
+static int end_frame_at(FILE *f, uint64_t end, uint64_t *flen, uint64_t *rows, uint64_t *zbytes)
+{
+    unsigned char in[512], out[512];
+    size_t n = end < sizeof in ? (size_t)end : sizeof in;
+    if (fseeko(f, (off_t)(end - n), SEEK_SET) != 0 || fread(in, 1, n, f) != n) return -1;
+    if (n < 4) return -1;
+    for (size_t pos = n - 3; pos-- > 0;) {
+        // the rightmost zstd magic whose frame ends exactly at `end`
+        if (in[pos] == 0x28 && in[pos + 1] == 0xB5 && in[pos + 2] == 0x2F && in[pos + 3] == 0xFD &&
+            ZSTD_findFrameCompressedSize(in + pos, n - pos) == n - pos) {
+            size_t len = ZSTD_decompress(out, sizeof out, in + pos, n - pos);
+            if (ZSTD_isError(len)) return -1;
+            msgpack_unpacked up;
+            msgpack_unpacked_init(&up);
+            size_t off = 0;
+            int rc = -1;
+            if (msgpack_unpack_next(&up, (const char *)out, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len &&
+                up.data.type == MSGPACK_OBJECT_MAP && obj_is_str(map_get(&up.data, "type"), "end") &&
+                obj_u64(map_get(&up.data, "rows"), rows) == 0 && obj_u64(map_get(&up.data, "zbytes"), zbytes) == 0)
+                rc = 0;
+            msgpack_unpacked_destroy(&up);
+            *flen = n - pos;
+            return rc;
+        }
+    }
+    return -1;
+}
+
+int tsz_file_rows(const char *path, uint64_t *rows)
+{
+    struct stat st;
+    if (!path || !strcmp(path, "-") || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    // from the end: each segment's end record gives its rows and the
+    // compressed size of the frames before it, so the previous segment
+    // ends where this one's header starts
+    uint64_t end = (uint64_t)st.st_size, total = 0;
+    int ok = end > 0;
+    while (ok && end > 0) {
+        uint64_t flen, r, z;
+        ok = end_frame_at(f, end, &flen, &r, &z) == 0 && z <= end - flen;
+        if (ok) end -= flen + z, total += r;
+    }
+    fclose(f);
+    if (ok) *rows = total;
+    return ok;
 }

@@ -106,12 +106,22 @@ int tsz_write(TszWriter *w, const TszRecord *rec) SP_RESULT_USED;
  * call this when all work succeeded. 0 or -1 (message via *err, static
  * storage inside the freed writer is not used: err gets a copy). */
 int tsz_writer_close(TszWriter *w, char *err, size_t errlen) SP_RESULT_USED;
+/* Put "rows" = rows in the end record: the rows of the stream's row tensor
+ * (mlp-tap's acts), so that tsz_file_rows can tell them without reading. */
+void tsz_writer_set_rows(TszWriter *w, uint64_t rows);
 /* Give up: no end record; a named temp file is removed. Frees w. */
 void tsz_writer_abort(TszWriter *w);
 const char *tsz_writer_error(const TszWriter *w);
 uint64_t tsz_writer_records(const TszWriter *w);
 uint64_t tsz_writer_bytes_in(const TszWriter *w);   /* uncompressed */
 uint64_t tsz_writer_bytes_out(const TszWriter *w);  /* compressed */
+
+/* The rows a regular file's end records declare (tsz_writer_set_rows),
+ * summed over its segments, read from the end records alone: 1 with
+ * *rows, or 0 when that cannot be told (stdin or a pipe, a segment without
+ * "rows", bytes that are not what the end records say); the caller then
+ * counts by reading. The records are not checked: a reader does that. */
+int tsz_file_rows(const char *path, uint64_t *rows);
 
 /* For bin/ mains: die with "prog: <error>" if the reader/writer failed. */
 void tsz_reader_check(const TszReader *r);

@@ -194,7 +194,7 @@ assert abs(m[\"val\"][\"loss\"] - best[\"loss\"]) < 1e-4 * best[\"loss\"]
 "
 '
 
-test_expect_success NUMPY 'bf16 input rows and --state-dtype bf16; linear and cosine schedules' '
+test_expect_success NUMPY 'bf16 input rows and --state-dtype bf16; linear and cosine schedules; rows mlp-tap declares or counted' '
 	py "np.save(\"bt.npy\", ld(\"train\").reshape(3000, 20, 32))" &&
 	tsz from-npy blocks.1.mlp.hook_post=bt.npy >bt.tsz && mlp-tap --no-drop-bos --dtype bf16 bt.tsz >bf.tsz &&
 	tsz json bf.tsz | head -1 | grep "\"acts\":{\"dtype\":\"bf16\"" &&
@@ -204,7 +204,10 @@ test_expect_success NUMPY 'bf16 input rows and --state-dtype bf16; linear and co
 lr = [float(l.split()[8]) for l in open(\"l.tsv\").readlines()[1:]]
 n = len(lr); print(\"# lr\", lr[0], lr[int(0.7 * n)], lr[-1])
 assert lr[int(0.7 * n)] == 3e-3 and lr[-1] < 0.05 * 3e-3 and all(a >= b for a, b in zip(lr[int(0.8 * n):], lr[int(0.8 * n) + 1:]))" &&
-	mmcs s1.tsz
+	mmcs s1.tsz &&
+	tsz cat bf.tsz >bfc.tsz &&
+	sae-fit --arch topk --k 3 $FIT --state-dtype bf16 --lr-schedule cosine --input bfc.tsz --epochs 2 -o s1c.tsz &&
+	tsz to-npy --name W_enc w1.npy s1.tsz && tsz to-npy --name W_enc w1c.npy s1c.tsz && cmp w1.npy w1c.npy
 '
 
 test_expect_success NUMPY 'NaN and Inf rows: counted and skipped, or stop with the row named' '

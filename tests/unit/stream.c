@@ -228,6 +228,51 @@ int main(void)
         tsz_record_free(&rec);
     }
 
+    /* rows declared in the end records: one file, two catted, one without, cut, stdin */
+    {
+        const char *pr = tmpname("rows.tsz"), *pn = tmpname("norows.tsz"), *p2 = tmpname("rows2.tsz");
+        const char *pm = tmpname("mixed.tsz"), *pt = tmpname("rowscut.tsz");
+        SpRng rng;
+        sp_rng_seed(&rng, 4);
+        TszRecord rec;
+        tsz_record_init(&rec);
+        TszWriter *w = tsz_writer_open(pr, "unit", 0, NULL, NULL);
+        for (int i = 0; i < 3; i++) {
+            fill_record(&rec, &rng, 5 + (uint64_t)i);
+            if (tsz_write(w, &rec) < 0) break;
+        }
+        tsz_writer_set_rows(w, 18);
+        ok(tsz_writer_close(w, err, sizeof err) == 0, "a stream declaring 18 rows");
+        tsz_record_free(&rec);
+        write_stream(pn, 3, 2, 4, -1);
+        uint64_t rows = 0;
+        ok(tsz_file_rows(pr, &rows) == 1 && rows == 18, "its end record tells the rows (%llu)",
+           (unsigned long long)rows);
+        TszReader *r = tsz_reader_open(pr);
+        int n = 0;
+        tsz_record_init(&rec);
+        while (tsz_read(r, &rec) == 1) n++;
+        ok(!tsz_reader_error(r) && n == 3, "the stream with zbytes and rows reads: %s",
+           tsz_reader_error(r) ? tsz_reader_error(r) : "ok");
+        tsz_reader_close(r);
+        tsz_record_free(&rec);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "cat %s %s %s > %s && cat %s %s > %s", pr, pr, pr, p2, pr, pn, pm);
+        ok(system(cmd) == 0, "cat three copies; cat one with a stream without rows");
+        ok(tsz_file_rows(p2, &rows) == 1 && rows == 54, "three segments: 54 rows (%llu)", (unsigned long long)rows);
+        ok(tsz_file_rows(pn, &rows) == 0 && tsz_file_rows(pm, &rows) == 0,
+           "no rows told when a segment does not declare them");
+        size_t sz = file_size(pr);
+        int none = 1;
+        for (size_t cut = 0; cut < sz; cut++) {
+            copy_prefix(pr, pt, cut, -1, 0);
+            none &= tsz_file_rows(pt, &rows) == 0;
+        }
+        ok(none, "no rows told for any of the %zu truncations", sz);
+        ok(tsz_file_rows("-", &rows) == 0 && tsz_file_rows(tmpname("missing.tsz"), &rows) == 0,
+           "stdin and a missing file: not told");
+    }
+
     /* truncation at every byte offset and bit flips */
     {
         const char *ps = tmpname("small.tsz"), *pt = tmpname("cut.tsz");
