@@ -8,8 +8,9 @@
 #   (a) gpt2-fwd --loss, three times (clean, plus the two ablations one
 #       would run by hand): the reference;
 #   (b) recon-score with --mean FILE: clean + reconstruction + zero + mean
-#       ablation forwards (the last three resumed at the hook's layer), the
-#       SAE, KL over the vocabulary;
+#       ablation forwards (the last three resumed at the hook point itself),
+#       the SAE (top-k decoded from its nonzero features), KL over the
+#       vocabulary;
 #   (c) recon-score computing the mean itself (a first pass to the hook);
 #   (d) PyTorch doing what (b) does (python3-torch; skipped without it).
 # Prints tokens/s of each, the ratios (b)/(a), (c)/(a) in time, and the
@@ -28,6 +29,23 @@
 # two, model loaded); (b) is the whole process, model load included.
 # Measured 2026-12-02, ROWS=8 (1024 tokens), THREADS=2, load 8-11: (b)
 # 51.9 s, PyTorch 1.13 70.8 s, losses within 9.3e-05: 1.36x in speed.
+# After resuming at the hook point and the sparse decode (same day, ROWS=8,
+# load 14-29, so the wall times say little): (a) 102.3 s, (b) 131.5 s,
+# PyTorch 141.0 s (losses within 1.7e-04): 1.07x. In CPU time (user+sys,
+# load ~20): 3 forwards 13.1 s, (b) 15.2 s = 1.16x, as the FLOPs say.
+# Why 3x PyTorch is out of reach: both do the same matrix products but
+# one, and both are sgemm-bound. Per token (C=768, V=50257, 6 layers, hook
+# blocks.3.mlp.hook_post, F=12288, k=32): a layer is 14.6 MFLOP, the
+# unembedding 77.2; the clean forward 164.5, the SAE's encoder 75.5, each
+# resumed forward (the hook layer's c_proj, 2 layers, unembedding) 111.0:
+# recon-score 573 MFLOP a token, PyTorch the same plus its dense decode
+# (75.5) = 649, so 1.13x at equal sgemm speed. The unembedding is 54% of
+# recon-score's FLOPs and none of it can go: each of the four losses (and
+# the KL) needs the log-sum-exp over the whole vocabulary. perf (cpu-clock,
+# ROWS=8): sgemm 49% (kernel and packing), loading the model and the SAE
+# (page clearing 22%, copies 10%: a third of a 1024-token run, amortised at
+# the default ROWS; PyTorch's time excludes its loading), KL 1.3%, the loss
+# 1%, the sparse decode 0.5%.
 set -e
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -82,7 +100,7 @@ printf '%-48s %8.1f s %10.0f tokens/s   %.2fx the time of 3 forwards\n' "recon-s
 # (d) the same evaluation in PyTorch (python3-torch), same windows, batch
 # and threads: the clean forward to the loss, then the reconstruction, zero
 # and mean ablations spliced in at the hook (BOS kept, as recon-score does)
-# and resumed from the hook's layer, the top-k SAE's dense encode and
+# and resumed right after the hook, the top-k SAE's dense encode and
 # decode, the losses and the KL of the reconstruction over the vocabulary
 if ! "$PY" -c 'import torch' 2>/dev/null; then
 	echo "PyTorch: skipped (python3-torch is not installed)"
