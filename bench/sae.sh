@@ -16,6 +16,25 @@
 # steps, default 2), SAE_BENCH_DENSITY (default "0.5 0.01"), SAE_BENCH_D,
 # SAE_BENCH_B, THREADS (default: nproc).
 # A 32x relu step at D=2048 is ~1.4 TFLOP: expect minutes per step on 2 cores.
+# A run's fixed cost (not timed here: sae_bench times steps). Measured
+# 2026-12-02 in CPU time (user+sys; load ~20, so wall clock says nothing),
+# sae-fit --arch topk --dict 8x (D=2048, F=16384), batch 4096, on 8192
+# random rows (tsz from-npy, 60 MB): 1 step 11.5 s, 2 steps 14.8 s, so
+# ~8.2 s fixed + 3.3 s a step (before huge pages: 1 step 16.1 s, 12.7 s
+# fixed). perf (cpu-clock) of the 1-step run now: first touch of ~1.3 GB
+# (parameters, gradients, Adam moments, scratch; the kernel clearing pages)
+# 19%, writing the 268 MB SAE 22% (copies into the record and the msgpack
+# buffer 15%, zstd 7%), the random init 9% (Box-Muller: log and cos), the
+# b_dec geometric median 7%, the step's sgemm 25%. Tried and dropped:
+# zstd's multithreaded mode (nbWorkers >= 1: the same bytes for any count,
+# other than nbWorkers 0's) on a 32 MB part of such floats, level 3: 0.46
+# to 0.58 s of CPU and no faster in wall time against 0.21-0.26 s single
+# threaded (the SAE's weights hardly compress; the jobs' copies cost more
+# than the matching). mlp-tap's files declare their rows in the end record,
+# so sae-fit no longer reads its input through once before training (a
+# second full pass of a multi-GB store before step 1); other files still
+# are. The 2 s goal on two cores is not met: clearing 1.3 GB of fresh
+# memory and writing 268 MB alone are ~3 s of CPU here.
 set -e
 D=${SAE_BENCH_D:-2048}
 B=${SAE_BENCH_B:-4096}
