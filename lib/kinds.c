@@ -24,6 +24,8 @@ static const SpKindInfo kinds[] = {
     {SP_K_RECON_MEAN, SP_KIND_RECON_MEAN, "recon-score", 0, NULL},
     {SP_K_SAE, SP_KIND_SAE, "sae-fit or sae-convert", 0, NULL},
     {SP_K_EXPLANATION, SP_KIND_EXPLANATION, "explain-gpt4", 0, NULL},
+    {SP_K_COMPARE, SP_KIND_COMPARE, "sae-compare", 0, NULL},
+    {SP_K_COMPARE_SUMMARY, SP_KIND_COMPARE_SUMMARY, "sae-compare", 0, NULL},
 };
 #define NKINDS (sizeof kinds / sizeof *kinds)
 

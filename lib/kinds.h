@@ -24,6 +24,8 @@
 #define SP_KIND_PART_SUFFIX    "_part"           /* parts.h: "sae_part", ... */
 #define SP_KIND_SYNTH_TRUTH    "synth_truth"     /* sae-synth --truth */
 #define SP_KIND_SYNTH_SCORE    "synth_score"     /* sae-synth score */
+#define SP_KIND_COMPARE        "compare"         /* sae-compare, one per dictionary */
+#define SP_KIND_COMPARE_SUMMARY "compare_summary" /* sae-compare, last record */
 
 /* The kinds a reader checks for; bits, so a reader may take several. */
 typedef enum {
@@ -38,6 +40,8 @@ typedef enum {
     SP_K_RECON_MEAN = 1 << 8,
     SP_K_SAE = 1 << 9,
     SP_K_EXPLANATION = 1 << 10,
+    SP_K_COMPARE = 1 << 11,
+    SP_K_COMPARE_SUMMARY = 1 << 12,
 } SpKind;
 
 /* The name of one kind ("hook_acts"). */
