@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "report_compare.h"
 
 static void usage(FILE *f, int status)
 {
@@ -24,6 +25,8 @@ static void usage(FILE *f, int status)
 "                            lines; several logs are overlaid [Default LABEL: file name]\n"
 "  -e, --explanations FILE   explain-gpt4 output\n"
 "  -F, --features FILE       topk-ctx output (feature records and dict_stats)\n"
+"      --compare FILE        sae-compare output: a page of its own comparing the\n"
+"                            dictionaries (give no other input)\n"
 "\n"
 "Options:\n"
 "  -o, --output FILE         write the page to FILE, atomically [Default: stdout]\n"
@@ -53,7 +56,8 @@ int main(int argc, char **argv)
     int progress = 0;
     Input *in = xcalloc((size_t)argc + 1, sizeof *in);
     size_t nin = 0;
-    enum { O_TOP = 256, O_RND, O_BAND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS };
+    enum { O_TOP = 256, O_RND, O_BAND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS, O_COMPARE };
+    const char *compare = NULL;
     static const struct option lo[] = {
         {"recon", required_argument, 0, 'r'}, {"sae", required_argument, 0, 's'},
         {"log", required_argument, 0, 'l'}, {"explanations", required_argument, 0, 'e'},
@@ -63,6 +67,7 @@ int main(int argc, char **argv)
         {"context-before", required_argument, 0, O_BEFORE},
         {"context-after", required_argument, 0, O_AFTER},
         {"max-features", required_argument, 0, O_MAXF}, {"progress", no_argument, 0, O_PROGRESS},
+        {"compare", required_argument, 0, O_COMPARE},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "r:s:l:e:F:o:t:hV", lo, NULL)) != -1) {
@@ -79,13 +84,15 @@ int main(int argc, char **argv)
         case O_AFTER: o.ctx_after = sp_opt_u64("--context-after", optarg, 0, 100000); break;
         case O_MAXF: o.max_features = sp_opt_u64("--max-features", optarg, 0, UINT32_MAX); break;
         case O_PROGRESS: progress = 1; break;
+        case O_COMPARE: compare = optarg; break;
         case 'h': usage(stdout, 0); break;
         case 'V': sp_print_version(); break;
         default: sp_usage_try();   // getopt said what was wrong
         }
     }
     if (optind < argc) sp_usage_die("unexpected argument '%s'", argv[optind]);
-    if (!nin)
+    if (compare && nin) sp_usage_die("--compare makes a page of its own: give no other input");
+    if (!nin && !compare)
         sp_usage_die("nothing to report: give --recon, --sae, --log, --explanations or --features");
     size_t nstdin = 0;
     for (size_t i = 0; i < nin; i++) nstdin += in[i].role != 'l' && !strcmp(in[i].arg, "-");
@@ -128,7 +135,9 @@ int main(int argc, char **argv)
     size_t len = 0;
     FILE *mf = output ? open_memstream(&buf, &len) : stdout;
     if (!mf) sp_die("cannot open a memory stream");
-    if (report_write_html(&r, mf) < 0) sp_die("%s: %s", sp_out_name(output), report_error(&r));
+    char cerr[1024];
+    if (compare && report_compare_html(compare, o.title, mf, cerr, sizeof cerr) < 0) sp_die("%s", cerr);
+    if (!compare && report_write_html(&r, mf) < 0) sp_die("%s: %s", sp_out_name(output), report_error(&r));
     if (output) {
         if (fclose(mf) != 0) sp_die("%s: write failed", output);
         if (sp_write_file_atomic(output, buf, len) < 0) sp_die("%s: %s", output, strerror(errno));
