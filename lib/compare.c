@@ -86,12 +86,12 @@ static int each_record(Cmp *c, CmpDict *d, const char *path, unsigned want, unsi
         uint64_t no = tsz_reader_records(r);
         if (sp_kind_of(&rec) & skip) continue;
         if (sp_kind_check(&rec, want, err, sizeof err) < 0 || fn(c, d, &rec, err, sizeof err) < 0) {
-            SP_FAIL(c, "%s: record %" PRIu64 ": %s", sp_in_name(path), no, err);
+            ret = SP_FAIL(c, "%s: record %" PRIu64 ": %s", sp_in_name(path), no, err);
             break;
         }
         took++;
     }
-    if (ret < 0) SP_FAIL(c, "%s", tsz_reader_error(r));
+    if (ret < 0 && tsz_reader_error(r)) SP_FAIL(c, "%s", tsz_reader_error(r));
     if (ret == 0 && !took) ret = -1, SP_FAIL(c, "%s: no %s record", sp_in_name(path), sp_kind_name(want));
     tsz_record_free(&rec);
     tsz_reader_close(r);
