@@ -9,8 +9,8 @@
 # Variables (experiment.mk's, and):
 #   SIZES      dictionary sizes, smallest first [8x 32x 128x]
 #   ARCH, K, L1  every dictionary's architecture [topk, 32, 5]
-#   TOKENS     training rows of every fit [24K: what 128x of a 1024-wide MLP
-#              (131,072 latents) takes in about half an hour on 2 cores
+#   TOKENS     training rows of every fit [12K: what 128x of a 1024-wide MLP
+#              (131,072 latents) takes in about 20 minutes on 2 cores
 #              shared with other jobs, 55 s a step of 1024 rows]
 #   TOPK_RECORDS  records (8 windows each) of the held-out shard's contexts
 #              that every dictionary encodes for topk-ctx [16]
@@ -33,7 +33,7 @@ SIZES     ?= 8x 32x 128x
 ARCH      ?= topk
 K         ?= 32
 L1        ?= 5
-TOKENS    ?= 24K
+TOKENS    ?= 12K
 RUNS      ?= runs
 CORPUS_BYTES ?= 1500000
 COMPARE_ROWS ?= 4096
@@ -60,6 +60,12 @@ $(RUNS)/corpus.stamp:
 else
 SWEEP := $(foreach s,$(SIZES),$(ARCH)/$(s)/$(if $(filter relu,$(ARCH)),$(L1),$(K)))
 include $(HERE)/experiment.mk
+
+# Each size its own seed (SEED plus its number: 8x is seeded 8): sae-fit draws W_dec
+# row by row from the seed, so with one seed a larger dictionary starts as
+# the smaller one plus new rows, and a short fit keeps them as "matches".
+fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) $(if $(filter relu,$(word 1,$(1))),--l1,--k) $(word 3,$(1)) \
+	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS) --seed $(shell echo $$(( $(SEED) + $(patsubst %x,%,$(word 2,$(1))) )))
 
 space := $(subst ,, )
 CMP := $(ACTS)/sweep/compare-$(subst $(space),-,$(strip $(SIZES)))-$(ARCH)-t$(TOKENS)

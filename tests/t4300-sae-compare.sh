@@ -141,4 +141,19 @@ test_expect_success NUMPY 'a failed run leaves no output file' '
 	test_path_is_missing out.tsz && ! ls | grep "^out"
 '
 
+test_expect_success TINY_MODEL 'pipelines/compare.mk: two sizes from one store, compared and drawn; a second run redoes nothing' '
+	DEMO_DATASET_URL= sh "$SRC_DIR/pipelines/demo-corpus.sh" corp 16000 4000 2>/dev/null &&
+	cmp_mk () {
+		timeout 900 make -f "$SRC_DIR/pipelines/compare.mk" CORPUS=corp SIZES="1x 2x" CTX=64 SHARDS=2 TOKENS=3K \
+			SHUFFLE=2000 TOK_ROWS=8 TOPK_RECORDS=1 COMPARE_ROWS=256 FIT_FLAGS="--batch 256 --warmup 2 --val-rows 256" "$@"
+	} &&
+	cmp_mk compare >out 2>err &&
+	d=runs/tiny-gpt2-docs/corp-ctx64-s2/blocks.3.mlp.hook_post-bf16/sweep/compare-1x-2x-topk-t3K &&
+	grep "^summary: $PWD/$d/summary.json$" out && grep "^  COMPARE 1x 2x: " out &&
+	tr -d " \n" <$d/summary.json | grep "\"dictionaries\":\[{\"label\":\"1x\",\"f\":1024,[^]]*\"label\":\"2x\",\"f\":2048," &&
+	tr -d " \n" <$d/summary.json | grep "\"sample_rows\":256," &&
+	grep "<td>1x</td><td class=n>1024</td><td class=n>[0-9.]*%</td>" $d/report.html &&
+	cmp_mk compare >out2 2>err2 && ! grep "^  [A-Z]" out2
+'
+
 test_done
