@@ -33,6 +33,7 @@ int main(void)
         {NULL, "tokens", TSZ_I32, 2, SP_K_TOKENS},        {NULL, "tokens", TSZ_F32, 2, SP_K_TOKENS},
         {"hook_acts", "x", TSZ_F32, 3, SP_K_HOOK_ACTS},   {"ctx_acts", "acts", TSZ_F32, 3, SP_K_CTX_ACTS},
         {"features", "values", TSZ_F32, 1, SP_K_FEATURES}, {"sae_part", "W_enc", TSZ_F32, 2, 0},
+        {"compare", "parent", TSZ_I32, 1, SP_K_COMPARE},  {"compare_summary", "x", TSZ_U8, 1, SP_K_COMPARE_SUMMARY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         make(&rec, cases[i].kind, cases[i].name, cases[i].dt, cases[i].ndim);
