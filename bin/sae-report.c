@@ -1,7 +1,8 @@
 /* sae-report: one self-contained HTML page about a run: parameters and
  * provenance, reconstruction scores beside the seed's, training curves,
- * the feature density histogram and a searchable feature browser.
- * The work is in lib/report.c (reading) and lib/report_html.c (writing). */
+ * the feature density histogram and a searchable feature browser; or, with
+ * --pages, the same as a directory whose features load by page.
+ * The work is in lib/report*.c (see report.h). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -13,9 +14,10 @@
 static void usage(FILE *f, int status)
 {
     fprintf(f,
-"Usage: sae-report [OPTIONS] [-o REPORT.html]\n"
+"Usage: sae-report [OPTIONS] [-o REPORT.html | --pages DIR]\n"
 "Write one self-contained HTML page (inline CSS, JS and SVG; opens from file://)\n"
-"about a run from the streams its stages wrote. Give at least one input.\n"
+"about a run from the streams its stages wrote, or with --pages a directory\n"
+"whose features load by page (any dictionary size). Give at least one input.\n"
 "FILE '-' is standard input (for one of the inputs).\n"
 "\n"
 "Inputs (each repeatable):\n"
@@ -30,6 +32,10 @@ static void usage(FILE *f, int status)
 "\n"
 "Options:\n"
 "  -o, --output FILE         write the page to FILE, atomically [Default: stdout]\n"
+"  -D, --pages DIR           write DIR/index.html and the features in side files\n"
+"                            DIR/features/*.js, loaded by page; DIR appears whole\n"
+"                            (an earlier report there is replaced)\n"
+"      --chunk N             features per side file with --pages [Default: 1000]\n"
 "  -t, --title TEXT          page title [Default: saepipe report]\n"
 "      --max-top N           top examples per feature in the page [Default: 10]\n"
 "      --max-random N        random examples per feature [Default: 5]\n"
@@ -47,21 +53,32 @@ static void usage(FILE *f, int status)
 
 typedef struct { char role; const char *arg; } Input;
 
+/* Die with the report's error, after report_free has removed the half-made
+ * directory of --pages. */
+static void fail(Report *r)
+{
+    char msg[sizeof r->err];
+    snprintf(msg, sizeof msg, "%s", report_error(r));
+    report_free(r);
+    sp_die("%s", msg);
+}
+
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
     ReportOpts o;
     report_opts_default(&o);
-    const char *output = NULL;
+    const char *output = NULL, *pages = NULL;
     int progress = 0;
     Input *in = xcalloc((size_t)argc + 1, sizeof *in);
     size_t nin = 0;
-    enum { O_TOP = 256, O_RND, O_BAND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS, O_COMPARE };
+    enum { O_TOP = 256, O_RND, O_BAND, O_BEFORE, O_AFTER, O_MAXF, O_PROGRESS, O_COMPARE, O_CHUNK };
     const char *compare = NULL;
     static const struct option lo[] = {
         {"recon", required_argument, 0, 'r'}, {"sae", required_argument, 0, 's'},
         {"log", required_argument, 0, 'l'}, {"explanations", required_argument, 0, 'e'},
         {"features", required_argument, 0, 'F'}, {"output", required_argument, 0, 'o'},
+        {"pages", required_argument, 0, 'D'}, {"chunk", required_argument, 0, O_CHUNK},
         {"title", required_argument, 0, 't'}, {"max-top", required_argument, 0, O_TOP},
         {"max-random", required_argument, 0, O_RND}, {"max-band", required_argument, 0, O_BAND},
         {"context-before", required_argument, 0, O_BEFORE},
@@ -70,12 +87,14 @@ int main(int argc, char **argv)
         {"compare", required_argument, 0, O_COMPARE},
         {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "r:s:l:e:F:o:t:hV", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:s:l:e:F:o:D:t:hV", lo, NULL)) != -1) {
         switch (c) {
         case 'r': case 's': case 'l': case 'e': case 'F':
             in[nin].role = (char)c, in[nin++].arg = optarg;
             break;
         case 'o': output = optarg; break;
+        case 'D': pages = optarg; break;
+        case O_CHUNK: o.chunk = sp_opt_u64("--chunk", optarg, 1, 1000000); break;
         case 't': o.title = optarg; break;
         case O_TOP: o.max_top = sp_opt_u64("--max-top", optarg, 0, 1000); break;
         case O_RND: o.max_random = sp_opt_u64("--max-random", optarg, 0, 1000); break;
@@ -97,9 +116,12 @@ int main(int argc, char **argv)
     size_t nstdin = 0;
     for (size_t i = 0; i < nin; i++) nstdin += in[i].role != 'l' && !strcmp(in[i].arg, "-");
     if (nstdin > 1) sp_usage_die("only one input can be stdin");
+    if (output && pages) sp_usage_die("--output and --pages exclude each other");
+    if (pages && !pages[0]) sp_usage_die("--pages: empty directory name");
 
     Report r;
     if (report_init(&r, &o) < 0) sp_die("%s", report_error(&r));
+    if (pages && report_pages_begin(&r, pages) < 0) sp_die("%s", report_error(&r));
     SpProgress pr;
     sp_progress_init(&pr, progress, "inputs", "files", nin);
     /* explanations before features: features are joined with them as they stream */
@@ -125,12 +147,18 @@ int main(int argc, char **argv)
                 }
                 break;
             }
-            if (rc < 0) sp_die("%s", report_error(&r));
+            if (rc < 0) fail(&r);
             sp_progress_update(&pr, ++done);
         }
     }
     sp_progress_end(&pr);
 
+    if (pages) {
+        if (report_write_pages(&r) < 0) fail(&r);
+        report_free(&r);
+        free(in);
+        return 0;
+    }
     char *buf = NULL;
     size_t len = 0;
     FILE *mf = output ? open_memstream(&buf, &len) : stdout;

@@ -2,12 +2,16 @@
  *
  * A Report gathers what the stages wrote: recon-score records, SAE file
  * metadata, sae-fit training logs (TSV or JSON lines), explain-gpt4
- * explanations and topk-ctx feature records, and renders ONE self-contained
- * HTML page: inline CSS, inline SVG plots drawn here, and the features as a
- * JSON blob that a few lines of vanilla JS render lazily. Everything that
- * comes from the inputs is HTML-escaped (in C) or inserted as text nodes
- * (in JS); the JSON blob escapes '<', '>' and '&' so no input can close
- * its <script> element.
+ * explanations and topk-ctx feature records, and renders either ONE
+ * self-contained HTML page (inline CSS, inline SVG plots drawn here, and the
+ * features as a JSON blob that vanilla JS renders lazily), or, for
+ * dictionaries of any size, a directory: the same page as index.html
+ * without the features, a compact index of them (features/index.js) and
+ * the features in side files of ~1000 (features/NNNN.js), loaded by page
+ * through <script> elements (so it works from file:// and any static
+ * server). Everything that comes from the inputs is HTML-escaped (in C) or
+ * inserted as text nodes (in JS); JSON escapes '<', '>' and '&' so no input
+ * can close a <script> element.
  *
  * Order of loading: explanations before features (features are joined with
  * their explanation while they stream past, so memory stays bounded by the
@@ -22,6 +26,8 @@
 
 #include "util.h"
 
+typedef struct ReportPages ReportPages;   /* report_pages.c */
+
 typedef struct {
     const char *title;        /* page title */
     size_t max_top;           /* top examples kept per feature */
@@ -30,6 +36,7 @@ typedef struct {
     size_t ctx_before;        /* tokens kept before an example's max */
     size_t ctx_after;         /* tokens kept after it */
     size_t max_features;      /* features kept in the browser (0 = all) */
+    size_t chunk;             /* features per side file (report_pages_begin) */
 } ReportOpts;
 
 void report_opts_default(ReportOpts *o);
@@ -62,6 +69,7 @@ typedef struct {
     FILE *feat_f;             /* open_memstream on feat_buf */
     size_t nfeat;             /* features written into feat_buf */
     json_t *seen;             /* object: feature ids already written */
+    ReportPages *pages;       /* the directory being written, or NULL (one page) */
     char err[512];
 } Report;
 
@@ -78,6 +86,16 @@ int report_add_features(Report *r, const char *path) SP_RESULT_USED;
 
 /* Write the page to out. 0, or -1 with the error (a failed write). */
 int report_write_html(Report *r, FILE *out) SP_RESULT_USED;
+
+/* The directory form. Call report_pages_begin before adding features: they
+ * go to side files as they stream past (memory stays that of the index),
+ * in a temporary directory beside dir. report_write_pages writes the rest
+ * and puts the directory in place of dir (which may be an earlier report,
+ * replaced whole, or empty, or absent; anything else is refused). Without
+ * report_write_pages, report_free removes the temporary directory. 0, or
+ * -1 with the error. */
+int report_pages_begin(Report *r, const char *dir) SP_RESULT_USED;
+int report_write_pages(Report *r) SP_RESULT_USED;
 
 /* ---- helpers, exposed for unit tests ---- */
 /* s HTML-escaped (& < > " ') onto f. */

@@ -1,6 +1,7 @@
 /* report_html.c: render a Report (report.h) as one self-contained HTML page:
  * tables escaped here, SVG plots drawn here, the feature browser as a JSON
- * blob plus a few lines of vanilla JS that insert everything as text. */
+ * blob (or the address of its side files, report_pages.c) plus vanilla JS
+ * that inserts everything as text. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -651,17 +652,25 @@ static void section_provenance(FILE *f, const Report *r)
 
 #include "report_assets.h"
 
+/* The browser's data: all of it here, or, in a directory (report_pages.c),
+ * where the side files are. */
 static void section_features(FILE *f, Report *r)
 {
     fputs(REPORT_BROWSER_HTML, f);
-    fputs("<script type=\"application/json\" id=\"saepipe-data\">{\"vocab\":", f);
-    char *v = json_dumps(r->vocab, JSON_COMPACT | JSON_SORT_KEYS);
-    report_json_script_escape(f, v);
-    free(v);
-    fputs(",\"features\":[", f);
-    fflush(r->feat_f);
-    report_json_script_escape(f, r->feat_buf);    /* escaped here, as everything in the page */
-    fputs("\n]}</script>\n<script>", f);
+    fputs("<script type=\"application/json\" id=\"saepipe-data\">", f);
+    if (r->pages) {
+        fprintf(f, "{\"pages\":\"features/\",\"n\":%zu}", r->nfeat);
+    } else {
+        fputs("{\"vocab\":", f);
+        char *v = json_dumps(r->vocab, JSON_COMPACT | JSON_SORT_KEYS);
+        report_json_script_escape(f, v);
+        free(v);
+        fputs(",\"features\":[", f);
+        fflush(r->feat_f);
+        report_json_script_escape(f, r->feat_buf);    /* escaped here, as everything in the page */
+        fputs("\n]}", f);
+    }
+    fputs("</script>\n<script>", f);
     fputs(REPORT_ONERROR_JS, f);
     fputs("</script>\n<script>", f);
     fputs(REPORT_BROWSER_JS, f);
@@ -670,7 +679,7 @@ static void section_features(FILE *f, Report *r)
 
 int report_write_html(Report *r, FILE *f)
 {
-    report_emit_unseen_explanations(r);
+    if (report_emit_unseen_explanations(r) < 0) return -1;
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
           "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>", f);
     report_html_escape(f, r->o.title);
