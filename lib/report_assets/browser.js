@@ -105,15 +105,16 @@ function render(openFirst){var L=$('list');L.textContent='';var pages=Math.max(1
  $('count').textContent=view.length+' of '+S.n+' features \u00b7 page '+(page+1)+'/'+pages;
  var first=L.firstChild;if(openFirst&&first){first.open=true;open(view[page*P],first);}
  if(!first&&st.getAttribute('data-state')==='loading')state('ok','ok: '+S.n+' features');}
-function update(keep){var q=$('q').value.trim().toLowerCase();view=[];
+function select(){var q=$('q').value.trim().toLowerCase();view=[];
  for(var i=0;i<S.n;i++)if(!q||text(i).indexOf(q)>=0)view.push(i);
- view.sort(sorts[$('sort').value]||sorts.id);if(!keep)page=0;render(true);}
+ view.sort(sorts[$('sort').value]||sorts.id);}
+function update(keep){select();if(!keep)page=0;render(true);}
 /* the URL fragment: #feature-N opens feature N; #q=TEXT&sort=KEY&page=N
  * sets the search, the order and the page (1 is the first) */
 function openHash(){var h=location.hash.replace(/^#/,''),m=/^feature-(\d+)$/.exec(h);
- if(m){var id=+m[1],k=view.findIndex(function(p){return S.id[p]===id;});
-  if(k<0){$('q').value='';update();k=view.findIndex(function(p){return S.id[p]===id;});}
-  if(k<0)return;page=Math.floor(k/P);render(false);var d=$('feature-'+id);d.open=true;open(view[k],d);d.scrollIntoView();return;}
+ if(m){var id=+m[1],find=function(){return view.findIndex(function(p){return S.id[p]===id;});},k=find();
+  if(k<0){$('q').value='';select();k=find();}
+  if(k<0){render(true);return;}page=Math.floor(k/P);render(false);var d=$('feature-'+id);d.open=true;open(view[k],d);d.scrollIntoView();return;}
  var kv={};h.split('&').forEach(function(p){var i=p.indexOf('=');if(i>0)kv[p.slice(0,i)]=decodeURIComponent(p.slice(i+1));});
  if(kv.q!=null)$('q').value=kv.q;if(kv.sort&&sorts[kv.sort])$('sort').value=kv.sort;
  page=kv.page?(+kv.page||1)-1:0;update(true);}
@@ -121,7 +122,7 @@ function start(){
  $('q').addEventListener('input',function(){update();});$('sort').addEventListener('change',function(){update();});
  $('prev').addEventListener('click',function(){page--;render(true);});$('next').addEventListener('click',function(){page++;render(true);});
  window.addEventListener('hashchange',openHash);
- if(location.hash)openHash();else update();
+ select();if(location.hash)openHash();else render(true);
  if(window.performance&&performance.mark)performance.mark('saepipe-list');}
 
 if(D.pages){script(D.pages+'index.js',function(){state('error','error: cannot load '+D.pages+'index.js');});}

@@ -12,15 +12,21 @@
  *   bad-shape.tsz a feature whose top_acts does not match top_tokens
  *   no-id.tsz     a feature record without "feature"
  *   bad-band.tsz  band_tokens/band_acts without band_id
- * Feature 3 also has quantile-band examples (band ids 0 0 0 1).
- * mk-report-input --many N W FILE: N feature records with 10 top and 5
- * random windows of W tokens each (50257-token vocabulary ids, every token
- * string given), for size and load-time checks. */
+ *   bad-hist.tsz  act_hist without act_hist_edges
+ *   bad-logits.tsz "logits" that is not an object of lists of {token, value}
+ * Feature 3 also has quantile-band examples (band ids 0 0 0 1) and logit
+ * effects; every feature an activation histogram (topk-ctx's 48 bins).
+ * mk-report-input --many N W FILE [EXPL]: N feature records with 10 top, 5
+ * random and 4x2 quantile-band windows of W tokens each (50257-token
+ * vocabulary ids, every token string given) and an activation histogram,
+ * for size and load-time checks; EXPL: an explanation of every feature,
+ * "... (marker ID)", scored by simulation. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "stream.h"
+#include "topk.h"
 
 enum { K = 3, W = 12, R = 2, F = 16 };
 
@@ -54,6 +60,15 @@ static void add_bands(TszRecord *rec, int bad)
     bi[0] = bi[1] = bi[2] = 0, bi[3] = 1;
 }
 
+/* topk-ctx's act_hist and edges: counts n, n/2, n/4, ... from bin 24 up. */
+static void add_hist(TszRecord *rec, int64_t n, int no_edges)
+{
+    uint64_t hn[1] = {TOPK_HIST_BINS}, he[1] = {TOPK_HIST_BINS + 1};
+    int64_t *h = tsz_record_add(rec, "act_hist", TSZ_I64, 1, hn)->data;
+    for (int b = 0; b < TOPK_HIST_BINS; b++) h[b] = b >= 24 ? n >> (b - 24) : 0;
+    if (!no_edges) topk_hist_edges(tsz_record_add(rec, "act_hist_edges", TSZ_F32, 1, he)->data);
+}
+
 static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
 {
     tsz_record_clear(rec);
@@ -71,6 +86,7 @@ static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
         json_object_set_new(ts, key, json_string(TOK[i]));
     }
     json_object_set_new(rec->meta, "token_strs", ts);
+    add_hist(rec, 10 * (id + 1), 0);
     uint64_t sk[2] = {K, W}, sr[2] = {R, W}, ss[2] = {K, 3}, sbad[2] = {K, W - 1};
     int32_t *tt = tsz_record_add(rec, "top_tokens", TSZ_I32, 2, sk)->data;
     float *ta = tsz_record_add(rec, "top_acts", TSZ_F32, 2, bad_shape ? sbad : sk)->data;
@@ -96,6 +112,14 @@ static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
         }
 }
 
+/* Logit effects: promoted tokens by string (one hostile), suppressed by id. */
+static json_t *logits(int bad)
+{
+    if (bad) return json_pack("{s:[{s:s}]}", "promoted", "token", " cat");
+    return json_pack("{s:[{s:s,s:f},{s:s,s:f}],s:[{s:i,s:f}]}", "promoted", "token", "<img src=x onerror=alert(1)>",
+                     "value", 1.5, "token", " cat", "value", 0.75, "suppressed", "token", 4, "value", -0.5);
+}
+
 static void write_features(const char *dir, int argc, char **argv)
 {
     TszWriter *w = open_w(dir, "feat.tsz", "topk-ctx", argc, argv);
@@ -104,7 +128,10 @@ static void write_features(const char *dir, int argc, char **argv)
     static const int ids[] = {3, 7, 12, 14};
     for (size_t i = 0; i < 4; i++) {
         feature_record(&rec, ids[i], 0, 0);
-        if (ids[i] == 3) add_bands(&rec, 0);
+        if (ids[i] == 3) {
+            add_bands(&rec, 0);
+            json_object_set_new(rec.meta, "logits", logits(0));
+        }
         tsz_write_or_die(w, &rec);
     }
     tsz_record_clear(&rec);
@@ -124,11 +151,13 @@ static void write_features(const char *dir, int argc, char **argv)
     tsz_write_or_die(w, &rec);
     tsz_writer_close_or_die(w);
 
-    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz", "bad-band.tsz"};
-    for (int b = 0; b < 3; b++) {
+    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz", "bad-band.tsz", "bad-hist.tsz", "bad-logits.tsz"};
+    for (int b = 0; b < 5; b++) {
         w = open_w(dir, bad[b], "topk-ctx", argc, argv);
         feature_record(&rec, 5, b == 0, b == 1);
         if (b == 2) add_bands(&rec, 1);
+        if (b == 3 && tsz_record_remove(&rec, "act_hist_edges") < 0) sp_die("no act_hist_edges");
+        if (b == 4) json_object_set_new(rec.meta, "logits", logits(1));
         tsz_write_or_die(w, &rec);
         tsz_writer_close_or_die(w);
     }
@@ -157,6 +186,8 @@ static void write_explanations(const char *dir, int argc, char **argv)
         json_object_set_new(m, "score_top", json_real(E[i].score + 0.1));
         json_object_set_new(m, "score_random", json_real(E[i].score - 0.1));
         json_object_set_new(m, "attempts", json_integer(1));
+        json_object_set_new(m, "scorer", json_string("simulation"));
+        json_object_set_new(m, "backend", json_string("baseline"));
         tsz_write_or_die(w, &rec);
     }
     tsz_record_free(&rec);
@@ -215,51 +246,81 @@ static void write_sae_and_recon(const char *dir, int mult, double score)
     tsz_record_free(&rec);
 }
 
-/* Many features: activations decay from the window's middle, random ids. */
-static void write_many(size_t n, size_t w, const char *path, int argc, char **argv)
+/* Many features: activations decay from the window's middle, random ids.
+ * The token_strs of a record name each of its tokens once (as topk-ctx's). */
+static void many_examples(TszRecord *rec, SpRng *rng, const char *prefix, uint64_t n, size_t w, json_t *ts)
+{
+    char tn[32], an[32];
+    snprintf(tn, sizeof tn, "%s_tokens", prefix);
+    snprintf(an, sizeof an, "%s_acts", prefix);
+    uint64_t sh[2] = {n, w};
+    int32_t *t = tsz_record_add(rec, tn, TSZ_I32, 2, sh)->data;
+    float *a = tsz_record_add(rec, an, TSZ_F32, 2, sh)->data;
+    for (size_t i = 0; i < n * w; i++) {
+        t[i] = (int32_t)sp_rng_below(rng, 50257);
+        long d = (long)(i % w) - (long)(w / 2);
+        a[i] = d > 0 || d < -8 ? 0 : (float)(10.0 / (1 - d));
+        char key[16], val[32];
+        snprintf(key, sizeof key, "%d", t[i]);
+        if (json_object_get(ts, key)) continue;
+        snprintf(val, sizeof val, " tok%d", t[i]);
+        json_object_set_new(ts, key, json_string(val));
+    }
+}
+
+static void write_many(size_t n, size_t w, const char *path, const char *expl, int argc, char **argv)
 {
     TszWriter *wr = tsz_writer_open(path, "topk-ctx", argc, argv, NULL);
     tsz_writer_check(wr);
+    TszWriter *we = expl ? tsz_writer_open(expl, "explain-gpt4", argc, argv, NULL) : NULL;
+    if (we) tsz_writer_check(we);
     TszRecord rec;
     tsz_record_init(&rec);
     SpRng rng;
     sp_rng_seed(&rng, 1);
-    uint64_t st[2] = {10, w}, sr[2] = {5, w};
     for (size_t f = 0; f < n; f++) {
         tsz_record_clear(&rec);
         json_object_set_new(rec.meta, "kind", json_string("feature"));
         json_object_set_new(rec.meta, "feature", json_integer((json_int_t)f));
-        json_object_set_new(rec.meta, "density", json_real(pow(10, -5 * sp_rng_uniform(&rng))));
+        json_object_set_new(rec.meta, "n_tokens", json_integer(1000000));
+        double dens = pow(10, -5 * sp_rng_uniform(&rng));
+        json_object_set_new(rec.meta, "n_fired", json_integer((json_int_t)(dens * 1e6)));
+        json_object_set_new(rec.meta, "density", json_real(dens));
         json_object_set_new(rec.meta, "max_act", json_real(1 + 9 * sp_rng_uniform(&rng)));
         json_t *ts = json_object();
-        static const char *names[] = {"top_tokens", "top_acts", "rand_tokens", "rand_acts"};
-        for (int p = 0; p < 2; p++) {
-            uint64_t *sh = p ? sr : st;
-            int32_t *t = tsz_record_add(&rec, names[2 * p], TSZ_I32, 2, sh)->data;
-            float *a = tsz_record_add(&rec, names[2 * p + 1], TSZ_F32, 2, sh)->data;
-            for (size_t i = 0; i < sh[0] * w; i++) {
-                t[i] = (int32_t)sp_rng_below(&rng, 50257);
-                long d = (long)(i % w) - (long)(w / 2);
-                a[i] = d > 0 || d < -8 ? 0 : (float)(10.0 / (1 - d));
-                char key[16], val[32];
-                snprintf(key, sizeof key, "%d", t[i]);
-                snprintf(val, sizeof val, " tok%d", t[i]);
-                json_object_set_new(ts, key, json_string(val));
-            }
-        }
+        many_examples(&rec, &rng, "top", 10, w, ts);
+        many_examples(&rec, &rng, "rand", 5, w, ts);
+        many_examples(&rec, &rng, "band", 8, w, ts);
+        uint64_t bn[1] = {8};
+        int32_t *bid = tsz_record_add(&rec, "band_id", TSZ_I32, 1, bn)->data;
+        for (int k = 0; k < 8; k++) bid[k] = k / 2;
+        add_hist(&rec, (int64_t)(dens * 1e6), 0);
         json_object_set_new(rec.meta, "token_strs", ts);
         tsz_write_or_die(wr, &rec);
+        if (!we) continue;
+        tsz_record_clear(&rec);
+        char text[96];
+        snprintf(text, sizeof text, "synthetic feature, tokens like tok%zu (marker %zu)", (f * 7919) % 50257, f);
+        json_object_set_new(rec.meta, "kind", json_string("explanation"));
+        json_object_set_new(rec.meta, "feature", json_integer((json_int_t)f));
+        json_object_set_new(rec.meta, "explanation", json_string(text));
+        json_object_set_new(rec.meta, "status", json_string("ok"));
+        json_object_set_new(rec.meta, "scorer", json_string("simulation"));
+        json_object_set_new(rec.meta, "backend", json_string("baseline"));
+        json_object_set_new(rec.meta, "score", json_real(sp_rng_uniform(&rng) - 0.2));
+        tsz_write_or_die(we, &rec);
     }
     tsz_record_free(&rec);
     tsz_writer_close_or_die(wr);
+    if (we) tsz_writer_close_or_die(we);
 }
 
 int main(int argc, char **argv)
 {
     sp_set_prog(argv[0]);
-    if (argc == 5 && !strcmp(argv[1], "--many")) {
+    if ((argc == 5 || argc == 6) && !strcmp(argv[1], "--many")) {
         write_many(sp_opt_u64("N", argv[2], 1, 1u << 24), sp_opt_u64("W", argv[3], 1, 4096),
-                   argv[4], argc, argv);
+                   argv[4], argc == 6 ? argv[5] : NULL, argc, argv);
         return 0;
     }
     if (argc != 2) {
