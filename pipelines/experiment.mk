@@ -204,9 +204,11 @@ $(SHARD_IDS:%=$(1)/expl.%.tsz): $(1)/expl.%.tsz: $(1)/topk.tsz $(1)/explain.para
 $(1)/expl.tsz: $(SHARD_IDS:%=$(1)/expl.%.tsz)
 	$$(step_begin)$(BIN)tsz cat $$^ -o $$@$$(call step_end,CAT,explanations: $$(call howmuch,records,$$@))
 
-$(1)/report.html: $(1)/sae.tsz $(1)/recon.tsz $(1)/topk.tsz $(1)/expl.tsz
+# the report as a directory whose features load by page: a 128x dictionary
+# of a 3072-wide MLP would make a 1.4 GB single page
+$(1)/report/index.html: $(1)/sae.tsz $(1)/recon.tsz $(1)/topk.tsz $(1)/expl.tsz
 	$$(step_begin)$(BIN)sae-report -s $(1)/sae.tsz -r $(1)/recon.tsz -l $(1)/train.tsv -F $(1)/topk.tsz \
-		-e $(1)/expl.tsz -t "saepipe: $(MODEL_NAME) $(HOOK) $(notdir $(1))" $(REPORT_FLAGS) -o $$@ \
+		-e $(1)/expl.tsz -t "saepipe: $(MODEL_NAME) $(HOOK) $(notdir $(1))" $(REPORT_FLAGS) -D $(1)/report \
 	$$(call step_end,REPORT,$(notdir $(1)): $$(call howmuch,bytes,$$@))
 endef
 
@@ -238,7 +240,7 @@ fit: $(SAE)/sae.tsz
 recon: $(SAE)/recon.tsz
 topk: $(SAE)/topk.tsz
 explain: $(SAE)/expl.tsz
-report: $(SAE)/report.html
+report: $(SAE)/report/index.html
 	@echo "report: $(abspath $<)"
 sweep: $(ACTS)/sweep/report.html
 	@echo "sweep report: $(abspath $<)"

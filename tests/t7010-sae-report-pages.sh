@@ -2,30 +2,12 @@
 test_description='sae-report --pages: the report as a directory whose features load by page; 100,000 features in headless chromium from file:// and a loopback server'
 . "$(dirname "$0")/test-lib.sh"
 
-CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
-test -n "$CHROMIUM" && test_set_prereq CHROMIUM
-test -n "$CHROMIUM" || echo "# chromium not found (apt-get install chromium): browser tests are skipped"
+. "$TEST_DIRECTORY/helpers/report-test-lib.sh"
 # features in the scale test (the issue asks for 100,000 or more)
 NBIG=${SAEPIPE_REPORT_FEATURES:-100000}
 
-chrome () {
-	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-		--disable-background-networking --disable-component-update --disable-sync \
-		--user-data-dir="$PWD/chrome-profile" --enable-logging=stderr --v=0 \
-		--dump-dom "$1" >"$2" 2>"$2.log"
-}
-page_state () { sed -n 's/.*id="status" data-state="\([a-z]*\)".*/\1/p' "$1"; }
-console_errors () { grep -E "Uncaught|CONSOLE\(.*(Error|error)" "$1.log"; }
 # one field of the JSON line of a report-load.js step
 field () { "$PYTHON" -c 'import json, sys; print(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2])])[sys.argv[3]])' "$@"; }
-# the single-page blob, to compare the two forms
-blob () {
-	"$PYTHON" -c '
-import json, re, sys
-html = open(sys.argv[1], encoding="utf-8").read()
-m = re.search(r"<script type=\"application/json\" id=\"saepipe-data\">(.*?)</script>", html, re.S)
-print(json.dumps(json.loads(m.group(1)), sort_keys=True))' "$1"
-}
 
 test_expect_success 'a directory: index.html, the index and side files of --chunk features' '
 	mk-report-input . &&

@@ -29,14 +29,14 @@ test_expect_success STAGES,TINY_MODEL 'a corpus of text on this machine' '
 
 test_expect_success STAGES,TINY_MODEL 'experiment.mk: the whole run, ending with the report path' '
 	exp -j2 report >out 2>err &&
-	grep "^report: $PWD/$sae/report.html$" out &&
+	grep "^report: $PWD/$sae/report/index.html$" out &&
 	grep "^  TOK     [0-9]* files\{0,1\} to [0-9]* windows of 64 ([0-9]* tokens)  [0-9.]* s$" out &&
 	grep "^  FIT     topk-2x-k8-t20K: [0-9.KM]* tokens in [0-9]* steps\{0,1\}, validation FVU 0\.[0-9]*  [0-9.]* s$" out &&
 	grep "^  RECON   topk-2x-k8-t20K on held-out shard 01: [-0-9.]*% of the loss recovered" out &&
 	! grep "bin/gpt2-tok \|bin/sae-fit " out &&
 	for f in tokens.tsz tok.00.tsz tok.01.tsz; do test -s $run/$f || return 1; done &&
 	for f in rows.00 rows.01 ctx.00 ctx.01; do test -s $store/$f.tsz || return 1; done &&
-	for f in sae.tsz train.tsv recon.tsz topk.tsz expl.tsz report.html; do test -s $sae/$f || return 1; done &&
+	for f in sae.tsz train.tsv recon.tsz topk.tsz expl.tsz report/index.html; do test -s $sae/$f || return 1; done &&
 	tsz json $sae/recon.tsz >recon.json && grep "\"kind\":\"recon\"" recon.json
 '
 
@@ -55,7 +55,7 @@ test_expect_success STAGES,TINY_MODEL 'a changed parameter reruns what it affect
 	find runs -newer marker -name "*.tsz" | sort >redone &&
 	grep "/topk\\.tsz$" redone && grep "/expl\\.tsz$" redone &&
 	! grep "/sae\\.tsz$\\|/rows\\.\\|/ctx\\.\\|/tok" redone &&
-	test $sae/report.html -nt marker
+	test $sae/report/index.html -nt marker
 '
 
 test_expect_success STAGES,TINY_MODEL 'the store: bf16 activations, shuffled rows' '
@@ -67,8 +67,8 @@ test_expect_success STAGES,TINY_MODEL,CHROMIUM 'the report opens in chromium and
 	timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 		--disable-background-networking --disable-component-update --disable-sync \
 		--user-data-dir="$PWD/chrome-profile" --enable-logging=stderr --v=0 \
-		--dump-dom "file://$PWD/$sae/report.html" >dom.html 2>dom.log &&
-	grep "data-state=\"ok\">ok: [1-9][0-9]* features" dom.html &&
+		--dump-dom "file://$PWD/$sae/report/index.html" >dom.html 2>dom.log &&
+	grep "data-state=\"ok\" data-chunks=\"0\">ok: [1-9][0-9]* features" dom.html &&
 	grep -o "<details class=\"feat\"" dom.html >cards && test_line_count -ge 10 cards &&
 	! grep "Uncaught" dom.log
 '
@@ -157,7 +157,7 @@ test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the h
 	} &&
 	demo_on >dout 2>derr &&
 	grep "^== saepipe demo: model distilgpt2 (hub), layer 3" dout &&
-	grep "^report: $PWD/on/runs/distilgpt2/corpus-ctx64-s2/.*/report.html$" dout &&
+	grep "^report: $PWD/on/runs/distilgpt2/corpus-ctx64-s2/.*/report/index.html$" dout &&
 	# one short line a step, no command lines
 	grep "^  FETCH   distilgpt2  [0-9.]* s$" dout &&
 	grep "^  FIT     topk-4x-k32-t10K: " dout && grep "^  REPORT  topk-4x-k32-t10K: " dout &&
@@ -172,7 +172,7 @@ test_expect_success STAGES,TINY_MODEL,PYTHON 'demo online: distilgpt2 from the h
 	find on -newer marker >redone && test_line_count = 0 redone &&
 	test_cmp log.before log &&
 	# V=1: the commands themselves, here the report'"'"'s, made again
-	rm on/runs/distilgpt2/corpus-ctx64-s2/*/topk-4x-k32-t10K/report.html &&
+	rm -r on/runs/distilgpt2/corpus-ctx64-s2/*/topk-4x-k32-t10K/report &&
 	demo_on V=1 >vout 2>verr &&
 	grep "bin/sae-report -s .*/sae.tsz" vout && ! grep "^  REPORT" vout &&
 	grep "^report: " vout
@@ -192,7 +192,7 @@ test_expect_success STAGES,TINY_MODEL,PYTHON 'demo: a hub that accepts but never
 test_expect_success EXPENSIVE,STAGES,TINY_MODEL 'make demo offline: end to end, then a rerun redoes nothing' '
 	HF_ENDPOINT=http://127.0.0.1:1 && export HF_ENDPOINT &&
 	timeout 1800 make -f "$SRC_DIR/pipelines/demo.mk" -C "$SRC_DIR" DEMO_DIR="$PWD/demo" >out 2>err &&
-	grep "^report: $PWD/demo/.*/report.html" out &&
+	grep "^report: $PWD/demo/.*/report/index.html" out &&
 	grep "== model: the shipped tiny-gpt2-docs" err &&
 	grep "^  FIT     " out && ! grep "bin/[a-z0-9-]* " out && short_lines out err &&
 	touch marker &&
