@@ -232,36 +232,36 @@ static int act_hist_json(Report *r, TszReader *rd, const TszRecord *rec, json_t 
     return 0;
 }
 
-/* Logit effects: meta REPORT_LOGITS_KEY, an object of named lists (the
- * tokens a feature's decoder direction promotes, those it suppresses) of
- * {"token": string or id, "value": number}, as "lg": [[name, [[token,
- * value], ...]], ...] in the given order. 0 (absent too), or -1 malformed. */
-static int logits_json(Report *r, TszReader *rd, const json_t *m, json_t *f)
+/* topk-ctx --sae's logit effects: the tokens the feature's decoder
+ * direction promotes most (logit_top_ids i32 (K), logit_top_vals f32 (K))
+ * and suppresses most (logit_bot_*), as "lg": [["promoted", [[id, value],
+ * ...]], ["suppressed", ...]] in stored order. 0 (absent too), or -1
+ * malformed. */
+static int logits_json(Report *r, TszReader *rd, const TszRecord *rec, json_t *f)
 {
-    const json_t *lg = json_object_get(m, REPORT_LOGITS_KEY);
-    if (!lg) return 0;
-    json_t *out = json_array();
-    const char *name;
-    const json_t *list;
-    int ok = json_is_object(lg);
-    json_object_foreach((json_t *)lg, name, list) {
-        json_t *pairs = json_array();
-        size_t i;
-        const json_t *p;
-        ok &= json_is_array(list);
-        json_array_foreach(list, i, p) {
-            const json_t *t = json_object_get(p, "token"), *v = json_object_get(p, "value");
-            ok &= (json_is_string(t) || json_is_integer(t)) && json_is_number(v);
-            if (ok) json_array_append_new(pairs, json_pack("[O,f]", t, round_sig(json_number_value(v), 4)));
+    static const char *const names[2][3] = {{"promoted", "logit_top_ids", "logit_top_vals"},
+                                            {"suppressed", "logit_bot_ids", "logit_bot_vals"}};
+    json_t *lg = json_array();
+    for (int s = 0; s < 2; s++) {
+        const TszTensor *ti = tsz_record_get(rec, names[s][1]), *tv = tsz_record_get(rec, names[s][2]);
+        if (!ti && !tv) continue;
+        if (!ti || !tv || ti->dtype != TSZ_I32 || !tsz_dtype_is_float(tv->dtype) || ti->ndim != 1 || tv->ndim != 1 ||
+            ti->shape[0] != tv->shape[0]) {
+            json_decref(lg);
+            return SP_FAIL(r, "%s: record %llu: \"%s\" needs \"%s\": i32 (K) ids and float (K) values",
+                           tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd), ti ? names[s][1] : names[s][2],
+                           ti ? names[s][2] : names[s][1]);
         }
-        json_array_append_new(out, json_pack("[s,o]", name, pairs));
+        float *v = xmalloc((ti->shape[0] + 1) * sizeof *v);
+        tsz_to_f32(v, tv->data, tv->dtype, ti->shape[0]);
+        json_t *a = json_array();
+        for (uint64_t k = 0; k < ti->shape[0]; k++)
+            json_array_append_new(a, json_pack("[i,f]", ((const int32_t *)ti->data)[k], round_sig(v[k], 4)));
+        free(v);
+        json_array_append_new(lg, json_pack("[s,o]", names[s][0], a));
     }
-    if (!ok) {
-        json_decref(out);
-        return SP_FAIL(r, "%s: record %llu: \"%s\" is not an object of lists of {\"token\", \"value\"}",
-                       tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd), REPORT_LOGITS_KEY);
-    }
-    json_object_set_new(f, "lg", out);
+    if (json_array_size(lg)) json_object_set_new(f, "lg", lg);
+    else json_decref(lg);
     return 0;
 }
 
@@ -305,7 +305,7 @@ int report_add_feature(Report *r, TszReader *rd, const TszRecord *rec)
         if (json_is_string(v) && !json_object_get(r->vocab, k)) json_object_set(r->vocab, k, v);
 
     json_t *f = json_object();
-    if (act_hist_json(r, rd, rec, f) < 0 || logits_json(r, rd, m, f) < 0) {
+    if (act_hist_json(r, rd, rec, f) < 0 || logits_json(r, rd, rec, f) < 0) {
         json_decref(f);
         return -1;
     }

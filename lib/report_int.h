@@ -8,9 +8,6 @@
 #include "report.h"
 #include "stream.h"
 
-/* The meta key of the logit effects in topk-ctx's feature records. */
-#define REPORT_LOGITS_KEY "logits"
-
 /* A record's "feature" id; 0 or -1 with r->err naming the record. */
 int report_feature_id(Report *r, TszReader *rd, const TszRecord *rec, long long *id) SP_RESULT_USED;
 /* One topk-ctx record of kind feature, or dict_stats. 0 or -1 with r->err. */

@@ -74,8 +74,8 @@ test_expect_success GPT2_VOCAB,NUMPY 'merge refusals: shards with and without lo
 
 test_expect_success GPT2_VOCAB,NUMPY 'the report shows the promoted and suppressed tokens' '
 	sae-report -o r.html -F post.tk.tsz &&
-	grep -o "\"lg\":{\"[pn]\":\[\[[0-9]*,[-0-9.e]*\]" r.html >lg && test_line_count = 40 lg &&
-	grep "el(.div.,.logits.)" r.html && grep "Suppressed tokens" r.html &&
+	grep -o "\"lg\":\[\[\"promoted\",\[\[[0-9]*,[-0-9.e]*\].*\"suppressed\",\[\[[0-9]*,[-0-9.e]*\]" r.html >lg && test_line_count = 40 lg &&
+	grep "el(.div.,.logits.)" r.html && grep "Logit effects" r.html &&
 	topk-ctx $OPTS post.feat.tsz >plain.tsz && sae-report -o r0.html -F plain.tsz && ! grep "\"lg\":" r0.html
 '
 

@@ -63,8 +63,7 @@ test_expect_success NUMPY 'per feature: activation histogram, logit effects, sco
 	    for k, v in enumerate(e):
 	        assert abs(v - 2 ** ((24 + k - 25) / 2)) < 1e-3 * v, (i, k, v)
 	    assert f[i]["nt"] == 10000
-	assert f[3]["lg"] == [["promoted", [["<img src=x onerror=alert(1)>", 1.5], [" cat", 0.75]]],
-	                      ["suppressed", [[4, -0.5]]]], f[3]["lg"]
+	assert f[3]["lg"] == [["promoted", [[3, 1.5], [1, 0.75]]], ["suppressed", [[4, -0.5]]]], f[3]["lg"]
 	assert all("lg" not in f[i] for i in (7, 12, 14, 15))
 	assert f[3]["sc"] == "simulation" and f[3]["be"] == "baseline" and f[3]["s"] == 0.62
 	assert f[7]["x"] == "failed" and "s" not in f[7] and "h" in f[7]
@@ -91,9 +90,9 @@ test_expect_success 'a directory that is not a report is not replaced; bad input
 	test_must_fail sae-report -F bad-hist.tsz -D out 2>err &&
 	grep "^sae-report: bad-hist.tsz: record 1: \"act_hist\" needs \"act_hist_edges\", float, one value longer (49)$" err &&
 	test_must_fail sae-report -F bad-logits.tsz -D out 2>err &&
-	grep "^sae-report: bad-logits.tsz: record 1: \"logits\" is not an object of lists of {\"token\", \"value\"}$" err &&
+	grep "^sae-report: bad-logits.tsz: record 1: \"logit_top_ids\" needs \"logit_top_vals\": i32 (K) ids and float (K) values$" err &&
 	test_must_fail sae-report -F bad-logits.tsz -o out.html 2>err &&
-	grep "^sae-report: bad-logits.tsz: record 1: \"logits\"" err &&
+	grep "^sae-report: bad-logits.tsz: record 1: \"logit_top_ids\" needs" err &&
 	test_path_is_missing out && test_path_is_missing out.html &&
 	! ls -d out.* mine.* 2>/dev/null
 '
@@ -132,10 +131,11 @@ test_expect_success CHROMIUM 'headless chromium: #feature-N loads the side file 
 test_expect_success 'many features: synthetic topk-ctx and explain-gpt4 streams' '
 	mk-report-input --many $NBIG 24 big.tsz big-expl.tsz &&
 	sae-report -s sae128.tsz -e big-expl.tsz -F big.tsz -t big -D big 2>err && test ! -s err &&
-	echo "# $NBIG features: $(du -sk big | cut -f1) kB in $(ls big/features | wc -l) files," \
+	echo "$NBIG features: $(du -sk big | cut -f1) kB in $(ls big/features | wc -l) files," \
 		"index.html $(wc -c <big/index.html) B, index.js $(wc -c <big/features/index.js) B," \
-		"side file 0000.js $(wc -c <big/features/0000.js) B"
+		"side file 0000.js $(wc -c <big/features/0000.js) B" >sizes.txt
 '
+test -s sizes.txt && sed "s/^/# sizes: /" sizes.txt
 
 test_expect_success 'many features: the page is small, the index compact, side files of 1000' '
 	test $(wc -c <big/index.html) -lt 2000000 &&
