@@ -110,7 +110,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind < argc) sp_usage_die("unexpected argument '%s'", argv[optind]);
-    if (compare && nin) sp_usage_die("--compare makes a page of its own: give no other input");
+    if (compare && (nin || pages)) sp_usage_die("--compare makes one page of its own: give no other input, and -o, not --pages");
     if (!nin && !compare)
         sp_usage_die("nothing to report: give --recon, --sae, --log, --explanations or --features");
     size_t nstdin = 0;
