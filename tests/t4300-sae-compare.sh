@@ -104,7 +104,8 @@ test_expect_success NUMPY 'sae-report --compare draws the tables and trees; refu
 	sae-report --compare ca.tsz -t "S and L" -o page.html &&
 	grep "<h1>S and L</h1>" page.html && grep "<b>4 #1</b>" page.html && grep "split (2+)" page.html &&
 	test_must_fail sae-report --compare ca.tsz -s S.tsz 2>err &&
-	grep "^sae-report: --compare makes a page of its own: give no other input$" err &&
+	grep "^sae-report: --compare makes one page of its own: give no other input, and -o, not --pages$" err &&
+		test_must_fail sae-report --compare ca.tsz -D dir 2>err && grep "not --pages" err && ! test -e dir &&
 	test_must_fail sae-report --compare S.tsz 2>err &&
 	grep "^sae-report: S.tsz: record 1: kind .sae. is not .compare. or .compare_summary. (sae-compare output)$" err
 '
