@@ -89,8 +89,9 @@ typedef struct {
     TszRecord out;
 } Enc;
 
-/* relu and batchtopk features are independent, so a subset needs only its
- * columns of W_enc; topk needs every pre-activation to rank them. */
+/* Features other than topk's are independent, so a subset needs only its
+ * columns of W_enc (and per-latent vectors); topk needs every pre-activation
+ * to rank them. */
 static void select_features(Enc *e)
 {
     const SAE *s = &e->sae;
@@ -106,6 +107,7 @@ static void select_features(Enc *e)
         for (size_t d = 0; d < s->D; d++) u->p.W_enc[d * e->nsel + j] = s->p.W_enc[d * s->F + f];
         u->p.b_enc[j] = s->p.b_enc[f];
         if (s->p.threshold) u->p.threshold[j] = s->p.threshold[f];
+        if (s->p.r_mag) u->p.r_mag[j] = s->p.r_mag[f], u->p.b_mag[j] = s->p.b_mag[f];
     }
     e->enc = u;
 }

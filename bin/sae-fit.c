@@ -1,4 +1,5 @@
-/* sae-fit: train a sparse autoencoder (relu, topk, batchtopk) on `acts` rows
+/* sae-fit: train a sparse autoencoder (relu, topk, batchtopk, jumprelu,
+ * gated, matryoshka) on `acts` rows
  * from mlp-tap, with validation and best-checkpoint keeping, atomic
  * checkpoints and bit-identical resume; writes the SAE as a tensor stream. */
 #include <getopt.h>
@@ -17,12 +18,23 @@ static SP_NORETURN void usage(FILE *f, int status)
 "are read in order as one input).\n"
 "\n"
 "Model:\n"
-"      --arch A            relu, topk or batchtopk [Default: topk]\n"
+"      --arch A            relu, topk, batchtopk, jumprelu, gated or matryoshka\n"
+"                          (Matryoshka BatchTopK) [Default: topk]\n"
 "      --dict N            features: 8x, 32x, 128x (times D) or a number [Default: 32x]\n"
-"      --k K               active latents per row (topk, batchtopk) [Default: 32]\n"
-"      --l1 L              L1 coefficient (relu) [Default: 5]\n"
-"      --l1-warmup S       steps over which L1 ramps up from 0 [Default: 0]\n"
-"      --aux-k A           AuxK latents (topk, batchtopk; 0 = off) [Default: 512]\n"
+"      --k K               active latents per row (topk, batchtopk, matryoshka)\n"
+"                          [Default: 32]\n"
+"      --l1 L              sparsity coefficient: relu L1, gated L1, jumprelu L0\n"
+"                          [Default: relu 5, gated 0.1, jumprelu 0.01]\n"
+"      --l1-warmup S       steps over which it ramps up from 0 [Default: 0]\n"
+"      --groups N,N,...    matryoshka: nested prefix sizes, ascending, from at\n"
+"                          least k; F is added last [Default: F/64,F/16,F/4,F]\n"
+"      --bandwidth E       jumprelu: STE kernel width, times the rows' RMS norm\n"
+"                          [Default: 0.001]\n"
+"      --threshold-init T  jumprelu: start threshold, times the RMS norm\n"
+"                          [Default: 0.001]\n"
+"      --jumprelu-penalty P step (L0) or tanh (Anthropic's tanh(4 f/RMS)) [Default: step]\n"
+"      --aux-k A           AuxK latents (topk, batchtopk, matryoshka; 0 = off)\n"
+"                          [Default: 512]\n"
 "      --aux-coef C        AuxK coefficient [Default: 0.03125]\n"
 "      --dead-tokens N     rows without firing before a latent counts as dead\n"
 "                          [Default: 1M]\n"
@@ -94,11 +106,27 @@ static void parse_dict(SAEFitOpts *o, const char *s)
     }
 }
 
+static void parse_groups(SAEFitOpts *o, const char *s)
+{
+    char buf[32];
+    o->ngroups = 0;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (o->ngroups == SAE_MAX_GROUPS) sp_usage_die("--groups: at most %d sizes", SAE_MAX_GROUPS);
+        if (n == 0 || n >= sizeof buf) sp_usage_die("--groups: expected sizes like 1024,4096,16384");
+        memcpy(buf, s, n);
+        buf[n] = 0;
+        o->groups[o->ngroups++] = sp_opt_u64("--groups", buf, 1, 1u << 26);
+        s += n + (s[n] == ',');
+    }
+    if (!o->ngroups) sp_usage_die("--groups: expected sizes like 1024,4096,16384");
+}
+
 static void parse_args(SAEFitOpts *o, int argc, char **argv)
 {
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
-           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM };
+           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_PEN };
     static const struct option longs[] = {
         {"arch", 1, 0, O_ARCH}, {"dict", 1, 0, O_DICT}, {"k", 1, 0, O_K}, {"l1", 1, 0, O_L1},
         {"l1-warmup", 1, 0, O_L1W}, {"aux-k", 1, 0, O_AUXK}, {"aux-coef", 1, 0, O_AUXC},
@@ -111,9 +139,13 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         {"checkpoint", 1, 0, O_CK}, {"checkpoint-every", 1, 0, O_CKE}, {"resume", 0, 0, O_RESUME},
         {"log", 1, 0, O_LOG}, {"log-every", 1, 0, O_LOGE}, {"max-memory", 1, 0, O_MEM},
         {"max-mem", 1, 0, O_MEM}, /* topk-ctx's spelling, an alias */
+        {"groups", 1, 0, O_GROUPS}, {"bandwidth", 1, 0, O_BW}, {"threshold-init", 1, 0, O_TH0},
+        {"jumprelu-penalty", 1, 0, O_PEN},
         SP_STAGE_LONGOPTS,
     };
-    static const SpChoice archs[] = {{"relu", SAE_RELU}, {"topk", SAE_TOPK}, {"batchtopk", SAE_BATCHTOPK}};
+    static const SpChoice archs[] = {{"relu", SAE_RELU},         {"topk", SAE_TOPK},   {"batchtopk", SAE_BATCHTOPK},
+                                     {"jumprelu", SAE_JUMPRELU}, {"gated", SAE_GATED}, {"matryoshka", SAE_MATRYOSHKA}};
+    static const SpChoice pens[] = {{"step", 0}, {"tanh", 1}};
     static const SpChoice scheds[] = {{"constant", SAE_LR_CONSTANT}, {"cosine", SAE_LR_COSINE},
                                       {"linear", SAE_LR_LINEAR}};
     static const SpChoice bdecs[] = {{"median", SAE_BDEC_MEDIAN}, {"mean", SAE_BDEC_MEAN}, {"zero", SAE_BDEC_ZERO}};
@@ -128,7 +160,11 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         case O_ARCH: o->arch = (SAEArch)SP_OPT_CHOICE("--arch", optarg, archs); break;
         case O_DICT: parse_dict(o, optarg); break;
         case O_K: o->K = sp_opt_u64("--k", optarg, 1, 1u << 20); break;
-        case O_L1: o->l1 = sp_opt_double("--l1", optarg, 0, 1e9); break;
+        case O_L1: o->l1 = sp_opt_double("--l1", optarg, 0, 1e9), o->l1_set = 1; break;
+        case O_GROUPS: parse_groups(o, optarg); break;
+        case O_BW: o->bandwidth = sp_opt_double("--bandwidth", optarg, 1e-9, 10); break;
+        case O_TH0: o->theta0 = sp_opt_double("--threshold-init", optarg, 1e-9, 100); break;
+        case O_PEN: o->tanh_scale = SP_OPT_CHOICE("--jumprelu-penalty", optarg, pens) ? 4.0 : 0; break;
         case O_L1W: o->l1_warmup = sp_opt_u64("--l1-warmup", optarg, 0, UINT32_MAX); break;
         case O_AUXK: o->aux_k = sp_opt_u64("--aux-k", optarg, 0, 1u << 26); break;
         case O_AUXC: o->aux_coef = sp_opt_double("--aux-coef", optarg, 0, 1e6); break;
@@ -170,6 +206,8 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     }
     for (size_t i = 0; o->ninputs > 1 && i < o->ninputs; i++)
         if (!strcmp(o->inputs[i], "-")) sp_usage_die("stdin ('-') is an input alone, not one of several");
+    if (!o->l1_set) o->l1 = sae_fit_l1_default(o->arch);
+    if (o->ngroups && o->arch != SAE_MATRYOSHKA) sp_usage_die("--groups is for --arch matryoshka");
     if (!o->keep_set) o->keep = o->val ? SAE_KEEP_FVU : SAE_KEEP_LAST;
     if (o->keep != SAE_KEEP_LAST && !o->val)
         sp_usage_die("--keep-best %s needs --val", o->keep == SAE_KEEP_FVU ? "fvu" : "loss");
@@ -213,7 +251,7 @@ int main(int argc, char **argv)
                 f.data_rows * o->epochs, o->epochs, o->epochs > 1 ? "s" : "");
     if (sae_fit_open(&f) < 0) sp_die("%s", f.err);
     size_t F = sae_fit_features(&f);
-    if (o->arch != SAE_RELU && o->K > F) sp_usage_die("--k %" PRIu64 " is more than the %zu features", o->K, F);
+    if (sae_arch_has_k(o->arch) && o->K > F) sp_usage_die("--k %" PRIu64 " is more than the %zu features", o->K, F);
     if (comm && F < (size_t)comm->size) {
         char msg[128];
         snprintf(msg, sizeof msg, "--dict %zu: fewer latents than the %d ranks", F, comm->size);

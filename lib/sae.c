@@ -12,7 +12,7 @@
 #include "sae.h"
 #include "stream.h"
 
-static const char *const arch_names[] = {"relu", "topk", "batchtopk"};
+static const char *const arch_names[SAE_NARCH] = {"relu", "topk", "batchtopk", "jumprelu", "gated", "matryoshka"};
 
 const char *sae_arch_name(SAEArch a)
 {
@@ -26,14 +26,24 @@ int sae_arch_parse(const char *s, SAEArch *out)
     return -1;
 }
 
+const char *sae_arch_list(void) { return "relu, topk, batchtopk, jumprelu, gated or matryoshka"; }
+
+int sae_arch_has_k(SAEArch a) { return a == SAE_TOPK || a == SAE_BATCHTOPK || a == SAE_MATRYOSHKA; }
+
+int sae_arch_has_threshold(SAEArch a) { return a == SAE_BATCHTOPK || a == SAE_MATRYOSHKA || a == SAE_JUMPRELU; }
+
 size_t sae_slots(SAE *s, SAESlot tab[SAE_SLOTS])
 {
     size_t n = 0, D = s->D, F = s->F;
     tab[n++] = (SAESlot){"W_enc", D, F, &s->p.W_enc};
-    tab[n++] = (SAESlot){"b_enc", F, 0, &s->p.b_enc};
+    tab[n++] = (SAESlot){s->arch == SAE_GATED ? "b_gate" : "b_enc", F, 0, &s->p.b_enc};
     tab[n++] = (SAESlot){"W_dec", F, D, &s->p.W_dec};
     tab[n++] = (SAESlot){"b_dec", D, 0, &s->p.b_dec};
-    if (s->arch == SAE_BATCHTOPK) tab[n++] = (SAESlot){"threshold", F, 0, &s->p.threshold};
+    if (sae_arch_has_threshold(s->arch)) tab[n++] = (SAESlot){"threshold", F, 0, &s->p.threshold};
+    if (s->arch == SAE_GATED) {
+        tab[n++] = (SAESlot){"r_mag", F, 0, &s->p.r_mag};
+        tab[n++] = (SAESlot){"b_mag", F, 0, &s->p.b_mag};
+    }
     return n;
 }
 
@@ -62,14 +72,28 @@ void sae_free(SAE *s)
     memset(s, 0, sizeof *s);
 }
 
-/* A non-negative integer member of meta, or -1. */
+/* A non-negative integer member of meta (key NULL: meta itself), or -1. */
 static long long meta_uint(const json_t *meta, const char *key)
 {
-    const json_t *v = json_object_get(meta, key);
+    const json_t *v = key ? json_object_get(meta, key) : meta;
     if (json_is_integer(v) && json_integer_value(v) >= 0) return json_integer_value(v);
     if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) == floor(json_real_value(v)))
         return (long long)json_real_value(v);
     return -1;
+}
+
+int sae_groups_from_json(SAE *s, const json_t *g)
+{
+    size_t n = json_array_size(g);
+    if (!json_is_array(g) || n == 0 || n > SAE_MAX_GROUPS) return -1;
+    for (size_t i = 0; i < n; i++) {
+        long long v = meta_uint(json_array_get(g, i), NULL);
+        if (v <= 0 || (size_t)v > s->F || (i && (size_t)v <= s->groups[i - 1])) return -1;
+        s->groups[i] = (size_t)v;
+    }
+    if (s->groups[n - 1] != s->F) return -1;
+    s->ngroups = n;
+    return 0;
 }
 
 /* The SAE of the first record rec of r, and its parts from r. */
@@ -82,13 +106,15 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     SAEArch arch;
     const char *an = json_string_value(json_object_get(m, "arch"));
     if (sae_arch_parse(an, &arch) < 0)
-        return sp_fail(err, errlen, "%s: unknown SAE arch '%s' (want relu, topk or batchtopk)", name, an ? an : "");
+        return sp_fail(err, errlen, "%s: unknown SAE arch '%s' (want %s)", name, an ? an : "", sae_arch_list());
     long long D = meta_uint(m, "d"), F = meta_uint(m, "f"), K = meta_uint(m, "k");
     if (D <= 0 || F <= 0) return sp_fail(err, errlen, "%s: meta d and f must be positive integers", name);
-    if (arch != SAE_RELU && (K <= 0 || K > F))
+    if (sae_arch_has_k(arch) && (K <= 0 || K > F))
         return sp_fail(err, errlen, "%s: %s SAE needs meta k in 1..%lld", name, an, F);
     if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) return -1;
-    s->K = arch == SAE_RELU ? 0 : (size_t)K;
+    s->K = sae_arch_has_k(arch) ? (size_t)K : 0;
+    if (arch == SAE_MATRYOSHKA && sae_groups_from_json(s, json_object_get(m, "groups")) < 0)
+        return sp_fail(err, errlen, "%s: matryoshka SAE needs meta groups, ascending sizes ending in f=%lld", name, F);
     const json_t *v = json_object_get(m, "l1");
     s->l1 = json_is_number(v) ? json_number_value(v) : 0;
     v = json_object_get(m, "norm_scale");
@@ -198,13 +224,14 @@ void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx)
     }
 }
 
-/* pre (N,F) = (s*x - b_dec) W_enc + b_enc, computed as s * x W_enc + c with
- * c = b_enc - b_dec W_enc, so no (N,D) scratch is needed. */
-static void sae_pre(const SAE *s, const float *x, size_t N, SpRows L, float *pre)
+/* pre (N,F) = (s*x - b_dec) W_enc + b (b NULL: 0), computed as s * x W_enc + c
+ * with c = b - b_dec W_enc, so no (N,D) scratch is needed. */
+static void sae_pre(const SAE *s, const float *b, const float *x, size_t N, SpRows L, float *pre)
 {
     size_t D = s->D, F = s->F;
     float *c = xmalloc(F * sizeof *c);
-    memcpy(c, s->p.b_enc, F * sizeof *c);
+    if (b) memcpy(c, b, F * sizeof *c);
+    else memset(c, 0, F * sizeof *c);
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)D, (int)F, -1.0f, s->p.W_enc, (int)F, s->p.b_dec, 1, 1.0f, c, 1);
     sp_gemm_rows(L, CblasNoTrans, CblasNoTrans, N, F, D, (float)s->norm_scale, x, D, s->p.W_enc, F, 0.0f, pre, F);
     for (size_t i = 0; i < N; i++) {
@@ -217,10 +244,23 @@ static void sae_pre(const SAE *s, const float *x, size_t N, SpRows L, float *pre
 void sae_encode(const SAE *s, const float *x, size_t N, SpRows L, float *f)
 {
     size_t F = s->F, K = s->K;
-    sae_pre(s, x, N, L, f);
+    sae_pre(s, s->arch == SAE_GATED ? NULL : s->p.b_enc, x, N, L, f);
     if (s->arch == SAE_RELU) {
         for (size_t i = 0; i < N * F; i++) f[i] = f[i] > 0 ? f[i] : 0;
-    } else if (s->arch == SAE_BATCHTOPK) {
+    } else if (s->arch == SAE_GATED) {
+        /* f holds z; the gate and the magnitude share it (sae.h) */
+        const float *bg = s->p.b_enc, *rm = s->p.r_mag, *bm = s->p.b_mag;
+        float *er = xmalloc(F * sizeof *er);
+        for (size_t j = 0; j < F; j++) er[j] = expf(rm[j]);
+        for (size_t i = 0; i < N; i++) {
+            float *row = f + i * F;
+            for (size_t j = 0; j < F; j++) {
+                float mag = er[j] * row[j] + bm[j];
+                row[j] = row[j] + bg[j] > 0 && mag > 0 ? mag : 0;
+            }
+        }
+        free(er);
+    } else if (sae_arch_has_threshold(s->arch)) {
         const float *th = s->p.threshold;
         for (size_t i = 0; i < N; i++) {
             float *row = f + i * F;
@@ -270,6 +310,11 @@ json_t *sae_meta(const SAE *s, const json_t *extra)
     json_object_set_new(m, "hook", json_string(s->hook));
     json_object_set_new(m, "model", json_string(s->model));
     json_object_set_new(m, "norm_scale", json_real(s->norm_scale));
+    if (s->arch == SAE_MATRYOSHKA) {
+        json_t *g = json_array();
+        for (size_t i = 0; i < s->ngroups; i++) json_array_append_new(g, json_integer((json_int_t)s->groups[i]));
+        json_object_set_new(m, "groups", g);
+    }
     if (extra) json_object_update(m, (json_t *)extra);
     return m;
 }

@@ -3,11 +3,14 @@
  * and sae-convert read it.
  *
  * File: a tensor stream whose one data record holds the f32 tensors
- *   W_enc (D,F), b_enc (F), W_dec (F,D), b_dec (D), and for batchtopk
- *   threshold (F), except those over the part size (W_enc and W_dec of a
+ *   W_enc (D,F), b_enc (F) (gated: b_gate), W_dec (F,D), b_dec (D), for
+ *   batchtopk, matryoshka and jumprelu threshold (F), for gated r_mag (F)
+ *   and b_mag (F), except those over the part size (W_enc and W_dec of a
  *   large SAE), which it announces and which follow in "sae_part" records
- *   of row ranges (parts.h, tsz(5)); metadata: "kind":"sae", "arch" ("relu"|"topk"|"batchtopk"),
- *   "k" (topk/batchtopk), "l1", "d" (D), "f" (F), "hook", "model",
+ *   of row ranges (parts.h, tsz(5)); metadata: "kind":"sae", "arch"
+ *   ("relu"|"topk"|"batchtopk"|"jumprelu"|"gated"|"matryoshka"), "k"
+ *   (topk/batchtopk/matryoshka), "groups" (matryoshka: the nested prefix
+ *   sizes, the last F), "l1", "d" (D), "f" (F), "hook", "model",
  *   "norm_scale" (inputs are multiplied by it before encoding; 1 if none),
  *   "tokens_seen", "best_step" and "val" (validation metrics of the kept
  *   checkpoint).
@@ -16,7 +19,10 @@
  *   pre  = (s*x - b_dec) W_enc + b_enc                       (F)
  *   relu:      f = relu(pre)
  *   topk:      f = relu(pre) on the k largest entries of pre, 0 elsewhere
- *   batchtopk: f = pre where pre > threshold (and pre > 0), 0 elsewhere
+ *   batchtopk, matryoshka, jumprelu:
+ *              f = pre where pre > threshold (and pre > 0), 0 elsewhere
+ *   gated:     z = (s*x - b_dec) W_enc,
+ *              f = relu(exp(r_mag) z + b_mag) where z + b_gate > 0, else 0
  *   x_hat = (f W_dec + b_dec) / s                             (D)
  */
 #ifndef SP_SAE_H
@@ -30,19 +36,26 @@
 #include "parts.h"
 #include "stream.h"
 
-typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCHTOPK } SAEArch;
+typedef enum { SAE_RELU = 0, SAE_TOPK, SAE_BATCHTOPK, SAE_JUMPRELU, SAE_GATED, SAE_MATRYOSHKA } SAEArch;
+#define SAE_NARCH 6
+/* most matryoshka prefixes */
+#define SAE_MAX_GROUPS 16
 
 typedef struct {
     float *W_enc;     /* (D,F) */
-    float *b_enc;     /* (F) */
+    float *b_enc;     /* (F); gated: b_gate */
     float *W_dec;     /* (F,D) */
     float *b_dec;     /* (D) */
-    float *threshold; /* (F), batchtopk only, else NULL */
+    float *threshold; /* (F), batchtopk, matryoshka and jumprelu, else NULL */
+    float *r_mag;     /* (F), gated only, else NULL */
+    float *b_mag;     /* (F), gated only, else NULL */
 } SAEParams;
 
 typedef struct {
     SAEArch arch;
-    size_t D, F, K;   /* K: top-k (topk/batchtopk), else 0 */
+    size_t D, F, K;   /* K: top-k (topk/batchtopk/matryoshka), else 0 */
+    size_t ngroups;   /* matryoshka: prefix sizes, ascending, the last F */
+    size_t groups[SAE_MAX_GROUPS];
     double l1;
     double norm_scale;
     char hook[128];   /* e.g. "blocks.3.mlp.hook_post", or "" */
@@ -53,18 +66,26 @@ typedef struct {
 
 const char *sae_arch_name(SAEArch a);
 int sae_arch_parse(const char *s, SAEArch *out);
+/* "relu, topk, ..., matryoshka": the names for messages */
+const char *sae_arch_list(void);
+/* k selects the latents in training (topk, batchtopk, matryoshka) */
+int sae_arch_has_k(SAEArch a);
+/* the inference map is a per-latent threshold (batchtopk, matryoshka, jumprelu) */
+int sae_arch_has_threshold(SAEArch a);
 
 /* The SAE's tensors in file order, the one table that allocation, load,
  * save and the SAELens conversion walk: name, shape (rows, cols; cols 0
  * for a vector) and the SAEParams field. SAE_SLOTS entries at most;
- * threshold only for batchtopk. Returns the count. */
-#define SAE_SLOTS 5
+ * threshold, r_mag, b_mag as the arch has them. Returns the count. */
+#define SAE_SLOTS 6
 typedef struct { const char *name; size_t rows, cols; float **slot; } SAESlot;
 size_t sae_slots(SAE *s, SAESlot tab[SAE_SLOTS]);
 
-/* Allocate s->mem for s->arch, D, F (threshold only for batchtopk) and point
+/* Allocate s->mem for arch, D, F (the arch's tensors, sae_slots) and point
  * s->p into it; parameters zeroed, norm_scale 1. 0 or -1 (err). */
 int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen);
+/* s->groups from a JSON array of ascending sizes ending in s->F. 0 or -1. */
+int sae_groups_from_json(SAE *s, const json_t *g);
 /* Load an SAE file (tensor stream). 0, or -1 with a message in err
  * ("sae.tsz: W_enc is (256,512) but d=256 f=1024 needs (256,1024)"). */
 int sae_load(SAE *s, const char *path, char *err, size_t errlen);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "kinds.h"
+#include "sae_arch.h"
 #include "sae_fit.h"
 
 void sae_fit_opts_default(SAEFitOpts *o)
@@ -16,7 +17,36 @@ void sae_fit_opts_default(SAEFitOpts *o)
                       .aux_k = 512, .dead_rows = 1000000, .resample_every = 25000, .warmup = 1000, .batch = 4096, .epochs = 1,
                       .val_rows = 65536, .eval_every = 1000, .ck_every = 1000, .log_every = 100, .l1 = 5,
                       .aux_coef = 1.0 / 32, .lr = 4e-4, .decay_frac = 0.2, .beta1 = 0.9, .beta2 = 0.999,
-                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN};
+                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN, .bandwidth = 1e-3, .theta0 = 1e-3};
+}
+
+/* The sparsity coefficient's default by arch (the flag wins): relu's L1,
+ * gated's L1 and jumprelu's L0 are on different scales (sae_arch.h). */
+double sae_fit_l1_default(SAEArch a) { return a == SAE_GATED ? SAE_GATED_L1 : a == SAE_JUMPRELU ? SAE_JUMPRELU_L0 : 5; }
+
+/* matryoshka prefixes: --groups (F appended when missing) or F/64, F/16, F/4, F,
+ * those below k left out */
+static int fit_groups(SAEFit *f, size_t F, SAETrainConfig *c)
+{
+    const SAEFitOpts *o = &f->o;
+    size_t n = 0;
+    if (o->ngroups) {
+        for (size_t i = 0; i < o->ngroups; i++) {
+            if (o->groups[i] > F) return SP_FAIL(f, "--groups: %" PRIu64 " is more than the %zu features", o->groups[i], F);
+            if (o->groups[i] < o->K || (n && o->groups[i] <= c->groups[n - 1]))
+                return SP_FAIL(f, "--groups must ascend from at least --k %" PRIu64, o->K);
+            c->groups[n++] = (size_t)o->groups[i];
+        }
+    } else {
+        for (size_t div = 64; div > 1; div /= 4)
+            if (F / div >= o->K && F / div > (n ? c->groups[n - 1] : 0)) c->groups[n++] = F / div;
+    }
+    if (!n || c->groups[n - 1] != F) {
+        if (n == SAE_MAX_GROUPS) return SP_FAIL(f, "--groups: at most %d sizes", SAE_MAX_GROUPS);
+        c->groups[n++] = F;
+    }
+    c->ngroups = n;
+    return 0;
 }
 
 /* The rank that reads and writes files (every rank of an unsharded run). */
@@ -66,9 +96,10 @@ size_t sae_fit_features(const SAEFit *f)
 static int check_memory(SAEFit *f, const SAETrainConfig *c)
 {
     const SAEFitOpts *o = &f->o;
-    uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D, part, V = o->val ? o->val_rows : 0;
+    uint64_t X = sae_arch_extra(c->arch) * (uint64_t)c->F;
+    uint64_t P = 2 * (uint64_t)c->D * c->F + c->F + c->D + X, part, V = o->val ? o->val_rows : 0;
     if (tsz_part_bytes(&part, f->err, sizeof f->err) < 0) return -1;
-    uint64_t th = c->arch == SAE_BATCHTOPK ? 4ull * c->F : 0;
+    uint64_t th = sae_arch_has_threshold(c->arch) || X ? 8ull * c->F : 0; /* the written vectors */
     uint64_t sae[] = {4ull * c->D * c->F, 4ull * c->F, 4ull * c->D * c->F, 4ull * c->D, th};
     uint64_t ck[] = {4 * P, (c->state_bf16 ? 2 : 4) * P, (c->state_bf16 ? 2 : 4) * P, 8ull * c->F, 32,
                      o->val ? 4 * P : 0};
@@ -90,11 +121,17 @@ int sae_fit_init(SAEFit *f)
     size_t D = f->src.D, F = sae_fit_features(f), f0 = 0, f1 = F;
     if (f->comm && F < (size_t)f->comm->size)
         return SP_FAIL(f, "--dict %zu: fewer latents than the %d ranks", F, f->comm->size);
+    if (f->comm && (sae_arch_own_step(o->arch) || o->arch == SAE_MATRYOSHKA))
+        return SP_FAIL(f, "--arch %s does not run sharded across ranks yet: run it without mpirun",
+                       sae_arch_name(o->arch));
     if (f->comm) sp_shard_range(F, f->comm->size, f->comm->rank, &f0, &f1);
-    SAETrainConfig c = {.arch = o->arch, .D = D, .F = f1 - f0, .K = o->arch == SAE_RELU ? 0 : o->K, .B = o->batch,
-                        .aux_k = o->arch == SAE_RELU ? 0 : o->aux_k, .aux_coef = o->aux_coef, .beta1 = o->beta1,
+    int k = sae_arch_has_k(o->arch);
+    SAETrainConfig c = {.arch = o->arch, .D = D, .F = f1 - f0, .K = k ? o->K : 0, .B = o->batch,
+                        .aux_k = k ? o->aux_k : 0, .aux_coef = o->aux_coef, .beta1 = o->beta1,
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
-                        .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F};
+                        .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F, .bandwidth = o->bandwidth,
+                        .theta0 = o->theta0, .tanh_scale = o->tanh_scale};
+    if (o->arch == SAE_MATRYOSHKA && fit_groups(f, F, &c) < 0) return -1;
     if (check_memory(f, &c) < 0) return -1;
     if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
         return SP_FAIL(f, "%s: %s", o->ckdir, strerror(errno));
@@ -500,7 +537,7 @@ static const char *find_model(const json_t *j, int depth)
 
 int sae_fit_write(SAEFit *f, TszWriter *w)
 {
-    SAE s = {.l1 = f->o.arch == SAE_RELU ? f->o.l1 : 0};
+    SAE s = {.l1 = sae_arch_has_k(f->o.arch) ? 0 : f->o.l1};
     if (!root(f)) /* rank 0 writes, gathering this rank's latents */
         return sae_trainer_write(&f->t, f->best ? f->best : f->t.param, &s, NULL, NULL, f->err, sizeof f->err);
     const json_t *m = f->src.meta;

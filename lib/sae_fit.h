@@ -36,15 +36,22 @@ typedef struct {
     uint64_t K, aux_k, dead_rows, resample_every, seed, warmup, l1_warmup, batch, epochs, tokens, val_rows,
         eval_every, ck_every, log_every, max_memory;
     double l1, aux_coef, lr, decay_frac, beta1, beta2, eps;
+    double bandwidth, theta0, tanh_scale; /* jumprelu (sae_arch.h) */
+    size_t ngroups;                 /* matryoshka --groups (0: the default F/64, F/16, F/4, F) */
+    uint64_t groups[SAE_MAX_GROUPS];
     SAELrSched sched;
     SAEBdecInit bdec;
     SAEKeepBest keep;
-    int keep_set, warmup_set, state_bf16, resume, force, progress;
+    int l1_set, keep_set, warmup_set, state_bf16, resume, force, progress;
     SAEOnNan on_nan;
 } SAEFitOpts;
 
 /* The defaults of every option. */
 void sae_fit_opts_default(SAEFitOpts *o);
+/* --l1's default for arch: relu 5, gated SAE_GATED_L1, jumprelu SAE_JUMPRELU_L0 */
+#define SAE_GATED_L1 0.1
+#define SAE_JUMPRELU_L0 0.01
+double sae_fit_l1_default(SAEArch a);
 
 typedef struct {
     SAEFitOpts o;

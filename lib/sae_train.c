@@ -13,6 +13,7 @@
 
 #include "gemm.h"
 #include "parfor.h"
+#include "sae_arch.h"
 #include "sae_train.h"
 #include "sae_train_int.h"
 
@@ -21,11 +22,17 @@
  * every run, and sqrt/division vectorised are correctly rounded as scalar. */
 #define SAE_VEC __attribute__((optimize("O3", "tree-vectorize", "no-math-errno")))
 
-static size_t kmax(const SAETrainConfig *c) { return c->arch == SAE_RELU ? 0 : c->K; }
+static size_t kmax(const SAETrainConfig *c) { return sae_arch_has_k(c->arch) ? c->K : 0; }
+/* parameters in the block: the four tensors and the arch's vectors */
+static uint64_t nparam(const SAETrainConfig *c)
+{
+    return 2 * (uint64_t)c->D * c->F + c->F + c->D + sae_arch_extra(c->arch) * (uint64_t)c->F;
+}
 
 /* entries the CSR holds: K per row, or relu's sparse share of B*F */
 static uint64_t csr_cap(const SAETrainConfig *c)
 {
+    if (sae_arch_own_step(c->arch)) return 0;
     if (c->arch != SAE_RELU) return (uint64_t)c->B * c->K;
     double r = c->relu_sparse == 0 ? SAE_RELU_SPARSE : c->relu_sparse > 1 ? 1 : c->relu_sparse;
     return r < 0 ? 0 : (uint64_t)(r * (double)c->B * (double)c->F);
@@ -38,8 +45,8 @@ static size_t cand_k(const SAETrainConfig *c) { return kmax(c) > c->aux_k ? kmax
 uint64_t sae_trainer_bytes(const SAETrainConfig *c)
 {
     uint64_t D = c->D, F = c->F, B = c->B, A = c->aux_k;
-    uint64_t P = 2 * D * F + F + D;
-    uint64_t b = P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
+    uint64_t P = nparam(c);
+    uint64_t b = sae_arch_bytes(c) + P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
     b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 12;
     if (c->comm) b += B * D * 4 + B * cand_k(c) * 8 + B * 8;
@@ -52,10 +59,10 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     t->c = *c;
     size_t D = c->D, F = c->F, B = c->B, K = kmax(c), A = c->aux_k;
     if (!D || !F || !B) return sp_fail(err, errlen, "bad trainer size d=%zu f=%zu batch=%zu", D, F, B);
-    if (c->arch != SAE_RELU && (K < 1 || K > f_all(c)))
+    if (sae_arch_has_k(c->arch) && (K < 1 || K > f_all(c)))
         return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", f_all(c), K);
     if (A > f_all(c)) t->c.aux_k = A = f_all(c);
-    size_t P = t->P = 2 * D * F + F + D;
+    size_t P = t->P = nparam(c);
     t->param = xzalloc_aligned(P * sizeof(float));
     t->grad = xzalloc_aligned(P * sizeof(float));
     if (c->state_bf16) {
@@ -67,6 +74,8 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     }
     t->Wt = t->param, t->b_enc = t->Wt + F * D, t->Wd = t->b_enc + F, t->b_dec = t->Wd + F * D;
     t->gWt = t->grad, t->gb_enc = t->gWt + F * D, t->gWd = t->gb_enc + F, t->gb_dec = t->gWd + F * D;
+    t->xp = t->b_dec + D, t->gxp = t->gb_dec + D;
+    t->scale = 1;
     t->since_fired = xcalloc(F, sizeof *t->since_fired);
     t->xc = xmalloc_aligned(B * D * sizeof(float));
     t->e = xmalloc_aligned(B * D * sizeof(float));
@@ -93,7 +102,7 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
         t->cand = xmalloc(B * (cand_k(&t->c) ? cand_k(&t->c) : 1) * sizeof *t->cand);
         t->rowq = xmalloc(B * sizeof *t->rowq);
     }
-    return 0;
+    return sae_arch_alloc(t, err, errlen);
 }
 
 void sae_trainer_free(SAETrainer *t)
@@ -103,6 +112,7 @@ void sae_trainer_free(SAETrainer *t)
                     t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead,
                     t->rowloss, t->acc, t->ar, t->cand, t->rowq};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
+    sae_arch_free(t);
     memset(t, 0, sizeof *t);
 }
 
@@ -168,6 +178,7 @@ void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n
         for (size_t d = 0; d < D; d++) t->b_dec[d] = (float)y[d];
         free(y);
     }
+    sae_arch_init_params(t, x, n);
 }
 
 /* a count summed over the ranks */
@@ -249,8 +260,7 @@ static void select_active(SAETrainer *t, size_t n)
         n_eq_left = quota - count_all(t, above);
         if (thr <= 0) n_eq_left = 0; /* never select zeros */
         if (t->c.comm) sae_shard_ties(t, n, thr, n_eq_left);
-        float tmin = thr > 0 ? thr : 0;
-        t->theta = t->step == 0 && t->theta == 0 ? tmin : t->c.threshold_ema * t->theta + (1 - t->c.threshold_ema) * tmin;
+        sae_arch_update_theta(t, thr, n * F);
     }
     for (size_t i = 0; i < n; i++) {
         const float *row = pre + i * F;
@@ -491,8 +501,9 @@ static void pass_accum(void *a, size_t lo, size_t hi)
     for (size_t j = lo; j < hi; j++)
         for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
             size_t q = t->cq[c], i = t->crow[c];
-            float dv = dotf(t->e + i * D, t->Wd + j * D, D) + p->l1n;
-            axpyf(t->gWd + j * D, t->val[q], t->e + i * D, D);
+            const float *dx = sae_arch_dx(t, i, j);
+            float dv = dotf(dx, t->Wd + j * D, D) + p->l1n;
+            axpyf(t->gWd + j * D, t->val[q], dx, D);
             axpyf(t->gWt + j * D, dv, t->xc + i * D, D);
             t->gb_enc[j] += dv;
             t->since_fired[j] = -1;
@@ -533,6 +544,10 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
 {
     size_t D = t->c.D, F = t->c.F;
     int relu = t->c.arch == SAE_RELU;
+    if (sae_arch_own_step(t->c.arch)) {
+        sae_arch_forward(t, x, n, l1, eval, st, fired);
+        return;
+    }
     float *xc = t->xc, *pre = t->pre, *e = t->e;
     Pass ps = {.t = t, .x = x, .n = n, .th = relu ? 0.0f : (float)t->theta};
     size_t rows = 16384 / D + 1; /* chunks worth a thread */
@@ -543,7 +558,7 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
      * may let any number of latents through (act = g, so pre stays for AuxK).
      * relu's decoder and backward go sparse (sparse = 1) when few latents
      * fire: the same sums over the active entries, without the zeros. */
-    int dense = relu || (eval && t->c.arch == SAE_BATCHTOPK), sparse = !dense;
+    int dense = relu || (eval && sae_arch_has_threshold(t->c.arch)), sparse = !dense;
     float *act = relu ? pre : t->g;
     for (size_t i = 0; i < n; i++) t->rl1[i] = 0;
     if (dense) {
@@ -584,6 +599,7 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
     st->sparse = sparse;
     st->aux = relu ? l1 * l1sum / n : auxk_forward(t, n); /* auxk needs e as x_hat - x */
     st->loss = st->recon + st->aux;
+    if (!eval && t->lev) st->loss += sae_arch_levels_forward(t, x, n) / n; /* matryoshka's inner levels */
     t->last_n = eval && !relu ? 0 : n; /* no gradient of batchtopk's inference map */
     t->last_l1 = l1, t->last_sparse = sparse;
 }
@@ -602,6 +618,10 @@ void sae_trainer_backward(SAETrainer *t)
 {
     size_t D = t->c.D, F = t->c.F, n = t->last_n;
     int relu = t->c.arch == SAE_RELU;
+    if (sae_arch_own_step(t->c.arch)) {
+        sae_arch_backward(t);
+        return;
+    }
     if (!n) return;
     float *xc = t->xc, *pre = t->pre, *e = t->e;
     Pass ps = {.t = t, .n = n, .l1n = relu ? (float)(t->last_l1 / n) : 0, .sc = (float)(2.0 / n)};
@@ -610,6 +630,7 @@ void sae_trainer_backward(SAETrainer *t)
     if (t->last_sparse) sp_parfor(t->P, 1 << 16, pass_zero, &ps);
     if (!relu && t->aux_a) auxk_backward(t, n);
     sp_parfor(D, cols, pass_dxhat, &ps); /* e becomes dx_hat = 2/n e */
+    if (t->lev) sae_arch_levels_dxhat(t, n);
     if (!t->last_sparse) {
         /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
         sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, pre, F, e, D, 0.0f, t->gWd, D);
@@ -669,13 +690,14 @@ static void pass_adam(void *arg, size_t lo, size_t hi)
 {
     const AdamStep *s = arg;
     SAETrainer *t = s->t;
-    size_t D = t->c.D, F = t->c.F, FD = F * D;
+    size_t D = t->c.D, F = t->c.F, FD = F * D, X = 2 * FD + F + D, E = sae_arch_extra(t->c.arch);
     for (size_t j = lo; j < hi; j++) {
         float *w = t->Wd + j * D, *g = t->gWd + j * D;
         axpyf(g, -dotf(w, g, D), w, D);
         adam_range(s, j * D, (j + 1) * D);
         adam_range(s, FD + j, FD + j + 1);
         adam_range(s, FD + F + j * D, FD + F + (j + 1) * D);
+        for (size_t x = 0; x < E; x++) adam_range(s, X + x * F + j, X + x * F + j + 1);
         normalize_row(w, D);
     }
 }
@@ -689,7 +711,7 @@ void sae_trainer_update(SAETrainer *t, double lr)
     AdamStep s = {t, (float)(lr / bc1), (float)(1.0 / sqrt(bc2)), (float)t->c.eps, (float)b1, (float)b2,
                   (float)(1 - b1), (float)(1 - b2)};
     sp_parfor(F, 64, pass_adam, &s);
-    adam_range(&s, t->P - t->c.D, t->P); /* b_dec */
+    adam_range(&s, 2 * F * t->c.D + F, 2 * F * t->c.D + F + t->c.D); /* b_dec */
 }
 
 static void zero_state(SAETrainer *t, size_t off, size_t cnt)
@@ -778,17 +800,21 @@ int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter
                       char *err, size_t errlen)
 {
     size_t D = t->c.D, F = f_all(&t->c);
-    float *threshold = t->c.arch == SAE_BATCHTOPK ? xmalloc(F * sizeof *threshold) : NULL;
+    int running = sae_arch_has_threshold(t->c.arch) && t->c.arch != SAE_JUMPRELU; /* theta */
+    float *threshold = running || sae_arch_extra(t->c.arch) ? xmalloc(2 * F * sizeof *threshold) : NULL;
     s->arch = t->c.arch, s->D = D, s->F = F;
-    s->K = t->c.arch == SAE_RELU ? 0 : t->c.K;
+    s->K = kmax(&t->c);
+    s->ngroups = t->c.ngroups;
+    memcpy(s->groups, t->c.groups, sizeof s->groups);
     s->mem = NULL;
     s->p = (SAEParams){.W_enc = NULL, .b_enc = (float *)param + t->c.F * D};
     s->p.W_dec = s->p.b_enc + t->c.F;
     s->p.b_dec = s->p.W_dec + t->c.F * D;
-    if (threshold) {
+    if (running) {
         for (size_t j = 0; j < F; j++) threshold[j] = (float)t->theta;
         s->p.threshold = threshold;
     }
+    sae_arch_to_sae(t, param, threshold, &s->p);
     /* no copy: W_enc's rows are made from param's transpose as they are written */
     TszBig big[SAE_SLOTS];
     Transposed tr = {param, D, F};
@@ -823,6 +849,7 @@ void sae_trainer_import(SAETrainer *t, const SAE *s)
     memcpy(t->Wd, s->p.W_dec, F * D * sizeof(float));
     memcpy(t->b_dec, s->p.b_dec, D * sizeof(float));
     if (s->p.threshold) t->theta = s->p.threshold[0];
+    sae_arch_from_sae(t, &s->p);
 }
 
 size_t sae_trainer_state(SAETrainer *t, TszBig *tab)
@@ -840,6 +867,7 @@ void sae_trainer_meta(const SAETrainer *t, json_t *meta)
 {
     json_object_set_new(meta, "step", json_integer((json_int_t)t->step));
     json_object_set_new(meta, "theta", json_real(t->theta));
+    if (sae_arch_own_step(t->c.arch)) json_object_set_new(meta, "scale", json_real(t->scale));
 }
 
 int sae_trainer_from_meta(SAETrainer *t, const json_t *meta, char *err, size_t errlen)
@@ -848,5 +876,7 @@ int sae_trainer_from_meta(SAETrainer *t, const json_t *meta, char *err, size_t e
     if (!json_is_integer(s) || !json_is_number(th)) return sp_fail(err, errlen, "checkpoint has no step/theta");
     t->step = (uint64_t)json_integer_value(s);
     t->theta = json_number_value(th);
+    th = json_object_get(meta, "scale"); /* absent before jumprelu and gated */
+    t->scale = json_is_number(th) && json_number_value(th) > 0 ? json_number_value(th) : 1.0;
     return 0;
 }

@@ -1,14 +1,19 @@
 /* sae_train.h: one training step of a sparse autoencoder (relu, topk,
- * batchtopk): forward, loss, gradients, Adam, decoder normalisation,
- * resampling of dead latents, and the trainer state a checkpoint holds.
+ * batchtopk, matryoshka, and through sae_arch.h jumprelu and gated):
+ * forward, loss, gradients, Adam, decoder normalisation, resampling of
+ * dead latents, and the trainer state a checkpoint holds.
  *
  * Internal layout: the parameter block is W_encT (F,D), b_enc (F),
- * W_dec (F,D), b_dec (D); the encoder is kept transposed so that the
- * sparse backward of topk adds contiguous rows. Objective of a batch of n
- * rows (x already in the SAE's normalised scale):
+ * W_dec (F,D), b_dec (D), then the arch's per-latent vectors (sae_arch.h:
+ * jumprelu log threshold; gated r_mag, b_mag); the encoder is kept
+ * transposed so that the sparse backward of topk adds contiguous rows.
+ * Objective of a batch of n rows (x already in the SAE's normalised scale):
  *   recon = 1/n sum_i ||x_hat_i - x_i||^2
  *   relu:             loss = recon + l1/n sum_ij f_ij
  *   topk, batchtopk:  loss = recon + aux_coef/n sum_i ||e^_i - (x_i - x_hat_i)||^2
+ *   matryoshka:       the batchtopk loss + 1/n sum_g<G sum_i ||x_hat_i^(g) - x_i||^2,
+ *                     x_hat^(g) the decoder of the selected latents below groups[g]
+ *   jumprelu, gated:  sae_arch.h
  * where e^_i is the decoder (no bias) of the aux_k largest pre-activations
  * among dead latents, and x_i - x_hat_i is held constant (AuxK, Gao et al.).
  * A latent is dead when it has not fired for dead_rows rows.
@@ -34,7 +39,12 @@ typedef struct {
     double beta1, beta2, eps;
     int state_bf16;        /* Adam moments in bf16 */
     uint64_t dead_rows;    /* rows without firing before a latent counts as dead */
-    double threshold_ema;  /* batchtopk: weight of the old threshold */
+    double threshold_ema;  /* batchtopk, matryoshka: most weight of the old threshold */
+    double bandwidth;      /* jumprelu: STE kernel width, times the row scale (sae_arch.h) */
+    double theta0;         /* jumprelu: start threshold, times the row scale */
+    double tanh_scale;     /* jumprelu: 0: L0 (step) penalty; c > 0: Anthropic's tanh(c f) */
+    size_t ngroups;        /* matryoshka: prefix sizes, ascending, the last F */
+    size_t groups[SAE_MAX_GROUPS];
     double relu_sparse;    /* relu: decoder and backward over the active entries when at most
                             * this fraction of (row, latent) pairs fire; 0: SAE_RELU_SPARSE,
                             * < 0: always dense. Sizes relu's CSR buffers. */
@@ -66,10 +76,11 @@ typedef struct {
     float *param, *grad;   /* (P) each */
     float *m, *v;          /* (P) f32 Adam moments, or NULL */
     uint16_t *m16, *v16;   /* (P) bf16 Adam moments, or NULL */
-    float *Wt, *b_enc, *Wd, *b_dec;         /* views into param */
-    float *gWt, *gb_enc, *gWd, *gb_dec;     /* views into grad */
+    float *Wt, *b_enc, *Wd, *b_dec, *xp;    /* views into param; xp: the arch's vectors (sae_arch.h) */
+    float *gWt, *gb_enc, *gWd, *gb_dec, *gxp; /* views into grad */
     int64_t *since_fired;  /* (F) rows since each latent last fired */
-    double theta;          /* batchtopk inference threshold (EMA) */
+    double theta;          /* batchtopk inference threshold (running mean) */
+    double scale;          /* jumprelu, gated: root mean square row norm at the start (sae_arch.h) */
     uint64_t step;         /* Adam steps taken */
     /* scratch */
     float *xc, *e;         /* (B,D) */
@@ -90,6 +101,10 @@ typedef struct {
     uint32_t *dead;        /* (F) */
     float *rowloss;        /* (B) */
     double *acc;           /* (D) */
+    float *h, *e2, *lev;   /* sae_arch.c: (B,F), (B,D); matryoshka (B,G-1,D) */
+    float *th;             /* (F) jumprelu thresholds; gated exp(r_mag) */
+    double *raux;          /* (B) per row: the arch's extra loss */
+    uint8_t *grp;          /* (F) matryoshka: each latent's first level */
     /* the last forward, for the backward */
     size_t last_n;         /* rows; 0: nothing to differentiate */
     double last_l1;

@@ -1,24 +1,33 @@
-/* Gradients of every SAE architecture (lib/sae_train.c) against central
- * finite differences of an independent double-precision loss written here;
- * plus the Adam step's invariants (unit decoder rows, bf16 state). */
+/* Gradients of every SAE architecture (lib/sae_train.c, lib/sae_arch.c)
+ * against central finite differences of an independent double-precision
+ * loss written here, at active sets fixed at the unperturbed point; jumprelu's
+ * threshold, whose gradient is a straight-through estimate, against the
+ * estimator's formula in double and (its L0 part) against the finite
+ * difference of the true step loss over the kernel's width; plus the Adam
+ * step's invariants (unit decoder rows, bf16 state). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "parfor.h"
+#include "sae_arch.h"
 #include "sae_train.h"
 #include "tap.h"
 
 enum { D = 6, F = 14, N = 9, K = 3, AUXK = 4 };
+/* matryoshka's prefixes in the small check */
+static const size_t GROUPS[] = {4, 9, F};
 
 /* the objective of sae_train.h in double, given parameters p in the trainer's
  * block layout; active sets from sel (fixed at the unperturbed point, as a
  * derivative sees them); r0 the AuxK residual target held constant */
 typedef struct {
     SAEArch arch;
-    double l1, aux_coef;
+    double l1, aux_coef, scale, tanh_c;
+    const double *p0;   /* gated: the unperturbed parameters (the aux term's frozen decoder) */
     int act[N][F];      /* 1 when latent j is active in row i */
+    int gate[N][F];     /* gated: 1 when pi_gate > 0 */
     int aux[N][F];      /* 1 when latent j is in row i's AuxK set */
     double r0[N][D];    /* x - x_hat at the unperturbed point */
 } Ref;
@@ -26,13 +35,15 @@ typedef struct {
 static double ref_loss(const Ref *R, const double *p, const float *x, int fill_sets, Ref *out_sets,
                        const int64_t *since, uint64_t dead_rows)
 {
-    const double *Wt = p, *be = Wt + F * D, *Wd = be + F, *bd = Wd + F * D;
-    double pre[N][F], recon = 0, aux = 0, l1 = 0;
+    const double *Wt = p, *be = Wt + F * D, *Wd = be + F, *bd = Wd + F * D, *xp = bd + D;
+    double pre[N][F], mag[N][F], recon = 0, aux = 0, l1 = 0, lev = 0;
+    int gated = R->arch == SAE_GATED, jump = R->arch == SAE_JUMPRELU;
     for (int i = 0; i < N; i++)
         for (int j = 0; j < F; j++) {
-            double a = be[j];
-            for (int d = 0; d < D; d++) a += (x[i * D + d] - bd[d]) * Wt[j * D + d];
-            pre[i][j] = a;
+            double z = 0;
+            for (int d = 0; d < D; d++) z += (x[i * D + d] - bd[d]) * Wt[j * D + d];
+            pre[i][j] = z + be[j];                       /* gated: pi_gate */
+            mag[i][j] = gated ? exp(xp[j]) * z + xp[F + j] : pre[i][j];
         }
     if (fill_sets) {
         /* choose active sets by the rules: topk per row, batchtopk over all */
@@ -41,6 +52,12 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
         for (int i = 0; i < N; i++)
             for (int j = 0; j < F; j++) {
                 if (R->arch == SAE_RELU) { out_sets->act[i][j] = pre[i][j] > 0; continue; }
+                if (jump) { out_sets->act[i][j] = pre[i][j] > exp(xp[j]); continue; }
+                if (gated) {
+                    out_sets->gate[i][j] = pre[i][j] > 0;
+                    out_sets->act[i][j] = pre[i][j] > 0 && mag[i][j] > 0;
+                    continue;
+                }
                 int beat = 0;
                 if (R->arch == SAE_TOPK) {
                     for (int m = 0; m < F; m++) beat += pre[i][m] > pre[i][j];
@@ -51,7 +68,7 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
                     out_sets->act[i][j] = beat < K * N && pre[i][j] > 0;
                 }
             }
-        if (R->arch != SAE_RELU)
+        if (sae_arch_has_k(R->arch))
             for (int i = 0; i < N; i++)
                 for (int j = 0; j < F; j++) {
                     if ((uint64_t)since[j] < dead_rows) continue;
@@ -60,13 +77,18 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
                     out_sets->aux[i][j] = beat < AUXK && pre[i][j] > 0;
                 }
     }
+    const double *Wd0 = gated ? R->p0 + F * D + F : NULL, *bd0 = gated ? Wd0 + F * D : NULL;
     for (int i = 0; i < N; i++) {
-        double xh[D], eh[D];
-        for (int d = 0; d < D; d++) xh[d] = bd[d], eh[d] = 0;
+        double xh[D], eh[D], xg[D];
+        for (int d = 0; d < D; d++) xh[d] = bd[d], eh[d] = 0, xg[d] = gated ? bd0[d] : 0;
         for (int j = 0; j < F; j++) {
             if (R->act[i][j]) {
-                for (int d = 0; d < D; d++) xh[d] += pre[i][j] * Wd[j * D + d];
+                for (int d = 0; d < D; d++) xh[d] += mag[i][j] * Wd[j * D + d];
+                if (!gated) l1 += R->tanh_c > 0 ? tanh(R->tanh_c * mag[i][j] / R->scale) : jump ? 1 : mag[i][j];
+            }
+            if (gated && R->gate[i][j]) {
                 l1 += pre[i][j];
+                for (int d = 0; d < D; d++) xg[d] += pre[i][j] * Wd0[j * D + d];
             }
             if (R->aux[i][j])
                 for (int d = 0; d < D; d++) eh[d] += pre[i][j] * Wd[j * D + d];
@@ -76,22 +98,46 @@ static double ref_loss(const Ref *R, const double *p, const float *x, int fill_s
             recon += e * e;
             if (fill_sets) out_sets->r0[i][d] = -e;
             double r = eh[d] - R->r0[i][d];
-            aux += r * r;
+            aux += gated ? (xg[d] - x[i * D + d]) * (xg[d] - x[i * D + d]) : r * r;
         }
+        /* matryoshka: each inner prefix's reconstruction error */
+        for (size_t g = 0; R->arch == SAE_MATRYOSHKA && g + 1 < sizeof GROUPS / sizeof *GROUPS; g++)
+            for (int d = 0; d < D; d++) {
+                double v = bd[d] - x[i * D + d];
+                for (size_t j = 0; j < GROUPS[g]; j++)
+                    if (R->act[i][j]) v += pre[i][j] * Wd[j * D + d];
+                lev += v * v;
+            }
     }
     recon /= N;
     if (R->arch == SAE_RELU) return recon + R->l1 * l1 / N;
-    return recon + R->aux_coef * aux / N;
+    if (jump) return recon + R->l1 * R->scale * R->scale * l1 / N;
+    if (gated) return recon + R->l1 * R->scale * l1 / N + aux / N;
+    return recon + R->aux_coef * aux / N + lev / N;
 }
 
-/* relu_sparse: as SAETrainConfig (relu: 1 forces the sparse path, -1 the dense one) */
-static void check_arch(SAEArch arch, double relu_sparse)
+static void small_config(SAETrainConfig *c)
+{
+    c->ngroups = sizeof GROUPS / sizeof *GROUPS;
+    memcpy(c->groups, GROUPS, sizeof GROUPS);
+    c->bandwidth = 0.2, c->theta0 = 0.1;
+}
+
+static void check_ste(SAETrainer *t, const Ref *R, const float *x);
+
+/* relu_sparse: as SAETrainConfig (relu: 1 forces the sparse path, -1 the
+ * dense one); tanh_c: jumprelu's tanh penalty (0: step) */
+static void check_arch(SAEArch arch, double relu_sparse, double tanh_c)
 {
     char an[64];
-    snprintf(an, sizeof an, "%s%s", sae_arch_name(arch), relu_sparse > 0 ? " sparse" : relu_sparse < 0 ? " dense" : "");
-    SAETrainConfig c = {.arch = arch, .D = D, .F = F, .K = arch == SAE_RELU ? 0 : K, .B = N,
-                        .aux_k = arch == SAE_RELU ? 0 : AUXK, .aux_coef = 0.5, .beta1 = 0.9, .beta2 = 0.999,
-                        .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
+    snprintf(an, sizeof an, "%s%s%s", sae_arch_name(arch), relu_sparse > 0 ? " sparse" : relu_sparse < 0 ? " dense" : "",
+             tanh_c > 0 ? " tanh" : "");
+    int k = sae_arch_has_k(arch);
+    SAETrainConfig c = {.arch = arch, .D = D, .F = F, .K = k ? K : 0, .B = N,
+                        .aux_k = k ? AUXK : 0, .aux_coef = 0.5, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1e-8, .dead_rows = 100, .threshold_ema = 0.9, .relu_sparse = relu_sparse,
+                        .tanh_scale = tanh_c};
+    small_config(&c);
     SAETrainer t;
     char err[256];
     ok(sae_trainer_init(&t, &c, err, sizeof err) == 0, "%s: init", an);
@@ -102,6 +148,8 @@ static void check_arch(SAEArch arch, double relu_sparse)
     sae_trainer_init_params(&t, &r, x, N, SAE_BDEC_MEDIAN);
     /* move away from the symmetric start: encoder, biases and decoder all random */
     for (size_t i = 0; i < t.P; i++) t.param[i] += (float)(0.3 * sp_rng_normal(&r));
+    if (arch == SAE_JUMPRELU) /* thresholds among the pre-activations, some entries in the kernel's window */
+        for (int j = 0; j < F; j++) t.xp[j] = (float)log(0.3 + 0.05 * j);
     /* half the latents dead so AuxK has work */
     for (int j = 0; j < F; j++) t.since_fired[j] = j % 2 ? 1000 : 0;
     int64_t since[F];
@@ -110,12 +158,11 @@ static void check_arch(SAEArch arch, double relu_sparse)
     SAEStats st;
     sae_trainer_forward(&t, x, N, l1, &st);
     sae_trainer_backward(&t);
-    ok(st.sparse == (arch != SAE_RELU || relu_sparse > 0), "%s: %s decoder and backward", an,
-       st.sparse ? "sparse" : "dense");
+    ok(st.sparse == (k || relu_sparse > 0), "%s: %s decoder and backward", an, st.sparse ? "sparse" : "dense");
 
-    Ref R = {.arch = arch, .l1 = l1, .aux_coef = 0.5};
-    double *p = malloc(t.P * sizeof *p);
-    for (size_t i = 0; i < t.P; i++) p[i] = t.param[i];
+    double *p = malloc(t.P * sizeof *p), *p0 = malloc(t.P * sizeof *p0);
+    for (size_t i = 0; i < t.P; i++) p0[i] = p[i] = t.param[i];
+    Ref R = {.arch = arch, .l1 = l1, .aux_coef = 0.5, .scale = t.scale, .tanh_c = tanh_c, .p0 = p0};
     double L0 = ref_loss(&R, p, x, 1, &R, since, c.dead_rows);
     /* the aux target is now fixed: recompute with the sets */
     L0 = ref_loss(&R, p, x, 0, NULL, since, c.dead_rows);
@@ -125,7 +172,7 @@ static void check_arch(SAEArch arch, double relu_sparse)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < F; j++) nact += R.act[i][j], naux += R.aux[i][j];
     ok(fabs(st.l0 - (double)nact / N) < 1e-9, "%s: L0 %.3f = %zu active / %d rows", an, st.l0, nact, N);
-    if (arch != SAE_RELU) ok(naux > 0 && st.aux > 0, "%s: AuxK term is live (%zu, %.4f)", an, naux, st.aux);
+    if (k) ok(naux > 0 && st.aux > 0, "%s: AuxK term is live (%zu, %.4f)", an, naux, st.aux);
 
     float *fd = malloc(t.P * sizeof *fd);
     double h = 1e-5;
@@ -139,11 +186,15 @@ static void check_arch(SAEArch arch, double relu_sparse)
         fd[i] = (float)((lp - lm) / (2 * h));
     }
     char name[160];
-    snprintf(name, sizeof name, "%s: gradient of all %zu parameters vs finite differences", an, t.P);
-    close_enough(t.grad, fd, t.P, 2e-3, name);
-    const char *part[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
-    size_t off[] = {0, F * D, F * D + F, 2 * F * D + F, t.P};
-    for (int q = 0; q < 4; q++) {
+    /* jumprelu's threshold has no gradient at a fixed active set: check_ste */
+    size_t PF = arch == SAE_JUMPRELU ? t.P - F : t.P;
+    snprintf(name, sizeof name, "%s: gradient of all %zu parameters vs finite differences", an, PF);
+    close_enough(t.grad, fd, PF, 2e-3, name);
+    const char *part[] = {"W_enc", arch == SAE_GATED ? "b_gate" : "b_enc", "W_dec", "b_dec", "r_mag", "b_mag"};
+    size_t off[] = {0, F * D, F * D + F, 2 * F * D + F, 2 * F * D + F + D, 2 * F * D + 2 * F + D, t.P};
+    int nq = arch == SAE_GATED ? 6 : 4;
+    if (arch == SAE_JUMPRELU) check_ste(&t, &R, x);
+    for (int q = 0; q < nq; q++) {
         double nz = 0;
         for (size_t i = off[q]; i < off[q + 1]; i++) nz += fabs(fd[i]);
         snprintf(name, sizeof name, "%s: %s gradient", an, part[q]);
@@ -167,9 +218,56 @@ static void check_arch(SAEArch arch, double relu_sparse)
     ok(worst < 1e-5, "%s: decoder rows unit norm after Adam (worst %.2g)", an, worst);
     sae_trainer_forward(&t, x, N, l1, &st);
     ok(st.loss < first, "%s: 30 Adam steps lower the loss %.4f -> %.4f", an, first, st.loss);
-    free(p);
+    free(p), free(p0);
     free(fd);
     sae_trainer_free(&t);
+}
+
+/* jumprelu's threshold gradient (t holds the backward of the unperturbed
+ * point): the estimator of sae_arch.h computed here in double,
+ *   dL/dlog theta_j = theta_j sum_i K((pre_ij - theta_j)/eps) (-(theta_j/eps) dL/df_ij - lam/eps),
+ * with dL/df_ij = 2/n (x_hat_i - x_i) . W_dec_j (+ the tanh penalty's
+ * derivative); and, for the step penalty, that its L0 part is the central
+ * difference of the true L0 term over the kernel's width: with the
+ * rectangle kernel, -(1/eps) #{|pre - theta| < eps/2} = (L0(theta + eps/2) -
+ * L0(theta - eps/2)) / eps exactly. */
+static void check_ste(SAETrainer *t, const Ref *R, const float *x)
+{
+    const float *Wt = t->Wt, *be = t->b_enc, *Wd = t->Wd, *bd = t->b_dec;
+    double s = R->scale, eps = t->c.bandwidth * s, lam = R->l1 * s * s / N, c = R->tanh_c / s;
+    double g[F] = {0}, l0fd[F] = {0}, l0ste[F] = {0};
+    int inwin = 0;
+    for (int i = 0; i < N; i++) {
+        double pre[F], xh[D];
+        for (int d = 0; d < D; d++) xh[d] = bd[d];
+        for (int j = 0; j < F; j++) {
+            double a = be[j];
+            for (int d = 0; d < D; d++) a += (x[i * D + d] - (double)bd[d]) * Wt[j * D + d];
+            pre[j] = a;
+            if (a > exp(t->xp[j]))
+                for (int d = 0; d < D; d++) xh[d] += a * Wd[j * D + d];
+        }
+        for (int j = 0; j < F; j++) {
+            double th = exp(t->xp[j]), df = 0, f = pre[j] > th ? pre[j] : 0;
+            for (int d = 0; d < D; d++) df += 2.0 / N * (xh[d] - x[i * D + d]) * Wd[j * D + d];
+            if (c > 0) df += lam * c * (1 - tanh(c * f) * tanh(c * f));
+            int win = fabs(pre[j] - th) < eps / 2;
+            inwin += win;
+            g[j] += win ? th * (-(th / eps) * df - (c > 0 ? 0 : lam / eps)) : 0;
+            l0ste[j] -= win ? lam / eps : 0;
+            l0fd[j] += lam * ((pre[j] > th + eps / 2) - (pre[j] > th - eps / 2)) / eps;
+        }
+    }
+    float gf[F];
+    for (int j = 0; j < F; j++) gf[j] = (float)g[j];
+    char name[96];
+    snprintf(name, sizeof name, "jumprelu%s: threshold gradient is the STE's (%d entries in windows)",
+             c > 0 ? " tanh" : "", inwin);
+    ok(inwin > 0, "jumprelu: some entries sit in the kernel's window (%d)", inwin);
+    close_enough(t->gxp, gf, F, 1e-3, name);
+    double md = 0;
+    for (int j = 0; j < F; j++) md = fmax(md, fabs(l0ste[j] - l0fd[j]));
+    if (c == 0) ok(md < 1e-9, "jumprelu: the STE's L0 part is the central difference of the L0 term over eps (%.2g)", md);
 }
 
 static void check_bf16_state(void)
@@ -213,9 +311,11 @@ static void check_bf16_state(void)
 static float *run_steps(SAEArch arch, double relu_sparse, int threads, const float *x, size_t n, size_t *P)
 {
     enum { TD = 64, TF = 1024 };
-    SAETrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = arch == SAE_RELU ? 0 : 8, .B = n,
-                        .aux_k = arch == SAE_RELU ? 0 : 32, .aux_coef = 0.1, .beta1 = 0.9, .beta2 = 0.999,
-                        .eps = 1e-8, .dead_rows = 300, .threshold_ema = 0.9, .relu_sparse = relu_sparse};
+    int k = sae_arch_has_k(arch);
+    SAETrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = k ? 8 : 0, .B = n,
+                        .aux_k = k ? 32 : 0, .aux_coef = 0.1, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1e-8, .dead_rows = 300, .threshold_ema = 0.9, .relu_sparse = relu_sparse,
+                        .bandwidth = 0.05, .theta0 = 0.01, .ngroups = 3, .groups = {64, 256, TF}};
     SAETrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
@@ -240,26 +340,27 @@ static float *run_steps(SAEArch arch, double relu_sparse, int threads, const flo
 
 static void check_threads(void)
 {
-    size_t n = 600, P;
+    size_t n = 600, P, Prelu = 0;
     float *x = malloc(n * 64 * sizeof *x);
     SpRng r;
     sp_rng_seed(&r, 11);
     for (size_t i = 0; i < n * 64; i++) x[i] = (float)(sp_rng_normal(&r) / 8); /* pre ~ N(0, 1/8^2) */
     struct { SAEArch arch; double rs; const char *name; } runs[] = {
-        {SAE_RELU, -1, "relu dense"}, {SAE_RELU, 1, "relu sparse"}, {SAE_TOPK, 0, "topk"}, {SAE_BATCHTOPK, 0, "batchtopk"}};
+        {SAE_RELU, -1, "relu dense"}, {SAE_RELU, 1, "relu sparse"}, {SAE_TOPK, 0, "topk"}, {SAE_BATCHTOPK, 0, "batchtopk"},
+        {SAE_MATRYOSHKA, 0, "matryoshka"}, {SAE_JUMPRELU, 0, "jumprelu"}, {SAE_GATED, 0, "gated"}};
     float *relu[2] = {0};
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < (int)(sizeof runs / sizeof *runs); k++) {
         float *a = run_steps(runs[k].arch, runs[k].rs, 1, x, n, &P), *b = run_steps(runs[k].arch, runs[k].rs, 2, x, n, &P);
         float *c = run_steps(runs[k].arch, runs[k].rs, 3, x, n, &P);
         ok(a && b && c && !memcmp(a, b, P * sizeof *a) && !memcmp(c, b, P * sizeof *a),
            "%s: 4 steps give the same bytes on 1, 2 and 3 threads", runs[k].name);
-        if (k < 2) relu[k] = a;
+        if (k < 2) relu[k] = a, Prelu = P;
         else free(a);
         free(b), free(c);
     }
     sp_par_set_threads(2);
     double md = 0;
-    for (size_t i = 0; i < P; i++) md = fmax(md, fabs(relu[0][i] - relu[1][i]));
+    for (size_t i = 0; i < Prelu; i++) md = fmax(md, fabs(relu[0][i] - relu[1][i]));
     ok(md < 1e-4, "relu: the sparse step follows the dense one (max diff %.2g after 4 steps)", md);
     free(relu[0]);
     free(relu[1]);
@@ -268,10 +369,14 @@ static void check_threads(void)
 
 int main(void)
 {
-    check_arch(SAE_RELU, -1);
-    check_arch(SAE_RELU, 1);
-    check_arch(SAE_TOPK, 0);
-    check_arch(SAE_BATCHTOPK, 0);
+    check_arch(SAE_RELU, -1, 0);
+    check_arch(SAE_RELU, 1, 0);
+    check_arch(SAE_TOPK, 0, 0);
+    check_arch(SAE_BATCHTOPK, 0, 0);
+    check_arch(SAE_MATRYOSHKA, 0, 0);
+    check_arch(SAE_JUMPRELU, 0, 0);
+    check_arch(SAE_JUMPRELU, 0, 4);
+    check_arch(SAE_GATED, 0, 0);
     check_bf16_state();
     check_threads();
     return done_testing();
