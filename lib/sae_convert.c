@@ -100,7 +100,7 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
     char *wpath = sp_path_join(dir, "sae_weights.safetensors"), *cpath = sp_path_join(dir, "cfg.json");
     int rc = sae_st_write_f32(wpath, t, n, err, errlen);
     if (!rc) {
-        const char *arch = s->arch == SAE_BATCHTOPK ? "jumprelu" : "standard";
+        const char *arch = sae_arch_has_threshold(s->arch) ? "jumprelu" : s->arch == SAE_GATED ? "gated" : "standard";
         const char *fn = s->arch == SAE_TOPK ? "topk" : "relu";
         json_t *kw = s->arch == SAE_TOPK ? json_pack("{s:I}", "k", (json_int_t)s->K) : json_object();
         json_t *cfg = json_pack("{s:s,s:I,s:I,s:s,s:s,s:s,s:I,s:n,s:s,s:o,s:b,s:b,s:s,s:s,s:I,s:b,s:o,s:o}",
@@ -114,7 +114,12 @@ int sae_export_saelens(const SAE *s, const char *dir, char *err, size_t errlen)
                                 json_pack("{s:s,s:I,s:f,s:f}", "arch", sae_arch_name(s->arch), "k",
                                           (json_int_t)s->K, "l1", s->l1, "norm_scale", s->norm_scale));
         json_object_set_new(cfg, "activation_fn_str", json_string(fn));
-        if (s->arch != SAE_RELU) json_object_set_new(cfg, "k", json_integer((json_int_t)s->K));
+        if (sae_arch_has_k(s->arch)) json_object_set_new(cfg, "k", json_integer((json_int_t)s->K));
+        if (s->arch == SAE_MATRYOSHKA) {
+            json_t *m = sae_meta(s, NULL); /* the groups, as the SAE file has them */
+            json_object_set(json_object_get(cfg, "saepipe"), "groups", json_object_get(m, "groups"));
+            json_decref(m);
+        }
         char *js = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
         json_decref(cfg);
         size_t jl = strlen(js);
@@ -135,7 +140,8 @@ static long long cfg_int(const json_t *cfg, const char *key)
     return -1;
 }
 
-/* The architecture and k of a SAELens cfg. */
+/* The architecture and k of a SAELens cfg; our own export's "saepipe"
+ * block names batchtopk and matryoshka, which SAELens saves as jumprelu. */
 static int cfg_arch(const json_t *cfg, const char *cpath, SAEArch *arch, long long *k, char *err, size_t errlen)
 {
     const char *a = json_string_value(json_object_get(cfg, "architecture"));
@@ -143,20 +149,35 @@ static int cfg_arch(const json_t *cfg, const char *cpath, SAEArch *arch, long lo
     long long kk = cfg_int(cfg, "k");
     if (kk < 0) kk = cfg_int(json_object_get(cfg, "activation_fn_kwargs"), "k");
     if (!a) a = "standard";
+    SAEArch ours;
+    int has_ours = sae_arch_parse(json_string_value(json_object_get(json_object_get(cfg, "saepipe"), "arch")), &ours) == 0;
     if (!strcmp(a, "standard") && (!fn || !strcmp(fn, "relu"))) {
         *arch = SAE_RELU, kk = 0;
     } else if ((!strcmp(a, "standard") && fn && !strcmp(fn, "topk")) || !strcmp(a, "topk")) {
         *arch = SAE_TOPK;
         if (kk <= 0) return sp_fail(err, errlen, "%s: a topk SAE needs k (activation_fn_kwargs.k or k)", cpath);
-    } else if (!strcmp(a, "jumprelu") || !strcmp(a, "batchtopk")) {
-        *arch = SAE_BATCHTOPK;
-        if (kk <= 0) kk = 1; /* k only steers training; inference uses the threshold */
+    } else if (!strcmp(a, "jumprelu") || !strcmp(a, "batchtopk") || !strcmp(a, "matryoshka_batchtopk")) {
+        /* one inference map, a per-latent threshold; k only steered training */
+        *arch = !strcmp(a, "batchtopk") ? SAE_BATCHTOPK : !strcmp(a, "jumprelu") ? SAE_JUMPRELU : SAE_MATRYOSHKA;
+        if (has_ours && sae_arch_has_threshold(ours)) *arch = ours;
+        if (!sae_arch_has_k(*arch)) kk = 0;
+        else if (kk <= 0) kk = 1;
+    } else if (!strcmp(a, "gated")) {
+        *arch = SAE_GATED, kk = 0;
     } else {
-        return sp_fail(err, errlen, "%s: architecture '%s'%s%s is not supported (standard relu, topk, jumprelu)", cpath,
-                    a, fn ? " with activation " : "", fn ? fn : "");
+        return sp_fail(err, errlen, "%s: architecture '%s'%s%s is not supported (standard relu, topk, jumprelu, "
+                       "batchtopk, matryoshka_batchtopk, gated)", cpath, a, fn ? " with activation " : "", fn ? fn : "");
     }
     *k = kk;
     return 0;
+}
+
+/* matryoshka's groups: saepipe's, else SAELens' matryoshka_widths, else one level */
+static void cfg_groups(SAE *s, const json_t *cfg)
+{
+    if (sae_groups_from_json(s, json_object_get(json_object_get(cfg, "saepipe"), "groups")) == 0) return;
+    if (sae_groups_from_json(s, json_object_get(cfg, "matryoshka_widths")) == 0) return;
+    s->ngroups = 1, s->groups[0] = s->F;
 }
 
 int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
@@ -221,19 +242,22 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
             goto out;
         }
     }
-    size_t n = 2 * (size_t)D * (size_t)F + (size_t)F + (size_t)D + (arch == SAE_BATCHTOPK ? (size_t)F : 0);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(s->mem[i])) {
-            sp_fail(err, errlen, "%s: a weight is not finite", wpath);
-            goto out;
-        }
-    /* apply_b_dec_to_input false: pre = x W_enc + b_enc; ours subtracts b_dec */
+    for (size_t i = 0; i < nslot; i++)
+        for (size_t q = 0; q < tab[i].rows * (tab[i].cols ? tab[i].cols : 1); q++)
+            if (!isfinite((*tab[i].slot)[q])) {
+                sp_fail(err, errlen, "%s: %s is not finite at %zu", wpath, tab[i].name, q);
+                goto out;
+            }
+    if (arch == SAE_MATRYOSHKA) cfg_groups(s, cfg);
+    /* apply_b_dec_to_input false: pre = x W_enc + b_enc; ours subtracts b_dec,
+     * so b_enc (gated: b_gate, and b_mag through exp(r_mag)) gains b_dec W_enc */
     const json_t *ab = json_object_get(cfg, "apply_b_dec_to_input");
     if (json_is_false(ab))
         for (size_t j = 0; j < (size_t)F; j++) {
-            double a = s->p.b_enc[j];
+            double a = 0;
             for (size_t d = 0; d < (size_t)D; d++) a += (double)s->p.b_dec[d] * s->p.W_enc[d * F + j];
-            s->p.b_enc[j] = (float)a;
+            s->p.b_enc[j] = (float)(s->p.b_enc[j] + a);
+            if (arch == SAE_GATED) s->p.b_mag[j] = (float)(s->p.b_mag[j] + exp(s->p.r_mag[j]) * a);
         }
     const char *str = json_string_value(json_object_get(cfg, "hook_name"));
     snprintf(s->hook, sizeof s->hook, "%s", str ? str : "");
@@ -246,7 +270,7 @@ int sae_import_saelens(SAE *s, const char *dir, char *err, size_t errlen)
         const json_t *ns = json_object_get(sp, "norm_scale"), *l1 = json_object_get(sp, "l1");
         if (sae_arch_parse(json_string_value(json_object_get(sp, "arch")), &a2) == 0 && a2 == arch) {
             long long k2 = cfg_int(sp, "k");
-            if (k2 > 0 && k2 <= F && arch != SAE_RELU) s->K = (size_t)k2;
+            if (k2 > 0 && k2 <= F && sae_arch_has_k(arch)) s->K = (size_t)k2;
         }
         if (json_is_number(l1)) s->l1 = json_number_value(l1);
         double sc = json_is_number(ns) ? json_number_value(ns) : 1.0;

@@ -2,12 +2,17 @@
  * cfg.json and sae_weights.safetensors (W_enc (d_in,d_sae), b_enc, W_dec
  * (d_sae,d_in), b_dec [, threshold]).
  *
- * Mapping: relu <-> architecture "standard" with activation_fn_str "relu";
- * topk <-> "standard" with activation_fn_str "topk" and
- * activation_fn_kwargs {"k"} (SAELens 6's architecture "topk" with "k" is
- * read too); batchtopk <-> "jumprelu" with its threshold (SAELens saves its
- * BatchTopK SAEs that way; on import a jumprelu SAE becomes a batchtopk one,
- * whose inference map is the same). Our norm_scale is folded into the
+ * Mapping (SAELens 6 architecture names and tensors):
+ *   relu <-> "standard" with activation_fn_str "relu";
+ *   topk <-> "standard" with activation_fn_str "topk" and
+ *     activation_fn_kwargs {"k"} ("topk" with "k" is read too);
+ *   jumprelu <-> "jumprelu" with threshold;
+ *   batchtopk, matryoshka -> "jumprelu" with their threshold (SAELens saves
+ *     its BatchTopK and Matryoshka SAEs that way), back to batchtopk or
+ *     matryoshka by cfg.json "saepipe"; "batchtopk" and
+ *     "matryoshka_batchtopk" with a threshold tensor are read too;
+ *   gated <-> "gated" with b_gate, r_mag, b_mag (no b_enc).
+ * Our norm_scale is folded into the
  * exported weights so SAELens sees raw activations (W_enc*s, W_dec/s,
  * b_dec/s), and recorded in cfg.json "saepipe" so import can unfold it.
  * An imported cfg with apply_b_dec_to_input false gets b_enc + b_dec W_enc. */

@@ -8,12 +8,14 @@ RREF="$TEST_DIRECTORY/helpers/recon_ref.py"
 # mksae DIR HOOK ARCH K SCALE: the SAE file DIR.tsz from DIR/*.npy
 mksae () {
 	extra= &&
-	if test -f "$1/threshold.npy"; then extra="threshold=$1/threshold.npy"; fi &&
+	for n in b_enc b_gate threshold r_mag b_mag; do
+		if test -f "$1/$n.npy"; then extra="$extra $n=$1/$n.npy"; fi
+	done &&
 	d=$("$PYTHON" -c "import numpy as np; print(np.load('$1/W_enc.npy').shape[0])") &&
 	f=$("$PYTHON" -c "import numpy as np; print(np.load('$1/W_enc.npy').shape[1])") &&
 	tsz from-npy --rows 100000000 --meta kind=sae --meta arch=$3 --meta k=$4 --meta d=$d --meta f=$f \
 		--meta "hook=$2" --meta norm_scale=$5 --meta model=test \
-		W_enc="$1/W_enc.npy" b_dec="$1/b_dec.npy" b_enc="$1/b_enc.npy" W_dec="$1/W_dec.npy" $extra >"$1.tsz"
+		W_enc="$1/W_enc.npy" b_dec="$1/b_dec.npy" W_dec="$1/W_dec.npy" $extra >"$1.tsz"
 }
 
 # windows B T V SEED OUT.npy: random windows, BOS-led like gpt2-tok (BOS = V-1 here)
@@ -43,6 +45,10 @@ test_expect_success NUMPY 'tiny random checkpoints, SAEs and windows' '
 	mksae topk192 blocks.0.mlp.hook_post topk 12 2.5 &&
 	"$PYTHON" "$RREF" sae btk32 --d 32 --f 80 --seed 5 --arch batchtopk &&
 	mksae btk32 blocks.2.hook_resid_post batchtopk 10 0.5 &&
+	"$PYTHON" "$RREF" sae jr48 --d 48 --f 96 --seed 7 --scale 2 --arch jumprelu &&
+	mksae jr48 blocks.1.hook_resid_mid jumprelu 0 1.5 &&
+	"$PYTHON" "$RREF" sae gt48 --d 48 --f 96 --seed 8 --scale 2 --arch gated &&
+	mksae gt48 blocks.1.hook_resid_mid gated 0 0.8 &&
 	"$PYTHON" "$RREF" sae pre32 --d 32 --f 64 --seed 6 &&
 	mksae pre32 blocks.0.hook_resid_pre relu 0 1.0
 '
@@ -53,6 +59,8 @@ for case in \
 	"m1 w1 relu48 blocks.1.hook_resid_mid relu 0 1.0 --include-bos" \
 	"m1 w1 topk192 blocks.0.mlp.hook_post topk 12 2.5" \
 	"m2 w2 btk32 blocks.2.hook_resid_post batchtopk 10 0.5" \
+	"m1 w1 jr48 blocks.1.hook_resid_mid jumprelu 0 1.5" \
+	"m1 w1 gt48 blocks.1.hook_resid_mid gated 0 0.8" \
 	"m2 w2 pre32 blocks.0.hook_resid_pre relu 0 1.0 --include-bos"
 do
 	set -- $case

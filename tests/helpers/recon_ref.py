@@ -2,9 +2,10 @@
 """recon_ref.py: an independent numpy reference for recon-score, and a
 writer of SAE parameter arrays for its tests.
 
-  recon_ref.py sae OUTDIR --d D --f F [--arch relu|topk|batchtopk] [--k K]
-               [--seed S] [--scale X] [--kind random|identity|zero]
-      write OUTDIR/{W_enc,b_enc,W_dec,b_dec[,threshold]}.npy (f32); identity
+  recon_ref.py sae OUTDIR --d D --f F [--arch relu|topk|batchtopk|jumprelu|gated]
+               [--k K] [--seed S] [--scale X] [--kind random|identity|zero]
+      write OUTDIR/{W_enc,b_enc,W_dec,b_dec[,threshold]}.npy (f32) (gated:
+      b_gate for b_enc, and r_mag, b_mag); identity
       (F = 2D): W_enc = [I, -I], W_dec rows +-e_i, biases 0, so relu gives
       x_hat = relu(x) - relu(-x) = x exactly; zero: every parameter 0
   recon_ref.py eval MODEL TOKENS.npy SAEDIR HOOK [--arch A] [--k K]
@@ -66,22 +67,29 @@ def make_sae(argv):
     else:
         p = {"W_enc": rng.standard_normal((d, f)) * scale / np.sqrt(d), "b_enc": rng.standard_normal(f) * 0.1,
              "W_dec": rng.standard_normal((f, d)) * scale / np.sqrt(f), "b_dec": rng.standard_normal(d) * 0.1}
-    if arch == "batchtopk":
+    if arch in ("batchtopk", "jumprelu"):
         p["threshold"] = np.abs(rng.standard_normal(f)) * 0.1
+    if arch == "gated":
+        p["b_gate"] = p.pop("b_enc")
+        p["r_mag"], p["b_mag"] = rng.standard_normal(f) * 0.3, rng.standard_normal(f) * 0.1
     for k, v in p.items():
         np.save(os.path.join(out, k + ".npy"), v.astype(np.float32))
 
 
 def sae_maps(sdir, arch, k, s):
-    P = {n: np.load(os.path.join(sdir, n + ".npy")).astype(np.float64)
-         for n in ["W_enc", "b_enc", "W_dec", "b_dec"]}
-    th = np.load(os.path.join(sdir, "threshold.npy")).astype(np.float64) if arch == "batchtopk" else None
+    names = ["W_enc", "W_dec", "b_dec"] + (["b_gate", "r_mag", "b_mag"] if arch == "gated" else ["b_enc"])
+    P = {n: np.load(os.path.join(sdir, n + ".npy")).astype(np.float64) for n in names}
+    th = np.load(os.path.join(sdir, "threshold.npy")).astype(np.float64) if arch in ("batchtopk", "jumprelu") else None
 
     def encode(x):
-        pre = (s * x - P["b_dec"]) @ P["W_enc"] + P["b_enc"]
+        z = (s * x - P["b_dec"]) @ P["W_enc"]
+        if arch == "gated":  # Rajamanoharan et al.: a gate and a rescaled magnitude on one W_enc
+            mag = np.exp(P["r_mag"]) * z + P["b_mag"]
+            return np.where(z + P["b_gate"] > 0, np.maximum(mag, 0), 0)
+        pre = z + P["b_enc"]
         if arch == "relu":
             return np.maximum(pre, 0)
-        if arch == "batchtopk":
+        if th is not None:
             return np.where((pre > th) & (pre > 0), pre, 0)
         f = np.zeros_like(pre)
         idx = np.argsort(-pre, axis=-1, kind="stable")[..., :k]
