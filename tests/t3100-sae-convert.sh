@@ -113,7 +113,7 @@ mk(\"tk6\", {\"architecture\": \"topk\", \"k\": 5, \"d_in\": D, \"d_sae\": F, \"
 " &&
 	sae-convert from-saelens std >std.tsz && sae-convert from-saelens jump -o jump.tsz && sae-convert from-saelens tk6 >tk6.tsz &&
 	tsz json std.tsz | grep "\"arch\":\"relu\",\"k\":0,.*\"hook\":\"blocks.0.hook_resid_pre\",\"model\":\"gpt2-small\",\"norm_scale\":1.0" &&
-	tsz json jump.tsz | grep "\"arch\":\"batchtopk\".*\"threshold\":{\"dtype\":\"f32\",\"shape\":\[20\]}" &&
+	tsz json jump.tsz | grep "\"arch\":\"jumprelu\",\"k\":0,.*\"threshold\":{\"dtype\":\"f32\",\"shape\":\[20\]}" &&
 	tsz json tk6.tsz | grep "\"arch\":\"topk\",\"k\":5," &&
 	sae_tensors std.tsz s && sae_tensors jump.tsz j && sae_tensors tk6.tsz t && tsz to-npy --name threshold j_th.npy jump.tsz &&
 	py "
@@ -130,14 +130,62 @@ assert (ld(\"j_th\") == bf(th)).all()
 "
 '
 
+test_expect_success NUMPY 'jumprelu, gated, matryoshka (norm_scale 0.37): SAELens names out, the same SAE back' '
+	sae-fit --arch jumprelu --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o jr.tsz &&
+	sae-fit --arch gated --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o gt.tsz &&
+	sae-fit --arch matryoshka --k 4 --groups 12,24 --dict 48 --batch 256 --warmup 2 --lr 1e-2 x.tsz -o mt.tsz &&
+	for a in jr gt mt; do
+		sae-convert to-saelens $a.tsz -o sl_$a && sae-convert from-saelens sl_$a >back_$a.tsz &&
+		for n in W_enc b_enc b_gate W_dec b_dec threshold r_mag b_mag; do
+			rm -f a_$n.npy b_$n.npy && { tsz to-npy --name $n a_$n.npy $a.tsz 2>/dev/null || continue; } &&
+			tsz to-npy --name $n b_$n.npy back_$a.tsz || return 1
+		done &&
+		py "
+import glob
+cfg = json.load(open(\"sl_$a/cfg.json\")); w = st_read(\"sl_$a/sae_weights.safetensors\")
+want = {\"jr\": (\"jumprelu\", [\"W_enc\", \"b_enc\", \"W_dec\", \"b_dec\", \"threshold\"]),
+        \"gt\": (\"gated\", [\"W_enc\", \"b_gate\", \"W_dec\", \"b_dec\", \"r_mag\", \"b_mag\"]),
+        \"mt\": (\"jumprelu\", [\"W_enc\", \"b_enc\", \"W_dec\", \"b_dec\", \"threshold\"])}[\"$a\"]
+assert cfg[\"architecture\"] == want[0] and list(w) == want[1], (cfg[\"architecture\"], list(w))
+for f in sorted(glob.glob(\"a_*.npy\")):
+    n = f[2:-4]; a, b = np.load(f), ld(\"b_\" + n); d = np.abs(a - b).max()
+    # norm_scale is folded into W_enc, W_dec, b_dec and out again: rounding; the rest exactly
+    tol = 1e-6 * max(1, np.abs(a).max()) if n in (\"W_enc\", \"W_dec\", \"b_dec\") else 0
+    print(\"# $a\", n, \"max diff\", d); assert a.shape == b.shape and d <= tol, n
+" &&
+		tsz json $a.tsz | sed "s/,\"tensors.*//; s/,\"tokens_seen.*//" >m1 &&
+		tsz json back_$a.tsz | sed "s/,\"tensors.*//; s/,\"imported_from.*//" >m2 &&
+		test_cmp m1 m2 || return 1
+	done &&
+	grep "\"groups\":\[12,24,48\]" m2
+'
+
+test_expect_success NUMPY 'a SAELens gated SAE (apply_b_dec_to_input false) maps raw rows as SAELens does' '
+	py "
+import os
+rng = np.random.default_rng(8); D, F = 8, 20
+t = {n: rng.standard_normal(s).astype(np.float32) for n, s in ((\"W_enc\", (D, F)), (\"b_gate\", (F,)), (\"W_dec\", (F, D)),
+     (\"b_dec\", (D,)), (\"r_mag\", (F,)), (\"b_mag\", (F,)))}
+os.mkdir(\"gsl\"); json.dump({\"architecture\": \"gated\", \"d_in\": D, \"d_sae\": F, \"apply_b_dec_to_input\": False},
+                              open(\"gsl/cfg.json\", \"w\"))
+st_write(\"gsl/sae_weights.safetensors\", {n: (\"F32\", a.tobytes(), a.shape) for n, a in t.items()})
+x = rng.standard_normal((50, D)).astype(np.float32); np.save(\"gx.npy\", x)
+P = {n: a.astype(np.float64) for n, a in t.items()}; z = x.astype(np.float64) @ P[\"W_enc\"]  # SAELens: no b_dec on input
+f = (z + P[\"b_gate\"] > 0) * np.maximum(z * np.exp(P[\"r_mag\"]) + P[\"b_mag\"], 0); np.save(\"gwant.npy\", f)
+" &&
+	sae-convert from-saelens gsl >gsl.tsz && tsz json gsl.tsz | grep "\"arch\":\"gated\",\"k\":0," &&
+	tsz from-npy --meta kind=acts acts=gx.npy >gx.tsz && sae-encode --sae gsl.tsz --dense gx.tsz | tsz to-npy --name features gget.npy &&
+	py "d = np.abs(ld(\"gget\") - ld(\"gwant\")).max(); print(\"# max diff\", d); assert d < 1e-4"
+'
+
 test_expect_success NUMPY 'refusals name the file and the problem' '
 	test_must_fail sae-convert from-saelens nodir >o 2>err &&
 	grep "^sae-convert: nodir/cfg.json: No such file or directory$" err &&
 	mkdir bad && echo "{\"d_in\": 8," >bad/cfg.json &&
 	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/cfg.json: line 2: " err &&
-	echo "{\"architecture\": \"gated\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
+	echo "{\"architecture\": \"transcoder\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
 	test_must_fail sae-convert from-saelens bad >o 2>err &&
-	grep "^sae-convert: bad/cfg.json: architecture .gated. is not supported (standard relu, topk, jumprelu)$" err &&
+	grep "^sae-convert: bad/cfg.json: architecture .transcoder. is not supported (standard relu, topk, jumprelu, batchtopk, matryoshka_batchtopk, gated)$" err &&
 	echo "{\"architecture\": \"standard\", \"activation_fn_str\": \"topk\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
 	test_must_fail sae-convert from-saelens bad >o 2>err && grep "needs k" err &&
 	echo "{\"d_in\": 8, \"d_sae\": 20, \"normalize_activations\": \"expected_average_only_in\"}" >bad/cfg.json &&
@@ -147,6 +195,8 @@ test_expect_success NUMPY 'refusals name the file and the problem' '
 	grep "^sae-convert: bad/sae_weights.safetensors: W_enc is (8,20) F16 but d_in=8 d_sae=21 needs (8,21) float$" err &&
 	echo "{\"architecture\": \"jumprelu\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
 	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/sae_weights.safetensors: no tensor threshold$" err &&
+	echo "{\"architecture\": \"gated\", \"d_in\": 8, \"d_sae\": 20}" >bad/cfg.json &&
+	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/sae_weights.safetensors: no tensor b_gate$" err &&
 	head -c 100 std/sae_weights.safetensors >bad/sae_weights.safetensors &&
 	test_must_fail sae-convert from-saelens bad >o 2>err && grep "^sae-convert: bad/sae_weights.safetensors" err &&
 	test_line_count = 1 err &&
