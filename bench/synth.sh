@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/synth.sh: sae-fit's topk and batchtopk on a scaled-down SynthSAEBench-16k
+# bench/synth.sh: sae-fit's architectures on a scaled-down SynthSAEBench-16k
 # (sae-synth --preset synthsaebench), scored against the truth by sae-synth score:
 # F 4096 true features in D 192 (F/D 21.3, as 16384/768), 32 trees (128 x 4096/16384),
 # SAE width 1024 (F/4, as their 4096 of 16384), k 14 (the true L0 of the 1024 most
@@ -7,7 +7,9 @@
 # mcc_dec is the figure SynthSAEBench publishes as MCC (BatchTopK 0.757 at full
 # scale, 200M fresh rows). ROWS_K=... distinct training rows in thousands (default
 # 300), EPOCHS=... passes over them (default 20): the run README "Ground truth" reports,
-# about 50 s of CPU to draw the rows and 1.5-2 min for each fit.
+# about 50 s of CPU to draw the rows and 1.5-2 min for each fit (topk, batchtopk;
+# jumprelu and gated run dense, longer). ARCHS="..." the archs to fit (default
+# topk batchtopk matryoshka jumprelu gated); FLAGS_<arch>="..." more sae-fit flags.
 set -e
 cd "$(dirname "$0")/.."
 for s in sae-synth sae-fit; do
@@ -22,9 +24,11 @@ bin/sae-synth $S -n 8192 --data-seed 99 --truth "$tmp/truth.tsz" -o "$tmp/eval.t
 bin/sae-synth $S -n $rows --data-seed 1 -o "$tmp/train.tsz"
 e=$(date +%s.%N)
 echo "sae-synth: $rows rows in $(echo "$e - $s" | bc) s"
-for arch in topk batchtopk; do
+for arch in ${ARCHS:-topk batchtopk matryoshka jumprelu gated}; do
 	s=$(date +%s.%N)
-	bin/sae-fit --arch $arch --dict 1024 --k 14 --batch 1024 --lr 0.001 --epochs $epochs --input "$tmp/train.tsz" >"$tmp/sae.tsz" 2>/dev/null
+	eval "flags=\${FLAGS_$arch:-}"
+	bin/sae-fit --arch $arch --dict 1024 --k 14 --batch 1024 --lr 0.001 --epochs $epochs $flags --input "$tmp/train.tsz" \
+		>"$tmp/sae.tsz" 2>/dev/null
 	e=$(date +%s.%N)
 	echo "sae-fit --arch $arch: $epochs x $rows rows in $(echo "$e - $s" | bc) s"
 	bin/sae-synth score --truth "$tmp/truth.tsz" --sae "$tmp/sae.tsz" --json "$tmp/eval.tsz"

@@ -281,7 +281,7 @@ test_expect_success NUMPY 'several input files are one input: as their cat, with
 
 test_expect_success 'bad flags: exit 2 with one line' '
 	test_expect_code 2 sae-fit --arch foo x 2>err &&
-	grep "^sae-fit: --arch: expected one of relu, topk, batchtopk, got .foo.$" err &&
+	grep "^sae-fit: --arch: expected one of relu, topk, batchtopk, jumprelu, gated, matryoshka, got .foo.$" err &&
 	test_expect_code 2 sae-fit --dict 0x x 2>err && grep "^sae-fit: --dict" err &&
 	test_expect_code 2 sae-fit --keep-best fvu x 2>err && grep "^sae-fit: --keep-best fvu needs --val$" err &&
 	test_expect_code 2 sae-fit --epochs 2 2>err </dev/null && grep "^sae-fit: --epochs needs --input FILE (stdin is read once)$" err &&
