@@ -202,21 +202,6 @@ void sae_arch_forward(SAETrainer *t, const float *x, size_t n, double l1, int ev
     t->last_l1 = l1, t->last_sparse = 0;
 }
 
-/* over columns d: e = sc e (dx_hat), acc = its sum over rows; gated e2 = sc e2 */
-static void pass_dxhat(void *a, size_t lo, size_t hi)
-{
-    Pass *p = a;
-    SAETrainer *t = p->t;
-    size_t D = t->c.D;
-    for (size_t d = lo; d < hi; d++) t->acc[d] = 0;
-    for (size_t i = 0; i < p->n; i++)
-        for (size_t d = lo; d < hi; d++) {
-            t->e[i * D + d] *= p->sc;
-            t->acc[d] += t->e[i * D + d];
-            if (t->c.arch == SAE_GATED) t->e2[i * D + d] *= p->sc;
-        }
-}
-
 /* jumprelu, over latents: g = dpre, b_enc's gradient, the log threshold's
  * (straight-through, sae_arch.h); df arrives in h */
 static void pass_jump(void *a, size_t lo, size_t hi)
@@ -278,12 +263,13 @@ void sae_arch_backward(SAETrainer *t)
     double s = t->scale;
     Pass ps = {.t = t, .n = n, .sc = (float)(2.0 / n), .pen = (float)((gated ? t->last_l1 * s : t->last_l1 * s * s) / n)};
     size_t cols = 256; /* chunks worth a thread */
-    sp_parfor(D, cols, pass_dxhat, &ps);
-    /* gW_dec = f^T dx_hat (the gated aux term reaches no decoder); df = dx_hat W_dec^T */
+    sae_trainer_dxhat(t, n);
+    /* gW_dec = f^T dx_hat (the gated aux term reaches no decoder); df = dx_hat W_dec^T,
+     * gated d relu(pi_gate) = 2/n e2 W_dec^T */
     sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, t->g, F, t->e, D, 0.0f, t->gWd, D);
     if (gated) {
         sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, t->e, D, t->Wd, D, 0.0f, t->g, F);
-        sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, t->e2, D, t->Wd, D, 0.0f, t->h, F);
+        sp_gemm(CblasNoTrans, CblasTrans, n, F, D, ps.sc, t->e2, D, t->Wd, D, 0.0f, t->h, F);
         sp_parfor(F, cols, pass_gate, &ps);
     } else {
         sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, t->e, D, t->Wd, D, 0.0f, t->h, F);

@@ -52,6 +52,8 @@ void sae_arch_backward(SAETrainer *t);
  * batch's smallest selected activation thr (or, thr <= 0, the smallest
  * positive of the m relu'd entries in t->g) */
 void sae_arch_update_theta(SAETrainer *t, float thr, size_t m);
+/* (sae_train.c) e becomes dx_hat = 2/n e, t->acc its sum over rows */
+void sae_trainer_dxhat(SAETrainer *t, size_t n);
 /* matryoshka: the inner levels' squared error (summed over rows, not
  * divided by n) of the forward's active set; their errors stay in t->lev */
 double sae_arch_levels_forward(SAETrainer *t, const float *x, size_t n);

@@ -464,6 +464,12 @@ static void pass_dxhat(void *a, size_t lo, size_t hi)
         }
 }
 
+void sae_trainer_dxhat(SAETrainer *t, size_t n)
+{
+    Pass ps = {.t = t, .n = n, .sc = (float)(2.0 / n)};
+    sp_parfor(t->c.D, 256, pass_dxhat, &ps);
+}
+
 /* relu dense, over latents: dpre = (f>0)(df + l1/n) in g, b_enc's gradient */
 static void pass_mask(void *a, size_t lo, size_t hi)
 {
