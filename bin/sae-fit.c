@@ -87,8 +87,9 @@ static SP_NORETURN void usage(FILE *f, int status)
 "weights, with --val) + 4B(2D + F) (+4BF for all but topk, +0.8BF more for\n"
 "relu's sparse step, +4B(F + D) for jumprelu and gated, +4B(G-1)D for\n"
 "matryoshka) + 4D(B + V) + W bytes, P = 2DF + F + D (+F jumprelu, +2F gated),\n"
-"B = --batch, V = --val-rows, W = 4x the largest record written: matrices go in part\n"
-"records of 32 MB (W <= 0.8 GB; see the man page). Files have no size limit.\n"
+"B = --batch, V = --val-rows, W = 4x the largest record written: matrices go\n"
+"in part records of 32 MB (W <= 0.8 GB; see the man page). Files have no size\n"
+"limit.\n"
 "Exit status: 0 on success, 1 on a bad input or failure, 2 on bad usage.\n");
     exit(status);
 }
