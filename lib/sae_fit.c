@@ -341,6 +341,13 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
     snprintf(buf, len, "arch=%s f=%zu k=%zu batch=%" PRIu64 " state=%s seed=%" PRIu64 " lr=%g l1=%g",
              sae_arch_name(o->arch), sae_fit_features(f), f->t.c.K, o->batch, o->state_bf16 ? "bf16" : "f32", o->seed, o->lr,
              o->l1);
+    /* the arch's own settings, so a resume with others is refused (the other archs' text is as before) */
+    const SAETrainConfig *c = &f->t.c;
+    size_t n = strlen(buf);
+    if (o->arch == SAE_JUMPRELU && n < len)
+        snprintf(buf + n, len - n, " bandwidth=%g theta0=%g tanh=%g", c->bandwidth, c->theta0, c->tanh_scale);
+    for (size_t g = 0; o->arch == SAE_MATRYOSHKA && g < c->ngroups && (n = strlen(buf)) < len; g++)
+        snprintf(buf + n, len - n, "%s%zu", g ? "," : " groups=", c->groups[g]);
 }
 
 /* A checkpoint's tensors: the trainer's state, the RNG and the best weights;

@@ -149,6 +149,9 @@ test_expect_success 'refusals: --groups misuse, files without their arch tensors
 	grep "^sae-fit: --groups must ascend from at least --k 4$" err &&
 	test_must_fail sae-fit --arch matryoshka --k 4 --groups 300 --dict 128 train.tsz 2>err >o &&
 	grep "^sae-fit: --groups: 300 is more than the 128 features$" err &&
+	test_must_fail sae-fit --arch matryoshka $FIT --groups 16 --batch 64 --tokens 12800 --checkpoint-every 30 \
+		--checkpoint ckc --resume r.tsz >o 2>err &&
+	grep "^sae-fit: ckc/checkpoint.tsz: checkpoint was written with .* groups=8,32,128., this run has .* groups=16,128.$" err &&
 	usage_err sae-fit --arch jumprelu --jumprelu-penalty l2 train.tsz 2>err &&
 	grep "^sae-fit: --jumprelu-penalty: expected one of step, tanh, got .l2.$" err &&
 	tsz to-npy --name W_enc we.npy gated.tsz && tsz to-npy --name W_dec wd.npy gated.tsz &&
