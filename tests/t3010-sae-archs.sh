@@ -167,4 +167,16 @@ test_expect_success 'refusals: --groups misuse, files without their arch tensors
 	grep "^sae-encode: nogroups.tsz: matryoshka SAE needs meta groups, ascending sizes ending in f=128$" err
 '
 
+command -v mpirun >/dev/null 2>&1 && test_set_prereq MPI
+# mpirun interleaves the ranks' stderr with its own lines: the message is
+# looked for, not the "sae-fit (rank r of 2 on HOST): " before it
+test_expect_success MPI 'under mpirun the new archs are refused (not sharded yet), naming the arch' '
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 && export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM &&
+	for a in jumprelu gated matryoshka; do
+		test_must_fail mpirun --oversubscribe -np 2 sae-fit --arch $a $FIT --tokens 2560 -o mpi.tsz train.tsz 2>err &&
+		grep -- "--arch $a does not run sharded across ranks yet: run it without mpirun$" err &&
+		test ! -f mpi.tsz || return 1
+	done
+'
+
 test_done
