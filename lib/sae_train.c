@@ -3,7 +3,8 @@
  * OpenBLAS sgemm; topk and batchtopk compute the decoder and the whole
  * backward over the active latents only, and so does relu when few latents
  * fire. Element passes run on sp_parfor; results depend on the BLAS thread
- * count only. */
+ * count only. The trainer's parameters and state in and out of files are
+ * in sae_train_io.c. */
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
@@ -22,7 +23,6 @@
  * every run, and sqrt/division vectorised are correctly rounded as scalar. */
 #define SAE_VEC __attribute__((optimize("O3", "tree-vectorize", "no-math-errno")))
 
-static size_t kmax(const SAETrainConfig *c) { return sae_arch_has_k(c->arch) ? c->K : 0; }
 /* parameters in the block: the four tensors and the arch's vectors */
 static uint64_t nparam(const SAETrainConfig *c)
 {
@@ -39,7 +39,6 @@ static uint64_t csr_cap(const SAETrainConfig *c)
 }
 static int needs_g(const SAETrainConfig *c) { return c->arch != SAE_TOPK; }
 /* latents over every rank */
-static size_t f_all(const SAETrainConfig *c) { return c->comm ? c->F_all : c->F; }
 static size_t cand_k(const SAETrainConfig *c) { return kmax(c) > c->aux_k ? kmax(c) : c->aux_k; }
 
 uint64_t sae_trainer_bytes(const SAETrainConfig *c)
@@ -787,102 +786,4 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
         zero_state(t, FD + F + j * D, D);        /* W_dec row */
     }
     return nd_all;
-}
-
-/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
-typedef struct { const float *Wt; size_t D, F; } Transposed;
-
-static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void *dst)
-{
-    const Transposed *t = ctx;
-    float *out = dst;
-    for (size_t j = 0; j < t->F; j++) {
-        const float *src = t->Wt + j * t->D + r0;
-        for (uint64_t r = 0; r < n; r++) out[r * t->F + j] = src[r];
-    }
-}
-
-int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
-                      char *err, size_t errlen)
-{
-    size_t D = t->c.D, F = f_all(&t->c);
-    int running = sae_arch_has_threshold(t->c.arch) && t->c.arch != SAE_JUMPRELU; /* theta */
-    float *threshold = running || sae_arch_extra(t->c.arch) ? xmalloc(2 * F * sizeof *threshold) : NULL;
-    s->arch = t->c.arch, s->D = D, s->F = F;
-    s->K = kmax(&t->c);
-    s->ngroups = t->c.ngroups;
-    memcpy(s->groups, t->c.groups, sizeof s->groups);
-    s->mem = NULL;
-    s->p = (SAEParams){.W_enc = NULL, .b_enc = (float *)param + t->c.F * D};
-    s->p.W_dec = s->p.b_enc + t->c.F;
-    s->p.b_dec = s->p.W_dec + t->c.F * D;
-    if (running) {
-        for (size_t j = 0; j < F; j++) threshold[j] = (float)t->theta;
-        s->p.threshold = threshold;
-    }
-    sae_arch_to_sae(t, param, threshold, &s->p);
-    /* no copy: W_enc's rows are made from param's transpose as they are written */
-    TszBig big[SAE_SLOTS];
-    Transposed tr = {param, D, F};
-    size_t n = sae_big(s, big);
-    big[0].data = NULL, big[0].fill = fill_from_transposed, big[0].ctx = &tr;
-    /* sharded: W_enc, b_enc and W_dec gathered from every rank as written */
-    SpShard sh[3];
-    int rc = 0;
-    if (t->c.comm) {
-        SpComm *c = t->c.comm;
-        sh[0] = (SpShard){c, F, 4, F, 1, 1, 0, {{D, 0, (float *)param}}};
-        for (int i = 1; i < 3; i++) {
-            sh[i] = (SpShard){c, F, 4, big[i].ndim == 2 ? D : 1, 1, 0, i, {{i == 1 ? 1 : D, 0, big[i].data}}};
-            big[i].data = NULL, big[i].fill = sp_shard_fill, big[i].ctx = &sh[i];
-        }
-        big[0].fill = sp_shard_fill, big[0].ctx = &sh[0];
-        if (c->rank) sp_shard_serve(c, sh, 3);
-    }
-    if (!t->c.comm || !t->c.comm->rank) rc = sae_write_big(w, s, big, n, extra_meta, err, errlen);
-    if (t->c.comm && !t->c.comm->rank) sp_shard_done(t->c.comm);
-    free(threshold);
-    s->p = (SAEParams){0};
-    return rc;
-}
-
-void sae_trainer_import(SAETrainer *t, const SAE *s)
-{
-    size_t D = t->c.D, F = t->c.F;
-    for (size_t j = 0; j < F; j++)
-        for (size_t d = 0; d < D; d++) t->Wt[j * D + d] = s->p.W_enc[d * F + j];
-    memcpy(t->b_enc, s->p.b_enc, F * sizeof(float));
-    memcpy(t->Wd, s->p.W_dec, F * D * sizeof(float));
-    memcpy(t->b_dec, s->p.b_dec, D * sizeof(float));
-    if (s->p.threshold) t->theta = s->p.threshold[0];
-    sae_arch_from_sae(t, &s->p);
-}
-
-size_t sae_trainer_state(SAETrainer *t, TszBig *tab)
-{
-    uint64_t P = t->P, F = t->c.F;
-    TszDtype mdt = t->m ? TSZ_F32 : TSZ_BF16;
-    tab[0] = (TszBig){.name = "param", .dtype = TSZ_F32, .ndim = 1, .shape = {P}, .data = t->param};
-    tab[1] = (TszBig){.name = "adam_m", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->m : t->m16};
-    tab[2] = (TszBig){.name = "adam_v", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->v : t->v16};
-    tab[3] = (TszBig){.name = "since_fired", .dtype = TSZ_I64, .ndim = 1, .shape = {F}, .data = t->since_fired};
-    return 4;
-}
-
-void sae_trainer_meta(const SAETrainer *t, json_t *meta)
-{
-    json_object_set_new(meta, "step", json_integer((json_int_t)t->step));
-    json_object_set_new(meta, "theta", json_real(t->theta));
-    if (sae_arch_own_step(t->c.arch)) json_object_set_new(meta, "scale", json_real(t->scale));
-}
-
-int sae_trainer_from_meta(SAETrainer *t, const json_t *meta, char *err, size_t errlen)
-{
-    json_t *s = json_object_get(meta, "step"), *th = json_object_get(meta, "theta");
-    if (!json_is_integer(s) || !json_is_number(th)) return sp_fail(err, errlen, "checkpoint has no step/theta");
-    t->step = (uint64_t)json_integer_value(s);
-    t->theta = json_number_value(th);
-    th = json_object_get(meta, "scale"); /* absent before jumprelu and gated */
-    t->scale = json_is_number(th) && json_number_value(th) > 0 ? json_number_value(th) : 1.0;
-    return 0;
 }

@@ -1,10 +1,16 @@
-/* sae_train_int.h: what sae_train.c and sae_train_shard.c share; not an
- * interface. The sae_shard_* functions run when the trainer is sharded
+/* sae_train_int.h: what sae_train.c, sae_train_io.c and sae_train_shard.c
+ * share; not an interface. The sae_shard_* functions run when the trainer is sharded
  * (t->c.comm): collectives, every rank calls them alike. */
 #ifndef SP_SAE_TRAIN_INT_H
 #define SP_SAE_TRAIN_INT_H
 
+#include "sae_arch.h"
 #include "sae_train.h"
+
+/* Top-k of the arch (0 for those without), and the latents of the whole
+ * SAE (sharded: of every rank). */
+static inline size_t kmax(const SAETrainConfig *c) { return sae_arch_has_k(c->arch) ? c->K : 0; }
+static inline size_t f_all(const SAETrainConfig *c) { return c->comm ? c->F_all : c->F; }
 
 /* The kth largest (k from 0) of a (n), a reordered: its k+1 largest first. */
 float sae_kth_largest(float *a, size_t n, size_t k);
