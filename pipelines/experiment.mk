@@ -18,6 +18,8 @@
 #   HOOK       TransformerLens hook name [blocks.$(LAYER).mlp.hook_post]
 #   DICT       dictionary size: 8x, 32x, 128x or a number of features
 #   ARCH       relu, topk or batchtopk;  K  top-k;  L1  L1 coefficient (relu)
+#   KNOB_<arch>  the sae-fit flag that sets the sparsity of <arch>, which a
+#              sweep word's third part gives [l1 for relu, k otherwise]
 #   TOKENS     training token budget of sae-fit (when the store holds fewer
 #              rows, the fit's schedule runs over those; a sweep's does not)
 #   CTX        tokens per window (gpt2-tok --ctx)
@@ -36,6 +38,7 @@
 #              command.
 #   SWEEP      dictionaries trained from ONE read of the activation store, as
 #              ARCH/DICT/L1-or-K words: "relu/32x/5 relu/128x/5 topk/32x/32"
+#   SWEEP_DIR  where the sweep's dictionaries go [$(ACTS)/sweep]
 #
 #   V          1: print the full command lines instead of one short line a
 #              step (quiet.mk)
@@ -106,9 +109,12 @@ TOK_FORMAT := $(if $(filter %.jsonl,$(CORPUS)),--format jsonl --key text,)
 
 DATA  := $(RUNS)/$(MODEL_NAME)/$(CORPUS_NAME)-ctx$(CTX)-s$(SHARDS)
 ACTS  := $(DATA)/$(HOOK)-$(DTYPE)
-# ARCH/DICT/PARAM -> directory name of a fit
-fit_id = $(word 1,$(1))-$(word 2,$(1))-$(if $(filter relu,$(word 1,$(1))),l1,k)$(word 3,$(1))-t$(TOKENS)
-fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) $(if $(filter relu,$(word 1,$(1))),--l1,--k) $(word 3,$(1)) \
+# ARCH/DICT/PARAM -> directory name of a fit; PARAM is the value of the
+# arch's knob (KNOB_<arch>)
+KNOB_relu ?= l1
+knob = $(or $(KNOB_$(1)),k)
+fit_id = $(word 1,$(1))-$(word 2,$(1))-$(call knob,$(word 1,$(1)))$(word 3,$(1))-t$(TOKENS)
+fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) --$(call knob,$(word 1,$(1))) $(word 3,$(1)) \
 	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS)
 FIT   := $(ARCH) $(DICT) $(if $(filter relu,$(ARCH)),$(L1),$(K))
 SAE   := $(ACTS)/$(call fit_id,$(FIT))
@@ -120,7 +126,8 @@ TRAIN_ROWS := $(TRAIN_IDS:%=$(ACTS)/rows.%.tsz)
 EVAL_ROWS  := $(ACTS)/rows.$(EVAL_ID).tsz
 EVAL_TOK   := $(DATA)/tok.$(EVAL_ID).tsz
 
-SWEEP_DIRS := $(foreach s,$(SWEEP),$(ACTS)/sweep/$(call fit_id,$(subst /, ,$(s))))
+SWEEP_DIR  ?= $(ACTS)/sweep
+SWEEP_DIRS := $(foreach s,$(SWEEP),$(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s))))
 
 # ---- distribution ------------------------------------------------------------
 # $(call dist,SHARD,INPUTS,OUTPUTS,COMMAND): run COMMAND here, or with HOSTS
@@ -222,13 +229,13 @@ $(SAE)/sae.tsz: $(TRAIN_ROWS) $(EVAL_ROWS) $(SAE)/fit.params
 	$(call step_end,FIT,$(notdir $(SAE)): $(call howmuch,fit,$@))
 
 # the sweep: one read of the store, tee'd into one sae-fit per member
-$(eval $(call params_rule,$(ACTS)/sweep/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
-$(SWEEP_DIRS:%=%/sae.tsz) &: $(TRAIN_ROWS) $(EVAL_ROWS) $(ACTS)/sweep/fit.params
+$(eval $(call params_rule,$(SWEEP_DIR)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
+$(SWEEP_DIRS:%=%/sae.tsz) &: $(TRAIN_ROWS) $(EVAL_ROWS) $(SWEEP_DIR)/fit.params
 	$(step_begin)cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
-		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(ACTS)/sweep/$(call fit_id,$(subst /, ,$(s)))) \
+		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s)))) \
 	$(call step_end,FIT,sweep of $(words $(SWEEP)) dictionaries: $(SWEEP))
 
-$(ACTS)/sweep/report.html: $(SWEEP_DIRS:%=%/sae.tsz) $(SWEEP_DIRS:%=%/recon.tsz)
+$(SWEEP_DIR)/report.html: $(SWEEP_DIRS:%=%/sae.tsz) $(SWEEP_DIRS:%=%/recon.tsz)
 	$(step_begin)$(BIN)sae-report $(foreach d,$(SWEEP_DIRS),-s $(d)/sae.tsz -r $(d)/recon.tsz -l $(notdir $(d))=$(d)/train.tsv) \
 		-t "saepipe sweep: $(MODEL_NAME) $(HOOK)" $(REPORT_FLAGS) -o $@$(call step_end,REPORT,sweep: $(call howmuch,bytes,$@))
 
@@ -242,7 +249,7 @@ topk: $(SAE)/topk.tsz
 explain: $(SAE)/expl.tsz
 report: $(SAE)/report/index.html
 	@echo "report: $(abspath $<)"
-sweep: $(ACTS)/sweep/report.html
+sweep: $(SWEEP_DIR)/report.html
 	@echo "sweep report: $(abspath $<)"
 paths:
 	@echo "data:  $(DATA)"; echo "acts:  $(ACTS)"; echo "sae:   $(SAE)"
