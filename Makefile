@@ -1,5 +1,6 @@
 # saepipe: `make` builds lib/libsaepipe.a and every stage into bin/;
 # `make check` runs every test; `make demo` runs the experiment end to end;
+# `make frontier` trains and scores every architecture at several L0s;
 # `make bench` runs the benchmarks; `make install PREFIX=...`.
 #
 # Sources are discovered: lib/*.c go into the library, bin/*.c are one
@@ -60,7 +61,7 @@ DEBS_RUN   := parallel curl openssh-client rsync
 DEBS_CHECK := perl python3-numpy chromium openssh-server rsync man-db
 DEBS_BENCH := python3-torch hyperfine
 
-.PHONY: all units check demo bench install clean deps deps-check deps-bench flags
+.PHONY: all units check demo frontier bench install clean deps deps-check deps-bench flags
 # (the empty recipes keep make from saying "is up to date" / "Nothing to be done")
 all: $(LIBA) $(BINS) $(HELPERS)
 	@:
@@ -110,6 +111,10 @@ check: deps-check
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory -f pipelines/demo.mk
+
+frontier: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -f pipelines/frontier.mk
 
 bench: deps-bench
 	@$(MAKE) --no-print-directory all
