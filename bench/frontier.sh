@@ -7,7 +7,7 @@
 # sae-convert from-saelens and scored by the same recon-score on the same
 # held-out windows. Prints, per point, saepipe's L0, CE score (vs zero
 # ablation), FVU and KL beside PyTorch's and the gaps; and the training
-# throughput of one point (BENCH_TIMED, default topk/32), sae-fit alone
+# throughput of one point (BENCH_TIMED, default topk/32; empty: none), sae-fit alone
 # beside PyTorch, both timed now on the same rows.
 #   sh bench/frontier.sh [VAR=value...]     (frontier.mk's variables)
 # Runs the frontier first when it is not there yet (make -f
@@ -20,8 +20,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")
 BIN=$TOP/bin/
 $PY -c "import torch" 2>/dev/null || { echo "frontier.sh: python3-torch missing (make deps-bench)"; exit 1; }
-mk () { make --no-print-directory -f "$TOP/pipelines/frontier.mk" "$@"; }
-nice mk "$@"
+mk () { nice make --no-print-directory -f "$TOP/pipelines/frontier.mk" "$@"; }
+mk "$@"
 eval "$(mk "$@" frontier-env)"
 num () { echo "$1" | sed 's/K$/000/; s/M$/000000/; s/G$/000000000/'; }
 tokens=$(num "$TOKENS") dead=$(num "$DEAD_TOKENS")
@@ -64,7 +64,7 @@ awk -F '\t' 'NR == FNR { if (FNR > 1) s[$1 "/" $2] = $5 " " $8 " " $6 " " $7; ne
 	  printf "%-14s %6.1f %7.4f %6.4f %7.4f   %6.1f %7.4f %6.4f %7.4f   %+.4f %+.4f\n", $1 "/" $2,
 		o[1], o[2], o[3], o[4], $5, $8, $6, $7, o[2] - $8, o[3] - $6 }' "$TABLE" "$out/torch.tsv"
 # throughput of one point, each alone
-tp=${BENCH_TIMED:-topk/32}
+tp=${BENCH_TIMED-topk/32}
 tl=$(awk -F '\t' -v a="${tp%/*}" -v t="${tp#*/}" '$1 == a && $2 == t {print $3, $4}' "$TABLE")
 if test -n "$tl"; then
 	set -- $tl
