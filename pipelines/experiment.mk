@@ -190,7 +190,7 @@ $(ACTS)/rows.%.tsz $(ACTS)/ctx.%.tsz: $(DATA)/tok.%.tsz $(ACTS)/tap.params
 
 # ---- per-dictionary steps (the single fit and every sweep member) ---------------
 define SAE_RULES
-$(eval $(call params_rule,$(1)/topk.params,model=$(MODEL_ARG) k=$(TOPK_K) window=$(WINDOW) random=$(RANDOM) $(TOPK_FLAGS)))
+$(eval $(call params_rule,$(1)/topk.params,model=$(MODEL_ARG) k=$(TOPK_K) window=$(WINDOW) random=$(RANDOM) logits=sae $(TOPK_FLAGS)))
 $(eval $(call params_rule,$(1)/explain.params,$(EXPLAINER) features=$(EXPLAIN_FEATURES) $(EXPLAIN_FLAGS)))
 
 $(1)/recon.tsz: $(1)/sae.tsz $(EVAL_TOK) $(DATA)/recon.params
@@ -198,7 +198,7 @@ $(1)/recon.tsz: $(1)/sae.tsz $(EVAL_TOK) $(DATA)/recon.params
 	$$(call step_end,RECON,$(notdir $(1)) on held-out shard $(EVAL_ID)$(if $(RECON_RECORDS), ($(call plural,$(RECON_RECORDS),record))): $$(call howmuch,recon,$$@))
 
 $(SHARD_IDS:%=$(1)/topk.%.tsz): $(1)/topk.%.tsz: $(ACTS)/ctx.%.tsz $(1)/sae.tsz $(1)/topk.params
-	$$(step_begin)$$(call dist,$$*,$$< $(1)/sae.tsz,$$@,$(BIN)sae-encode --sae {2} {1} | $(BIN)topk-ctx --model $$(MODEL_ARG) -k $$(TOPK_K) --window $$(WINDOW) --random $$(RANDOM) $$(TOPK_FLAGS) -o $$@) \
+	$$(step_begin)$$(call dist,$$*,$$< $(1)/sae.tsz,$$@,$(BIN)sae-encode --sae {2} {1} | $(BIN)topk-ctx --model $$(MODEL_ARG) --sae {2} -k $$(TOPK_K) --window $$(WINDOW) --random $$(RANDOM) $$(TOPK_FLAGS) -o $$@) \
 	$$(call step_end,TOPK,$(notdir $(1)) shard $$*: encode and collect top-k contexts)
 
 $(1)/topk.tsz: $(SHARD_IDS:%=$(1)/topk.%.tsz)
