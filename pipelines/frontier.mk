@@ -44,8 +44,8 @@
 # Targets: frontier (default: the table and the plot, their paths printed),
 # calib, frontier-paths, frontier-env (for bench/frontier.sh).
 #
-# Measured: README "The frontier" (topk and batchtopk at TOKENS=20K on a
-# loaded machine; the default 50K run, relu included, is an estimate).
+# Measured: README "The frontier" (every arch at TOKENS=20K on a loaded
+# machine; the default 50K run is an estimate).
 
 HERE       := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 TOP        := $(abspath $(HERE)/..)
