@@ -118,7 +118,7 @@ test_expect_success NUMPY 'a killed rank: the run fails naming it, no SAE, the c
 # which SAEPIPE_PART_BYTES keeps small).
 MEM="--arch topk --k 4 --aux-k 16 --batch 64 --tokens 128"
 peak () { sed -n "s/.*Maximum resident set size (kbytes): //p" "$1" | sort -n | tail -1; }
-test_expect_success NUMPY 'memory: a rank of 2 holds about half of what the latents cost one process' '
+test_expect_success NUMPY,!SANITIZED 'memory: a rank of 2 holds about half of what the latents cost one process' '
 	export SAEPIPE_PART_BYTES=1000000 &&
 	for f in 256 65536; do
 		/usr/bin/time -v sae-fit $MEM --dict $f train.tsz -o m.tsz 2>t1_$f &&

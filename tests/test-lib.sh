@@ -30,6 +30,11 @@ TEST_DIRECTORY=$(cd "$(dirname "$0")" && pwd)
 SRC_DIR=$(cd "$TEST_DIRECTORY/.." && pwd)
 PATH="$SRC_DIR/bin:$TEST_DIRECTORY/helpers:$PATH"
 export PATH SRC_DIR TEST_DIRECTORY
+# Sanitized builds (make check SANITIZE=1): Open MPI's own allocations kept
+# until exit are not leaks of ours (tests/lsan.supp). Its libraries have no
+# frame pointers, so the suppressions match only with the slow unwinder.
+LSAN_OPTIONS="suppressions=$SRC_DIR/tests/lsan.supp:fast_unwind_on_malloc=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS
 
 verbose=
 for arg in "$@"; do
@@ -178,6 +183,9 @@ for py in /usr/bin/python3 python3; do
 done
 export PYTHON
 test -n "$PYTHON" && test_set_prereq NUMPY
+# SANITIZED: the programs were built with ASan (make check SANITIZE=1), whose
+# shadow memory makes resident-memory figures meaningless.
+grep -q fsanitize "$SRC_DIR/build/.flags" 2>/dev/null && test_set_prereq SANITIZED
 test -n "$PYTHON" && "$PYTHON" -c 'import torch' 2>/dev/null && test_set_prereq TORCH
 command -v parallel >/dev/null 2>&1 && test_set_prereq PARALLEL
 command -v node >/dev/null 2>&1 && test_set_prereq NODE
