@@ -1,6 +1,6 @@
 /* tsz: inspect, validate, convert, split and merge tensor streams.
  *   tsz info|json|cat|head|split|from-npy|to-npy ...
- * Each subcommand is one function; the stream logic is in lib/stream.c. */
+ * Each subcommand is one function; the stream logic is in lib/stream*.c. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>

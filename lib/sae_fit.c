@@ -90,7 +90,7 @@ size_t sae_fit_features(const SAEFit *f)
 }
 
 /* Writing a record holds it about four times: its tensors, a shuffled
- * copy, the packed map and the compressed frame (lib/stream.c). The SAE is
+ * copy, the packed map and the compressed frame (lib/stream_write.c). The SAE is
  * written from the trainer's block without a copy, and large tensors go in
  * parts, so writing costs four of the largest record, SAE or checkpoint. */
 static int check_memory(SAEFit *f, const SAETrainConfig *c)

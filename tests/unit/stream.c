@@ -1,4 +1,4 @@
-/* Unit tests of lib/stream.c and lib/dtype.c: round trips for every dtype,
+/* Unit tests of lib/stream*.c and lib/dtype.c: round trips for every dtype,
  * empty and large tensors, concatenation, truncation at every byte, bit
  * flips, and the f16/bf16 conversions against known values. */
 #include <stdlib.h>
