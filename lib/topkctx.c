@@ -323,14 +323,74 @@ static json_t *token_strs(const TszRecord *rec, TopkStrFn strs, void *ud)
     return o;
 }
 
+/* The four logit tensors, in TopkLogits's order (side 0 promoted, side 1
+ * suppressed; ids then values): one table for the writer and the reader. */
+static const struct { const char *name; TszDtype dt; } logit_tab[4] = {
+    {"logit_top_ids", TSZ_I32}, {"logit_top_vals", TSZ_F32}, {"logit_bot_ids", TSZ_I32}, {"logit_bot_vals", TSZ_F32}};
+
 static void put_logits(TszRecord *rec, const LogitEffects *e, size_t j)
 {
     uint64_t ks[1] = {e->K};
-    size_t o = j * e->K;
-    memcpy(tsz_record_add(rec, "logit_top_ids", TSZ_I32, 1, ks)->data, e->top_ids + o, e->K * sizeof(int32_t));
-    memcpy(tsz_record_add(rec, "logit_top_vals", TSZ_F32, 1, ks)->data, e->top_vals + o, e->K * sizeof(float));
-    memcpy(tsz_record_add(rec, "logit_bot_ids", TSZ_I32, 1, ks)->data, e->bot_ids + o, e->K * sizeof(int32_t));
-    memcpy(tsz_record_add(rec, "logit_bot_vals", TSZ_F32, 1, ks)->data, e->bot_vals + o, e->K * sizeof(float));
+    const void *src[4] = {e->top_ids, e->top_vals, e->bot_ids, e->bot_vals};   /* (n, K) each, 4-byte elements */
+    for (int k = 0; k < 4; k++)
+        memcpy(tsz_record_add(rec, logit_tab[k].name, logit_tab[k].dt, 1, ks)->data,
+               (const char *)src[k] + j * e->K * 4, e->K * 4);
+}
+
+/* 0 when t[4] (logit_tab's order, NULL for absent, at least one present)
+ * are well formed, else -1 with the problem in err. */
+static int logits_check(const TszTensor *const *t, size_t V, char *err, size_t errlen)
+{
+    char d[96];
+    for (int k = 0; k < 4; k++) {
+        if (!t[k])
+            return sp_fail(err, errlen, "no \"%s\": topk-ctx --sae writes all four logit tensors, or none",
+                           logit_tab[k].name);
+        if (t[k]->ndim != 1 || t[k]->dtype != logit_tab[k].dt)
+            return sp_fail(err, errlen, "\"%s\" is %s but needs (K) %s", logit_tab[k].name,
+                           tsz_tensor_desc(t[k], d, sizeof d), tsz_dtype_name(logit_tab[k].dt));
+    }
+    // each tensor against the one it pairs with: values against their ids, then the
+    // suppressed ids against the promoted (K tokens each way)
+    static const int pairs[3][2] = {{1, 0}, {3, 2}, {2, 0}};
+    for (int i = 0; i < 3; i++) {
+        int k = pairs[i][0], p = pairs[i][1];
+        if (t[k]->shape[0] != t[p]->shape[0])
+            return sp_fail(err, errlen, "\"%s\" has length %llu but \"%s\" has length %llu%s", logit_tab[k].name,
+                           (unsigned long long)t[k]->shape[0], logit_tab[p].name, (unsigned long long)t[p]->shape[0],
+                           k == 2 ? ": K differs between the promoted and the suppressed tokens" : "");
+    }
+    if (!t[0]->shape[0]) return sp_fail(err, errlen, "\"%s\" is empty: K is at least 1", logit_tab[0].name);
+    for (int k = 0; k < 4; k += 2) {
+        const int32_t *id = t[k]->data;
+        for (uint64_t i = 0; i < t[k]->shape[0]; i++) {
+            if (id[i] >= 0 && (!V || (size_t)id[i] < V)) continue;
+            if (V)
+                return sp_fail(err, errlen, "\"%s\"[%llu] is %d, outside the vocabulary [0, %zu)", logit_tab[k].name,
+                               (unsigned long long)i, id[i], V);
+            return sp_fail(err, errlen, "\"%s\"[%llu] is %d, not a token id", logit_tab[k].name,
+                           (unsigned long long)i, id[i]);
+        }
+    }
+    return 0;
+}
+
+int topkctx_logits(const TszRecord *rec, size_t V, TopkLogits *lg, char *err, size_t errlen)
+{
+    const TszTensor *t[4];
+    int n = 0;
+    memset(lg, 0, sizeof *lg);
+    for (int k = 0; k < 4; k++) n += (t[k] = tsz_record_get(rec, logit_tab[k].name)) != NULL;
+    if (!n) return 0;
+    char why[400];
+    if (logits_check(t, V, why, sizeof why) < 0) {
+        json_t *jf = json_object_get(rec->meta, "feature");
+        if (!json_is_integer(jf)) return sp_fail(err, errlen, "%s", why);
+        return sp_fail(err, errlen, "feature %lld: %s", (long long)json_integer_value(jf), why);
+    }
+    lg->K = t[0]->shape[0];
+    for (int s = 0; s < 2; s++) lg->ids[s] = t[2 * s]->data, lg->vals[s] = t[2 * s + 1]->data;
+    return 1;
 }
 
 void topkctx_record(const TopkCtx *c, size_t j, TszRecord *rec, TopkStrFn strs, void *ud)

@@ -62,6 +62,21 @@ void topkctx_record(const TopkCtx *c, size_t i, TszRecord *rec, TopkStrFn strs, 
 /* The dict_stats record from every selected feature's fired count. */
 void topkctx_dict_stats(const TopkOpts *o, size_t F, const int32_t *sel, size_t nsel, const uint64_t *fired,
                         uint64_t n_tokens, TszRecord *rec);
+/* The logit effects of one "feature" record (topk-ctx --sae): views into
+ * the record, side 0 the promoted tokens (logit_top_ids/_vals, largest
+ * effect first), side 1 the suppressed (logit_bot_ids/_vals, most negative
+ * first). */
+typedef struct {
+    size_t K;               /* tokens each way; 0: the record has none */
+    const int32_t *ids[2];  /* (K) each */
+    const float *vals[2];   /* (K) each */
+} TopkLogits;
+/* Read rec's four logit tensors: i32 ids and f32 values, all of one length
+ * K >= 1, ids >= 0 and, with V > 0, below V (the vocabulary size; 0:
+ * unknown). 1 present, 0 absent (none of the four: topk-ctx without
+ * --sae; lg->K is 0), or -1 with err naming the feature and the problem.
+ * The one reader of these tensors: every stage that shows them uses it. */
+int topkctx_logits(const TszRecord *rec, size_t V, TopkLogits *lg, char *err, size_t errlen) SP_RESULT_USED;
 /* The options as a JSON object (header "topk"), and back: 0 or -1. */
 json_t *topk_opts_json(const TopkOpts *o);
 int topk_opts_from_json(const json_t *j, TopkOpts *o);
