@@ -177,14 +177,14 @@ int main(int argc, char **argv)
                o.sae ? o.sae : o.topk);
     if (!o.model_id) o.model_id = model;
     if (!o.model_id) sp_die("no model id: give --model-id (the SAE %s names no model)", o.sae ? o.sae : "(none given)");
-    NpOpts no = {o.model_id, o.sae_set, o.dataset, o.layer, o.batch, t.W, t.NB, NULL, NULL};
+    NpOpts no = {o.model_id, o.sae_set, o.dataset, o.layer, o.batch, t.W, t.NB, NULL, NULL, 0};
     TokText *tt = NULL;
     if (o.tokenizer) {
         char dir[4096], err[512];
         if (fetch_resolve_model(o.tokenizer, dir, sizeof dir, err, sizeof err) < 0) sp_die("%s", err);
         tt = xcalloc(1, sizeof *tt);
         if (bpe_load(&tt->bpe, dir) < 0) sp_die("%s", tt->bpe.err);
-        no.tok = tok_text, no.tok_ud = tt;
+        no.tok = tok_text, no.tok_ud = tt, no.vocab = tt->bpe.V;
     }
     NpWriter w;
     if (np_open(&w, o.dir, &no, o.force) < 0) sp_die("%s", w.err);

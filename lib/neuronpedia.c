@@ -9,6 +9,7 @@
 
 #include "kinds.h"
 #include "neuronpedia.h"
+#include "topkctx.h"
 #include "util.h"
 
 /* Neuronpedia's name of the Bills et al. method explain-gpt4 follows. */
@@ -155,22 +156,23 @@ static int activations(NpWriter *w, const TszRecord *rec, const json_t *strs, lo
     return 0;
 }
 
-/* pos_/neg_ strings and values from topk-ctx --sae's logit effects (none: []). */
+/* pos_/neg_ strings and values from topk-ctx --sae's logit effects (none: []);
+ * a malformed set is an error, as in sae-report (both read it with
+ * topkctx_logits). */
 static int logits(NpWriter *w, const TszRecord *rec, const json_t *strs, long f, json_t *feat)
 {
-    static const char *const names[2][4] = {{"logit_top_ids", "logit_top_vals", "pos_str", "pos_values"},
-                                            {"logit_bot_ids", "logit_bot_vals", "neg_str", "neg_values"}};
+    static const char *const keys[2][2] = {{"pos_str", "pos_values"}, {"neg_str", "neg_values"}};
+    TopkLogits lg;
+    if (topkctx_logits(rec, w->o.vocab, &lg, w->err, sizeof w->err) < 0) return -1;
     for (int s = 0; s < 2; s++) {
-        const TszTensor *ti = tensor(rec, names[s][0], TSZ_I32, 1), *tv = tensor(rec, names[s][1], TSZ_F32, 1);
         json_t *ss = json_array(), *vs = json_array();
-        json_object_set_new(feat, names[s][2], ss);
-        json_object_set_new(feat, names[s][3], vs);
-        if (!ti || !tv || ti->shape[0] != tv->shape[0]) continue;
-        for (uint64_t k = 0; k < ti->shape[0]; k++) {
-            const char *str = tok_str(w, strs, f, ((const int32_t *)ti->data)[k]);
+        json_object_set_new(feat, keys[s][0], ss);
+        json_object_set_new(feat, keys[s][1], vs);
+        for (size_t k = 0; k < lg.K; k++) {
+            const char *str = tok_str(w, strs, f, lg.ids[s][k]);
             if (!str) return -1;
             json_array_append_new(ss, json_string(str));
-            json_array_append_new(vs, num3(((const float *)tv->data)[k]));
+            json_array_append_new(vs, num3(lg.vals[s][k]));
         }
     }
     return 0;

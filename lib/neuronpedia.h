@@ -33,6 +33,7 @@ typedef struct {
     /* A token's text, or NULL for none; NULL tok: the records' token_strs. */
     const char *(*tok)(void *ud, int32_t id);
     void *tok_ud;
+    size_t vocab;           /* tok's vocabulary size, logit ids below it; 0: unknown */
 } NpOpts;
 
 typedef struct {

@@ -13,6 +13,7 @@
 #include "report.h"
 #include "report_int.h"
 #include "stream.h"
+#include "topkctx.h"
 
 /* A (K,W) i32 tokens tensor and its (K,W) float activations: 1 present,
  * 0 both absent, -1 malformed. */
@@ -232,36 +233,27 @@ static int act_hist_json(Report *r, TszReader *rd, const TszRecord *rec, json_t 
     return 0;
 }
 
-/* topk-ctx --sae's logit effects: the tokens the feature's decoder
- * direction promotes most (logit_top_ids i32 (K), logit_top_vals f32 (K))
- * and suppresses most (logit_bot_*), as "lg": [["promoted", [[id, value],
- * ...]], ["suppressed", ...]] in stored order. 0 (absent too), or -1
- * malformed. */
+/* topk-ctx --sae's logit effects (read by topkctx_logits: the tokens the
+ * feature's decoder direction promotes most and suppresses most) as "lg":
+ * [["promoted", [[id, value], ...]], ["suppressed", ...]] in stored order.
+ * 0 (absent too), or -1 malformed. */
 static int logits_json(Report *r, TszReader *rd, const TszRecord *rec, json_t *f)
 {
-    static const char *const names[2][3] = {{"promoted", "logit_top_ids", "logit_top_vals"},
-                                            {"suppressed", "logit_bot_ids", "logit_bot_vals"}};
-    json_t *lg = json_array();
+    static const char *const sides[2] = {"promoted", "suppressed"};
+    TopkLogits lg;
+    char err[512];
+    int rc = topkctx_logits(rec, 0, &lg, err, sizeof err);
+    if (rc < 0)
+        return SP_FAIL(r, "%s: record %llu: %s", tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd), err);
+    if (!rc) return 0;
+    json_t *all = json_array();
     for (int s = 0; s < 2; s++) {
-        const TszTensor *ti = tsz_record_get(rec, names[s][1]), *tv = tsz_record_get(rec, names[s][2]);
-        if (!ti && !tv) continue;
-        if (!ti || !tv || ti->dtype != TSZ_I32 || !tsz_dtype_is_float(tv->dtype) || ti->ndim != 1 || tv->ndim != 1 ||
-            ti->shape[0] != tv->shape[0]) {
-            json_decref(lg);
-            return SP_FAIL(r, "%s: record %llu: \"%s\" needs \"%s\": i32 (K) ids and float (K) values",
-                           tsz_reader_name(rd), (unsigned long long)tsz_reader_records(rd), ti ? names[s][1] : names[s][2],
-                           ti ? names[s][2] : names[s][1]);
-        }
-        float *v = xmalloc((ti->shape[0] + 1) * sizeof *v);
-        tsz_to_f32(v, tv->data, tv->dtype, ti->shape[0]);
         json_t *a = json_array();
-        for (uint64_t k = 0; k < ti->shape[0]; k++)
-            json_array_append_new(a, json_pack("[i,f]", ((const int32_t *)ti->data)[k], round_sig(v[k], 4)));
-        free(v);
-        json_array_append_new(lg, json_pack("[s,o]", names[s][0], a));
+        for (size_t k = 0; k < lg.K; k++)
+            json_array_append_new(a, json_pack("[i,f]", lg.ids[s][k], round_sig(lg.vals[s][k], 4)));
+        json_array_append_new(all, json_pack("[s,o]", sides[s], a));
     }
-    if (json_array_size(lg)) json_object_set_new(f, "lg", lg);
-    else json_decref(lg);
+    json_object_set_new(f, "lg", all);
     return 0;
 }
 
