@@ -63,7 +63,7 @@ test_expect_success NUMPY 'per feature: activation histogram, logit effects, sco
 	    for k, v in enumerate(e):
 	        assert abs(v - 2 ** ((24 + k - 25) / 2)) < 1e-3 * v, (i, k, v)
 	    assert f[i]["nt"] == 10000
-	assert f[3]["lg"] == [["promoted", [[3, 1.5], [1, 0.75]]], ["suppressed", [[4, -0.5]]]], f[3]["lg"]
+	assert f[3]["lg"] == [["promoted", [[3, 1.5], [1, 0.75]]], ["suppressed", [[4, -0.5], [0, 0]]]], f[3]["lg"]
 	assert all("lg" not in f[i] for i in (7, 12, 14, 15))
 	assert f[3]["sc"] == "simulation" and f[3]["be"] == "baseline" and f[3]["s"] == 0.62
 	assert f[7]["x"] == "failed" and "s" not in f[7] and "h" in f[7]
@@ -89,12 +89,30 @@ test_expect_success 'a directory that is not a report is not replaced; bad input
 	test "$(cat mine/notes.txt)" = keep &&
 	test_must_fail sae-report -F bad-hist.tsz -D out 2>err &&
 	grep "^sae-report: bad-hist.tsz: record 1: \"act_hist\" needs \"act_hist_edges\", float, one value longer (49)$" err &&
+	spoil-logits missing feat.tsz >bad-logits.tsz &&
 	test_must_fail sae-report -F bad-logits.tsz -D out 2>err &&
-	grep "^sae-report: bad-logits.tsz: record 1: \"logit_top_ids\" needs \"logit_top_vals\": i32 (K) ids and float (K) values$" err &&
-	test_must_fail sae-report -F bad-logits.tsz -o out.html 2>err &&
-	grep "^sae-report: bad-logits.tsz: record 1: \"logit_top_ids\" needs" err &&
+	echo "sae-report: bad-logits.tsz: record 1: feature 3: no \"logit_bot_vals\": topk-ctx --sae writes all four logit tensors, or none" >expect &&
+	test_cmp expect err &&
+	test_must_fail sae-report -F bad-logits.tsz -o out.html 2>err && test_cmp expect err &&
 	test_path_is_missing out && test_path_is_missing out.html &&
 	! ls -d out.* mine.* 2>/dev/null
+'
+
+test_expect_success 'malformed logit effects: each problem refused on one line naming the record, the feature and the tensor' '
+	cat >cases <<-\EOF &&
+	short|"logit_top_vals" has length 1 but "logit_top_ids" has length 2
+	k|"logit_bot_ids" has length 1 but "logit_top_ids" has length 2: K differs between the promoted and the suppressed tokens
+	dtype|"logit_top_ids" is (2) i64 but needs (K) i32
+	negative|"logit_top_ids"[0] is -1, not a token id
+	EOF
+	while IFS="|" read what msg; do
+		spoil-logits $what feat.tsz >bad.tsz &&
+		test_must_fail sae-report -F bad.tsz -D out 2>err &&
+		echo "sae-report: bad.tsz: record 1: feature 3: $msg" >expect &&
+		test_cmp expect err && test_path_is_missing out || return 1
+	done <cases &&
+	spoil-logits vocab feat.tsz >big.tsz && sae-report -F big.tsz -D big &&
+	grep -q "\"suppressed\",\[\[4,-0.5\],\[50257,0.0\]\]" big/features/0000.js
 '
 
 test_expect_success 'bad usage: --output with --pages, --chunk 0' '

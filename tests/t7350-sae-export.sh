@@ -133,6 +133,35 @@ test_expect_success GPT2_VOCAB,NUMPY 'refusals: usage, an export there already, 
 	test_must_fail sae-export --neuronpedia z --sae nowhere.tsz tk.tsz 2>err && grep "^sae-export: nowhere.tsz: " err
 '
 
+test_expect_success GPT2_VOCAB,NUMPY 'malformed logit effects: sae-export and sae-report refuse them with the same line; no manifest' '
+	cat >cases <<-\EOF &&
+	short|"logit_top_vals" has length 9 but "logit_top_ids" has length 10
+	k|"logit_bot_ids" has length 9 but "logit_top_ids" has length 10: K differs between the promoted and the suppressed tokens
+	dtype|"logit_top_ids" is (10) i64 but needs (K) i32
+	negative|"logit_top_ids"[0] is -1, not a token id
+	missing|no "logit_bot_vals": topk-ctx --sae writes all four logit tensors, or none
+	EOF
+	while IFS="|" read what msg; do
+		spoil-logits $what tk.tsz >bad.tsz &&
+		test_must_fail sae-export --neuronpedia bad --sae sae.tsz bad.tsz 2>err &&
+		echo "sae-export: bad.tsz: record 1: feature 0: $msg" >expect &&
+		test_cmp expect err && test_path_is_missing bad/manifest.json &&
+		test_must_fail sae-report -F bad.tsz -o bad.html 2>err &&
+		echo "sae-report: bad.tsz: record 1: feature 0: $msg" >expect &&
+		test_cmp expect err && test_path_is_missing bad.html || return 1
+	done <cases
+'
+
+test_expect_success GPT2_VOCAB,NUMPY 'a logit id past the vocabulary: refused with the tokenizer (-m), else as a token without a string' '
+	spoil-logits vocab tk.tsz >big.tsz &&
+	test_must_fail sae-export --neuronpedia big -m m --sae sae.tsz big.tsz 2>err &&
+	echo "sae-export: big.tsz: record 1: feature 0: \"logit_bot_ids\"[9] is 50257, outside the vocabulary [0, 50257)" >expect &&
+	test_cmp expect err &&
+	test_must_fail sae-export --neuronpedia big --sae sae.tsz big.tsz 2>err &&
+	echo "sae-export: big.tsz: record 1: feature 0: token 50257 has no token_strs entry (topk-ctx --model gives them)" >expect &&
+	test_cmp expect err && test_path_is_missing big/manifest.json
+'
+
 test_expect_success '--help and --version' '
 	sae-export --help >out && grep "^Usage: sae-export --neuronpedia DIR" out && grep "^  -e, --explanations FILE" out &&
 	sae-export --version | grep "^sae-export "

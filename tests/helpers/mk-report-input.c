@@ -13,9 +13,9 @@
  *   no-id.tsz     a feature record without "feature"
  *   bad-band.tsz  band_tokens/band_acts without band_id
  *   bad-hist.tsz  act_hist without act_hist_edges
- *   bad-logits.tsz logit_top_ids without logit_top_vals
  * Feature 3 also has quantile-band examples (band ids 0 0 0 1) and logit
- * effects; every feature an activation histogram (topk-ctx's 48 bins).
+ * effects (spoil-logits spoils them for the bad-input tests); every
+ * feature an activation histogram (topk-ctx's 48 bins).
  * mk-report-input --many N W FILE [EXPL]: N feature records with 10 top, 5
  * random and 4x2 quantile-band windows of W tokens each (50257-token
  * vocabulary ids, every token string given) and an activation histogram,
@@ -112,17 +112,16 @@ static void feature_record(TszRecord *rec, int id, int bad_shape, int no_id)
         }
 }
 
-/* topk-ctx --sae's logit effects: promoted ids 3 (a hostile string) and 1,
- * suppressed 4; bad: the promoted ids without their values. */
-static void add_logits(TszRecord *rec, int bad)
+/* topk-ctx --sae's logit effects, K = 2: promoted ids 3 (a hostile string)
+ * and 1, suppressed 4 and 0. */
+static void add_logits(TszRecord *rec)
 {
     static const int32_t ids[2][2] = {{3, 1}, {4, 0}};
     static const float vals[2][2] = {{1.5f, 0.75f}, {-0.5f, 0}};
     static const char *const names[2][2] = {{"logit_top_ids", "logit_top_vals"}, {"logit_bot_ids", "logit_bot_vals"}};
     for (int s = 0; s < 2; s++) {
-        uint64_t k[1] = {s ? 1 : 2};
+        uint64_t k[1] = {2};
         memcpy(tsz_record_add(rec, names[s][0], TSZ_I32, 1, k)->data, ids[s], k[0] * sizeof(int32_t));
-        if (bad) return;
         memcpy(tsz_record_add(rec, names[s][1], TSZ_F32, 1, k)->data, vals[s], k[0] * sizeof(float));
     }
 }
@@ -137,7 +136,7 @@ static void write_features(const char *dir, int argc, char **argv)
         feature_record(&rec, ids[i], 0, 0);
         if (ids[i] == 3) {
             add_bands(&rec, 0);
-            add_logits(&rec, 0);
+            add_logits(&rec);
         }
         tsz_write_or_die(w, &rec);
     }
@@ -158,13 +157,12 @@ static void write_features(const char *dir, int argc, char **argv)
     tsz_write_or_die(w, &rec);
     tsz_writer_close_or_die(w);
 
-    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz", "bad-band.tsz", "bad-hist.tsz", "bad-logits.tsz"};
-    for (int b = 0; b < 5; b++) {
+    static const char *bad[] = {"bad-shape.tsz", "no-id.tsz", "bad-band.tsz", "bad-hist.tsz"};
+    for (int b = 0; b < 4; b++) {
         w = open_w(dir, bad[b], "topk-ctx", argc, argv);
         feature_record(&rec, 5, b == 0, b == 1);
         if (b == 2) add_bands(&rec, 1);
         if (b == 3 && tsz_record_remove(&rec, "act_hist_edges") < 0) sp_die("no act_hist_edges");
-        if (b == 4) add_logits(&rec, 1);
         tsz_write_or_die(w, &rec);
         tsz_writer_close_or_die(w);
     }
