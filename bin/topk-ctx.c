@@ -280,24 +280,24 @@ static int read_step(Inputs *x)
  * against the others'. */
 static void merge_logits(const Inputs *x, LogitEffects *one)
 {
-    static const char *const names[] = {"logit_top_ids", "logit_top_vals", "logit_bot_ids", "logit_bot_vals"};
-    void *dst[] = {one->top_ids, one->top_vals, one->bot_ids, one->bot_vals};
-    for (int k = 0; k < 4; k++) {
-        const TszTensor *t0 = NULL;
-        for (int i = 0; i < x->n; i++) {
-            const TszTensor *t = tsz_record_get(&x->rec[i], names[k]);
-            const char *in = tsz_reader_name(x->r[i]);
-            uint64_t at = tsz_reader_records(x->r[i]);
-            if (!t || t->ndim != 1 || t->shape[0] != one->K || t->dtype != (k % 2 ? TSZ_F32 : TSZ_I32))
-                sp_die("%s: record %" PRIu64 ": no %s (%zu) \"%s\" though the header has 'logits'", in, at,
-                       k % 2 ? "f32" : "i32", one->K, names[k]);
-            if (t0 && memcmp(t->data, t0->data, one->K * 4))
-                sp_die("%s: record %" PRIu64 ": \"%s\" differs from %s's: the inputs were made with another --sae"
-                       " or --model", in, at, names[k], tsz_reader_name(x->r[0]));
-            t0 = t;
-        }
-        memcpy(dst[k], t0->data, one->K * 4);
+    static const char *const sides[2] = {"promoted", "suppressed"};
+    TopkLogits lg[2];   /* input 0's, input i's */
+    for (int i = 0; i < x->n; i++) {
+        const char *in = tsz_reader_name(x->r[i]);
+        uint64_t at = tsz_reader_records(x->r[i]);
+        char err[512];
+        int rc = topkctx_logits(&x->rec[i], 0, &lg[i > 0], err, sizeof err);
+        if (rc < 0) sp_die("%s: record %" PRIu64 ": %s", in, at, err);
+        if (lg[i > 0].K != one->K)
+            sp_die("%s: record %" PRIu64 ": logit effects of %zu tokens each way, but the header has 'logits' of k %zu",
+                   in, at, lg[i > 0].K, one->K);
+        for (int s = 0; s < 2 && i; s++)
+            if (memcmp(lg[1].ids[s], lg[0].ids[s], one->K * 4) || memcmp(lg[1].vals[s], lg[0].vals[s], one->K * 4))
+                sp_die("%s: record %" PRIu64 ": the %s tokens differ from %s's: the inputs were made with another "
+                       "--sae or --model", in, at, sides[s], tsz_reader_name(x->r[0]));
     }
+    memcpy(one->top_ids, lg[0].ids[0], one->K * 4), memcpy(one->bot_ids, lg[0].ids[1], one->K * 4);
+    memcpy(one->top_vals, lg[0].vals[0], one->K * 4), memcpy(one->bot_vals, lg[0].vals[1], one->K * 4);
 }
 
 static int run_merge(Opts *o, int argc, char **argv)

@@ -75,7 +75,7 @@ typedef struct {
  * K >= 1, ids >= 0 and, with V > 0, below V (the vocabulary size; 0:
  * unknown). 1 present, 0 absent (none of the four: topk-ctx without
  * --sae; lg->K is 0), or -1 with err naming the feature and the problem.
- * The one reader of these tensors: every stage that shows them uses it. */
+ * The one reader of these tensors: every stage that reads them uses it. */
 int topkctx_logits(const TszRecord *rec, size_t V, TopkLogits *lg, char *err, size_t errlen) SP_RESULT_USED;
 /* The options as a JSON object (header "topk"), and back: 0 or -1. */
 json_t *topk_opts_json(const TopkOpts *o);

@@ -69,7 +69,11 @@ test_expect_success GPT2_VOCAB,NUMPY 'merge refusals: shards with and without lo
 		b_dec=post/b_dec.npy >post.tsz.neg && mkdir -p negdir && cp post.tsz.neg negdir/post.tsz &&
 	(cd negdir && sae-encode --sae ../post.tsz ../sh.01.tsz | topk-ctx $OPTS -m ../m --sae post.tsz -o ../neg.01.tsz) &&
 	test_must_fail topk-ctx --merge lk.00.tsz neg.01.tsz >o.tsz 2>err &&
-	grep "^topk-ctx: neg.01.tsz: record 1: \"logit_top_ids\" differs from lk.00.tsz.s: the inputs were made with another --sae or --model$" err
+	grep "^topk-ctx: neg.01.tsz: record 1: the promoted tokens differ from lk.00.tsz.s: the inputs were made with another --sae or --model$" err &&
+	spoil-logits short lk.01.tsz >short.01.tsz &&
+	test_must_fail topk-ctx --merge lk.00.tsz short.01.tsz >o.tsz 2>err &&
+	echo "topk-ctx: short.01.tsz: record 1: feature 0: \"logit_top_vals\" has length 9 but \"logit_top_ids\" has length 10" >expect &&
+	test_cmp expect err
 '
 
 test_expect_success GPT2_VOCAB,NUMPY 'the report shows the promoted and suppressed tokens' '

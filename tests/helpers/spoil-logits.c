@@ -1,7 +1,8 @@
 /* spoil-logits WHAT [IN.tsz] > OUT.tsz: a copy of a topk-ctx stream (its
  * header's "topk", "f" and "logits" kept) whose first record with logit
  * effects (topk-ctx --sae) has them spoiled, for the bad-input tests of
- * every stage that reads them (sae-report, sae-export). WHAT:
+ * every stage that reads them (sae-report, sae-export, topk-ctx --merge).
+ * WHAT:
  *   short     logit_top_vals one value shorter than logit_top_ids
  *   k         the suppressed pair one token shorter than the promoted
  *   dtype     logit_top_ids widened to i64
