@@ -8,6 +8,14 @@ set -e
 	{ echo "usage: fit-sweep.sh BIN VAL TOKENS FLAGS OUTDIR [FLAGS OUTDIR]... < ROWS" >&2; exit 2; }
 bin=$1 val=$2 tokens=$3
 shift 3
+# One thread a fit once the fits alone fill the cores: OpenBLAS's threads
+# spin while they wait, so 27 fits of 2 threads on 2 cores spend much of
+# their time waiting on each other. The bytes do not depend on the thread
+# count (README "Reproducibility"); OPENBLAS_NUM_THREADS set by the caller wins.
+if [ -z "${OPENBLAS_NUM_THREADS:-}" ] && [ $(($# / 2)) -ge "$(nproc 2>/dev/null || echo 1)" ]; then
+	OPENBLAS_NUM_THREADS=1
+	export OPENBLAS_NUM_THREADS
+fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fit-sweep.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 pids= fifos= n=0
