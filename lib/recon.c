@@ -143,13 +143,13 @@ int recon_sums_from_record(ReconSums *s, const TszRecord *rec, char *err, size_t
 {
     const json_t *meta = rec->meta;
     if (sp_kind_check(rec, SP_K_RECON | SP_K_RECON_MEAN, err, errlen) < 0) return -1;
-    const char *kind = sp_kind_name(sp_kind_of(rec));
+    SpKind kind = sp_kind_of(rec);
     uint64_t D, F;
     if (meta_u64(meta, "d", &D, err, errlen) || meta_u64(meta, "f", &F, err, errlen)) return -1;
     if (!D || D > (1u << 24) || F > (1u << 28)) return sp_fail(err, errlen, "implausible widths d=%llu f=%llu",
                                                            (unsigned long long)D, (unsigned long long)F);
-    if (!strcmp(kind, SP_KIND_RECON) != !!F)
-        return sp_fail(err, errlen, "kind \"%s\" with f=%llu", kind, (unsigned long long)F);
+    if ((kind == SP_K_RECON) != !!F) /* the mean-ablation sums have no latents */
+        return sp_fail(err, errlen, "kind \"%s\" with f=%llu", sp_kind_name(kind), (unsigned long long)F);
     const json_t *sx = json_object_get(meta, "sum_x");
     if (!json_is_array(sx) || json_array_size(sx) != D)
         return sp_fail(err, errlen, "metadata \"sum_x\" is not an array of d=%llu numbers", (unsigned long long)D);
