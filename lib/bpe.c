@@ -768,15 +768,14 @@ int bpe_encode(BpeEnc *e, const char *text, size_t n, int flags, BpeIds *out)
     return encode_segment(e, p, (size_t)(end - p), out);
 }
 
+/* A byte at a time: in prose a point comes within a word or two, and a
+ * search by memchr for the next space rescanned the rest of the text at
+ * every newline that was no point (quadratic in the text). */
 size_t bpe_split_point(const char *text, size_t n, size_t from)
 {
-    for (size_t p = from ? from : 1; p < n; p++) {
-        const char *q = memchr(text + p, ' ', n - p), *r = memchr(text + p, '\n', (q ? (size_t)(q - text) : n) - p);
-        if (r) q = r;
-        if (!q) return n;
-        p = (size_t)(q - text);
-        if (p && text[p - 1] > ' ' && text[p - 1] < 0x7f) return p;
-    }
+    for (size_t p = from ? from : 1; p < n; p++)
+        if ((text[p] == ' ' || (text[p] >= '\t' && text[p] <= '\r')) && text[p - 1] > ' ' && text[p - 1] < 0x7f)
+            return p;
     return n;
 }
 

@@ -104,11 +104,12 @@ int bpe_encode(BpeEnc *e, const char *text, size_t n, int flags, BpeIds *out) SP
 
 /* A place at or after `from` (and before n) where text may be cut into
  * parts that encode, one after the other, to exactly the ids of the whole:
- * a printable ASCII character followed by a space or newline. The piece
- * that holds the character ends there, whatever follows (no pre-tokenizer
- * alternative takes whitespace after a non-space), the pattern has no
- * lookbehind, and no UTF-8 sequence or <|endoftext|> spans it. n if there
- * is none. */
+ * a printable ASCII character followed by ASCII whitespace (space, \t,
+ * \n, \v, \f, \r). The piece that holds the character ends there,
+ * whatever follows (no pre-tokenizer alternative takes whitespace after a
+ * non-space), the pattern has no lookbehind, and no UTF-8 sequence or
+ * <|endoftext|> spans it. n if there is none. Linear in the bytes it
+ * looks at, which are text[from - 1] up to the place. */
 size_t bpe_split_point(const char *text, size_t n, size_t from);
 
 /* Raw bytes of token id (not NUL-terminated), or NULL when id is out of

@@ -190,6 +190,42 @@ static void test_random_bytes(const Bpe *b, BpeEnc *e)
     free(back);
 }
 
+/* Every place bpe_split_point gives cuts a text into two parts whose ids,
+ * one after the other, are the ids of the whole; texts of the characters
+ * that make pieces meet: every kind of whitespace, apostrophes, Unicode
+ * spaces, invalid bytes, <|endoftext|>. */
+static void test_split_points(BpeEnc *e)
+{
+    static const char *atoms[] = {" ", "\t", "\n", "\r", "\v", "\f", "\r\n", "a", "Zq", "7", "42", ".", "'s", "'",
+                                  "\xc2\xa0", "\xe3\x80\x80", "\xc3\xa9", "\xff", "\x80", "<|endoftext|>", "!?", "  "};
+    size_t natoms = sizeof atoms / sizeof *atoms;
+    SpRng rng;
+    sp_rng_seed(&rng, 23);
+    char text[2048];
+    int good = 1, cuts = 0, cr_tab = 0;
+    for (int k = 0; k < 300 && good; k++) {
+        size_t n = 0;
+        while (n < 1000) {
+            const char *a = atoms[sp_rng_below(&rng, natoms)];
+            memcpy(text + n, a, strlen(a));
+            n += strlen(a);
+        }
+        BpeIds whole = {0};
+        good = bpe_encode(e, text, n, 0, &whole) == 0;
+        for (size_t p = bpe_split_point(text, n, 1); good && p < n; p = bpe_split_point(text, n, p + 1)) {
+            BpeIds two = {0};
+            good = bpe_encode(e, text, p, 0, &two) == 0 && bpe_encode(e, text + p, n - p, 0, &two) == 0 &&
+                   two.n == whole.n && !memcmp(two.v, whole.v, whole.n * sizeof *whole.v);
+            if (!good) diag("text %d: the cut at %zu changes the ids", k, p);
+            cuts++;
+            cr_tab += text[p] == '\r' || text[p] == '\t';
+            bpe_ids_free(&two);
+        }
+        bpe_ids_free(&whole);
+    }
+    ok(good && cuts > 1000 && cr_tab > 100, "split points: %d cuts (%d before \\r or \\t) keep the ids", cuts, cr_tab);
+}
+
 static void write_file(const char *path, const char *s)
 {
     FILE *f = fopen(path, "w");
@@ -276,6 +312,7 @@ int main(void)
     test_display(&b, &e);
     test_long_paths(&b);
     test_random_bytes(&b, &e);
+    test_split_points(&e);
     bpe_enc_free(&e);
     bpe_free(&b);
     return done_testing();
