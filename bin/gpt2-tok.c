@@ -159,16 +159,20 @@ static void win_finish(Win *wn)
 
 /* ---- documents to pieces, pieces to jobs, jobs to threads ----
  *
- * The text of the documents is gathered into batches. A document is one
- * piece, or with --threads, pieces of about PIECE_BYTES cut where the BPE
- * gives the same ids as for the whole (bpe_split_point), so one long
- * document keeps every thread busy too. Jobs (runs of pieces, about
- * PIECE_BYTES each) are encoded by the threads, each with its own BpeEnc,
- * while the main thread reads the next batch and places finished jobs in
- * input order: the output does not depend on the number of threads. */
+ * The text of the documents is gathered into batches of about BATCH_BYTES.
+ * Documents are cut, as they are read, into pieces of about PIECE_BYTES
+ * where the BPE gives the same ids as for the whole (bpe_split_point): a
+ * long document (a whole file) goes out a batch at a time, so the threads
+ * encode its start while the rest is read, and it keeps every thread busy.
+ * Jobs (runs of pieces, about PIECE_BYTES each) are encoded by the threads,
+ * each with its own BpeEnc, while the main thread reads the next batch and
+ * places finished jobs in input order: the output does not depend on the
+ * number of threads. With threads, the model loads on a thread of its own
+ * while the main thread reads the first batches; the workers wait for it. */
 #define PIECE_BYTES (64u << 10)
 #define BATCH_BYTES (1u << 20)
-#define NBATCH 4    /* batches in flight: one filling, the rest encoding or waiting to be placed */
+#define NBATCH 8    /* batches in flight: one filling, the rest encoding or waiting to be placed
+                       (8 MB: what the main thread can read while the model loads) */
 
 typedef struct {
     size_t off, len;        /* its text in the batch */
@@ -197,12 +201,12 @@ typedef struct Reader Reader;
 typedef struct {
     Reader *rd;
     BpeEnc e;
+    BpeIds ids;             /* a job's ids are written here, then handed to the job */
 } Worker;
 
 struct Reader {
     Win *wn;
     int flags;              /* for bpe_encode */
-    int split;              /* cut documents into pieces (with threads) */
     SpProgress prog;
     uint64_t bytes;
     int64_t doc;            /* the document being placed, and the offset of its next token */
@@ -210,27 +214,79 @@ struct Reader {
     BpeIds ids;             /* --ctx 0: the document being placed, BOS first */
     Batch b[NBATCH];
     uint64_t head, tail;    /* batches [head, tail) are posted; tail % NBATCH fills */
+    size_t cut;             /* the filling batch's text from here on is in no piece yet */
+    size_t scanned;         /* ... and has no cut point before here (when past cut + PIECE_BYTES) */
+    int in_doc;             /* the document being read has pieces already */
     BpeEnc *e;              /* the encoder without threads */
+    BpeIds ids_e;           /* its ids */
     Worker *wk;             /* (nwk) threads; none for one thread */
     size_t nwk;
     pthread_t *th;
     pthread_mutex_t mu;
-    pthread_cond_t work, done;   /* a batch was posted (or quit) / a job finished */
+    pthread_cond_t work, done;   /* a batch was posted, the model loaded (or quit) / a job finished */
     int quit;
-    char err[256];          /* the first encoder failure */
+    const Bpe *bpe;         /* the model once loaded (under mu) */
+    int loaded;             /* 1 loaded, -1 failed (under mu) */
+    char err[512];          /* the first failure to load or encode */
 };
 
 static Batch *filling(Reader *rd) { return &rd->b[rd->tail % NBATCH]; }
 
-static void encode_job(BpeEnc *e, int flags, Batch *b, Job *j, char *err, size_t errlen)
+/* The ids go into the encoding thread's own list, which is then swapped
+ * with the job's: two threads on neighbouring jobs would otherwise write
+ * one cache line (their lists' counts) at every token. */
+static void encode_job(BpeEnc *e, int flags, Batch *b, Job *j, BpeIds *ids, char *err, size_t errlen)
 {
-    j->ids.n = 0;
+    ids->n = 0;
     for (size_t i = j->p0; i < j->p1; i++) {
         Piece *pc = &b->pc[i];
-        pc->id0 = j->ids.n;
-        if (bpe_encode(e, b->text.v + pc->off, pc->len, flags, &j->ids) < 0 && !*err) snprintf(err, errlen, "%s", e->err);
-        pc->id1 = j->ids.n;
+        pc->id0 = ids->n;
+        if (bpe_encode(e, b->text.v + pc->off, pc->len, flags, ids) < 0 && !*err) snprintf(err, errlen, "%s", e->err);
+        pc->id1 = ids->n;
     }
+    BpeIds t = j->ids;
+    j->ids = *ids;
+    *ids = t;
+}
+
+/* A failure of another thread: the main thread reports it (place_ready). */
+static void fail(Reader *rd, const char *msg)
+{
+    pthread_mutex_lock(&rd->mu);
+    if (!*rd->err) snprintf(rd->err, sizeof rd->err, "%s", msg);
+    pthread_cond_broadcast(&rd->done);
+    pthread_mutex_unlock(&rd->mu);
+}
+
+/* The model's vocabulary, merges and pattern; b->err or err says why not. */
+static int load_model(Bpe *b, const char *dir, char *err, size_t errlen)
+{
+    if (bpe_load(b, dir) < 0) return snprintf(err, errlen, "%s", b->err), -1;
+    if (b->eot != 50256)
+        return snprintf(err, errlen, "%.*s: <|endoftext|> is not token 50256: not a GPT-2 vocabulary",
+                        (int)(errlen / 2), dir), -1;   /* a path cut short rather than the message */
+    return 0;
+}
+
+typedef struct {
+    Reader *rd;
+    Bpe *b;
+    const char *dir;
+} Loader;
+
+static void *load_run(void *arg)
+{
+    Loader *l = arg;
+    Reader *rd = l->rd;
+    char err[512];
+    int rc = load_model(l->b, l->dir, err, sizeof err);
+    if (rc < 0) fail(rd, err);
+    pthread_mutex_lock(&rd->mu);
+    rd->bpe = l->b;
+    rd->loaded = rc < 0 ? -1 : 1;
+    pthread_cond_broadcast(&rd->work);
+    pthread_mutex_unlock(&rd->mu);
+    return NULL;
 }
 
 static void *worker_run(void *arg)
@@ -238,6 +294,15 @@ static void *worker_run(void *arg)
     Worker *w = arg;
     Reader *rd = w->rd;
     char err[256] = "";
+    pthread_mutex_lock(&rd->mu);
+    while (!rd->loaded) pthread_cond_wait(&rd->work, &rd->mu);
+    const Bpe *bpe = rd->loaded > 0 ? rd->bpe : NULL;
+    pthread_mutex_unlock(&rd->mu);
+    if (!bpe) return NULL;
+    if (bpe_enc_init(&w->e, bpe) < 0) {
+        fail(rd, w->e.err);
+        return NULL;
+    }
     pthread_mutex_lock(&rd->mu);
     for (;;) {
         Batch *b = NULL;
@@ -250,7 +315,7 @@ static void *worker_run(void *arg)
         }
         Job *j = &b->job[b->next++];
         pthread_mutex_unlock(&rd->mu);
-        encode_job(&w->e, rd->flags, b, j, err, sizeof err);
+        encode_job(&w->e, rd->flags, b, j, &w->ids, err, sizeof err);
         pthread_mutex_lock(&rd->mu);
         if (*err && !*rd->err) snprintf(rd->err, sizeof rd->err, "%s", err);
         j->done = 1;
@@ -294,11 +359,11 @@ static void place_ready(Reader *rd, int wait)
         while (b->placed < b->njob) {
             Job *j = &b->job[b->placed];
             pthread_mutex_lock(&rd->mu);
-            while (!j->done && wait) pthread_cond_wait(&rd->done, &rd->mu);
-            int done = j->done;
+            while (!j->done && !*rd->err && wait) pthread_cond_wait(&rd->done, &rd->mu);
+            int done = j->done, failed = *rd->err != 0;   /* err is written once */
             pthread_mutex_unlock(&rd->mu);
+            if (failed) sp_die("%s", rd->err);
             if (!done) return;
-            if (*rd->err) sp_die("%s", rd->err);
             for (size_t i = j->p0; i < j->p1; i++) place_piece(rd, &b->pc[i], j->ids.v + b->pc[i].id0, b->pc[i].id1 - b->pc[i].id0);
             b->placed++;
         }
@@ -333,7 +398,7 @@ static void post(Reader *rd)
     b->next = b->placed = 0;
     if (!rd->nwk) {
         for (size_t i = 0; i < b->njob; i++) {
-            encode_job(rd->e, rd->flags, b, &b->job[i], rd->err, sizeof rd->err);
+            encode_job(rd->e, rd->flags, b, &b->job[i], &rd->ids_e, rd->err, sizeof rd->err);
             b->job[i].done = 1;
         }
         b->next = b->njob;
@@ -358,20 +423,50 @@ static void add_piece(Batch *b, size_t off, size_t len, int first, int last)
     if (b->pc[b->npc - 1].off + len - b->pc[b->open].off >= PIECE_BYTES) close_job(b);
 }
 
-/* A document: the filling batch's text from `start` to its end. */
-static void add_doc(Reader *rd, size_t start)
+/* The filling batch goes out with the pieces cut so far; the rest of the
+ * document being read moves to the start of the next batch. */
+static void carry(Reader *rd)
+{
+    Batch *old = filling(rd);
+    size_t rest = old->text.n - rd->cut;
+    post(rd);
+    JsonlBuf *t = &filling(rd)->text;   /* another batch: old's text stays as it is until placed */
+    jsonl_buf_reserve(t, rest);
+    memcpy(t->v, old->text.v + rd->cut, rest);
+    t->n = rest;
+    rd->scanned = rd->scanned > rd->cut ? rd->scanned - rd->cut : 0;
+    rd->cut = 0;
+}
+
+/* The document being read is the filling batch's text from rd->cut on (and
+ * the pieces before): cut what is there into pieces; with `end`, the rest
+ * is its last piece. Pieces end at the first split point past PIECE_BYTES,
+ * which depends only on the bytes before it, so cutting as the text comes
+ * gives the cuts of the whole. */
+static void add_text(Reader *rd, int end)
 {
     Batch *b = filling(rd);
-    size_t n = b->text.n - start, at = 0;
-    const char *t = b->text.v + start;
-    while (rd->split && n - at > PIECE_BYTES) {
-        size_t cut = bpe_split_point(t, n, at + PIECE_BYTES);
-        if (cut == n) break;
-        add_piece(b, start + at, cut - at, at == 0, 0);
-        at = cut;
+    size_t n = b->text.n;
+    while (n - rd->cut > PIECE_BYTES) {
+        size_t from = rd->scanned > rd->cut + PIECE_BYTES ? rd->scanned - rd->cut : PIECE_BYTES;
+        size_t at = rd->cut + bpe_split_point(b->text.v + rd->cut, n - rd->cut, from);
+        if (at == n) {   /* none yet: search on from here when more is read */
+            rd->scanned = n;
+            break;
+        }
+        add_piece(b, rd->cut, at - rd->cut, !rd->in_doc, 0);
+        rd->cut = at;
+        rd->in_doc = 1;
     }
-    add_piece(b, start + at, n - at, at == 0, 1);
-    if (!rd->nwk || b->text.n >= BATCH_BYTES) post(rd);   /* one thread: each document's windows go out at once */
+    if (!end) {
+        if (n >= BATCH_BYTES && b->npc) carry(rd);
+        return;
+    }
+    add_piece(b, rd->cut, n - rd->cut, !rd->in_doc, 1);
+    rd->in_doc = 0;
+    rd->scanned = 0;
+    if (!rd->nwk || n >= BATCH_BYTES) post(rd);   /* one thread: each document's windows go out at once */
+    rd->cut = filling(rd)->text.n;
 }
 
 /* Append n bytes to the filling batch's text. */
@@ -390,25 +485,24 @@ static int blank_line(const char *s, size_t n)
     return 1;
 }
 
-/* --split blank: the block gathered since `*start` is a document. */
-static void end_block(Reader *rd, size_t *start)
+/* --split blank: the block being read is a document. A piece cut before
+ * the newline that ends it leaves that newline in the rest, so the rest may
+ * become an empty last piece. */
+static void end_block(Reader *rd)
 {
     JsonlBuf *t = &filling(rd)->text;
-    if (t->n == *start) return;
+    if (t->n == rd->cut && !rd->in_doc) return;
     if (t->v[t->n - 1] == '\n') t->n--;   /* the newline before the blank line separates, it is not text */
-    if (t->n > *start && t->v[t->n - 1] == '\r') t->n--;
-    add_doc(rd, *start);
-    *start = filling(rd)->text.n;
+    if (t->n > rd->cut && t->v[t->n - 1] == '\r') t->n--;
+    add_text(rd, 1);
 }
 
 static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, const char *in)
 {
     if (blank_line(line, n)) return;
     const char *key = rd->wn->o->key;
-    JsonlBuf *t = &filling(rd)->text;
-    size_t start = t->n;
-    if (jsonl_field(line, n, key, strlen(key), t)) {   /* the common case, without a DOM */
-        add_doc(rd, start);
+    if (jsonl_field(line, n, key, strlen(key), &filling(rd)->text)) {   /* the common case, without a DOM */
+        add_text(rd, 1);
         return;
     }
     /* anything else: jansson decides, and names what is wrong */
@@ -421,7 +515,7 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
     if (!json_is_string(v)) sp_die("%s: line %" PRIu64 ": \"%s\" is not a string", in, lineno, key);
     gather(rd, json_string_value(v), json_string_length(v));
     json_decref(j);
-    add_doc(rd, start);
+    add_text(rd, 1);
 }
 
 /* Progress in the input's own bytes, the unit of the total (the compressed
@@ -433,19 +527,20 @@ static void progress(Reader *rd, FILE *raw, uint64_t base, size_t n)
     sp_progress_update(&rd->prog, rd->bytes);
 }
 
-/* --split file: the whole input is one document, read into the batch. */
+/* --split file: the whole input is one document, read a batch at a time. */
 static void read_file_doc(Reader *rd, FILE *f, FILE *raw, uint64_t base, const char *in)
 {
-    size_t start = filling(rd)->text.n, got;
+    size_t got;
     for (;;) {
         JsonlBuf *t = &filling(rd)->text;
         jsonl_buf_reserve(t, 1 << 16);
         if ((got = fread(t->v + t->n, 1, t->cap - t->n, f)) == 0) break;
         t->n += got;
         progress(rd, raw, base, got);
+        add_text(rd, 0);
     }
     if (ferror(f)) sp_die("%s: %s", in, textin_error());
-    add_doc(rd, start);
+    add_text(rd, 1);
 }
 
 static void read_input(Reader *rd, const char *path)
@@ -462,7 +557,7 @@ static void read_input(Reader *rd, const char *path)
         read_file_doc(rd, f, raw, base, in);
     } else {
         char *line = NULL;
-        size_t cap = 0, block = filling(rd)->text.n;   /* --split blank: where the block began */
+        size_t cap = 0;
         ssize_t n;
         uint64_t lineno = 0;
         while ((n = getline(&line, &cap, f)) > 0) {
@@ -473,15 +568,18 @@ static void read_input(Reader *rd, const char *path)
                 size_t k = (size_t)n;
                 while (k && (line[k - 1] == '\n' || line[k - 1] == '\r')) k--;
                 if (blank_line(line, k)) continue;
-                size_t start = filling(rd)->text.n;
                 gather(rd, line, k);
-                add_doc(rd, start);
-            } else if (blank_line(line, (size_t)n)) end_block(rd, &block);
-            else gather(rd, line, (size_t)n);
+                add_text(rd, 1);
+            } else if (blank_line(line, (size_t)n)) {
+                end_block(rd);
+            } else {
+                gather(rd, line, (size_t)n);
+                add_text(rd, 0);
+            }
         }
         if (ferror(f)) sp_die("%s: %s", in, textin_error());
         free(line);
-        if (o->format == FMT_TEXT && o->split == SPLIT_BLANK) end_block(rd, &block);
+        if (o->format == FMT_TEXT && o->split == SPLIT_BLANK) end_block(rd);
     }
     fclose(f);
 }
@@ -521,11 +619,28 @@ int main(int argc, char **argv)
     uint64_t npos = model_positions(dir);
     if (npos && o.ctx > npos)
         sp_usage_die("--ctx %" PRIu64 " exceeds the model's n_positions %" PRIu64, o.ctx, npos);
-    Bpe b;
-    if (bpe_load(&b, dir) < 0) sp_die("%s", b.err);
-    if (b.eot != 50256) sp_die("%s: <|endoftext|> is not token 50256: not a GPT-2 vocabulary", dir);
-    BpeEnc e;
-    if (bpe_enc_init(&e, &b) < 0) sp_die("%s", e.err);
+    Bpe b = {0};
+    BpeEnc e = {0};
+    Win wn = {.o = &o, .T = o.ctx, .pos = 1};
+    Reader rd = {.wn = &wn, .e = &e, .flags = o.no_special ? BPE_NO_SPECIAL : 0};
+    pthread_mutex_init(&rd.mu, NULL);
+    pthread_cond_init(&rd.work, NULL);
+    pthread_cond_init(&rd.done, NULL);
+    Loader ld = {.rd = &rd, .b = &b, .dir = dir};
+    pthread_t loader;
+    if (o.threads > 1) {   /* the model loads while the input is read */
+        if (pthread_create(&loader, NULL, load_run, &ld) != 0) sp_die("cannot start a thread");
+        rd.nwk = o.threads;
+        rd.wk = xcalloc(rd.nwk, sizeof *rd.wk);
+        rd.th = xcalloc(rd.nwk, sizeof *rd.th);
+        for (size_t t = 0; t < rd.nwk; t++) {
+            rd.wk[t].rd = &rd;
+            if (pthread_create(&rd.th[t], NULL, worker_run, &rd.wk[t]) != 0) sp_die("cannot start a thread");
+        }
+    } else {
+        if (load_model(&b, dir, err, sizeof err) < 0) sp_die("%s", err);
+        if (bpe_enc_init(&e, &b) < 0) sp_die("%s", e.err);
+    }
     const char *out = o.output ? o.output : "-";
     if (!strcmp(out, "-")) sp_check_binary_stdout(o.force);
     char *stdin_only[] = {"-"};
@@ -541,27 +656,13 @@ int main(int argc, char **argv)
     json_object_set_new(h, "model", json_string(o.model));
     json_object_set_new(h, "ctx", json_integer((json_int_t)o.ctx));
 
-    Win wn = {.o = &o, .w = w, .T = o.ctx, .pos = 1};
+    wn.w = w;
     tsz_record_init(&wn.rec);
     if (wn.T) {
         wn.R = o.rows ? o.rows : tsz_rows_per_record(wn.T * sizeof(int32_t));
         wn.tok = xmalloc(wn.R * wn.T * sizeof *wn.tok);
         wn.doc = xmalloc(wn.R * sizeof *wn.doc);
         wn.off = xmalloc(wn.R * sizeof *wn.off);
-    }
-    Reader rd = {.wn = &wn, .e = &e, .flags = o.no_special ? BPE_NO_SPECIAL : 0, .split = o.threads > 1};
-    pthread_mutex_init(&rd.mu, NULL);
-    pthread_cond_init(&rd.work, NULL);
-    pthread_cond_init(&rd.done, NULL);
-    if (o.threads > 1) {
-        rd.nwk = o.threads;
-        rd.wk = xcalloc(rd.nwk, sizeof *rd.wk);
-        rd.th = xcalloc(rd.nwk, sizeof *rd.th);
-        for (size_t t = 0; t < rd.nwk; t++) {
-            rd.wk[t].rd = &rd;
-            if (bpe_enc_init(&rd.wk[t].e, &b) < 0) sp_die("%s", rd.wk[t].e.err);
-            if (pthread_create(&rd.th[t], NULL, worker_run, &rd.wk[t]) != 0) sp_die("cannot start a thread");
-        }
     }
     sp_progress_init(&rd.prog, o.progress, "gpt2-tok", "B", total_input_bytes(&o));
     for (int i = 0; i < o.ninputs; i++) read_input(&rd, o.inputs[i]);
@@ -572,6 +673,7 @@ int main(int argc, char **argv)
     pthread_cond_broadcast(&rd.work);
     pthread_mutex_unlock(&rd.mu);
     for (size_t t = 0; t < rd.nwk; t++) pthread_join(rd.th[t], NULL);
+    if (rd.nwk) pthread_join(loader, NULL);
     win_finish(&wn);
     sp_progress_end(&rd.prog);
     tsz_writer_close_or_die(w);
@@ -579,7 +681,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "gpt2-tok: %" PRIu64 " documents, %" PRIu64 " tokens, %" PRIu64 " rows\n", wn.docs,
                 wn.tokens, wn.rows_out);
     bpe_ids_free(&rd.ids);
-    for (size_t t = 0; t < rd.nwk; t++) bpe_enc_free(&rd.wk[t].e);
+    for (size_t t = 0; t < rd.nwk; t++) {
+        bpe_enc_free(&rd.wk[t].e);
+        bpe_ids_free(&rd.wk[t].ids);
+    }
+    bpe_ids_free(&rd.ids_e);
     for (size_t k = 0; k < NBATCH; k++) {
         Batch *bt = &rd.b[k];
         for (size_t i = 0; i < bt->capjob; i++) bpe_ids_free(&bt->job[i].ids);

@@ -145,6 +145,13 @@ test_expect_success GPT2_VOCAB 'a missing input file, a missing model, a broken 
 	cp "$GPT2_DIR/vocab.json" broken/ && printf "#version: 0.2\\nx y z\\n" >broken/merges.txt &&
 	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err &&
 	grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
+	for j in 2 3; do   # the model loads on its own thread while the input is read
+		test_must_fail gpt2-tok -m broken -j $j -o out.tsz "$DATA"/*.txt 2>err &&
+		grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
+		test_line_count = 1 err && test_path_is_missing out.tsz &&
+		test_must_fail gpt2-tok -m "$GPT2_DIR" -j $j -o out.tsz "$DATA/prose.txt" nosuch.txt 2>err &&
+		grep "^gpt2-tok: nosuch.txt: No such file or directory$" err && test_path_is_missing out.tsz || return 1
+	done &&
 	echo "{\"a\": " >broken/vocab.json &&
 	test_must_fail gpt2-tok -m broken </dev/null >o.tsz 2>err && grep "^gpt2-tok: broken/vocab.json: line 2: " err
 '
@@ -188,11 +195,47 @@ with open(\"corpus.jsonl\", \"w\") as out:
 " "$SRC" &&
 	for args in "--format jsonl corpus.jsonl" "--ctx 0 --format jsonl corpus.jsonl" "book.txt" "--ctx 0 book.txt" "--split blank book.txt"; do
 		gpt2-tok -m "$GPT2_DIR" $args >one.tsz &&
-		gpt2-tok -m "$GPT2_DIR" -j 2 $args >two.tsz &&
-		tsz json --full one.tsz >one.json && tsz json --full two.tsz >two.json &&
-		test_cmp one.json two.json || return 1
+		tsz json --full one.tsz >one.json &&
+		for j in 2 3; do
+			gpt2-tok -m "$GPT2_DIR" -j $j $args >j.tsz &&
+			tsz json --full j.tsz >j.json &&
+			test_cmp one.json j.json || return 1
+		done
 	done &&
 	test $(grep -c "\"kind\":\"tokens\"" one.json) -gt 1
+'
+
+# A document longer than a batch (1 MB) is read and cut a batch at a time;
+# the same text as one JSON line is cut in one batch: both give one
+# document and the same stream, for every --threads. Lines ending in \r\n
+# without spaces cut before the \r; a long run without any cut point (no
+# whitespace) stays one piece.
+test_expect_success GPT2_VOCAB,NUMPY 'documents longer than a batch: the same stream read whole, as a JSON line, on 1-3 threads' '
+	for i in 1 2 3 4 5 6 7 8; do cat book.txt; done >long.txt &&
+	seq 1 150000 | sed "s/\$/\r/" >crlf.txt &&
+	{ head -c 1200000 /dev/zero | tr "\0" x && echo " tail"; } >nocut.txt &&
+	"$PYTHON" -c "
+import json, sys
+for f in sys.argv[1:]:
+    t = open(f + \".txt\", encoding=\"utf-8\", errors=\"replace\", newline=\"\").read()   # JSON holds no invalid UTF-8
+    open(f + \".txt\", \"w\", encoding=\"utf-8\", newline=\"\").write(t)
+    open(f + \".jsonl\", \"w\", encoding=\"utf-8\").write(json.dumps({\"text\": t}, ensure_ascii=False) + \"\\n\")
+" long crlf nocut &&
+	for f in long crlf nocut; do
+		test $(wc -c <$f.txt) -gt 1048576 &&
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 $f.txt >$f.tsz &&
+		tsz json --full $f.tsz >$f.want &&
+		test $(wc -l <$f.want) = 1 &&
+		for j in 1 2 3; do
+			gpt2-tok -m "$GPT2_DIR" --ctx 0 -j $j --format jsonl $f.jsonl >got.tsz &&
+			tsz json --full got.tsz >got && test_cmp $f.want got &&
+			gpt2-tok -m "$GPT2_DIR" --ctx 0 -j $j $f.txt >got.tsz &&
+			tsz json --full got.tsz >got && test_cmp $f.want got &&
+			gpt2-tok -m "$GPT2_DIR" --ctx 64 -j $j --split blank $f.txt >got.tsz &&
+			tsz json --full got.tsz >got.$j || return 1
+		done &&
+		test_cmp got.1 got.2 && test_cmp got.1 got.3 || return 1
+	done
 '
 
 test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of BOS and separator' '
