@@ -134,18 +134,28 @@ static void win_flush(Win *wn)
     wn->row = 0;
 }
 
-static void win_push(Win *wn, int32_t id, int64_t doc, int64_t off)
+/* n ids of document `doc`, the first at offset `off`, into windows: a
+ * window's worth at a time (one call per token cost the main thread, which
+ * also reads and compresses, a sixth of its time). */
+static void win_push(Win *wn, const int32_t *ids, size_t n, int64_t doc, int64_t off)
 {
-    int32_t *t = wn->tok + wn->row * wn->T;
-    if (wn->pos == 1) {
-        t[0] = 50256;
-        wn->doc[wn->row] = doc;
-        wn->off[wn->row] = off;
+    while (n) {
+        int32_t *t = wn->tok + wn->row * wn->T;
+        if (wn->pos == 1) {
+            t[0] = 50256;
+            wn->doc[wn->row] = doc;
+            wn->off[wn->row] = off;
+        }
+        size_t k = wn->T - wn->pos < n ? wn->T - wn->pos : n;
+        memcpy(t + wn->pos, ids, k * sizeof *ids);
+        ids += k;
+        n -= k;
+        off += (int64_t)k;
+        wn->pos += k;
+        if (wn->pos < wn->T) return;
+        wn->pos = 1;
+        if (++wn->row == wn->R) win_flush(wn);
     }
-    t[wn->pos++] = id;
-    if (wn->pos < wn->T) return;
-    wn->pos = 1;
-    if (++wn->row == wn->R) win_flush(wn);
 }
 
 static void win_finish(Win *wn)
@@ -340,13 +350,15 @@ static void place_piece(Reader *rd, const Piece *pc, const int32_t *ids, size_t 
     if (wn->T == 0)
         bpe_ids_append(&rd->ids, ids, n);
     else
-        for (size_t i = 0; i < n; i++) win_push(wn, ids[i], rd->doc, rd->doc_off++);
+        win_push(wn, ids, n, rd->doc, rd->doc_off);
+    rd->doc_off += (int64_t)n;
     if (!pc->last) return;
     if (wn->T == 0) {
         int64_t zero = 0;
         emit(wn, rd->ids.v, &rd->doc, &zero, 1, rd->ids.n);
     } else {
-        win_push(wn, 50256, rd->doc, rd->doc_off);   /* the separator ends the document */
+        int32_t sep = 50256;   /* the separator ends the document */
+        win_push(wn, &sep, 1, rd->doc, rd->doc_off);
     }
 }
 
