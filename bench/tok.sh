@@ -19,23 +19,46 @@
 # The npm packages are installed into $TOKREF_DIR (default
 # /tmp/saepipe-tokref) when missing; without node or npm the bench skips.
 #
-# Where the time goes (callgrind, 5 MB, one thread, 2026-12-02): 0.994G
-# instructions for the text, 1.023G for the JSON line (they were 1.395G and
-# 2.097G): the PCRE2 pre-tokenizer's JIT code 36%, encode_segment and the
-# word cache 20%, zstd 10%, startup 0.10G (vocab.json and merges.txt 0.08G,
-# dynamic linking 0.014G); the JSON decoding is 0.027G (it was 0.7G through
-# jansson's tree and its copies).
-# 2 threads (callgrind --separate-threads, same inputs, before the last
-# 0.011G came off the startup): text: main thread 0.256G (startup, reading,
-# placing, zstd), workers 0.401G + 0.361G; JSON: 0.285G, 0.421G + 0.340G.
-# The startup (0.10G) runs before any encoding, and the JSON line must be
-# read and decoded whole (0.04G) before its parts are cut, so on two free
-# cores the bound on 5 MB is 2 x 0.994 / (1.007 + 0.10) = 1.79x for the
-# text and 2 x 1.023 / (1.035 + 0.14) = 1.74x for the JSON line: short of
-# 1.8x by the serial startup alone; on 20 MB (the default) the same
-# arithmetic gives 1.95x and 1.93x. The machine this was written on never
-# had two free cores (4 agents, load 8-12, per-cgroup shares), so its
-# wall-clock 2-thread rows measured contention, not this.
+# CPU-seconds (user + sys of the process, fewest of REPEAT) are printed
+# for the gpt2-tok rows too: on a shared machine the wall-clock ratio of 2
+# threads to 1 measures the others' load as much as gpt2-tok.
+#
+# Where the time goes (2026-12-02). This machine never had two free cores
+# while it was measured (4 agents and long experiments, load 12-15 on 2
+# cores; the 2-thread wall rows came out at 0.9-1.3x), so what decides here
+# is instructions per thread (valgrind --tool=callgrind --separate-threads),
+# which the load does not change, with perf record -e cpu-clock -g and
+# getrusage per thread for where the rest goes.
+# Until f2ed5a8, with 2 threads (this morning 1.40x text, 1.36x JSON on a
+# quiet machine): the vocabulary load (0.086G instructions: vocab.json
+# 0.045G, merges.txt 0.03G; dynamic linking 0.014G more) ran first, then
+# the main thread read the whole input file (--split file) into one buffer
+# before the first piece went to the threads: 20 MB of fread into a
+# growing buffer, whose page faults cost more than the copy here (17,400
+# minor faults a run; the kernel's pvm_irq_enable was 12% of the samples).
+# Both serial. The ids were placed into windows one call per token (about
+# 0.02G of the main thread's 0.243G on 5 MB), and neighbouring jobs' id
+# lists kept their counts on one cache line, written at every token by two
+# threads.
+# Now: a file is cut into pieces a batch (1 MB) at a time as it is read;
+# with threads the model loads on its own thread while the main thread
+# reads the first 8 batches; ids are placed a window at a time; each thread
+# writes its own id list. 20 MB of text, instructions: 1 thread 3.867G
+# (zstd 0.434G, the load 0.086G); 2 threads: main 0.469G (0.434G of it
+# zstd, 7 records), loader 0.086G, workers 1.681G + 1.649G: 3.885G in all
+# (+0.5%). On two free cores at the same speed that is at best 0.014G
+# (start) + 0.086G (the load; the main thread reads the first 8 MB
+# meanwhile and the second core then waits) + (3.330G + 0.410G) / 2 (the
+# workers, and the main thread's placing and zstd beside them) + 0.047G
+# (the last record's zstd, after the last piece) = 2.02G, 1.92x. JSON
+# Lines (the same text as one 20 MB line): 3.990G on 1 thread; the line is
+# read and decoded whole (jsonl_field 0.107G, and getline's copy) before
+# its pieces go out, beside the load: at best about 1.9x too. Serial and
+# left: the load (0.086G, 2% of 1 thread's work at 20 MB, 9% at 5 MB),
+# the last record's zstd (up to 0.065G), a JSON line's decoding beyond the
+# load's length, and the kernel's page faults (10,900 minor faults a run
+# with 1 thread, 11,900 with 2: first touches of the batches, the word
+# caches and the record buffers).
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
@@ -77,16 +100,22 @@ node "$tmp/bench.js" jsonl "$tmp/text"
 
 now() { date +%s.%N; }
 min() { if test -z "$2"; then echo "$1"; else awk "BEGIN{print ($1 < $2) ? $1 : $2}"; fi; }
-# tok NAME ARGS...: one timed gpt2-tok run, the fastest kept in t_NAME;
-# its token count (from --progress) in n_NAME
+# CPU-seconds (user + sys) of the children between two `times` outputs
+# (taken in this shell: a $(...) subshell has no children of its own)
+cpu_between() { awk 'FNR == 2 { gsub(/[ms]/, " "); v = $1 * 60 + $2 + $3 * 60 + $4; if (NR == FNR) a = v; else b = v } END { print b - a }' "$1" "$2"; }
+# tok NAME ARGS...: one timed gpt2-tok run, the fastest kept in t_NAME,
+# the fewest CPU-seconds in c_NAME; its token count (from --progress) in n_NAME
 tok() {
 	name=$1
 	shift
+	times >"$tmp/times0"
 	s=$(now)
 	OPENBLAS_NUM_THREADS=1 bin/gpt2-tok -m "$GPT2" --progress "$@" -o "$tmp/$name.tsz" 2>"$tmp/$name.err"
 	e=$(now)
-	eval "prev=\${t_$name:-}"
+	times >"$tmp/times1"
+	eval "prev=\${t_$name:-} prevc=\${c_$name:-}"
 	eval "t_$name=$(min "$(awk "BEGIN{print $e - $s}")" "$prev")"
+	eval "c_$name=$(min "$(cpu_between "$tmp/times0" "$tmp/times1")" "$prevc")"
 	eval "n_$name=$(awk '/ tokens, / { n = $4 } END { print n }' "$tmp/$name.err")"
 }
 i=0
@@ -119,4 +148,5 @@ best=$(awk "BEGIN{a=$bytes/$gt_s; b=$slice/$g3_s; print (a > b ? a : b)}")
 ratio() { awk "BEGIN{printf \"%.2f\", $1}"; }
 echo "ratio to the fastest reference, 1 thread: text $(ratio "($bytes/$t_text1)/$best")x, JSON Lines $(ratio "($bytes/$t_jsonl1)/$best")x (target >= 3x)"
 echo "2 threads over 1 thread: text $(ratio "$t_text1/$t_text2")x, JSON Lines $(ratio "$t_jsonl1/$t_jsonl2")x (target >= 1.8x; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+echo "CPU-seconds (user + sys, fewest of $REPEAT): text $c_text1 on 1 thread, $c_text2 on 2 ($(ratio "$c_text2/$c_text1")x); JSON Lines $c_jsonl1, $c_jsonl2 ($(ratio "$c_jsonl2/$c_jsonl1")x)"
 test "$n_text1" = "$gt_n" || echo "note: token counts differ by $((n_text1 - gt_n)): JS \\s counts U+FEFF as space, GPT-2's White_Space does not (see gpt2-tok(1))"
