@@ -545,8 +545,11 @@ static void read_file_doc(Reader *rd, FILE *f, FILE *raw, uint64_t base, const c
     size_t got;
     for (;;) {
         JsonlBuf *t = &filling(rd)->text;
-        jsonl_buf_reserve(t, 1 << 16);
-        if ((got = fread(t->v + t->n, 1, t->cap - t->n, f)) == 0) break;
+        /* up to a batch, then a little at a time until a piece can be cut
+         * (the buffer may be larger, grown by a long JSON line before) */
+        size_t want = t->n < BATCH_BYTES ? BATCH_BYTES - t->n : 1 << 16;
+        jsonl_buf_reserve(t, want);
+        if ((got = fread(t->v + t->n, 1, want, f)) == 0) break;
         t->n += got;
         progress(rd, raw, base, got);
         add_text(rd, 0);
