@@ -51,14 +51,20 @@
 # meanwhile and the second core then waits) + (3.330G + 0.410G) / 2 (the
 # workers, and the main thread's placing and zstd beside them) + 0.047G
 # (the last record's zstd, after the last piece) = 2.02G, 1.92x. JSON
-# Lines (the same text as one 20 MB line): 3.990G on 1 thread; the line is
-# read and decoded whole (jsonl_field 0.107G, and getline's copy) before
-# its pieces go out, beside the load: at best about 1.9x too. Serial and
+# Lines (the same text as one 20 MB line): 3.990G on 1 thread; 2 threads:
+# main 0.576G, loader 0.086G, workers 1.744G + 1.589G (3.995G). The line is
+# read and decoded whole (jsonl_field 0.107G, and getline's copy: about
+# 0.12G) before its pieces go out, beside the load: 0.014G + 0.12G +
+# (3.333G + 0.40G) / 2 + 0.047G = 2.04G, 1.95x at best. Serial and
 # left: the load (0.086G, 2% of 1 thread's work at 20 MB, 9% at 5 MB),
 # the last record's zstd (up to 0.065G), a JSON line's decoding beyond the
 # load's length, and the kernel's page faults (10,900 minor faults a run
 # with 1 thread, 11,900 with 2: first touches of the batches, the word
-# caches and the record buffers).
+# caches and the record buffers). The same arithmetic gives about 1.85x for
+# f2ed5a8, which a quiet run measured at 1.40x: instructions leave out the
+# kernel's time (page faults were 12-15% of the samples here) and the two
+# cores' shared caches and memory, so only a run of this bench on two free
+# cores says what the wall-clock ratio is now; none could be made here.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
