@@ -6,11 +6,15 @@
  * fraction of latents fires, as in a trained relu SAE (default 0.5: the
  * initial b_enc = 0). sae_torch_bench.py builds the same. RELU_SPARSE is
  * SAETrainConfig.relu_sparse (default 0: the library's choice).
- * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path .."
- * after one warm-up step. bench/sae.sh runs it beside PyTorch. */
+ * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path ..
+ * cpu C s/step; init W s (cpu C s)" after one warm-up step: CPU time (every
+ * thread's) says more than wall time on a shared machine; init is the
+ * trainer's allocation and sae_trainer_init_params (random rows, b_dec zero).
+ * bench/sae.sh runs it beside PyTorch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "parfor.h"
 #include "sae_train.h"
@@ -25,6 +29,14 @@ static double upper_quantile(double p)
         else hi = mid;
     }
     return (lo + hi) / 2;
+}
+
+/* CPU seconds of every thread of the process so far */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv)
@@ -46,19 +58,21 @@ int main(int argc, char **argv)
                         .eps = 1e-8, .dead_rows = 1000000, .threshold_ema = 0.99, .relu_sparse = relu_sparse};
     SAETrainer t;
     char err[256];
-    if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
     float *x = xmalloc_aligned(B * D * sizeof *x);
     SpRng r;
     sp_rng_seed(&r, 1);
     for (size_t i = 0; i < B * D; i++) x[i] = (float)sp_rng_normal(&r);
+    double i0 = sp_now(), ic0 = cpu_now();
+    if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
     sae_trainer_init_params(&t, &r, x, 0, SAE_BDEC_ZERO);
+    double init = sp_now() - i0, init_cpu = cpu_now() - ic0;
     if (arch == SAE_RELU)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
     SAEStats st;
     sae_trainer_forward(&t, x, B, 5.0, &st);
     sae_trainer_backward(&t);
     sae_trainer_update(&t, 1e-4);
-    double t0 = sp_now(), l0 = 0;
+    double t0 = sp_now(), c0 = cpu_now(), l0 = 0;
     int sparse = 0;
     for (size_t s = 0; s < steps; s++) {
         sae_trainer_forward(&t, x, B, 5.0, &st);
@@ -66,12 +80,13 @@ int main(int argc, char **argv)
         sae_trainer_update(&t, 1e-4);
         l0 += st.l0 / steps, sparse += st.sparse;
     }
-    double dt = (sp_now() - t0) / steps;
+    double dt = (sp_now() - t0) / steps, cpu = (cpu_now() - c0) / steps;
     double flops = 2.0 * B * D * F * (arch == SAE_RELU ? 5 : 1);
     printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products) "
-           "L0 %.0f, %s decoder and backward, %d threads\n",
+           "L0 %.0f, %s decoder and backward, %d threads; cpu %.3f s/step; init %.2f s (cpu %.2f s)\n",
            argv[1], D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9, l0,
-           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads());
+           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads(), cpu, init,
+           init_cpu);
     free(x);
     sae_trainer_free(&t);
     return 0;
