@@ -52,6 +52,17 @@ uint64_t sae_trainer_bytes(const SAETrainConfig *c)
     return b;
 }
 
+/* The block's 1.3 GB (at D=2048, F=16384) costs its first touch, the
+ * kernel clearing every page: zeroing on every thread shares that out. */
+static void pass_zero_bytes(void *p, size_t lo, size_t hi) { memset((char *)p + lo, 0, hi - lo); }
+
+static void *par_zalloc(size_t n)
+{
+    void *p = xmalloc_aligned(n);
+    sp_parfor(n, 1 << 21, pass_zero_bytes, p);
+    return p;
+}
+
 int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
@@ -62,14 +73,14 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
         return sp_fail(err, errlen, "k must be in 1..%zu, got %zu", f_all(c), K);
     if (A > f_all(c)) t->c.aux_k = A = f_all(c);
     size_t P = t->P = nparam(c);
-    t->param = xzalloc_aligned(P * sizeof(float));
-    t->grad = xzalloc_aligned(P * sizeof(float));
+    t->param = par_zalloc(P * sizeof(float));
+    t->grad = par_zalloc(P * sizeof(float));
     if (c->state_bf16) {
-        t->m16 = xzalloc_aligned(P * sizeof *t->m16);
-        t->v16 = xzalloc_aligned(P * sizeof *t->v16);
+        t->m16 = par_zalloc(P * sizeof *t->m16);
+        t->v16 = par_zalloc(P * sizeof *t->v16);
     } else {
-        t->m = xzalloc_aligned(P * sizeof *t->m);
-        t->v = xzalloc_aligned(P * sizeof *t->v);
+        t->m = par_zalloc(P * sizeof *t->m);
+        t->v = par_zalloc(P * sizeof *t->v);
     }
     t->Wt = t->param, t->b_enc = t->Wt + F * D, t->Wd = t->b_enc + F, t->b_dec = t->Wd + F * D;
     t->gWt = t->grad, t->gb_enc = t->gWt + F * D, t->gWd = t->gb_enc + F, t->gb_dec = t->gWd + F * D;
@@ -124,59 +135,105 @@ static void normalize_row(float *w, size_t D)
     for (size_t d = 0; d < D; d++) w[d] *= inv;
 }
 
-/* Weiszfeld iterations for the geometric median of n rows, from the mean. */
-static void geometric_median(const float *x, size_t n, size_t D, double *y, double *num)
+/* ---- initialisation on every thread, the bytes of one: each row or
+ * column is computed whole by one thread, in the serial order ---- */
+typedef struct {
+    const float *x;
+    size_t n, D;
+    double *y, *num, *w; /* (D), (D), (n) */
+} Median;
+
+/* rows: w_i = 1 / max(|x_i - y|, 1e-8) */
+static void pass_median_w(void *a, size_t lo, size_t hi)
 {
-    for (size_t d = 0; d < D; d++) y[d] = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t d = 0; d < D; d++) y[d] += x[i * D + d] / (double)n;
-    for (int it = 0; it < 100; it++) {
+    Median *m = a;
+    size_t D = m->D;
+    for (size_t i = lo; i < hi; i++) {
+        double r = 0;
+        for (size_t d = 0; d < D; d++) r += (m->x[i * D + d] - m->y[d]) * (m->x[i * D + d] - m->y[d]);
+        m->w[i] = 1.0 / fmax(sqrt(r), 1e-8);
+    }
+}
+
+/* columns: num_d = sum over rows ascending of w_i x_id, or (w NULL) of
+ * x_id / n, the mean */
+static void pass_median_num(void *a, size_t lo, size_t hi)
+{
+    Median *m = a;
+    size_t D = m->D;
+    for (size_t d = lo; d < hi; d++) m->num[d] = 0;
+    for (size_t i = 0; i < m->n; i++)
+        for (size_t d = lo; d < hi; d++)
+            m->num[d] += m->w ? m->w[i] * m->x[i * D + d] : m->x[i * D + d] / (double)m->n;
+}
+
+/* b_dec from the n rows x: their mean, or from it Weiszfeld iterations for
+ * the geometric median */
+static void bdec_init(float *b_dec, const float *x, size_t n, size_t D, int median)
+{
+    double *y = xmalloc(2 * D * sizeof *y), *w = xmalloc(n * sizeof *w);
+    Median m = {x, n, D, y + D, y, NULL};
+    size_t cols = 16384 / n + 1; /* chunks worth a thread */
+    sp_parfor(D, cols, pass_median_num, &m);
+    m.y = y, m.num = y + D, m.w = w;
+    for (int it = 0; median && it < 100; it++) {
         double den = 0, shift = 0;
-        for (size_t d = 0; d < D; d++) num[d] = 0;
-        for (size_t i = 0; i < n; i++) {
-            double r = 0;
-            for (size_t d = 0; d < D; d++) r += (x[i * D + d] - y[d]) * (x[i * D + d] - y[d]);
-            double w = 1.0 / fmax(sqrt(r), 1e-8);
-            den += w;
-            for (size_t d = 0; d < D; d++) num[d] += w * x[i * D + d];
-        }
+        sp_parfor(n, 16384 / D + 1, pass_median_w, &m);
+        for (size_t i = 0; i < n; i++) den += w[i];
+        sp_parfor(D, cols, pass_median_num, &m);
         for (size_t d = 0; d < D; d++) {
-            double nv = num[d] / den;
+            double nv = m.num[d] / den;
             shift += (nv - y[d]) * (nv - y[d]);
             y[d] = nv;
         }
         if (shift < 1e-12) break;
     }
+    for (size_t d = 0; d < D; d++) b_dec[d] = (float)y[d];
+    free(y), free(w);
+}
+
+/* Random decoder rows: sp_rng_normal's values, two draws each, drawn in
+ * blocks of rows serially and turned into rows (Box-Muller's log and cos,
+ * unit norm, the encoder's copy) in parallel. */
+typedef struct {
+    SAETrainer *t;
+    const uint64_t *u; /* the draws of rows j0.. */
+    size_t j0;         /* global latent */
+} InitRows;
+
+static void pass_init_rows(void *a, size_t lo, size_t hi)
+{
+    InitRows *b = a;
+    SAETrainer *t = b->t;
+    size_t D = t->c.D;
+    for (size_t r = lo; r < hi; r++) {
+        size_t j = b->j0 + r - t->c.f0;
+        float *w = t->Wd + j * D;
+        const uint64_t *u = b->u + r * 2 * D;
+        for (size_t d = 0; d < D; d++) w[d] = (float)sp_normal_of(u[2 * d], u[2 * d + 1]);
+        normalize_row(w, D);
+        memcpy(t->Wt + j * D, w, D * sizeof *w);
+    }
 }
 
 void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec)
 {
-    size_t D = t->c.D, F = t->c.F, f0 = t->c.f0;
-    float *other = t->c.comm ? xmalloc(D * sizeof *other) : NULL;
+    size_t D = t->c.D, F = t->c.F, f0 = t->c.f0, Fa = f_all(&t->c), R = 64;
+    uint64_t *u = xmalloc(R * 2 * D * sizeof *u);
     /* sharded: every rank draws every latent's row, so each keeps the rows
      * an unsharded run has, and the RNG stays the same on all */
-    for (size_t j = 0; j < f_all(&t->c); j++) {
-        int mine = j >= f0 && j < f0 + F;
-        float *w = mine ? t->Wd + (j - f0) * D : other;
-        for (size_t d = 0; d < D; d++) w[d] = (float)sp_rng_normal(rng);
-        if (mine) normalize_row(w, D);
+    for (size_t j0 = 0; j0 < Fa; j0 += R) {
+        size_t m = Fa - j0 < R ? Fa - j0 : R;
+        for (size_t q = 0; q < 2 * D * m; q++) u[q] = sp_rng_u64(rng);
+        size_t lo = j0 > f0 ? j0 : f0, hi = j0 + m < f0 + F ? j0 + m : f0 + F; /* this rank's */
+        if (lo >= hi) continue;
+        InitRows b = {t, u + (lo - j0) * 2 * D, lo};
+        sp_parfor(hi - lo, 1, pass_init_rows, &b);
     }
-    free(other);
-    memcpy(t->Wt, t->Wd, F * D * sizeof(float));
+    free(u);
     memset(t->b_enc, 0, F * sizeof(float));
     memset(t->b_dec, 0, D * sizeof(float));
-    if (bdec != SAE_BDEC_ZERO && n > 0) {
-        double *y = xmalloc(2 * D * sizeof *y);
-        if (bdec == SAE_BDEC_MEDIAN) {
-            geometric_median(x, n, D, y, y + D);
-        } else {
-            for (size_t d = 0; d < D; d++) y[d] = 0;
-            for (size_t i = 0; i < n; i++)
-                for (size_t d = 0; d < D; d++) y[d] += x[i * D + d] / (double)n;
-        }
-        for (size_t d = 0; d < D; d++) t->b_dec[d] = (float)y[d];
-        free(y);
-    }
+    if (bdec != SAE_BDEC_ZERO && n > 0) bdec_init(t->b_dec, x, n, D, bdec == SAE_BDEC_MEDIAN);
     sae_arch_init_params(t, x, n);
 }
 

@@ -436,14 +436,22 @@ uint64_t sp_rng_u64(SpRng *r)
     return res;
 }
 
-double sp_rng_uniform(SpRng *r) { return (sp_rng_u64(r) >> 11) * 0x1.0p-53; }
+static double unit(uint64_t x) { return (x >> 11) * 0x1.0p-53; } /* [0, 1) */
+
+double sp_rng_uniform(SpRng *r) { return unit(sp_rng_u64(r)); }
+
+double sp_normal_of(uint64_t a, uint64_t b)
+{
+    /* Box-Muller; one value per call keeps the state simple to checkpoint */
+    double u1 = unit(a), u2 = unit(b);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
 
 double sp_rng_normal(SpRng *r)
 {
-    /* Box-Muller; one value per call keeps the state simple to checkpoint */
-    double u1 = sp_rng_uniform(r), u2 = sp_rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    uint64_t a = sp_rng_u64(r); /* a first: argument order is unspecified */
+    return sp_normal_of(a, sp_rng_u64(r));
 }
 
 uint64_t sp_rng_below(SpRng *r, uint64_t n)

@@ -134,6 +134,9 @@ void sp_rng_seed(SpRng *r, uint64_t seed);
 uint64_t sp_rng_u64(SpRng *r);
 double sp_rng_uniform(SpRng *r);            /* [0, 1) */
 double sp_rng_normal(SpRng *r);             /* N(0, 1) */
+/* sp_rng_normal's value from the two draws it takes (a then b): lets a
+ * caller draw serially and transform in parallel, the same numbers. */
+double sp_normal_of(uint64_t a, uint64_t b);
 uint64_t sp_rng_below(SpRng *r, uint64_t n); /* [0, n), unbiased */
 
 #endif

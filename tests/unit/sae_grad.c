@@ -367,6 +367,61 @@ static void check_threads(void)
     free(x);
 }
 
+/* sae_trainer_init_params on several threads: rows drawn in blocks and
+ * made in parallel are still sp_rng_normal's values in order, normalised,
+ * and the geometric median (computed by rows and by columns) is
+ * Weiszfeld's; the same bytes on 1 and 3 threads */
+static float *init_on(int threads, const float *x, size_t n, SpRng *after)
+{
+    enum { TD = 64, TF = 200 }; /* 200: blocks of 64 rows and a short one */
+    SAETrainConfig c = {.arch = SAE_TOPK, .D = TD, .F = TF, .K = 4, .B = 8, .beta1 = 0.9, .beta2 = 0.999};
+    SAETrainer t;
+    char err[256];
+    sp_par_set_threads(threads);
+    if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
+    sp_rng_seed(after, 5);
+    sae_trainer_init_params(&t, after, x, n, SAE_BDEC_MEDIAN);
+    float *p = malloc(t.P * sizeof *p);
+    memcpy(p, t.param, t.P * sizeof *p);
+    sae_trainer_free(&t);
+    return p;
+}
+
+static void check_init(void)
+{
+    enum { TD = 64, TF = 200 };
+    size_t n = 300, P = 2 * TD * TF + TF + TD;
+    float *x = malloc(n * TD * sizeof *x);
+    SpRng r, r1, r3;
+    sp_rng_seed(&r, 12);
+    for (size_t i = 0; i < n * TD; i++) x[i] = (float)(sp_rng_normal(&r) + (i % TD == 0 ? 3 * sp_rng_normal(&r) : 0));
+    float *a = init_on(1, x, n, &r1), *b = init_on(3, x, n, &r3);
+    sp_par_set_threads(2);
+    ok(a && b && !memcmp(a, b, P * sizeof *a) && !memcmp(&r1, &r3, sizeof r1), "init: same bytes on 1 and 3 threads");
+    const float *Wt = a, *Wd = a + TD * TF + TF, *b_dec = Wd + TD * TF;
+    sp_rng_seed(&r, 5);
+    double md = 0;
+    for (size_t j = 0; j < TF; j++) {
+        double w[TD], s = 0;
+        for (size_t d = 0; d < TD; d++) w[d] = (float)sp_rng_normal(&r), s += w[d] * w[d];
+        for (size_t d = 0; d < TD; d++) md = fmax(md, fabs(Wd[j * TD + d] - w[d] / sqrt(s)));
+    }
+    ok(md < 1e-6 && !memcmp(&r, &r1, sizeof r) && !memcmp(Wt, Wd, TD * TF * sizeof *Wt),
+       "init: decoder rows are sp_rng_normal's draws in order, unit norm (max diff %.2g); encoder the same", md);
+    /* Weiszfeld in double from the mean: the median's gradient vanishes */
+    double y[TD], g[TD] = {0}, gn = 0;
+    for (size_t d = 0; d < TD; d++) y[d] = b_dec[d];
+    for (size_t i = 0; i < n; i++) {
+        double r2 = 0;
+        for (size_t d = 0; d < TD; d++) r2 += (x[i * TD + d] - y[d]) * (x[i * TD + d] - y[d]);
+        for (size_t d = 0; d < TD; d++) g[d] += (y[d] - x[i * TD + d]) / sqrt(r2);
+    }
+    for (size_t d = 0; d < TD; d++) gn += g[d] * g[d];
+    ok(sqrt(gn) / n < 1e-4 && fabs(b_dec[0]) > 0, "init: b_dec is the geometric median (|grad|/n %.2g)",
+       sqrt(gn) / n);
+    free(a), free(b), free(x);
+}
+
 int main(void)
 {
     check_arch(SAE_RELU, -1, 0);
@@ -379,5 +434,6 @@ int main(void)
     check_arch(SAE_GATED, 0, 0);
     check_bf16_state();
     check_threads();
+    check_init();
     return done_testing();
 }
