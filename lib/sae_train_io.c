@@ -6,21 +6,33 @@
 #include <string.h>
 
 #include "comm.h"
+#include "parfor.h"
 #include "sae_arch.h"
 #include "sae_train.h"
 #include "sae_train_int.h"
 
-/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D). */
+/* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D), on every
+ * thread: each takes columns, 16 at a time, so a row of the output is
+ * written a cache line at a time while 16 rows of W_encT stream in. */
 typedef struct { const float *Wt; size_t D, F; } Transposed;
+typedef struct { const Transposed *t; uint64_t r0, n; float *out; } TransposeJob;
+
+static void pass_transpose(void *a, size_t lo, size_t hi)
+{
+    const TransposeJob *job = a;
+    size_t D = job->t->D, F = job->t->F;
+    for (size_t j0 = lo; j0 < hi; j0 += 16) {
+        size_t j1 = j0 + 16 < hi ? j0 + 16 : hi;
+        for (uint64_t r = 0; r < job->n; r++)
+            for (size_t j = j0; j < j1; j++) job->out[r * F + j] = job->t->Wt[j * D + job->r0 + r];
+    }
+}
 
 static void fill_from_transposed(const void *ctx, uint64_t r0, uint64_t n, void *dst)
 {
     const Transposed *t = ctx;
-    float *out = dst;
-    for (size_t j = 0; j < t->F; j++) {
-        const float *src = t->Wt + j * t->D + r0;
-        for (uint64_t r = 0; r < n; r++) out[r * t->F + j] = src[r];
-    }
+    TransposeJob job = {t, r0, n, dst};
+    sp_parfor(t->F, 16, pass_transpose, &job);
 }
 
 int sae_trainer_write(const SAETrainer *t, const float *param, SAE *s, TszWriter *w, const json_t *extra_meta,
