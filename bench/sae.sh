@@ -35,6 +35,36 @@
 # second full pass of a multi-GB store before step 1); other files still
 # are. The 2 s goal on two cores is not met: clearing 1.3 GB of fresh
 # memory and writing 268 MB alone are ~5 s of CPU here (41% of 11.8 s).
+# Since (issue 19), the same bytes for any thread count and as before: the
+# block is zeroed on every thread (first touch shared out), the random rows
+# drawn serially in blocks of 64 and made (Box-Muller's log and cos, unit
+# norm, the encoder's copy) on every thread, the geometric median's sums
+# split by rows and by columns, and the writer's transpose of W_enc done 16
+# columns at a time on every thread (it wrote one column at a time: 4.3% of
+# the 1-step run's CPU, now 0.3%). perf of that run: 56.8K -> 50.4K samples
+# (-11% CPU); what is left is the same work on two threads, so wall time
+# drops by up to half of init's share, not CPU. Not measured on a quiet
+# machine (load 13-50 during the session: wall times there said nothing);
+# sae_bench now prints alloc and init apart, in wall and CPU time: init's
+# CPU stayed ~1.0-1.3 s, alloc's first-touch CPU swings 0.1-2.3 s between
+# identical runs (the VM's page clearing), which also bounds the fixed cost.
+# Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%;
+# 77% measured on the quiet machine, 2144 tokens/s against a bound of
+# 2793): not changed. perf (cpu-clock) of sae_bench topk 8x, 4 steps:
+# sgemm kernel and packing 62%, the sparse decoder and backward (axpyf,
+# dotf, pass_*) 10%, Adam 3.7%, top-k 1.5%, normalize_row 0.9%; the rest
+# init. The non-GEMM part is memory-bound: the decoder and backward read
+# ~131K random 8 KB rows of W_dec, dx_hat and xc per step, Adam streams
+# parameters, gradients and moments (7 x 268 MB). Tried and dropped, each
+# back-to-back against the old build: AVX-512/AVX2 clones of dotf, axpyf,
+# adam_range (the same bytes; their share 13.3% -> 13.9%, noise) and
+# prefetching the next entry's rows in the decoder and backward (share
+# 10.0% -> 10.0%, moved into the prefetch loop). What should pay, left
+# undone: Adam fused into the per-latent backward while its gradient rows
+# are in cache (gradients never written out: ~0.8 GB less traffic a step
+# and 268 MB less to first-touch), with b_dec's gradient (now an sgemv over
+# W_encT after the backward) summed in fixed latent chunks before the rows
+# change.
 set -e
 D=${SAE_BENCH_D:-2048}
 B=${SAE_BENCH_B:-4096}

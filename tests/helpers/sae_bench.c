@@ -7,9 +7,10 @@
  * initial b_enc = 0). sae_torch_bench.py builds the same. RELU_SPARSE is
  * SAETrainConfig.relu_sparse (default 0: the library's choice).
  * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path ..
- * cpu C s/step; init W s (cpu C s)" after one warm-up step: CPU time (every
- * thread's) says more than wall time on a shared machine; init is the
- * trainer's allocation and sae_trainer_init_params (random rows, b_dec zero).
+ * cpu C s/step; alloc W s (cpu C s), init W s (cpu C s)" after one
+ * warm-up step: CPU time (every thread's) says more than wall time on a
+ * shared machine; alloc is sae_trainer_init (the block's first touch), init
+ * sae_trainer_init_params (random rows, b_dec zero).
  * bench/sae.sh runs it beside PyTorch. */
 #include <math.h>
 #include <stdio.h>
@@ -64,8 +65,9 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < B * D; i++) x[i] = (float)sp_rng_normal(&r);
     double i0 = sp_now(), ic0 = cpu_now();
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) sp_die("%s", err);
+    double alloc = sp_now() - i0, alloc_cpu = cpu_now() - ic0;
     sae_trainer_init_params(&t, &r, x, 0, SAE_BDEC_ZERO);
-    double init = sp_now() - i0, init_cpu = cpu_now() - ic0;
+    double init = sp_now() - i0 - alloc, init_cpu = cpu_now() - ic0 - alloc_cpu;
     if (arch == SAE_RELU)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
     SAEStats st;
@@ -83,10 +85,11 @@ int main(int argc, char **argv)
     double dt = (sp_now() - t0) / steps, cpu = (cpu_now() - c0) / steps;
     double flops = 2.0 * B * D * F * (arch == SAE_RELU ? 5 : 1);
     printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products) "
-           "L0 %.0f, %s decoder and backward, %d threads; cpu %.3f s/step; init %.2f s (cpu %.2f s)\n",
+           "L0 %.0f, %s decoder and backward, %d threads; cpu %.3f s/step; "
+           "alloc %.2f s (cpu %.2f s), init %.2f s (cpu %.2f s)\n",
            argv[1], D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9, l0,
-           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads(), cpu, init,
-           init_cpu);
+           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads(), cpu, alloc,
+           alloc_cpu, init, init_cpu);
     free(x);
     sae_trainer_free(&t);
     return 0;
