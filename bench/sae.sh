@@ -50,7 +50,12 @@
 # identical runs (the VM's page clearing), which also bounds the fixed cost.
 # Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%;
 # 77% measured on the quiet machine, 2144 tokens/s against a bound of
-# 2793): not changed. perf (cpu-clock) of sae_bench topk 8x, 4 steps:
+# 2793): the encoder product's tiles are now up to 512 rows (the batch as
+# one sp_gemm window), so each 1024-column slab of W_enc is repacked 8
+# times a step instead of 16: sgemm's samples over 4 steps 68.7K -> 66.0K
+# (incopy 5.6K -> 3.2K), ~4% of the step's CPU, in one back-to-back pair
+# under load (not confirmed on a quiet machine). perf (cpu-clock) of
+# sae_bench topk 8x, 4 steps, before that:
 # sgemm kernel and packing 62%, the sparse decoder and backward (axpyf,
 # dotf, pass_*) 10%, Adam 3.7%, top-k 1.5%, normalize_row 0.9%; the rest
 # init. The non-GEMM part is memory-bound: the decoder and backward read
