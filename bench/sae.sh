@@ -48,6 +48,8 @@
 # sae_bench now prints alloc and init apart, in wall and CPU time: init's
 # CPU stayed ~1.0-1.3 s, alloc's first-touch CPU swings 0.1-2.3 s between
 # identical runs (the VM's page clearing), which also bounds the fixed cost.
+# sae-fit's 1-step run above, old and new build back to back twice (load
+# ~30): user CPU 6.99, 6.81 s -> 6.70, 6.03 s; system CPU 1.9-5.7 s in both.
 # Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%;
 # 77% measured on the quiet machine, 2144 tokens/s against a bound of
 # 2793): the encoder product's tiles are now up to 512 rows (the batch as
