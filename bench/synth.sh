@@ -10,7 +10,7 @@
 # ratio places ours beside theirs, it does not rank them).
 # ROWS_K=... distinct training rows in thousands (default 300), EPOCHS=... passes
 # over them (default 20): the run README "Ground truth" reports, about 50 s of CPU
-# to draw the rows and 1.5-5 min for each fit. ARCHS="..." the archs to fit
+# to draw the rows and 1.5-6 min for each fit. ARCHS="..." the archs to fit
 # (default all six); FLAGS_<arch>="..." their sae-fit flags. The defaults below
 # hold the sparsity coefficients that give relu, jumprelu and gated an inference
 # L0 of about 14 on the eval rows at 20 epochs (README "Ground truth" says how
