@@ -14,9 +14,7 @@
 # (default all six); FLAGS_<arch>="..." their sae-fit flags. The defaults below
 # hold the sparsity coefficients that give relu, jumprelu and gated an inference
 # L0 of about 14 on the eval rows at 20 epochs (README "Ground truth" says how
-# they were found; gated's 0.4 is not yet confirmed by a full fit: stopped at
-# step 2400 of 5860, its L0 was 21 and falling); set FLAGS_relu= (empty) for
-# sae-fit's own default. With other ROWS_K or EPOCHS the L0 they give moves:
+# they were found); set FLAGS_relu= (empty) for sae-fit's own default. With other ROWS_K or EPOCHS the L0 they give moves:
 # check the L0 the summary line prints.
 set -e
 cd "$(dirname "$0")/.."
