@@ -14,8 +14,8 @@
 # (default all six); FLAGS_<arch>="..." their sae-fit flags. The defaults below
 # hold the sparsity coefficients that give relu, jumprelu and gated an inference
 # L0 of about 14 on the eval rows at 20 epochs (README "Ground truth" says how
-# they were found); set FLAGS_relu= (empty) for sae-fit's own default. With other ROWS_K or EPOCHS the L0 they give moves:
-# check the L0 the summary line prints.
+# they were found); set FLAGS_relu= (empty) for sae-fit's own default. With
+# other ROWS_K or EPOCHS the L0 they give moves: check the summary line's L0.
 set -e
 cd "$(dirname "$0")/.."
 for s in sae-synth sae-fit; do
