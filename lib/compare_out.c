@@ -81,15 +81,18 @@ static json_t *dict_json(const Cmp *c, const CmpDict *d, const DictFig *g)
     return j;
 }
 
-/* mean of the finite v (n); NaN when none */
-static double mean_finite(const float *v, size_t n)
+/* mean of the finite v (n), of those with fires[i] > 0 when fires is given;
+ * NaN when none */
+static double mean_finite_where(const float *v, const int32_t *fires, size_t n)
 {
     double s = 0;
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) s += v[i], m++;
+        if (isfinite(v[i]) && (!fires || fires[i] > 0)) s += v[i], m++;
     return m ? s / (double)m : NAN;
 }
+
+static double mean_finite(const float *v, size_t n) { return mean_finite_where(v, NULL, n); }
 
 static json_t *pair_json(const Cmp *c, const CmpDict *a, const CmpDict *b)
 {
@@ -105,6 +108,13 @@ static json_t *pair_json(const Cmp *c, const CmpDict *a, const CmpDict *b)
     json_object_set_new(j, "mmcs_small", sp_json_real_or_null(mean_finite(a->side[1].dec_cos, a->F)));
     json_object_set_new(j, "mmcs_large", sp_json_real_or_null(mean_finite(b->side[0].dec_cos, b->F)));
     if (c->N) {
+        /* a short run leaves most latents of a large dictionary dead, their
+         * decoders near their random start: MMCS over the latents that fire
+         * on the sample says how alike the trained ones are */
+        json_object_set_new(j, "mmcs_small_fired",
+                            sp_json_real_or_null(mean_finite_where(a->side[1].dec_cos, a->fires, a->F)));
+        json_object_set_new(j, "mmcs_large_fired",
+                            sp_json_real_or_null(mean_finite_where(b->side[0].dec_cos, b->fires, b->F)));
         json_object_set_new(j, "act_corr_small", sp_json_real_or_null(mean_finite(a->side[1].act_corr, a->F)));
         json_object_set_new(j, "act_corr_large", sp_json_real_or_null(mean_finite(b->side[0].act_corr, b->F)));
     }

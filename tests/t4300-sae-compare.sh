@@ -57,6 +57,14 @@ test_expect_success NUMPY 'the summary: pair shares, MMCS, the largest tree firs
 	test "$(jget sum.json children)" = 0.75 && test "$(jget sum.json max_children)" = 3 &&
 	test "$(jget sum.json children_per_parent)" = 2.0 &&
 	test "$(jget sum.json mmcs_small)" = 0.87399 &&
+	# over the latents that fire on the sample only: S3 (silent) left out
+	tensor ca.tsz 1 dec_up_cos >up.txt && tensor ca.tsz 1 sample_fires >fi.txt &&
+	want=$("$PYTHON" -c "c = [float(x) for x in open(\"up.txt\").read().split(\",\")]
+f = [int(x) for x in open(\"fi.txt\").read().split(\",\")]
+v = [a for a, n in zip(c, f) if n > 0]
+print(\"%.4f\" % (sum(v) / len(v)))") &&
+	test "$(printf "%.4f" "$(jget sum.json mmcs_small_fired)")" = "$want" &&
+	test "$want" != "$(printf "%.4f" "$(jget sum.json mmcs_small)")" &&
 	tr -d " \n" <sum.json | grep "\"trees\":\[{\"dict\":\"4\",\"feature\":1,\"descendants\":3,\"n_children\":3,\"children\":\[{\"dict\":\"8\",\"feature\":2," &&
 	tsz json ca.tsz | tail -n 1 | grep "^{\"kind\":\"compare_summary\",\"summary\":{\"hook\":\"blocks.0.mlp.hook_post\""
 '
