@@ -11,7 +11,11 @@
 #   ARCH, K, L1  every dictionary's architecture [topk, 32, 5]
 #   TOKENS     training rows of every fit [12K: what 128x of a 1024-wide MLP
 #              (131,072 latents) takes in about 20 minutes on 2 cores
-#              shared with other jobs, 55 s a step of 1024 rows]
+#              shared with other jobs, 55 s a step of 1024 rows; a smoke
+#              run: at this budget and the default learning rate the
+#              decoders stay near their random start. README "Do larger
+#              dictionaries..." used TOKENS=100K, and --lr 0.004 in
+#              FIT_FLAGS for a run whose splitting can be measured]
 #   TOPK_RECORDS  records (8 windows each) of the held-out shard's contexts
 #              that every dictionary encodes for topk-ctx [16]
 #   CORPUS     the text; when empty, demo-corpus.sh writes about
