@@ -64,7 +64,15 @@
 # f2ed5a8, which a quiet run measured at 1.40x: instructions leave out the
 # kernel's time (page faults were 12-15% of the samples here) and the two
 # cores' shared caches and memory, so only a run of this bench on two free
-# cores says what the wall-clock ratio is now; none could be made here.
+# cores says what the wall-clock ratio is now. That run (2026-12-02, load
+# under 3 after the day's jobs): text 33.2 -> 50.4 MB/s = 1.52x, JSON Lines
+# 24.2 -> 34.1 MB/s = 1.41x (this morning's 1.40x and 1.36x); single thread
+# 12.0x and 8.8x gpt-tokenizer. The CPU-seconds row says why not 1.8x: two
+# threads spend 1.17x the CPU of one on the same 20 MB (0.6 -> 0.7 s text,
+# 0.83 -> 0.96 s JSON), which the instruction counts above (+0.5%) do not
+# show, so it is the kernel (page faults of the batches and id lists, and
+# thread wake-ups) and the two cores' shared memory; 2 / 1.17 = 1.71x is the
+# bound that leaves, before the serial load and last zstd. Not met.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}

@@ -75,13 +75,17 @@ ARCHS_FIT  := $(subst $(comma), ,$(shell $(BIN)sae-fit --help 2>/dev/null | sed 
 ARCHS      ?= $(filter $(ARCHS_FIT),$(ARCHS_KNOWN))
 # the knob of each arch (experiment.mk: k unless KNOB_<arch> says otherwise;
 # sae-fit's --l1 is the sparsity coefficient of relu, gated and jumprelu),
-# and the pilot grids: factors of 4 around sae-fit's defaults (5, 1, 0.1)
+# and the pilot grids, factors of 4 that bracket L0 8..128 on the shipped
+# model at TOKENS=50K (measured, README "The frontier": relu 0.0625..4 gave
+# validation L0 971, 378, 26, 9.7; gated 0.03..2 gave 803, 185, 16, 8.6; the
+# grids of sae-fit's defaults, relu 1..64, reached no L0 above 26). JumpReLU's
+# L0 stayed at 9.5-10 over a 1000x range of its coefficient at that budget.
 KNOB_relu  ?= l1
 KNOB_gated ?= l1
 KNOB_jumprelu ?= l1
-COEFS_relu ?= 1 4 16 64
-COEFS_gated ?= 0.25 1 4 16
-COEFS_jumprelu ?= 0.025 0.1 0.4 1.6
+COEFS_relu ?= 0.0625 0.25 1 4
+COEFS_gated ?= 0.03 0.125 0.5 2
+COEFS_jumprelu ?= 0.003 0.03 0.3 3
 
 # Where the frontier goes, and its points as experiment.mk's SWEEP: defined
 # before experiment.mk, which expands them (its names, ACTS, come first there)
