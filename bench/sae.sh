@@ -72,6 +72,13 @@
 # and 268 MB less to first-touch), with b_dec's gradient (now an sgemv over
 # W_encT after the backward) summed in fixed latent chunks before the rows
 # change.
+# On the quiet machine at the end of the day (load under 3), this build:
+# sae_bench topk 8x 2090-2121 tokens/s (1.93 s a step) beside an sgemm peak
+# of 176.4 GFLOP/s measured just before (187.4 in the morning), so 76-81%
+# of the encoder-GEMM bound by which peak one takes: not the 90%. sae-fit
+# on the 60 MB of random rows, 1 step 4.9-5.7 s wall (7.1-8.5 s CPU), 2
+# steps 6.9-7.3 s wall: about 3 s of fixed cost in wall time (7 s when the
+# issue was filed), not the 2 s.
 set -e
 D=${SAE_BENCH_D:-2048}
 B=${SAE_BENCH_B:-4096}
