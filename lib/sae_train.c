@@ -4,7 +4,7 @@
  * backward over the active latents only, and so does relu when few latents
  * fire. Element passes run on sp_parfor; results depend on the BLAS thread
  * count only. The trainer's parameters and state in and out of files are
- * in sae_train_io.c. */
+ * in sae_train_io.c, their starting values in sae_train_init.c. */
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
@@ -126,115 +126,13 @@ void sae_trainer_free(SAETrainer *t)
     memset(t, 0, sizeof *t);
 }
 
-static void normalize_row(float *w, size_t D)
+void sae_normalize_row(float *w, size_t D)
 {
     double s = 0;
     for (size_t d = 0; d < D; d++) s += (double)w[d] * w[d];
     if (s <= 0) return;
     float inv = (float)(1.0 / sqrt(s));
     for (size_t d = 0; d < D; d++) w[d] *= inv;
-}
-
-/* ---- initialisation on every thread, the bytes of one: each row or
- * column is computed whole by one thread, in the serial order ---- */
-typedef struct {
-    const float *x;
-    size_t n, D;
-    double *y, *num, *w; /* (D), (D), (n) */
-} Median;
-
-/* rows: w_i = 1 / max(|x_i - y|, 1e-8) */
-static void pass_median_w(void *a, size_t lo, size_t hi)
-{
-    Median *m = a;
-    size_t D = m->D;
-    for (size_t i = lo; i < hi; i++) {
-        double r = 0;
-        for (size_t d = 0; d < D; d++) r += (m->x[i * D + d] - m->y[d]) * (m->x[i * D + d] - m->y[d]);
-        m->w[i] = 1.0 / fmax(sqrt(r), 1e-8);
-    }
-}
-
-/* columns: num_d = sum over rows ascending of w_i x_id, or (w NULL) of
- * x_id / n, the mean */
-static void pass_median_num(void *a, size_t lo, size_t hi)
-{
-    Median *m = a;
-    size_t D = m->D;
-    for (size_t d = lo; d < hi; d++) m->num[d] = 0;
-    for (size_t i = 0; i < m->n; i++)
-        for (size_t d = lo; d < hi; d++)
-            m->num[d] += m->w ? m->w[i] * m->x[i * D + d] : m->x[i * D + d] / (double)m->n;
-}
-
-/* b_dec from the n rows x: their mean, or from it Weiszfeld iterations for
- * the geometric median */
-static void bdec_init(float *b_dec, const float *x, size_t n, size_t D, int median)
-{
-    double *y = xmalloc(2 * D * sizeof *y), *w = xmalloc(n * sizeof *w);
-    Median m = {x, n, D, y + D, y, NULL};
-    size_t cols = 16384 / n + 1; /* chunks worth a thread */
-    sp_parfor(D, cols, pass_median_num, &m);
-    m.y = y, m.num = y + D, m.w = w;
-    for (int it = 0; median && it < 100; it++) {
-        double den = 0, shift = 0;
-        sp_parfor(n, 16384 / D + 1, pass_median_w, &m);
-        for (size_t i = 0; i < n; i++) den += w[i];
-        sp_parfor(D, cols, pass_median_num, &m);
-        for (size_t d = 0; d < D; d++) {
-            double nv = m.num[d] / den;
-            shift += (nv - y[d]) * (nv - y[d]);
-            y[d] = nv;
-        }
-        if (shift < 1e-12) break;
-    }
-    for (size_t d = 0; d < D; d++) b_dec[d] = (float)y[d];
-    free(y), free(w);
-}
-
-/* Random decoder rows: sp_rng_normal's values, two draws each, drawn in
- * blocks of rows serially and turned into rows (Box-Muller's log and cos,
- * unit norm, the encoder's copy) in parallel. */
-typedef struct {
-    SAETrainer *t;
-    const uint64_t *u; /* the draws of rows j0.. */
-    size_t j0;         /* global latent */
-} InitRows;
-
-static void pass_init_rows(void *a, size_t lo, size_t hi)
-{
-    InitRows *b = a;
-    SAETrainer *t = b->t;
-    size_t D = t->c.D;
-    for (size_t r = lo; r < hi; r++) {
-        size_t j = b->j0 + r - t->c.f0;
-        float *w = t->Wd + j * D;
-        const uint64_t *u = b->u + r * 2 * D;
-        for (size_t d = 0; d < D; d++) w[d] = (float)sp_normal_of(u[2 * d], u[2 * d + 1]);
-        normalize_row(w, D);
-        memcpy(t->Wt + j * D, w, D * sizeof *w);
-    }
-}
-
-void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec)
-{
-    size_t D = t->c.D, F = t->c.F, f0 = t->c.f0, Fa = f_all(&t->c), R = 64;
-    uint64_t *u = xmalloc(R * 2 * D * sizeof *u);
-    /* sharded: every rank draws every latent's row, so each keeps the rows
-     * an unsharded run has, and the RNG stays the same on all */
-    for (size_t j0 = 0; j0 < Fa; j0 += R) {
-        size_t m = Fa - j0 < R ? Fa - j0 : R;
-        for (size_t q = 0; q < 2 * D * m; q++) u[q] = sp_rng_u64(rng);
-        size_t lo = j0 > f0 ? j0 : f0, hi = j0 + m < f0 + F ? j0 + m : f0 + F; /* this rank's */
-        if (lo >= hi) continue;
-        InitRows b = {t, u + (lo - j0) * 2 * D, lo};
-        sp_parfor(hi - lo, 1, pass_init_rows, &b);
-    }
-    free(u);
-    memset(t->b_enc, 0, F * sizeof(float));
-    memset(t->b_dec, 0, D * sizeof(float));
-    if (bdec != SAE_BDEC_ZERO && n > 0) bdec_init(t->b_dec, x, n, D, bdec == SAE_BDEC_MEDIAN);
-    sae_arch_init_params(t, x, n);
 }
 
 /* a count summed over the ranks */
@@ -764,7 +662,7 @@ static void pass_adam(void *arg, size_t lo, size_t hi)
         adam_range(s, FD + j, FD + j + 1);
         adam_range(s, FD + F + j * D, FD + F + (j + 1) * D);
         for (size_t x = 0; x < E; x++) adam_range(s, X + x * F + j, X + x * F + j + 1);
-        normalize_row(w, D);
+        sae_normalize_row(w, D);
     }
 }
 
@@ -838,7 +736,7 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
         size_t j = t->dead[a];
         float *wd = t->Wd + j * D, *wt = t->Wt + j * D;
         for (size_t d = 0; d < D; d++) wd[d] = x[i * D + d] - t->b_dec[d];
-        normalize_row(wd, D);
+        sae_normalize_row(wd, D);
         for (size_t d = 0; d < D; d++) wt[d] = (float)(wd[d] * enc_scale);
         t->b_enc[j] = 0;
         t->since_fired[j] = 0;

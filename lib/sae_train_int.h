@@ -18,6 +18,9 @@ float sae_kth_largest(float *a, size_t n, size_t k);
  * (sharded: rank 0 adds e, each rank its own latents). */
 void sae_auxk_residual(SAETrainer *t, size_t i, float *r);
 
+/* w (D) scaled to unit norm; a zero row stays zero. */
+void sae_normalize_row(float *w, size_t D);
+
 /* topk: this rank's latents among each row's global K best, as CSR. */
 void sae_shard_topk(SAETrainer *t, size_t n);
 /* batchtopk: the batch's quota-th largest of every rank's a (m values,
