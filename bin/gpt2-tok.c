@@ -689,6 +689,9 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&rd.mu);
     for (size_t t = 0; t < rd.nwk; t++) pthread_join(rd.th[t], NULL);
     if (rd.nwk) pthread_join(loader, NULL);
+    /* an input with no document posts no job, so no place_ready saw a
+     * failed load or worker: say it here, not an empty stream and 0 */
+    if (*rd.err) sp_die("%s", rd.err);
     win_finish(&wn);
     sp_progress_end(&rd.prog);
     tsz_writer_close_or_die(w);

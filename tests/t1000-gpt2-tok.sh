@@ -149,6 +149,10 @@ test_expect_success GPT2_VOCAB 'a missing input file, a missing model, a broken 
 		test_must_fail gpt2-tok -m broken -j $j -o out.tsz "$DATA"/*.txt 2>err &&
 		grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
 		test_line_count = 1 err && test_path_is_missing out.tsz &&
+		# no document at all: nothing waits on the load, its failure still counts
+		test_must_fail gpt2-tok -m broken -j $j --format jsonl -o out.tsz </dev/null 2>err &&
+		grep "^gpt2-tok: broken/merges.txt: line 2: expected two tokens separated by one space$" err &&
+		test_path_is_missing out.tsz &&
 		test_must_fail gpt2-tok -m "$GPT2_DIR" -j $j -o out.tsz "$DATA/prose.txt" nosuch.txt 2>err &&
 		grep "^gpt2-tok: nosuch.txt: No such file or directory$" err && test_path_is_missing out.tsz || return 1
 	done &&
