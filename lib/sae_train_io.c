@@ -12,8 +12,10 @@
 #include "sae_train_int.h"
 
 /* W_enc rows r0..r0+n-1 (n,F) from its transpose W_encT (F,D), on every
- * thread: each takes columns, 16 at a time, so a row of the output is
- * written a cache line at a time while 16 rows of W_encT stream in. */
+ * thread: each takes a range of columns and writes them 16 at a time, so a
+ * row of the output gets 64 contiguous bytes at a time (not aligned to a
+ * cache line, and the threads' ranges may share one at their edges) while
+ * 16 rows of W_encT stream in; one column at a time was strided writes. */
 typedef struct { const float *Wt; size_t D, F; } Transposed;
 typedef struct { const Transposed *t; uint64_t r0, n; float *out; } TransposeJob;
 

@@ -75,11 +75,12 @@ ARCHS_FIT  := $(subst $(comma), ,$(shell $(BIN)sae-fit --help 2>/dev/null | sed 
 ARCHS      ?= $(filter $(ARCHS_FIT),$(ARCHS_KNOWN))
 # the knob of each arch (experiment.mk: k unless KNOB_<arch> says otherwise;
 # sae-fit's --l1 is the sparsity coefficient of relu, gated and jumprelu),
-# and the pilot grids, factors of 4 that bracket L0 8..128 on the shipped
-# model at TOKENS=50K (measured, README "The frontier": relu 0.0625..4 gave
-# validation L0 971, 378, 26, 9.7; gated 0.03..2 gave 803, 185, 16, 8.6; the
-# grids of sae-fit's defaults, relu 1..64, reached no L0 above 26). JumpReLU's
-# L0 stayed at 9.5-10 over a 1000x range of its coefficient at that budget.
+# and the pilot grids. relu's and gated's, factors of 4, bracket L0 8..128
+# on the shipped model at TOKENS=50K (measured, README "The frontier": relu
+# 0.0625..4 gave validation L0 971, 378, 26, 9.7; gated 0.03..2 gave 803,
+# 185, 16, 8.6; the grid of sae-fit's relu default, 1..64, reached no L0
+# above 26). jumprelu's, factors of 10, do not: its L0 stayed at 9.5-10 over
+# that 1000x range at that budget.
 KNOB_relu  ?= l1
 KNOB_gated ?= l1
 KNOB_jumprelu ?= l1
