@@ -288,6 +288,8 @@ static void merge_logits(const Inputs *x, LogitEffects *one)
         char err[512];
         int rc = topkctx_logits(&x->rec[i], 0, &lg[i > 0], err, sizeof err);
         if (rc < 0) sp_die("%s: record %" PRIu64 ": %s", in, at, err);
+        if (rc == 0)
+            sp_die("%s: record %" PRIu64 ": no logit effects, though the header has 'logits'", in, at);
         if (lg[i > 0].K != one->K)
             sp_die("%s: record %" PRIu64 ": logit effects of %zu tokens each way, but the header has 'logits' of k %zu",
                    in, at, lg[i > 0].K, one->K);
