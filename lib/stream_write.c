@@ -214,15 +214,21 @@ static int write_frame(TszWriter *w)
     return 0;
 }
 
+/* Start a record in w->sb: a map of nkeys whose first key is "type". */
+static void begin_record(TszWriter *w, msgpack_packer *pk, size_t nkeys, const char *type)
+{
+    msgpack_sbuffer_clear(&w->sb);
+    msgpack_packer_init(pk, &w->sb, msgpack_sbuffer_write);
+    msgpack_pack_map(pk, nkeys);
+    pack_cstr(pk, "type");
+    pack_cstr(pk, type);
+}
+
 static int write_header(TszWriter *w)
 {
     if (w->header_done) return 0;
     msgpack_packer pk;
-    msgpack_sbuffer_clear(&w->sb);
-    msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 4);
-    pack_cstr(&pk, "type");
-    pack_cstr(&pk, "header");
+    begin_record(w, &pk, 4, "header");
     pack_cstr(&pk, "format");
     pack_cstr(&pk, "tsz");
     pack_cstr(&pk, "version");
@@ -263,11 +269,7 @@ int tsz_write(TszWriter *w, const TszRecord *rec)
     if (w->err[0]) return -1;
     if (write_header(w) < 0) return -1;
     msgpack_packer pk;
-    msgpack_sbuffer_clear(&w->sb);
-    msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    pack_cstr(&pk, "type");
-    pack_cstr(&pk, "data");
+    begin_record(w, &pk, 3, "data");
     pack_cstr(&pk, "meta");
     pack_json(&pk, rec->meta);
     pack_cstr(&pk, "tensors");
@@ -330,11 +332,7 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
     if (rc == 0) {
         msgpack_packer pk;
         uint64_t bytes = w->seg_bytes;
-        msgpack_sbuffer_clear(&w->sb);
-        msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, w->has_rows ? 5 : 4);
-        pack_cstr(&pk, "type");
-        pack_cstr(&pk, "end");
+        begin_record(w, &pk, w->has_rows ? 5 : 4, "end");
         pack_cstr(&pk, "records");
         msgpack_pack_uint64(&pk, w->seg_records);
         pack_cstr(&pk, "bytes");
