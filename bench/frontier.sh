@@ -39,7 +39,7 @@ torch_fit () { # arch knob-value dir
 	if test "$1" = topk; then kflag="--k $2"; else kflag="--l1 $2"; fi
 	# shellcheck disable=SC2086
 	nice $PY "$HERE/frontier-torch.py" --rows "$rows" --rows-n "$tokens" --arch "$1" $kflag --dict "$feat" \
-		--batch "$FIT_BATCH" --dead-rows "$dead" --hook "$HOOK" --model "$MODEL_ARG" -o "$3/saelens"
+		--batch "$FIT_BATCH" --lr "$FIT_LR" --dead-rows "$dead" --hook "$HOOK" --model "$MODEL_ARG" -o "$3/saelens"
 }
 args=
 for p in ${BENCH_POINTS:-$(awk -F '\t' 'NR > 1 && ($1 == "topk" || $1 == "relu") {print $1 "/" $2}' "$TABLE")}; do

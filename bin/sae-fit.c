@@ -32,6 +32,8 @@ static SP_NORETURN void usage(FILE *f, int status)
 "                          [Default: 0.001]\n"
 "      --threshold-init T  jumprelu: start threshold, times the RMS norm\n"
 "                          [Default: 0.1]\n"
+"      --threshold-lr R    jumprelu: the log threshold's learning rate, times\n"
+"                          --lr [Default: 1]\n"
 "      --jumprelu-penalty P step (L0) or tanh (Anthropic's tanh(4 f/RMS))\n"
 "                          [Default: step]\n"
 "      --aux-k A           AuxK latents (topk, batchtopk, matryoshka; 0 = off)\n"
@@ -129,7 +131,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
 {
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
-           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_PEN };
+           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_THLR, O_PEN };
     static const struct option longs[] = {
         {"arch", 1, 0, O_ARCH}, {"dict", 1, 0, O_DICT}, {"k", 1, 0, O_K}, {"l1", 1, 0, O_L1},
         {"l1-warmup", 1, 0, O_L1W}, {"aux-k", 1, 0, O_AUXK}, {"aux-coef", 1, 0, O_AUXC},
@@ -143,6 +145,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         {"log", 1, 0, O_LOG}, {"log-every", 1, 0, O_LOGE}, {"max-memory", 1, 0, O_MEM},
         {"max-mem", 1, 0, O_MEM}, /* topk-ctx's spelling, an alias */
         {"groups", 1, 0, O_GROUPS}, {"bandwidth", 1, 0, O_BW}, {"threshold-init", 1, 0, O_TH0},
+        {"threshold-lr", 1, 0, O_THLR},
         {"jumprelu-penalty", 1, 0, O_PEN},
         SP_STAGE_LONGOPTS,
     };
@@ -167,6 +170,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         case O_GROUPS: parse_groups(o, optarg); break;
         case O_BW: o->bandwidth = sp_opt_double("--bandwidth", optarg, 1e-9, 10); break;
         case O_TH0: o->theta0 = sp_opt_double("--threshold-init", optarg, 1e-9, 100); break;
+        case O_THLR: o->theta_lr = sp_opt_double("--threshold-lr", optarg, 1e-6, 1e6); break;
         case O_PEN: o->tanh_scale = SP_OPT_CHOICE("--jumprelu-penalty", optarg, pens) ? 4.0 : 0; break;
         case O_L1W: o->l1_warmup = sp_opt_u64("--l1-warmup", optarg, 0, UINT32_MAX); break;
         case O_AUXK: o->aux_k = sp_opt_u64("--aux-k", optarg, 0, 1u << 26); break;

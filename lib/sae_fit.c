@@ -17,7 +17,7 @@ void sae_fit_opts_default(SAEFitOpts *o)
                       .aux_k = 512, .dead_rows = 1000000, .resample_every = 25000, .warmup = 1000, .batch = 4096, .epochs = 1,
                       .val_rows = 65536, .eval_every = 1000, .ck_every = 1000, .log_every = 100, .l1 = 5,
                       .aux_coef = 1.0 / 32, .lr = 4e-4, .decay_frac = 0.2, .beta1 = 0.9, .beta2 = 0.999,
-                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN, .bandwidth = 1e-3, .theta0 = 0.1};
+                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN, .bandwidth = 1e-3, .theta0 = 0.1, .theta_lr = 1};
 }
 
 /* The sparsity coefficient's default by arch (the flag wins): relu's L1,
@@ -130,7 +130,7 @@ int sae_fit_init(SAEFit *f)
                         .aux_k = k ? o->aux_k : 0, .aux_coef = o->aux_coef, .beta1 = o->beta1,
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
                         .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F, .bandwidth = o->bandwidth,
-                        .theta0 = o->theta0, .tanh_scale = o->tanh_scale};
+                        .theta0 = o->theta0, .theta_lr = o->theta_lr, .tanh_scale = o->tanh_scale};
     if (o->arch == SAE_MATRYOSHKA && fit_groups(f, F, &c) < 0) return -1;
     if (check_memory(f, &c) < 0) return -1;
     if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
@@ -346,6 +346,9 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
     size_t n = strlen(buf);
     if (o->arch == SAE_JUMPRELU && n < len)
         snprintf(buf + n, len - n, " bandwidth=%g theta0=%g tanh=%g", c->bandwidth, c->theta0, c->tanh_scale);
+    /* (only when set: a checkpoint of a run at the default still resumes) */
+    if (o->arch == SAE_JUMPRELU && c->theta_lr != 1 && (n = strlen(buf)) < len)
+        snprintf(buf + n, len - n, " theta_lr=%g", c->theta_lr);
     for (size_t g = 0; o->arch == SAE_MATRYOSHKA && g < c->ngroups && (n = strlen(buf)) < len; g++)
         snprintf(buf + n, len - n, "%s%zu", g ? "," : " groups=", c->groups[g]);
 }

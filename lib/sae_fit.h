@@ -36,7 +36,7 @@ typedef struct {
     uint64_t K, aux_k, dead_rows, resample_every, seed, warmup, l1_warmup, batch, epochs, tokens, val_rows,
         eval_every, ck_every, log_every, max_memory;
     double l1, aux_coef, lr, decay_frac, beta1, beta2, eps;
-    double bandwidth, theta0, tanh_scale; /* jumprelu (sae_arch.h) */
+    double bandwidth, theta0, theta_lr, tanh_scale; /* jumprelu (sae_arch.h) */
     size_t ngroups;                 /* matryoshka --groups (0: the default F/64, F/16, F/4, F) */
     uint64_t groups[SAE_MAX_GROUPS];
     SAELrSched sched;

@@ -655,13 +655,17 @@ static void pass_adam(void *arg, size_t lo, size_t hi)
     const AdamStep *s = arg;
     SAETrainer *t = s->t;
     size_t D = t->c.D, F = t->c.F, FD = F * D, X = 2 * FD + F + D, E = sae_arch_extra(t->c.arch);
+    /* jumprelu's log threshold may learn faster (--threshold-lr): it moves
+     * about lr per step, too slow for a short run to reach its L0 */
+    AdamStep sx = *s;
+    if (t->c.arch == SAE_JUMPRELU && t->c.theta_lr > 0) sx.a = (float)(s->a * t->c.theta_lr);
     for (size_t j = lo; j < hi; j++) {
         float *w = t->Wd + j * D, *g = t->gWd + j * D;
         axpyf(g, -dotf(w, g, D), w, D);
         adam_range(s, j * D, (j + 1) * D);
         adam_range(s, FD + j, FD + j + 1);
         adam_range(s, FD + F + j * D, FD + F + (j + 1) * D);
-        for (size_t x = 0; x < E; x++) adam_range(s, X + x * F + j, X + x * F + j + 1);
+        for (size_t x = 0; x < E; x++) adam_range(&sx, X + x * F + j, X + x * F + j + 1);
         sae_normalize_row(w, D);
     }
 }

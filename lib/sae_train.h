@@ -42,6 +42,7 @@ typedef struct {
     double threshold_ema;  /* batchtopk, matryoshka: most weight of the old threshold */
     double bandwidth;      /* jumprelu: STE kernel width, times the row scale (sae_arch.h) */
     double theta0;         /* jumprelu: start threshold, times the row scale */
+    double theta_lr;       /* jumprelu: the log threshold's learning rate, times lr (0 taken as 1) */
     double tanh_scale;     /* jumprelu: 0: L0 (step) penalty; c > 0: Anthropic's tanh(c f) */
     size_t ngroups;        /* matryoshka: prefix sizes, ascending, the last F */
     size_t groups[SAE_MAX_GROUPS];

@@ -20,6 +20,8 @@
 #   ARCH       relu, topk or batchtopk;  K  top-k;  L1  L1 coefficient (relu)
 #   KNOB_<arch>  the sae-fit flag that sets the sparsity of <arch>, which a
 #              sweep word's third part gives [l1 for relu, k otherwise]
+#   FIT_FLAGS  sae-fit flags of every fit;  ARCH_FLAGS_<arch>  more flags
+#              for <arch>'s fits only (after FIT_FLAGS)
 #   TOKENS     training token budget of sae-fit (when the store holds fewer
 #              rows, the fit's schedule runs over those; a sweep's does not)
 #   CTX        tokens per window (gpt2-tok --ctx)
@@ -114,8 +116,10 @@ ACTS  := $(DATA)/$(HOOK)-$(DTYPE)
 KNOB_relu ?= l1
 knob = $(or $(KNOB_$(1)),k)
 fit_id = $(word 1,$(1))-$(word 2,$(1))-$(call knob,$(word 1,$(1)))$(word 3,$(1))-t$(TOKENS)
+# ARCH_FLAGS_<arch>: flags of that arch's fits only, after FIT_FLAGS
 fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) --$(call knob,$(word 1,$(1))) $(word 3,$(1)) \
-	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS)
+	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_$(word 1,$(1)))
+ARCH_FLAGS_ALL = $(foreach a,relu topk batchtopk jumprelu gated matryoshka,$(if $(ARCH_FLAGS_$(a)),$(a):$(ARCH_FLAGS_$(a))))
 FIT   := $(ARCH) $(DICT) $(if $(filter relu,$(ARCH)),$(L1),$(K))
 SAE   := $(ACTS)/$(call fit_id,$(FIT))
 
@@ -222,14 +226,14 @@ endef
 $(foreach d,$(SAE) $(SWEEP_DIRS),$(eval $(call SAE_RULES,$(d))))
 
 # ---- fitting -----------------------------------------------------------------------
-$(eval $(call params_rule,$(SAE)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
+$(eval $(call params_rule,$(SAE)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_$(ARCH))))
 $(SAE)/sae.tsz: $(TRAIN_ROWS) $(EVAL_ROWS) $(SAE)/fit.params
 	$(step_begin)$(BIN)sae-fit $(call fit_flags,$(FIT)) --tokens $(TOKENS) --val $(EVAL_ROWS) \
 		--log $(SAE)/train.tsv --checkpoint $(SAE)/ckpt --resume -o $@ $(TRAIN_ROWS) \
 	$(call step_end,FIT,$(notdir $(SAE)): $(call howmuch,fit,$@))
 
 # the sweep: one read of the store, tee'd into one sae-fit per member
-$(eval $(call params_rule,$(SWEEP_DIR)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
+$(eval $(call params_rule,$(SWEEP_DIR)/fit.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_ALL)))
 $(SWEEP_DIRS:%=%/sae.tsz) &: $(TRAIN_ROWS) $(EVAL_ROWS) $(SWEEP_DIR)/fit.params
 	$(step_begin)cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
 		$(foreach s,$(SWEEP),'$(call fit_flags,$(subst /, ,$(s)))' $(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s)))) \

@@ -38,6 +38,9 @@
 #   DEAD_TOKENS   rows without firing after which a latent is dead (AuxK)
 #   COEFS_<arch>  the pilot grid of a coefficient arch;  KNOB_<arch>  the
 #                 sae-fit flag (without --) that sets its sparsity
+#   FIT_LR        the learning rate of every fit [4e-3]
+#   ARCH_FLAGS_<arch>  sae-fit flags of that arch only [jumprelu:
+#                 --threshold-lr 10 --threshold-init 0.01]
 #   RECON_RECORDS held-out records (TOK_ROWS windows each) recon-score reads
 #   FRONTIER_DIR  where everything goes [frontier]
 #
@@ -63,7 +66,8 @@ FIT_BATCH  ?= 256
 DEAD_TOKENS ?= 20K
 RECON_RECORDS ?= 1
 # the recipe every fit shares (the last weights: a fixed length for all)
-FIT_FLAGS  ?= --batch $(FIT_BATCH) --dead-tokens $(DEAD_TOKENS) --keep-best last --val-rows 8192
+FIT_LR     ?= 4e-3
+FIT_FLAGS  ?= --batch $(FIT_BATCH) --lr $(FIT_LR) --dead-tokens $(DEAD_TOKENS) --keep-best last --val-rows 8192
 EVAL_EVERY ?= 1000
 
 # archs: those sae-fit knows (its --help's --arch line), in this order
@@ -75,18 +79,20 @@ ARCHS_FIT  := $(subst $(comma), ,$(shell $(BIN)sae-fit --help 2>/dev/null | sed 
 ARCHS      ?= $(filter $(ARCHS_FIT),$(ARCHS_KNOWN))
 # the knob of each arch (experiment.mk: k unless KNOB_<arch> says otherwise;
 # sae-fit's --l1 is the sparsity coefficient of relu, gated and jumprelu),
-# and the pilot grids. relu's and gated's, factors of 4, bracket L0 8..128
-# on the shipped model at TOKENS=50K (measured, README "The frontier": relu
-# 0.0625..4 gave validation L0 971, 378, 26, 9.7; gated 0.03..2 gave 803,
-# 185, 16, 8.6; the grid of sae-fit's relu default, 1..64, reached no L0
-# above 26). jumprelu's, factors of 10, do not: its L0 stayed at 9.5-10 over
-# that 1000x range at that budget.
+# and the pilot grids, which bracket L0 8..128 on the shipped model at
+# TOKENS=50K with this recipe (README "The frontier"). The recipe's lr,
+# 10x sae-fit's default, is what trains relu and gated at all in 195 steps
+# (at 4e-4 they stayed near FVU 1 below L0 ~200). jumprelu's log threshold
+# moves about lr a step, so at 195 steps its L0 barely answered its
+# coefficient (9.5-10 over 0.003..3); it learns 10x faster here and starts
+# lower (0.01 s: from 0.1 s ~96% of the latents never fired).
 KNOB_relu  ?= l1
 KNOB_gated ?= l1
 KNOB_jumprelu ?= l1
-COEFS_relu ?= 0.0625 0.25 1 4
-COEFS_gated ?= 0.03 0.125 0.5 2
-COEFS_jumprelu ?= 0.003 0.03 0.3 3
+ARCH_FLAGS_jumprelu ?= --threshold-lr 10 --threshold-init 0.01
+COEFS_relu ?= 0.03 0.06 0.125 0.25 0.5
+COEFS_gated ?= 0.008 0.03 0.125 0.5
+COEFS_jumprelu ?= 0.00001 0.0001 0.001 0.01 0.1
 
 # Where the frontier goes, and its points as experiment.mk's SWEEP: defined
 # before experiment.mk, which expands them (its names, ACTS, come first there)
@@ -123,12 +129,12 @@ $(FRONTIER_DIR)/corpus.stamp:
 pilot_dir = $(PILOT_DIR)/$(1)-$(DICT)-$(call knob,$(1))$(2)
 PILOTS     := $(foreach a,$(COEF_ARCHS),$(foreach c,$(COEFS_$(a)),$(a)/$(c)))
 PILOT_DIRS := $(foreach p,$(PILOTS),$(call pilot_dir,$(word 1,$(subst /, ,$(p))),$(word 2,$(subst /, ,$(p)))))
-pilot_flags = --arch $(1) --dict $(DICT) --$(call knob,$(1)) $(2) --log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS)
+pilot_flags = --arch $(1) --dict $(DICT) --$(call knob,$(1)) $(2) --log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_$(1))
 K_FITS     := $(foreach a,$(filter-out $(COEF_ARCHS),$(ARCHS)),$(foreach l,$(L0S),$(a)/$(DICT)/$(l)))
 K_DIRS     := $(foreach s,$(K_FITS),$(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s))))
 $(foreach d,$(K_DIRS),$(eval $(call SAE_RULES,$(d))))
 
-$(eval $(call params_rule,$(FRONT)/first.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS)))
+$(eval $(call params_rule,$(FRONT)/first.params,$(LOG_EVERY) $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_ALL)))
 # (the second make, frontier-points, takes the stamp as it is (-o): GNU make
 # 4.3 remade it there after the first had, for no reason its --debug showed)
 $(FRONT)/first.stamp: $(TRAIN_ROWS) $(EVAL_ROWS) $(FRONT)/first.params
@@ -174,4 +180,4 @@ frontier-paths:
 frontier-env:
 	@echo "FRONT='$(FRONT)' TABLE='$(TABLE)' TRAIN_ROWS='$(TRAIN_ROWS)' EVAL_TOK='$(EVAL_TOK)'"
 	@echo "RECON_RECORDS='$(RECON_RECORDS)' MODEL_ARG='$(MODEL_ARG)' HOOK='$(HOOK)' TOKENS='$(TOKENS)'"
-	@echo "FIT_BATCH='$(FIT_BATCH)' DEAD_TOKENS='$(DEAD_TOKENS)' DICT='$(DICT)' FIT_FLAGS='$(FIT_FLAGS)'"
+	@echo "FIT_BATCH='$(FIT_BATCH)' FIT_LR='$(FIT_LR)' DEAD_TOKENS='$(DEAD_TOKENS)' DICT='$(DICT)' FIT_FLAGS='$(FIT_FLAGS)'"
