@@ -132,6 +132,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
            O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_THLR, O_PEN };
+    const char *jump_only = NULL; /* the last jumprelu-only flag given */
     static const struct option longs[] = {
         {"arch", 1, 0, O_ARCH}, {"dict", 1, 0, O_DICT}, {"k", 1, 0, O_K}, {"l1", 1, 0, O_L1},
         {"l1-warmup", 1, 0, O_L1W}, {"aux-k", 1, 0, O_AUXK}, {"aux-coef", 1, 0, O_AUXC},
@@ -168,10 +169,10 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         case O_K: o->K = sp_opt_u64("--k", optarg, 1, 1u << 20); break;
         case O_L1: o->l1 = sp_opt_double("--l1", optarg, 0, 1e9), o->l1_set = 1; break;
         case O_GROUPS: parse_groups(o, optarg); break;
-        case O_BW: o->bandwidth = sp_opt_double("--bandwidth", optarg, 1e-9, 10); break;
-        case O_TH0: o->theta0 = sp_opt_double("--threshold-init", optarg, 1e-9, 100); break;
-        case O_THLR: o->theta_lr = sp_opt_double("--threshold-lr", optarg, 1e-6, 1e6); break;
-        case O_PEN: o->tanh_scale = SP_OPT_CHOICE("--jumprelu-penalty", optarg, pens) ? 4.0 : 0; break;
+        case O_BW: o->bandwidth = sp_opt_double(jump_only = "--bandwidth", optarg, 1e-9, 10); break;
+        case O_TH0: o->theta0 = sp_opt_double(jump_only = "--threshold-init", optarg, 1e-9, 100); break;
+        case O_THLR: o->theta_lr = sp_opt_double(jump_only = "--threshold-lr", optarg, 1e-6, 1e6); break;
+        case O_PEN: o->tanh_scale = SP_OPT_CHOICE(jump_only = "--jumprelu-penalty", optarg, pens) ? 4.0 : 0; break;
         case O_L1W: o->l1_warmup = sp_opt_u64("--l1-warmup", optarg, 0, UINT32_MAX); break;
         case O_AUXK: o->aux_k = sp_opt_u64("--aux-k", optarg, 0, 1u << 26); break;
         case O_AUXC: o->aux_coef = sp_opt_double("--aux-coef", optarg, 0, 1e6); break;
@@ -215,6 +216,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         if (!strcmp(o->inputs[i], "-")) sp_usage_die("stdin ('-') is an input alone, not one of several");
     if (!o->l1_set) o->l1 = sae_fit_l1_default(o->arch);
     if (o->ngroups && o->arch != SAE_MATRYOSHKA) sp_usage_die("--groups is for --arch matryoshka");
+    if (jump_only && o->arch != SAE_JUMPRELU) sp_usage_die("%s is for --arch jumprelu", jump_only);
     if (!o->keep_set) o->keep = o->val ? SAE_KEEP_FVU : SAE_KEEP_LAST;
     if (o->keep != SAE_KEEP_LAST && !o->val)
         sp_usage_die("--keep-best %s needs --val", o->keep == SAE_KEEP_FVU ? "fvu" : "loss");

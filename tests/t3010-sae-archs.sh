@@ -167,6 +167,26 @@ test_expect_success 'refusals: --groups misuse, files without their arch tensors
 	grep "^sae-encode: nogroups.tsz: matryoshka SAE needs meta groups, ascending sizes ending in f=128$" err
 '
 
+# Every threshold starts at --threshold-init s, so the spread of the log
+# thresholds is how far they moved: Adam moves each about lr a step, R x lr
+# with --threshold-lr R (measured: std 0.0088 at 1, 0.083 at 10).
+test_expect_success NUMPY 'jumprelu --threshold-lr: the thresholds move further; a checkpoint keeps it; other archs refuse it' '
+	J="--arch jumprelu $FIT --tokens 12800 --batch 256" &&
+	sae-fit $J -o lr1.tsz train.tsz 2>/dev/null && sae-fit $J --threshold-lr 10 -o lr10.tsz train.tsz 2>/dev/null &&
+	tsz to-npy --name threshold t1.npy lr1.tsz && tsz to-npy --name threshold t10.npy lr10.tsz &&
+	py "import numpy as np; a, b = np.log(ld(\"t1\")).std(), np.log(ld(\"t10\")).std()
+print(\"# std of log threshold: 1x\", a, \"10x\", b); assert b > 4 * a > 0" &&
+	rm -rf ckt && sae-fit $J --threshold-lr 10 --checkpoint-every 20 --checkpoint ckt -o o.tsz train.tsz 2>/dev/null &&
+	test_must_fail sae-fit $J --checkpoint ckt --resume -o o2.tsz train.tsz 2>err &&
+	grep "^sae-fit: ckt/checkpoint.tsz: checkpoint was written with .* theta_lr=10., this run has .*tanh=0.$" err &&
+	usage_err sae-fit --arch jumprelu --threshold-lr 0 train.tsz 2>err &&
+	grep "^sae-fit: --threshold-lr: expected a number from 1e-06 to 1e+06, got .0.$" err &&
+	usage_err sae-fit --arch topk --threshold-lr 10 train.tsz 2>err &&
+	grep "^sae-fit: --threshold-lr is for --arch jumprelu$" err &&
+	usage_err sae-fit --arch gated --bandwidth 0.05 train.tsz 2>err &&
+	grep "^sae-fit: --bandwidth is for --arch jumprelu$" err
+'
+
 command -v mpirun >/dev/null 2>&1 && test_set_prereq MPI
 # mpirun interleaves the ranks' stderr with its own lines: the message is
 # looked for, not the "sae-fit (rank r of 2 on HOST): " before it
