@@ -71,6 +71,20 @@ test_expect_success STAGES,TINY_MODEL 'a rerun redoes nothing' '
 	grep "^table: " out
 '
 
+# ARCH_FLAGS_<arch> goes to that arch's fits alone (pilots and points), and
+# changing it redoes the fits (it is part of the recipe's params)
+test_expect_success STAGES,TINY_MODEL 'ARCH_FLAGS_topk reaches the topk fits only, and a change redoes them' '
+	front ARCH_FLAGS_topk="--aux-k 7" >out 2>err &&
+	grep "^  FIT     2 points of topk and 2 calibration pilots of relu" out &&
+	for f in $(tail -n +2 $dir/frontier.tsv | cut -f 18); do
+		tsz json --headers $dir/fits/$f/sae.tsz | head -n 1 >h &&
+		case $f in
+		topk-*) grep "\"--lr\",\"4e-3\",.*\"--aux-k\",\"7\"" h ;;
+		*) grep "\"--lr\",\"4e-3\"" h && ! grep "aux-k" h ;;
+		esac || return 1
+	done
+'
+
 test_expect_success STAGES 'sae-frontier: bad tables are refused with one line naming the input' '
 	printf "arch\tl0\tfvu\n" >nokl.tsv &&
 	code_is 1 sae-frontier nokl.tsv >o 2>e && grep "^sae-frontier: nokl.tsv: no column .kl. in the header line$" e &&
