@@ -17,7 +17,7 @@ void sae_fit_opts_default(SAEFitOpts *o)
                       .aux_k = 512, .dead_rows = 1000000, .resample_every = 25000, .warmup = 1000, .batch = 4096, .epochs = 1,
                       .val_rows = 65536, .eval_every = 1000, .ck_every = 1000, .log_every = 100, .l1 = 5,
                       .aux_coef = 1.0 / 32, .lr = 4e-4, .decay_frac = 0.2, .beta1 = 0.9, .beta2 = 0.999,
-                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN, .bandwidth = 1e-3, .theta0 = 0.1, .theta_lr = 1};
+                      .eps = 1e-8, .bdec = SAE_BDEC_MEDIAN, .bandwidth = 0.05, .theta0 = 0.1, .theta_lr = 1};
 }
 
 /* The sparsity coefficient's default by arch (the flag wins): relu's L1,

@@ -50,7 +50,7 @@ typedef struct {
 void sae_fit_opts_default(SAEFitOpts *o);
 /* --l1's default for arch: relu 5, gated SAE_GATED_L1, jumprelu SAE_JUMPRELU_L0 */
 #define SAE_GATED_L1 1.0
-#define SAE_JUMPRELU_L0 0.1
+#define SAE_JUMPRELU_L0 0.05
 double sae_fit_l1_default(SAEArch a);
 
 typedef struct {
