@@ -287,8 +287,7 @@ int main(int argc, char **argv)
         sae_trainer_forward(&f.t, f.x, n, l1, &st);
         if (!isfinite(st.loss))
             sp_die("%s: loss is %g at step %" PRIu64 " (diverged; try a lower --lr)", f.src.name, st.loss, step);
-        sae_trainer_backward(&f.t);
-        sae_trainer_update(&f.t, lr);
+        sae_trainer_step(&f.t, lr);
         f.rows_trained += n;
         if (o->arch == SAE_RELU && o->resample_every && f.t.step % o->resample_every == 0) {
             size_t k = sae_trainer_resample(&f.t, f.x, n, &f.rng);

@@ -6,8 +6,8 @@
  *
  *   sae_fit_length(&f); sae_fit_open(&f); sae_fit_init(&f); sae_fit_resume(&f);
  *   while (sae_fit_batch(&f, &n) == 0 && n) {
- *       sae_trainer_forward(&f.t, f.x, n, l1, &st); sae_trainer_backward(&f.t);
- *       sae_trainer_update(&f.t, sae_fit_lr(&f, step)); ...
+ *       sae_trainer_forward(&f.t, f.x, n, l1, &st);
+ *       sae_trainer_step(&f.t, sae_fit_lr(&f, step)); ...   (backward and Adam)
  *       sae_fit_log_train, sae_fit_eval, sae_fit_save_checkpoint on their steps
  *   }
  *   sae_fit_write(&f, w); sae_fit_free(&f);

@@ -1,10 +1,11 @@
-/* sae_train.c: forward, loss, backward and Adam for relu, topk and
- * batchtopk SAEs (see sae_train.h for the objective). Dense matrix work is
- * OpenBLAS sgemm; topk and batchtopk compute the decoder and the whole
- * backward over the active latents only, and so does relu when few latents
- * fire. Element passes run on sp_parfor; results depend on the BLAS thread
- * count only. The trainer's parameters and state in and out of files are
- * in sae_train_io.c, their starting values in sae_train_init.c. */
+/* sae_train.c: forward, loss and backward for relu, topk and batchtopk
+ * SAEs (see sae_train.h for the objective), and the step that runs Adam
+ * (sae_adam.c) inside the backward. Dense matrix work is OpenBLAS sgemm;
+ * topk and batchtopk compute the decoder and the whole backward over the
+ * active latents only, and so does relu when few latents fire. Element
+ * passes run on sp_parfor; the bytes do not depend on the thread count. The
+ * trainer's parameters and state in and out of files are in
+ * sae_train_io.c, their starting values in sae_train_init.c. */
 #include <cblas.h>
 #include <inttypes.h>
 #include <math.h>
@@ -17,11 +18,6 @@
 #include "sae_arch.h"
 #include "sae_train.h"
 #include "sae_train_int.h"
-
-/* The hot element loops compiled at -O3 with the vectoriser (GCC -O2 leaves
- * loops of unknown length scalar). No fast-math: results stay the same on
- * every run, and sqrt/division vectorised are correctly rounded as scalar. */
-#define SAE_VEC __attribute__((optimize("O3", "tree-vectorize", "no-math-errno")))
 
 /* parameters in the block: the four tensors and the arch's vectors */
 static uint64_t nparam(const SAETrainConfig *c)
@@ -40,20 +36,29 @@ static uint64_t csr_cap(const SAETrainConfig *c)
 static int needs_g(const SAETrainConfig *c) { return c->arch != SAE_TOPK; }
 /* latents over every rank */
 static size_t cand_k(const SAETrainConfig *c) { return kmax(c) > c->aux_k ? kmax(c) : c->aux_k; }
+/* b_dec's gradient sums the latents' shares in chunks of this many, in
+ * order: the same bytes for any thread count */
+enum { BDEC_CHUNK = 64 };
+static size_t bdec_chunks(size_t F) { return (F + BDEC_CHUNK - 1) / BDEC_CHUNK; }
 
 uint64_t sae_trainer_bytes(const SAETrainConfig *c)
 {
     uint64_t D = c->D, F = c->F, B = c->B, A = c->aux_k;
     uint64_t P = nparam(c);
-    uint64_t b = sae_arch_bytes(c) + P * 4 * 2 + P * (c->state_bf16 ? 4 : 8);
+    /* the gradient: the k archs' step (sae_trainer_step) never writes its
+     * rows, so their pages are never touched */
+    uint64_t G = sae_arch_has_k(c->arch) ? F + D : P;
+    uint64_t b = sae_arch_bytes(c) + (P + G) * 4 + P * (c->state_bf16 ? 4 : 8);
     b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
-    b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 8 + F * 28 + B * 28 + D * 12;
-    if (c->comm) b += B * D * 4 + B * cand_k(c) * 8 + B * 8;
+    b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 16 + F * 36 + B * 28 + D * 8 + (A ? B : 1) * D * 4;
+    b += bdec_chunks(F) * D * 4;
+    if (c->comm) b += B * cand_k(c) * 8 + B * 8;
     return b;
 }
 
-/* The block's 1.3 GB (at D=2048, F=16384) costs its first touch, the
- * kernel clearing every page: zeroing on every thread shares that out. */
+/* The parameters' and moments' 0.8 GB (at D=2048, F=16384) cost their
+ * first touch, the kernel clearing every page: zeroing on every thread
+ * shares that out. */
 static void pass_zero_bytes(void *p, size_t lo, size_t hi) { memset((char *)p + lo, 0, hi - lo); }
 
 static void *par_zalloc(size_t n)
@@ -74,7 +79,9 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     if (A > f_all(c)) t->c.aux_k = A = f_all(c);
     size_t P = t->P = nparam(c);
     t->param = par_zalloc(P * sizeof(float));
-    t->grad = par_zalloc(P * sizeof(float));
+    /* not cleared: every backward writes the gradient it reads, and
+     * sae_trainer_step's sparse path never touches its rows */
+    t->grad = xmalloc_aligned(P * sizeof(float));
     if (c->state_bf16) {
         t->m16 = par_zalloc(P * sizeof *t->m16);
         t->v16 = par_zalloc(P * sizeof *t->v16);
@@ -107,7 +114,11 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     t->dead = xmalloc(F * sizeof *t->dead);
     t->rowloss = xmalloc(B * sizeof *t->rowloss);
     t->acc = xmalloc(D * sizeof *t->acc);
-    t->ar = xmalloc((c->comm ? B : 1) * D * sizeof *t->ar);
+    t->ar = xmalloc((A ? B : 1) * D * sizeof *t->ar);
+    t->aq = xmalloc(B * (A ? A : 1) * sizeof *t->aq);
+    t->arow = xmalloc(B * (A ? A : 1) * sizeof *t->arow);
+    t->aptr = xmalloc((F + 1) * sizeof *t->aptr);
+    t->bpart = xmalloc(bdec_chunks(F) * D * sizeof *t->bpart);
     if (c->comm) {
         t->cand = xmalloc(B * (cand_k(&t->c) ? cand_k(&t->c) : 1) * sizeof *t->cand);
         t->rowq = xmalloc(B * sizeof *t->rowq);
@@ -120,7 +131,7 @@ void sae_trainer_free(SAETrainer *t)
     if (!t) return;
     void *ptrs[] = {t->param, t->grad, t->m, t->v, t->m16, t->v16, t->since_fired, t->xc, t->e, t->pre, t->g,
                     t->idx, t->val, t->ptr, t->cq, t->crow, t->cptr, t->rsq, t->aidx, t->aval, t->abuf, t->dead,
-                    t->rowloss, t->acc, t->ar, t->cand, t->rowq};
+                    t->rowloss, t->acc, t->ar, t->aq, t->arow, t->aptr, t->bpart, t->cand, t->rowq};
     for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++) free(ptrs[i]);
     sae_arch_free(t);
     memset(t, 0, sizeof *t);
@@ -232,7 +243,7 @@ static void select_active(SAETrainer *t, size_t n)
 
 /* Eight partial sums in a fixed order: vectorisable, and the same result
  * on every run. */
-SAE_VEC static float dotf(const float *restrict a, const float *restrict b, size_t D)
+SAE_VEC float sae_dotf(const float *restrict a, const float *restrict b, size_t D)
 {
     float s[8] = {0}, r = 0;
     size_t d = 0;
@@ -242,15 +253,15 @@ SAE_VEC static float dotf(const float *restrict a, const float *restrict b, size
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + r;
 }
 
-SAE_VEC static void axpyf(float *restrict y, float a, const float *restrict x, size_t D)
+SAE_VEC void sae_axpyf(float *restrict y, float a, const float *restrict x, size_t D)
 {
     for (size_t d = 0; d < D; d++) y[d] += a * x[d];
 }
 
 /* AuxK: the aux_k largest pre-activations among dead latents reconstruct
  * the residual r_i = x_i - x_hat_i (held constant; e holds x_hat - x).
- * Each row's latents and activations stay in aidx, aval (aux_a of them)
- * for the backward. */
+ * Each row's latents and activations stay in aidx, aval (aux_a of them),
+ * its residual in ar, for the backward: made before any row changes. */
 void sae_auxk_residual(SAETrainer *t, size_t i, float *r)
 {
     size_t D = t->c.D, A = t->aux_a;
@@ -259,7 +270,7 @@ void sae_auxk_residual(SAETrainer *t, size_t i, float *r)
     int first = !t->c.comm || t->c.comm->rank == 0; /* sharded: rank 0 adds e, each rank its latents */
     for (size_t d = 0; d < D; d++) r[d] = first ? t->e[i * D + d] : 0; /* e^ - (x - x_hat) = e^ + e */
     for (size_t a = 0; a < A; a++)
-        if (av[a] > 0) axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
+        if (av[a] > 0) sae_axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
 }
 
 static double auxk_forward(SAETrainer *t, size_t n)
@@ -272,9 +283,9 @@ static double auxk_forward(SAETrainer *t, size_t n)
     if (!t->aux_a) return 0;
     if (t->c.comm) return sae_shard_auxk(t, n, nd);
     double sum = 0;
-    float *r = t->ar;
     for (size_t i = 0; i < n; i++) {
         const float *pre = t->pre + i * F;
+        float *r = t->ar + i * D;
         for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
         uint32_t *ai = t->aidx + i * A;
         float *av = t->aval + i * A;
@@ -292,27 +303,24 @@ static double auxk_forward(SAETrainer *t, size_t n)
     return t->c.aux_coef * sum / n;
 }
 
-/* AuxK's gradient, added before the reconstruction's (e still x_hat - x) */
-static void auxk_backward(SAETrainer *t, size_t n)
+/* The entries with a value > 0 of n rows (row i's from ptr[i], or with
+ * ptr NULL from i*A, to the next row's), grouped by latent, rows
+ * ascending: CSC (cptr over F latents; cq the entry, crow the row) */
+static void build_csc(size_t F, size_t n, const size_t *ptr, size_t A, const uint32_t *idx, const float *val,
+                      size_t *cptr, uint32_t *cq, uint32_t *crow)
 {
-    size_t D = t->c.D, A = t->aux_a;
-    float *r = t->ar, sc = (float)(2 * t->c.aux_coef / n);
-    for (size_t i = 0; i < n; i++) {
-        const float *xc = t->xc + i * D;
-        const uint32_t *ai = t->aidx + i * A;
-        const float *av = t->aval + i * A;
-        if (t->c.comm) r = t->ar + i * D; /* the forward's, summed over ranks */
-        else sae_auxk_residual(t, i, r);
-        for (size_t d = 0; d < D; d++) r[d] *= sc;
-        for (size_t a = 0; a < A; a++) {
-            if (!(av[a] > 0)) continue;
-            size_t j = ai[a];
-            float dv = dotf(r, t->Wd + j * D, D);
-            axpyf(t->gWd + j * D, av[a], r, D);
-            axpyf(t->gWt + j * D, dv, xc, D);
-            t->gb_enc[j] += dv;
+    size_t end = ptr ? ptr[n] : n * A;
+    memset(cptr, 0, (F + 1) * sizeof *cptr);
+    for (size_t q = 0; q < end; q++) cptr[idx[q] + 1] += val[q] > 0;
+    for (size_t j = 0; j < F; j++) cptr[j + 1] += cptr[j];
+    for (size_t i = 0; i < n; i++)
+        for (size_t q = ptr ? ptr[i] : i * A; q < (ptr ? ptr[i + 1] : (i + 1) * A); q++) {
+            if (!(val[q] > 0)) continue;
+            size_t c = cptr[idx[q]]++;
+            cq[c] = (uint32_t)q, crow[c] = (uint32_t)i;
         }
-    }
+    for (size_t j = F; j > 0; j--) cptr[j] = cptr[j - 1]; /* undo the shift */
+    cptr[0] = 0;
 }
 
 
@@ -380,7 +388,7 @@ static void pass_decode(void *a, size_t lo, size_t hi)
         double c = 0;
         memset(er, 0, D * sizeof *er);
         for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++)
-            if (t->val[q] > 0) axpyf(er, t->val[q], t->Wd + (size_t)t->idx[q] * D, D), c++;
+            if (t->val[q] > 0) sae_axpyf(er, t->val[q], t->Wd + (size_t)t->idx[q] * D, D), c++;
         t->ract[i] = c;
     }
 }
@@ -443,48 +451,88 @@ static void pass_mask(void *a, size_t lo, size_t hi)
     }
 }
 
-static void pass_zero(void *a, size_t lo, size_t hi)
-{
-    SAETrainer *t = ((Pass *)a)->t;
-    memset(t->grad + lo, 0, (hi - lo) * sizeof(float));
-}
-
-/* sparse backward, per latent j over its entries (CSC, rows ascending):
- * dv = dx_hat_i . W_dec_j (+ l1/n), then W_dec_j's, W_enc_j's and b_enc_j's
- * gradients. Going by latent keeps W_dec_j and both gradient rows in cache
- * while the rows i stream past. */
-static void pass_accum(void *a, size_t lo, size_t hi)
+/* AuxK's residuals (the forward's) become their gradient: r *= 2 aux_coef / n */
+static void pass_auxsc(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
     SAETrainer *t = p->t;
     size_t D = t->c.D;
-    for (size_t j = lo; j < hi; j++)
-        for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
-            size_t q = t->cq[c], i = t->crow[c];
-            const float *dx = sae_arch_dx(t, i, j);
-            float dv = dotf(dx, t->Wd + j * D, D) + p->l1n;
-            axpyf(t->gWd + j * D, t->val[q], dx, D);
-            axpyf(t->gWt + j * D, dv, t->xc + i * D, D);
-            t->gb_enc[j] += dv;
-            t->since_fired[j] = -1;
-        }
+    float sc = (float)(2 * t->c.aux_coef / p->n);
+    for (size_t i = lo * D; i < hi * D; i++) t->ar[i] *= sc;
 }
 
-/* the active entries with val > 0, grouped by latent, rows ascending */
-static void build_csc(SAETrainer *t, size_t n)
+/* one entry of latent j (decoder row w) in row i: dx the gradient of the
+ * row's reconstruction, v the activation, l1 the penalty's slope; gd, ge
+ * gain its share of W_dec_j's and W_encT_j's gradients, b_enc_j's returned */
+static float entry_grad(float *gd, float *ge, const float *w, const float *dx, float v, float l1, const float *xc,
+                        size_t D)
 {
-    size_t F = t->c.F;
-    memset(t->cptr, 0, (F + 1) * sizeof *t->cptr);
-    for (size_t q = 0; q < t->ptr[n]; q++) t->cptr[t->idx[q] + 1] += t->val[q] > 0;
-    for (size_t j = 0; j < F; j++) t->cptr[j + 1] += t->cptr[j];
-    for (size_t i = 0; i < n; i++)
-        for (size_t q = t->ptr[i]; q < t->ptr[i + 1]; q++) {
-            if (!(t->val[q] > 0)) continue;
-            size_t c = t->cptr[t->idx[q]]++;
-            t->cq[c] = (uint32_t)q, t->crow[c] = (uint32_t)i;
-        }
-    for (size_t j = F; j > 0; j--) t->cptr[j] = t->cptr[j - 1]; /* undo the shift */
-    t->cptr[0] = 0;
+    float dv = sae_dotf(dx, w, D) + l1;
+    sae_axpyf(gd, v, dx, D);
+    sae_axpyf(ge, dv, xc, D);
+    return dv;
+}
+
+/* The sparse backward of latent j over its entries by row, AuxK's first:
+ * dv = dx_hat_i . W_dec_j (+ l1/n), and from it W_dec_j's gradient into gd,
+ * W_encT_j's into ge (D each, overwritten), b_enc_j's returned. Going by
+ * latent keeps W_dec_j and both gradient rows in cache while the rows i
+ * stream past. */
+static float latent_grad(const Pass *p, size_t j, float *gd, float *ge)
+{
+    SAETrainer *t = p->t;
+    size_t D = t->c.D;
+    const float *w = t->Wd + j * D;
+    float gb = 0;
+    memset(gd, 0, D * sizeof *gd);
+    memset(ge, 0, D * sizeof *ge);
+    for (size_t c = t->aux_a ? t->aptr[j] : 0; c < (t->aux_a ? t->aptr[j + 1] : 0); c++) {
+        size_t i = t->arow[c];
+        gb += entry_grad(gd, ge, w, t->ar + i * D, t->aval[t->aq[c]], 0, t->xc + i * D, D);
+    }
+    for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
+        size_t i = t->crow[c];
+        gb += entry_grad(gd, ge, w, sae_arch_dx(t, i, j), t->val[t->cq[c]], p->l1n, t->xc + i * D, D);
+    }
+    if (t->cptr[j + 1] > t->cptr[j]) t->since_fired[j] = -1; /* reset at the end of the step */
+    return gb;
+}
+
+/* the sparse backward into t->grad, over latents */
+static void pass_grad(void *a, size_t lo, size_t hi)
+{
+    SAETrainer *t = ((Pass *)a)->t;
+    size_t D = t->c.D;
+    for (size_t j = lo; j < hi; j++) t->gb_enc[j] = latent_grad(a, j, t->gWd + j * D, t->gWt + j * D);
+}
+
+/* b_dec's gradient, part 1, over chunks c of BDEC_CHUNK latents: bpart_c =
+ * sum over the chunk's latents ascending of b_enc_j's gradient times W_encT_j */
+static void bdec_part(SAETrainer *t, size_t j, float gb)
+{
+    size_t D = t->c.D;
+    float *part = t->bpart + j / BDEC_CHUNK * D;
+    if (j % BDEC_CHUNK == 0) memset(part, 0, D * sizeof *part);
+    sae_axpyf(part, gb, t->Wt + j * D, D);
+}
+
+static void pass_bdec_part(void *a, size_t lo, size_t hi)
+{
+    SAETrainer *t = ((Pass *)a)->t;
+    for (size_t j = lo * BDEC_CHUNK; j < hi * BDEC_CHUNK && j < t->c.F; j++) bdec_part(t, j, t->gb_enc[j]);
+}
+
+/* part 2: the decoder's bias, minus its share through xc = x - b_dec, the
+ * chunks in order. Sharded: rank 0 starts from the bias's own term, each
+ * rank subtracts its latents' share, and the sum is every rank's. */
+static void bdec_grad(SAETrainer *t)
+{
+    size_t D = t->c.D, C = bdec_chunks(t->c.F);
+    int first = !t->c.comm || t->c.comm->rank == 0;
+    for (size_t d = 0; d < D; d++) t->gb_dec[d] = first ? (float)t->acc[d] : 0;
+    for (size_t c = 0; c < C; c++)
+        for (size_t d = 0; d < D; d++) t->gb_dec[d] -= t->bpart[c * D + d];
+    if (t->c.comm) t->c.comm->ops->sum_f32(t->c.comm, t->gb_dec, D);
 }
 
 /* relu goes sparse when its active set fits the CSR buffers */
@@ -578,108 +626,90 @@ void sae_trainer_eval(SAETrainer *t, const float *x, size_t n, double l1, SAESta
     forward(t, x, n, l1, 1, st, fired);
 }
 
+/* The backward up to the per-latent gradients: dx_hat, matryoshka's
+ * levels, AuxK's residuals scaled; the sparse step's entries by latent.
+ * Returns the rows (0: nothing to differentiate). */
+static size_t backward_begin(SAETrainer *t, Pass *ps)
+{
+    size_t D = t->c.D, F = t->c.F, n = t->last_n, A = t->aux_a;
+    if (!n) return 0;
+    *ps = (Pass){.t = t, .n = n, .l1n = t->c.arch == SAE_RELU ? (float)(t->last_l1 / n) : 0, .sc = (float)(2.0 / n)};
+    if (A) sp_parfor(n, 16384 / D + 1, pass_auxsc, ps);
+    sp_parfor(D, 256, pass_dxhat, ps); /* e becomes dx_hat = 2/n e */
+    if (t->lev) sae_arch_levels_dxhat(t, n);
+    if (t->last_sparse) {
+        build_csc(F, n, t->ptr, 0, t->idx, t->val, t->cptr, t->cq, t->crow);
+        if (A) build_csc(F, n, NULL, A, t->aidx, t->aval, t->aptr, t->aq, t->arow);
+    }
+    return n;
+}
+
+/* the firing counters: 0 where a latent fired, else n rows more */
+static void backward_end(SAETrainer *t, size_t n)
+{
+    for (size_t j = 0; j < t->c.F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
+    t->last_n = 0; /* one backward per forward */
+}
+
 void sae_trainer_backward(SAETrainer *t)
 {
-    size_t D = t->c.D, F = t->c.F, n = t->last_n;
-    int relu = t->c.arch == SAE_RELU;
+    size_t D = t->c.D, F = t->c.F, n;
     if (sae_arch_own_step(t->c.arch)) {
         sae_arch_backward(t);
         return;
     }
-    if (!n) return;
-    float *xc = t->xc, *pre = t->pre, *e = t->e;
-    Pass ps = {.t = t, .n = n, .l1n = relu ? (float)(t->last_l1 / n) : 0, .sc = (float)(2.0 / n)};
+    Pass ps;
+    if (!(n = backward_begin(t, &ps))) return;
     size_t cols = 256; /* chunks worth a thread */
-    /* relu dense writes every gradient below; the sparse paths add into it */
-    if (t->last_sparse) sp_parfor(t->P, 1 << 16, pass_zero, &ps);
-    if (!relu && t->aux_a) auxk_backward(t, n);
-    sp_parfor(D, cols, pass_dxhat, &ps); /* e becomes dx_hat = 2/n e */
-    if (t->lev) sae_arch_levels_dxhat(t, n);
     if (!t->last_sparse) {
-        /* gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
-        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, pre, F, e, D, 0.0f, t->gWd, D);
-        sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, e, D, t->Wd, D, 0.0f, t->g, F);
+        /* relu: gW_dec = f^T dx_hat; df = dx_hat W_dec^T; dpre = (f>0)(df + l1/n); gW_encT = dpre^T xc */
+        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, t->pre, F, t->e, D, 0.0f, t->gWd, D);
+        sp_gemm(CblasNoTrans, CblasTrans, n, F, D, 1.0f, t->e, D, t->Wd, D, 0.0f, t->g, F);
         sp_parfor(F, cols, pass_mask, &ps);
-        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, t->g, F, xc, D, 0.0f, t->gWt, D);
+        sp_gemm(CblasTrans, CblasNoTrans, F, D, n, 1.0f, t->g, F, t->xc, D, 0.0f, t->gWt, D);
     } else {
-        build_csc(t, n);
-        sp_parfor(F, cols, pass_accum, &ps);
+        sp_parfor(F, cols, pass_grad, &ps);
     }
-    /* b_dec: the decoder's bias, minus its share through xc = x - b_dec */
-    /* sharded: rank 0 starts from the bias's own term, each rank subtracts
-     * its latents' share, and the sum is every rank's */
-    int first = !t->c.comm || t->c.comm->rank == 0;
-    for (size_t d = 0; d < D; d++) t->gb_dec[d] = first ? (float)t->acc[d] : 0;
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)D, -1.0f, t->Wt, (int)D, t->gb_enc,
-                1, 1.0f, t->gb_dec, 1);
-    if (t->c.comm) t->c.comm->ops->sum_f32(t->c.comm, t->gb_dec, D);
-    for (size_t j = 0; j < F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
-    t->last_n = 0; /* one backward per forward */
+    sp_parfor(bdec_chunks(F), 1, pass_bdec_part, &ps);
+    bdec_grad(t);
+    backward_end(t, n);
 }
 
-/* m, v of element i as float, and back */
-static inline float ld16(const uint16_t *p, size_t i) { return bf16_to_f32(p[i]); }
-
+/* the sparse step over chunks of BDEC_CHUNK latents: each latent's
+ * gradient into rows of cache, its share of b_dec's, then its Adam */
 typedef struct {
-    SAETrainer *t;
-    float a, ib2, eps, b1, b2, c1, c2;
-} AdamStep;
+    Pass ps;
+    SAEAdam s;
+} Fused;
 
-/* Adam on parameters [lo, hi) of the block */
-SAE_VEC static void adam_range(const AdamStep *s, size_t lo, size_t hi)
+static void pass_fused(void *a, size_t lo, size_t hi)
 {
-    SAETrainer *t = s->t;
-    float *p = t->param, *g = t->grad;
-    float a = s->a, ib2 = s->ib2, eps = s->eps, fb1 = s->b1, fb2 = s->b2, c1 = s->c1, c2 = s->c2;
-    if (t->m) {
-        float *m = t->m, *v = t->v;
-        for (size_t i = lo; i < hi; i++) {
-            float mi = fb1 * m[i] + c1 * g[i], vi = fb2 * v[i] + c2 * g[i] * g[i];
-            m[i] = mi, v[i] = vi;
-            p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
-        }
-    } else {
-        uint16_t *m = t->m16, *v = t->v16;
-        for (size_t i = lo; i < hi; i++) {
-            float mi = fb1 * ld16(m, i) + c1 * g[i], vi = fb2 * ld16(v, i) + c2 * g[i] * g[i];
-            m[i] = f32_to_bf16(mi), v[i] = f32_to_bf16(vi);
-            p[i] -= a * mi / (sqrtf(vi) * ib2 + eps);
-        }
+    Fused *f = a;
+    SAETrainer *t = f->ps.t;
+    size_t D = t->c.D;
+    float *gd = xmalloc_aligned(2 * D * sizeof *gd), *ge = gd + D;
+    for (size_t j = lo * BDEC_CHUNK; j < hi * BDEC_CHUNK && j < t->c.F; j++) {
+        float gb = latent_grad(&f->ps, j, gd, ge);
+        bdec_part(t, j, gb);
+        sae_adam_latent(&f->s, j, ge, gb, gd);
     }
+    free(gd);
 }
 
-/* per latent j: its encoder row and bias; its decoder row with the
- * gradient's parallel component removed first and unit norm restored after */
-static void pass_adam(void *arg, size_t lo, size_t hi)
+void sae_trainer_step(SAETrainer *t, double lr)
 {
-    const AdamStep *s = arg;
-    SAETrainer *t = s->t;
-    size_t D = t->c.D, F = t->c.F, FD = F * D, X = 2 * FD + F + D, E = sae_arch_extra(t->c.arch);
-    /* jumprelu's log threshold may learn faster (--threshold-lr): it moves
-     * about lr per step, too slow for a short run to reach its L0 */
-    AdamStep sx = *s;
-    if (t->c.arch == SAE_JUMPRELU && t->c.theta_lr > 0) sx.a = (float)(s->a * t->c.theta_lr);
-    for (size_t j = lo; j < hi; j++) {
-        float *w = t->Wd + j * D, *g = t->gWd + j * D;
-        axpyf(g, -dotf(w, g, D), w, D);
-        adam_range(s, j * D, (j + 1) * D);
-        adam_range(s, FD + j, FD + j + 1);
-        adam_range(s, FD + F + j * D, FD + F + (j + 1) * D);
-        for (size_t x = 0; x < E; x++) adam_range(&sx, X + x * F + j, X + x * F + j + 1);
-        sae_normalize_row(w, D);
+    if (sae_arch_own_step(t->c.arch) || !t->last_n || !t->last_sparse) {
+        sae_trainer_backward(t);
+        sae_trainer_update(t, lr);
+        return;
     }
-}
-
-void sae_trainer_update(SAETrainer *t, double lr)
-{
-    size_t F = t->c.F;
-    t->step++;
-    double b1 = t->c.beta1, b2 = t->c.beta2;
-    double bc1 = 1 - pow(b1, (double)t->step), bc2 = 1 - pow(b2, (double)t->step);
-    AdamStep s = {t, (float)(lr / bc1), (float)(1.0 / sqrt(bc2)), (float)t->c.eps, (float)b1, (float)b2,
-                  (float)(1 - b1), (float)(1 - b2)};
-    sp_parfor(F, 64, pass_adam, &s);
-    adam_range(&s, 2 * F * t->c.D + F, 2 * F * t->c.D + F + t->c.D); /* b_dec */
+    Fused f;
+    size_t n = backward_begin(t, &f.ps);
+    sae_adam_begin(t, lr, &f.s);
+    sp_parfor(bdec_chunks(t->c.F), 1, pass_fused, &f);
+    bdec_grad(t);
+    sae_adam_bdec(&f.s);
+    backward_end(t, n);
 }
 
 static void zero_state(SAETrainer *t, size_t off, size_t cnt)
@@ -715,7 +745,7 @@ size_t sae_trainer_resample(SAETrainer *t, const float *x, size_t n, SpRng *rng)
     size_t nalive = 0;
     for (size_t j = 0; j < F; j++) {
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) continue;
-        alive_norm += sqrt((double)dotf(t->Wt + j * D, t->Wt + j * D, D));
+        alive_norm += sqrt((double)sae_dotf(t->Wt + j * D, t->Wt + j * D, D));
         nalive++;
     }
     if (t->c.comm) {

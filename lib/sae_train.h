@@ -74,7 +74,7 @@ typedef struct {
 typedef struct {
     SAETrainConfig c;
     size_t P;              /* parameters in the block */
-    float *param, *grad;   /* (P) each */
+    float *param, *grad;   /* (P) each; grad's pages are first touched where written */
     float *m, *v;          /* (P) f32 Adam moments, or NULL */
     uint16_t *m16, *v16;   /* (P) bf16 Adam moments, or NULL */
     float *Wt, *b_enc, *Wd, *b_dec, *xp;    /* views into param; xp: the arch's vectors (sae_arch.h) */
@@ -95,7 +95,10 @@ typedef struct {
     double *rsq, *rl1, *ract; /* (B) per row: squared error, sum and count of activations */
     uint32_t *aidx;        /* (B*aux_k) each row's AuxK latents, aux_a of them */
     float *aval, *abuf;    /* (B*aux_k) their activations, (F) */
-    float *ar;             /* (D) an AuxK residual; sharded: (B,D), every row's */
+    float *ar;             /* (B,D) every row's AuxK residual (sharded: summed over the ranks) */
+    uint32_t *aq, *arow;   /* (B*aux_k) the AuxK entries by latent (CSC by aptr): entry, row */
+    size_t *aptr;          /* (F+1) */
+    float *bpart;          /* (ceil(F/64),D) b_dec's gradient: each 64 latents' share */
     SpCand *cand;          /* sharded: (B*max(K, aux_k)) a row's candidates for the global top-k */
     size_t *rowq;          /* sharded batchtopk: (B) entries equal to the threshold each row takes */
     size_t aux_a;          /* AuxK latents per row in the last forward (0: none dead) */
@@ -127,6 +130,7 @@ void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n
  *   sae_trainer_backward(t);                  its gradient into t->grad,
  *                                             the firing counters updated
  *   sae_trainer_update(t, lr);                Adam
+ * or the last two as sae_trainer_step(t, lr), which training uses.
  * The forward keeps what the backward needs in t; batchtopk's forward
  * selects the batch top-k and moves its inference threshold. */
 void sae_trainer_forward(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st);
@@ -134,6 +138,11 @@ void sae_trainer_backward(SAETrainer *t);
 /* Adam step with learning rate lr on t->grad; decoder rows are kept at unit
  * norm, the gradient component parallel to each row removed first. */
 void sae_trainer_update(SAETrainer *t, double lr);
+/* sae_trainer_backward and sae_trainer_update in one, the same bytes: on
+ * the sparse step (topk, batchtopk, matryoshka, relu when few latents
+ * fire) each latent's Adam runs as its gradient rows are made, in cache, and
+ * t->grad's rows are never written; the other steps call the two. */
+void sae_trainer_step(SAETrainer *t, double lr);
 /* The inference map's loss on n rows (evaluation: batchtopk uses its
  * threshold); fired (F, may be NULL) counts the rows each latent fired on.
  * Nothing to differentiate after it. */

@@ -72,14 +72,12 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
     SAEStats st;
     sae_trainer_forward(&t, x, B, 5.0, &st);
-    sae_trainer_backward(&t);
-    sae_trainer_update(&t, 1e-4);
+    sae_trainer_step(&t, 1e-4);
     double t0 = sp_now(), c0 = cpu_now(), l0 = 0;
     int sparse = 0;
     for (size_t s = 0; s < steps; s++) {
         sae_trainer_forward(&t, x, B, 5.0, &st);
-        sae_trainer_backward(&t);
-        sae_trainer_update(&t, 1e-4);
+        sae_trainer_step(&t, 1e-4);
         l0 += st.l0 / steps, sparse += st.sparse;
     }
     double dt = (sp_now() - t0) / steps, cpu = (cpu_now() - c0) / steps;

@@ -106,8 +106,7 @@ static int run(SAEFit *f, int resume, uint64_t stop_step, double *fvus)
         uint64_t step = f->t.step;
         double lr = sae_fit_lr(f, step), l1 = sae_fit_l1(f, step);
         sae_trainer_forward(&f->t, f->x, n, l1, &st);
-        sae_trainer_backward(&f->t);
-        sae_trainer_update(&f->t, lr);
+        sae_trainer_step(&f->t, lr);
         f->rows_trained += n;
         if (f->t.step % f->o.eval_every == 0) {
             if (sae_fit_eval(f, l1, lr) < 0) return -1;

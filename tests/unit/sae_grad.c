@@ -307,15 +307,20 @@ static void check_bf16_state(void)
 /* At a size where sp_parfor splits rows, latents and columns and sp_gemm
  * has several tiles: the same bytes on 1, 2 and 3 threads for every arch,
  * by construction (fixed tiles and chunks, whatever the thread count, on
- * any OpenBLAS kernel); relu's sparse step follows its dense one. */
-static float *run_steps(SAEArch arch, double relu_sparse, int threads, const float *x, size_t n, size_t *P)
+ * any OpenBLAS kernel); relu's sparse step follows its dense one; and
+ * sae_trainer_step (Adam inside the sparse backward) gives the bytes of
+ * sae_trainer_backward and sae_trainer_update, AuxK live from step 2.
+ * fused: step by sae_trainer_step */
+static float *run_steps(SAEArch arch, double relu_sparse, int bf16, int threads, int fused, const float *x,
+                        size_t n, size_t *P)
 {
     enum { TD = 64, TF = 1024 };
     int k = sae_arch_has_k(arch);
     SAETrainConfig c = {.arch = arch, .D = TD, .F = TF, .K = k ? 8 : 0, .B = n,
                         .aux_k = k ? 32 : 0, .aux_coef = 0.1, .beta1 = 0.9, .beta2 = 0.999,
                         .eps = 1e-8, .dead_rows = 300, .threshold_ema = 0.9, .relu_sparse = relu_sparse,
-                        .bandwidth = 0.05, .theta0 = 0.01, .ngroups = 3, .groups = {64, 256, TF}};
+                        .bandwidth = 0.05, .theta0 = 0.01, .ngroups = 3, .groups = {64, 256, TF},
+                        .state_bf16 = bf16};
     SAETrainer t;
     char err[256];
     if (sae_trainer_init(&t, &c, err, sizeof err) < 0) return NULL;
@@ -326,13 +331,19 @@ static float *run_steps(SAEArch arch, double relu_sparse, int threads, const flo
     /* few latents fire, as in a trained relu SAE */
     for (size_t j = 0; j < TF; j++) t.b_enc[j] = -0.25f;
     SAEStats st;
-    for (int s = 0; s < 4; s++) {
+    int s = 0;
+    for (; s < 4; s++) {
         sae_trainer_forward(&t, x, n, 0.5, &st);
-        sae_trainer_backward(&t);
-        sae_trainer_update(&t, 1e-3);
+        if (s > 0 && sae_arch_has_k(arch) && !(st.aux > 0)) break; /* AuxK must be live */
+        if (fused) {
+            sae_trainer_step(&t, 1e-3);
+        } else {
+            sae_trainer_backward(&t);
+            sae_trainer_update(&t, 1e-3);
+        }
     }
-    float *p = malloc(t.P * sizeof *p);
-    memcpy(p, t.param, t.P * sizeof *p);
+    float *p = s == 4 ? malloc(t.P * sizeof *p) : NULL;
+    if (p) memcpy(p, t.param, t.P * sizeof *p);
     *P = t.P;
     sae_trainer_free(&t);
     return p;
@@ -345,18 +356,26 @@ static void check_threads(void)
     SpRng r;
     sp_rng_seed(&r, 11);
     for (size_t i = 0; i < n * 64; i++) x[i] = (float)(sp_rng_normal(&r) / 8); /* pre ~ N(0, 1/8^2) */
-    struct { SAEArch arch; double rs; const char *name; } runs[] = {
-        {SAE_RELU, -1, "relu dense"}, {SAE_RELU, 1, "relu sparse"}, {SAE_TOPK, 0, "topk"}, {SAE_BATCHTOPK, 0, "batchtopk"},
-        {SAE_MATRYOSHKA, 0, "matryoshka"}, {SAE_JUMPRELU, 0, "jumprelu"}, {SAE_GATED, 0, "gated"}};
+    struct { SAEArch arch; double rs; int bf16; const char *name; } runs[] = {
+        {SAE_RELU, -1, 0, "relu dense"}, {SAE_RELU, 1, 0, "relu sparse"}, {SAE_TOPK, 0, 0, "topk"},
+        {SAE_BATCHTOPK, 0, 0, "batchtopk"}, {SAE_MATRYOSHKA, 0, 0, "matryoshka"}, {SAE_JUMPRELU, 0, 0, "jumprelu"},
+        {SAE_GATED, 0, 0, "gated"}, {SAE_TOPK, 0, 1, "topk, bf16 state"}};
     float *relu[2] = {0};
     for (int k = 0; k < (int)(sizeof runs / sizeof *runs); k++) {
-        float *a = run_steps(runs[k].arch, runs[k].rs, 1, x, n, &P), *b = run_steps(runs[k].arch, runs[k].rs, 2, x, n, &P);
-        float *c = run_steps(runs[k].arch, runs[k].rs, 3, x, n, &P);
+        SAEArch arch = runs[k].arch;
+        double rs = runs[k].rs;
+        int bf = runs[k].bf16;
+        float *a = run_steps(arch, rs, bf, 1, 1, x, n, &P), *b = run_steps(arch, rs, bf, 2, 1, x, n, &P);
+        float *c = run_steps(arch, rs, bf, 3, 1, x, n, &P), *u = run_steps(arch, rs, bf, 2, 0, x, n, &P);
         ok(a && b && c && !memcmp(a, b, P * sizeof *a) && !memcmp(c, b, P * sizeof *a),
            "%s: 4 steps give the same bytes on 1, 2 and 3 threads", runs[k].name);
+        size_t nd = 0;
+        for (size_t i = 0; b && u && i < P; i++) nd += memcmp(b + i, u + i, sizeof *b) != 0;
+        ok(b && u && nd == 0, "%s: sae_trainer_step gives the bytes of backward and update (%zu of %zu differ)",
+           runs[k].name, nd, P);
         if (k < 2) relu[k] = a, Prelu = P;
         else free(a);
-        free(b), free(c);
+        free(b), free(c), free(u);
     }
     sp_par_set_threads(2);
     double md = 0;
