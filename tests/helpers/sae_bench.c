@@ -6,8 +6,12 @@
  * fraction of latents fires, as in a trained relu SAE (default 0.5: the
  * initial b_enc = 0). sae_torch_bench.py builds the same. RELU_SPARSE is
  * SAETrainConfig.relu_sparse (default 0: the library's choice).
+ * SAE_BENCH_UNFUSED=1 in the environment steps by sae_trainer_backward and
+ * sae_trainer_update instead of sae_trainer_step (the same bytes; the
+ * gradient written out and read back), to compare the two in one build.
  * Prints "ARCH D F B K: T tokens/s (S s/step, G GFLOP/s ...) L0 .. path ..
- * cpu C s/step; alloc W s (cpu C s), init W s (cpu C s)" after one
+ * cpu C s/step (forward F s, backward and Adam A s); alloc W s (cpu C s),
+ * init W s (cpu C s)" after one
  * warm-up step: CPU time (every thread's) says more than wall time on a
  * shared machine; alloc is sae_trainer_init (the block's first touch), init
  * sae_trainer_init_params (random rows, b_dec zero).
@@ -15,6 +19,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "parfor.h"
@@ -70,23 +75,33 @@ int main(int argc, char **argv)
     double init = sp_now() - i0 - alloc, init_cpu = cpu_now() - ic0 - alloc_cpu;
     if (arch == SAE_RELU)
         for (size_t j = 0; j < F; j++) t.b_enc[j] = (float)-upper_quantile(density);
+    const char *uf = getenv("SAE_BENCH_UNFUSED");
+    int fused = !(uf && *uf && strcmp(uf, "0"));
     SAEStats st;
-    sae_trainer_forward(&t, x, B, 5.0, &st);
-    sae_trainer_step(&t, 1e-4);
-    double t0 = sp_now(), c0 = cpu_now(), l0 = 0;
+    double t0 = 0, c0 = 0, l0 = 0, fwd = 0;
     int sparse = 0;
-    for (size_t s = 0; s < steps; s++) {
+    for (size_t s = 0; s <= steps; s++) { /* step 0: the warm-up */
+        if (s == 1) t0 = sp_now(), c0 = cpu_now();
+        double f0 = cpu_now();
         sae_trainer_forward(&t, x, B, 5.0, &st);
-        sae_trainer_step(&t, 1e-4);
-        l0 += st.l0 / steps, sparse += st.sparse;
+        if (s > 0) fwd += cpu_now() - f0;
+        if (fused) {
+            sae_trainer_step(&t, 1e-4);
+        } else {
+            sae_trainer_backward(&t);
+            sae_trainer_update(&t, 1e-4);
+        }
+        if (s > 0) l0 += st.l0 / steps, sparse += st.sparse;
     }
     double dt = (sp_now() - t0) / steps, cpu = (cpu_now() - c0) / steps;
+    fwd /= steps;
     double flops = 2.0 * B * D * F * (arch == SAE_RELU ? 5 : 1);
     printf("%s D=%zu F=%zu B=%zu K=%zu: %.0f tokens/s (%.3f s/step, %.1f GFLOP/s in the dense products) "
-           "L0 %.0f, %s decoder and backward, %d threads; cpu %.3f s/step; "
-           "alloc %.2f s (cpu %.2f s), init %.2f s (cpu %.2f s)\n",
+           "L0 %.0f, %s decoder and backward%s, %d threads; cpu %.3f s/step (forward %.3f s, backward and "
+           "Adam %.3f s); alloc %.2f s (cpu %.2f s), init %.2f s (cpu %.2f s)\n",
            argv[1], D, F, B, arch == SAE_RELU ? 0 : K, B / dt, dt, flops / dt / 1e9, l0,
-           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", sp_par_threads(), cpu, alloc,
+           sparse == (int)steps ? "sparse" : sparse ? "mixed" : "dense", fused ? "" : " (unfused)", sp_par_threads(),
+           cpu, fwd, cpu - fwd, alloc,
            alloc_cpu, init, init_cpu);
     free(x);
     sae_trainer_free(&t);
