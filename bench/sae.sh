@@ -50,35 +50,46 @@
 # identical runs (the VM's page clearing), which also bounds the fixed cost.
 # sae-fit's 1-step run above, old and new build back to back twice (load
 # ~30): user CPU 6.99, 6.81 s -> 6.70, 6.03 s; system CPU 1.9-5.7 s in both.
-# Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%;
-# 77% measured on the quiet machine, 2144 tokens/s against a bound of
-# 2793): the encoder product's tiles are now up to 512 rows (the batch as
-# one sp_gemm window), so each 1024-column slab of W_enc is repacked 8
-# times a step instead of 16: sgemm's samples over 4 steps 68.7K -> 66.0K
-# (incopy 5.6K -> 3.2K), ~4% of the step's CPU, in one back-to-back pair
-# under load (not confirmed on a quiet machine). perf (cpu-clock) of
-# sae_bench topk 8x, 4 steps, before that:
-# sgemm kernel and packing 62%, the sparse decoder and backward (axpyf,
-# dotf, pass_*) 10%, Adam 3.7%, top-k 1.5%, normalize_row 0.9%; the rest
-# init. The non-GEMM part is memory-bound: the decoder and backward read
-# ~131K random 8 KB rows of W_dec, dx_hat and xc per step, Adam streams
-# parameters, gradients and moments (7 x 268 MB). Tried and dropped, each
-# back-to-back against the old build: AVX-512/AVX2 clones of dotf, axpyf,
-# adam_range (the same bytes; their share 13.3% -> 13.9%, noise) and
-# prefetching the next entry's rows in the decoder and backward (share
-# 10.0% -> 10.0%, moved into the prefetch loop). What should pay, left
-# undone: Adam fused into the per-latent backward while its gradient rows
-# are in cache (gradients never written out: ~0.8 GB less traffic a step
-# and 268 MB less to first-touch), with b_dec's gradient (now an sgemv over
-# W_encT after the backward) summed in fixed latent chunks before the rows
-# change.
-# On the quiet machine at the end of the day (load under 3), this build:
-# sae_bench topk 8x 2090-2121 tokens/s (1.93 s a step) beside an sgemm peak
-# of 176.4 GFLOP/s measured just before (187.4 in the morning), so 76-81%
-# of the encoder-GEMM bound by which peak one takes: not the 90%. sae-fit
-# on the 60 MB of random rows, 1 step 4.9-5.7 s wall (7.1-8.5 s CPU), 2
-# steps 6.9-7.3 s wall: about 3 s of fixed cost in wall time (7 s when the
-# issue was filed), not the 2 s.
+# Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%).
+# On the quiet machine before sae_trainer_step (load under 3): 2090-2121
+# tokens/s, 1.93 s a step, against sgemm peaks of 176.4-187.4 GFLOP/s:
+# 76-81%. The encoder product runs in tiles of up to 512 rows (each
+# 1024-column slab of W_enc repacked 8 times a step, not 16). perf
+# (cpu-clock) of sae_bench topk 8x, 4 steps, then: sgemm kernel and packing
+# 62%, the sparse decoder and backward (axpyf, dotf, pass_*) 10%, Adam
+# 3.7%, top-k 1.5%, normalize_row 0.9%; the rest init. Tried and dropped,
+# each back-to-back against the old build: AVX-512/AVX2 clones of dotf,
+# axpyf, adam_range (share 13.3% -> 13.9%, noise; adam_range was scalar in
+# every clone, see below) and prefetching the next entry's rows in the
+# decoder and backward (share 10.0% -> 10.0%).
+# Since (issue 19): sae_trainer_step runs each latent's Adam inside the
+# sparse backward (topk, batchtopk, matryoshka, relu's sparse step): its
+# gradient rows made in cache, its share of b_dec's gradient taken (in
+# chunks of 64 latents, in order), then its Adam; the weights' gradient is
+# never written, zeroed or read back (~0.8 GB less traffic a step, 268 MB
+# never touched). sae_bench now prints the step's CPU as forward and
+# backward-and-Adam, and SAE_BENCH_UNFUSED=1 runs the separate passes in
+# the same build. Measured 2026-12-02 under load ~25 (CPU time only; wall
+# said nothing), topk 8x, 4 steps, three back-to-back rounds: backward and
+# Adam 0.471/0.465, 0.491/0.455, 0.579/0.578 s of CPU a step fused/unfused:
+# the fusion's saved traffic does not show, the step's random row reads
+# dominate (below). Adam itself had never been vectorised: GCC kept sqrtf's
+# errno branch despite SAE_VEC's no-math-errno (the attribute does not
+# reach it); sae_adam.c is now built with -fno-math-errno (the same bytes):
+# Adam's samples over 5 steps 483-505 -> 217, backward and Adam 0.56-0.61
+# -> 0.47-0.58 s. The step's CPU, old build against this one in the same
+# rounds: 4.05/3.84, 4.05/3.81, 4.31/4.35 s (forward 3.3-3.8 s of it: the
+# encoder product, top-k, the decoder). Expected on the quiet machine: ~0.1
+# s of CPU (~0.05 s wall) less a step, 78-83% of the bound; not measured
+# there, and not the 90%. What is left is memory latency: the backward
+# reads two random 8 KB rows (dx_hat_i, xc_i) per entry, ~2 GB a step for
+# 131K entries, the decoder one W_dec row per entry (~1 GB), for ~1.6
+# GFLOP of arithmetic. Not tried: blocking both by slabs of D columns (a
+# 64-column slab of xc and dx_hat is 1 MB, L2-resident), with dv's dot
+# products summed over slabs and the decoder's projection from the dv's.
+# sae-fit, from before (issue 19's fixed cost): 1 step 4.9-5.7 s wall
+# (7.1-8.5 s CPU), 2 steps 6.9-7.3 s wall on the 60 MB of random rows:
+# about 3 s of fixed cost (7 s when the issue was filed), not the 2 s.
 set -e
 D=${SAE_BENCH_D:-2048}
 B=${SAE_BENCH_B:-4096}
