@@ -76,10 +76,12 @@
 # dominate (below). Adam itself had never been vectorised: GCC kept sqrtf's
 # errno branch despite SAE_VEC's no-math-errno (the attribute does not
 # reach it); sae_adam.c is now built with -fno-math-errno (the same bytes):
-# Adam's samples over 5 steps 483-505 -> 217, backward and Adam 0.56-0.61
-# -> 0.47-0.58 s. The step's CPU, old build against this one in the same
-# rounds: 4.05/3.84, 4.05/3.81, 4.31/4.35 s (forward 3.3-3.8 s of it: the
-# encoder product, top-k, the decoder). Expected on the quiet machine: ~0.1
+# Adam's samples over 5 steps 452-505 -> 163-217 (four runs each),
+# backward and Adam 0.56-0.61 -> 0.47-0.58 s. The step's CPU, old build
+# against this one back to back, five rounds: 4.05/3.84, 4.05/3.81,
+# 4.31/4.35, 4.20/3.92, 3.97/4.21 s (forward 3.3-3.8 s of it: the encoder
+# product, top-k, the decoder); first-touch samples (clear_page) 1.1-1.9K
+# -> 0.4-0.5K in the same runs. Expected on the quiet machine: ~0.1
 # s of CPU (~0.05 s wall) less a step, 78-83% of the bound; not measured
 # there, and not the 90%. What is left is memory latency: the backward
 # reads two random 8 KB rows (dx_hat_i, xc_i) per entry, ~2 GB a step for
