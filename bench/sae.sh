@@ -83,10 +83,13 @@
 # product, top-k, the decoder); first-touch samples (clear_page) 1.1-1.9K
 # -> 0.4-0.5K in the same runs. Expected on the quiet machine: ~0.1
 # s of CPU (~0.05 s wall) less a step, 78-83% of the bound; not measured
-# there, and not the 90%. What is left is memory latency: the backward
-# reads two random 8 KB rows (dx_hat_i, xc_i) per entry, ~2 GB a step for
-# 131K entries, the decoder one W_dec row per entry (~1 GB), for ~1.6
-# GFLOP of arithmetic. Not tried: blocking both by slabs of D columns (a
+# there, and not the 90%. Backward and Adam's CPU against the batch (512,
+# 1024, 2048, 4096 rows, one run each under load): 0.16, 0.22, 0.29, 0.49
+# s: ~0.1 s fixed (Adam, normalisation, b_dec) and ~2.3-3.5 us per active
+# entry (a dot and two axpys of 2048 floats, ~1.4 cycles a float: not the
+# arithmetic). What is left is memory: the backward reads two random 8 KB
+# rows (dx_hat_i, xc_i) per entry, ~2 GB a step for 131K entries, the
+# decoder one W_dec row per entry (~1 GB), for ~1.6 GFLOP of arithmetic. Not tried: blocking both by slabs of D columns (a
 # 64-column slab of xc and dx_hat is 1 MB, L2-resident), with dv's dot
 # products summed over slabs and the decoder's projection from the dv's.
 # sae-fit, from before (issue 19's fixed cost): 1 step 4.9-5.7 s wall
