@@ -364,13 +364,17 @@ static void *worker_run(void *arg)
     return NULL;
 }
 
-/* With rd->mu held, the main thread waiting for job j: it encodes the
- * oldest job not taken yet, or sleeps until a worker finishes one. */
+/* With rd->mu held, the main thread waiting for a job: it encodes the
+ * oldest job not taken yet, or sleeps until a worker finishes one. The
+ * caller checks its job again after each call (the lock was let go). */
 static void help_or_wait(Reader *rd)
 {
     Batch *b;
     Job *j;
-    if (!rd->e_ready) rd->e_ready = enc_ready(rd, rd->e) ? 1 : -1;
+    if (!rd->e_ready) {   /* its job may have finished meanwhile: no sleeping on it now */
+        rd->e_ready = enc_ready(rd, rd->e) ? 1 : -1;
+        return;
+    }
     if (rd->e_ready < 0) return;   /* no model or encoder: rd->err is set, the caller stops */
     if (take_job(rd, &b, &j)) run_job(rd, rd->e, &rd->ids_e, b, j);
     else pthread_cond_wait(&rd->done, &rd->mu);
