@@ -132,9 +132,31 @@ static void int_members(void)
     }
 }
 
+/* A field longer than 4 MB goes into a buffer moved to huge pages as it
+ * grows: the bytes already there and the new ones are all kept. */
+static void long_field(void)
+{
+    const size_t n = 6u << 20;
+    char *line = xmalloc(n + 32);
+    size_t k = (size_t)sprintf(line, "{\"text\": \"");
+    for (size_t i = 0; i < n; i++) line[k++] = i % 1000 == 999 ? ' ' : (char)('a' + i % 26);
+    k += (size_t)sprintf(line + k, "\\n\"}\n");
+    JsonlBuf buf = {0};
+    jsonl_buf_reserve(&buf, 3);
+    memcpy(buf.v, "pre", 3);
+    buf.n = 3;
+    int got = jsonl_field(line, k, "text", 4, &buf);
+    int same = got && buf.n == 3 + n + 1 && !memcmp(buf.v, "pre", 3) && !memcmp(buf.v + 3, line + 10, n) &&
+               buf.v[3 + n] == '\n';
+    ok(same, "a %zu MB field after 3 bytes already there: all kept (%zu bytes)", n >> 20, buf.n);
+    free(buf.v);
+    free(line);
+}
+
 int main(void)
 {
     int_members();
+    long_field();
     JsonlBuf a = {0}, b = {0};
     jsonl_buf_reserve(&a, 16);
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
