@@ -616,11 +616,11 @@ static void read_input(Reader *rd, const char *path)
     if (o->format == FMT_TEXT && o->split == SPLIT_FILE) {
         read_file_doc(rd, f, raw, base, in);
     } else {
-        char *line = NULL;
-        size_t cap = 0;
+        TextLines lines = {0};
+        const char *line;
         ssize_t n;
         uint64_t lineno = 0;
-        while ((n = getline(&line, &cap, f)) > 0) {
+        while ((n = textin_line(&lines, f, &line)) > 0) {
             lineno++;
             progress(rd, raw, base, (size_t)n);
             if (o->format == FMT_JSONL) jsonl_line(rd, line, (size_t)n, lineno, in);
@@ -637,8 +637,8 @@ static void read_input(Reader *rd, const char *path)
                 add_text(rd, 0);
             }
         }
-        if (ferror(f)) sp_die("%s: %s", in, textin_error());
-        free(line);
+        if (n < 0) sp_die("%s: %s", in, textin_error());
+        textin_lines_free(&lines);
         if (o->format == FMT_TEXT && o->split == SPLIT_BLANK) end_block(rd);
     }
     fclose(f);

@@ -178,3 +178,36 @@ const char *textin_error(void)
 {
     return last_err[0] ? last_err : "read error";
 }
+
+ssize_t textin_line(TextLines *r, FILE *f, const char **line)
+{
+    JsonlBuf *b = &r->buf;
+    for (;;) {
+        char *nl = b->n > r->scanned ? memchr(b->v + r->scanned, '\n', b->n - r->scanned) : NULL;
+        if (nl || (r->eof && r->at < b->n)) {
+            size_t len = nl ? (size_t)(nl + 1 - (b->v + r->at)) : b->n - r->at;
+            *line = b->v + r->at;
+            r->at = r->scanned = r->at + len;
+            return (ssize_t)len;
+        }
+        if (r->eof) return 0;
+        /* the partial line to the front, then the next block after it */
+        if (r->at) memmove(b->v, b->v + r->at, b->n - r->at);
+        b->n -= r->at;
+        r->scanned = b->n;
+        r->at = 0;
+        jsonl_buf_reserve(b, 1 << 20);
+        size_t got = fread(b->v + b->n, 1, b->cap - b->n, f);
+        b->n += got;
+        if (got == 0) {
+            if (ferror(f)) return -1;
+            r->eof = 1;
+        }
+    }
+}
+
+void textin_lines_free(TextLines *r)
+{
+    free(r->buf.v);
+    memset(r, 0, sizeof *r);
+}

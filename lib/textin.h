@@ -7,6 +7,9 @@
 #ifndef SAEPIPE_TEXTIN_H
 #define SAEPIPE_TEXTIN_H
 #include <stdio.h>
+#include <sys/types.h>
+
+#include "jsonl.h"
 
 /* A FILE* that yields the decompressed bytes of `f` (taken over: closing
  * the result closes f, unless f is stdin). NULL with a message in err on
@@ -15,5 +18,22 @@
  * and textin_error() says which (for the last failure on this thread). */
 FILE *textin_open(FILE *f, const char *what, char *err, size_t errlen);
 const char *textin_error(void);
+
+/* Lines read a block at a time and handed out in place, where getline()
+ * copied each into a buffer of its own; a line longer than the block grows
+ * the buffer (on huge pages from 4 MB, see jsonl_buf_reserve). Zeroed to
+ * start. */
+typedef struct {
+    JsonlBuf buf;
+    size_t at;          /* the next line starts here */
+    size_t scanned;     /* buf[at, scanned) has no newline */
+    int eof;
+} TextLines;
+
+/* The next line of f, its newline included when it has one, at *line
+ * (valid until the next call): its length, 0 at the end, or -1 on a read
+ * error (ferror(f)). */
+ssize_t textin_line(TextLines *r, FILE *f, const char **line);
+void textin_lines_free(TextLines *r);
 
 #endif
