@@ -23,56 +23,50 @@
 # for the gpt2-tok rows too: on a shared machine the wall-clock ratio of 2
 # threads to 1 measures the others' load as much as gpt2-tok.
 #
-# Where the time goes (2026-12-02). This machine never had two free cores
-# while it was measured (4 agents and long experiments, load 12-15 on 2
-# cores; the 2-thread wall rows came out at 0.9-1.3x), so what decides here
-# is instructions per thread (valgrind --tool=callgrind --separate-threads),
-# which the load does not change, with perf record -e cpu-clock -g and
-# getrusage per thread for where the rest goes.
-# Until f2ed5a8, with 2 threads (this morning 1.40x text, 1.36x JSON on a
-# quiet machine): the vocabulary load (0.086G instructions: vocab.json
-# 0.045G, merges.txt 0.03G; dynamic linking 0.014G more) ran first, then
-# the main thread read the whole input file (--split file) into one buffer
-# before the first piece went to the threads: 20 MB of fread into a
-# growing buffer, whose page faults cost more than the copy here (17,400
-# minor faults a run; the kernel's pvm_irq_enable was 12% of the samples).
-# Both serial. The ids were placed into windows one call per token (about
-# 0.02G of the main thread's 0.243G on 5 MB), and neighbouring jobs' id
-# lists kept their counts on one cache line, written at every token by two
-# threads.
-# Now: a file is cut into pieces a batch (1 MB) at a time as it is read;
-# with threads the model loads on its own thread while the main thread
-# reads the first 8 batches; ids are placed a window at a time; each thread
-# writes its own id list. 20 MB of text, instructions: 1 thread 3.867G
-# (zstd 0.434G, the load 0.086G); 2 threads: main 0.469G (0.434G of it
-# zstd, 7 records), loader 0.086G, workers 1.681G + 1.649G: 3.885G in all
-# (+0.5%). On two free cores at the same speed that is at best 0.014G
-# (start) + 0.086G (the load; the main thread reads the first 8 MB
-# meanwhile and the second core then waits) + (3.330G + 0.410G) / 2 (the
-# workers, and the main thread's placing and zstd beside them) + 0.047G
-# (the last record's zstd, after the last piece) = 2.02G, 1.92x. JSON
-# Lines (the same text as one 20 MB line): 3.990G on 1 thread; 2 threads:
-# main 0.576G, loader 0.086G, workers 1.744G + 1.589G (3.995G). The line is
-# read and decoded whole (jsonl_field 0.107G, and getline's copy: about
-# 0.12G) before its pieces go out, beside the load: 0.014G + 0.12G +
-# (3.333G + 0.40G) / 2 + 0.047G = 2.04G, 1.95x at best. Serial and
-# left: the load (0.086G, 2% of 1 thread's work at 20 MB, 9% at 5 MB),
-# the last record's zstd (up to 0.065G), a JSON line's decoding beyond the
-# load's length, and the kernel's page faults (10,900 minor faults a run
-# with 1 thread, 11,900 with 2: first touches of the batches, the word
-# caches and the record buffers). The same arithmetic gives about 1.85x for
-# f2ed5a8, which a quiet run measured at 1.40x: instructions leave out the
-# kernel's time (page faults were 12-15% of the samples here) and the two
-# cores' shared caches and memory, so only a run of this bench on two free
-# cores says what the wall-clock ratio is now. That run (2026-12-02, load
-# under 3 after the day's jobs): text 33.2 -> 50.4 MB/s = 1.52x, JSON Lines
-# 24.2 -> 34.1 MB/s = 1.41x (this morning's 1.40x and 1.36x); single thread
-# 12.0x and 8.8x gpt-tokenizer. The CPU-seconds row says why not 1.8x: two
-# threads spend 1.17x the CPU of one on the same 20 MB (0.6 -> 0.7 s text,
-# 0.83 -> 0.96 s JSON), which the instruction counts above (+0.5%) do not
-# show, so it is the kernel (page faults of the batches and id lists, and
-# thread wake-ups) and the two cores' shared memory; 2 / 1.17 = 1.71x is the
-# bound that leaves, before the serial load and last zstd. Not met.
+# Where the time goes (2026-12-02). The machine is shared (load 15-25 on
+# 2 cores), so the figures here were taken under SCHED_FIFO (chrt -f 10):
+# the others' processes cannot take a core during a run, which makes the
+# wall-clock ratio mean something; fastest of 8 interleaved rounds, 20 MB,
+# -o /dev/null, getrusage CPU. Earlier work: the model loads on a thread of
+# its own while the first 8 batches are read; files are cut into pieces a
+# batch (1 MB) at a time as they are read; ids go into windows a window at
+# a time; each thread writes its own id list.
+#                          1 thread   2 threads        CPU 2 / CPU 1
+#   text,  main 2ff68c3     0.58 s     0.37 s  1.57x    1.07x
+#   text,  now              0.56 s     0.30 s  1.87x    1.04x
+#   JSON,  main 2ff68c3     0.80 s     0.58 s  1.38x    1.08x
+#   JSON,  now              0.60 s     0.35 s  1.71x    1.08x
+# What changed, and why:
+# - -j N is the main thread and N - 1 workers; the main thread encodes a
+#   job itself when it would wait. It was 2 workers beside the main thread,
+#   whose reading, placing and zstd are a quarter of the work: 3 busy
+#   threads on 2 cores, and every wake-up of the main thread took a core
+#   from a worker (650 context switches a run under load, 25-35 under FIFO;
+#   now 250 and 7-16). Controls: two 1-thread runs on the two halves at
+#   once cost no more CPU than one after the other (0.74-0.83 s either
+#   way), so the cores' shared caches and clock cost nothing here; both
+#   threads pinned to one core cost 4% more CPU than 1 thread (the second
+#   encoder's cache, thread start).
+# - Stages that only resolve --model no longer link libcurl: its 30-odd
+#   libraries took 25 ms of every start, serial (--version: 26-35 ms, now
+#   5-8 ms).
+# - JSON Lines: a line is read a block at a time and handed out in place
+#   (getline copied it into a buffer of its own), and a text buffer past
+#   4 MB is on huge pages: 22,750 page faults a run, now 13,000. The line is
+#   still read and decoded whole before its pieces go out: about 70 ms with
+#   one core idle (perf sample times per thread), which holds JSON under
+#   1.8x. A decoder that hands out text as it goes would have to stay
+#   exactly with jansson's verdict on the whole line (a repeated key keeps
+#   the last value), so it is not done.
+# Tried and dropped (no change beyond the noise): the encoders' caches on
+# huge pages (160 fewer faults: the caches are little touched); a 1 MB
+# stdio buffer on the input (4,900 read calls a run down to 70); workers on
+# cache lines of their own (moot with one worker at -j 2).
+# Left: text faults (10,500 a run: first touches of the 8 batches in
+# flight, their jobs' id lists, the window, record and compression
+# buffers; the second encoder adds 850); the load (50 ms on its thread,
+# about 15 ms of it with the main thread done reading and waiting); the
+# last record's zstd after the last piece (about 20 ms).
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
