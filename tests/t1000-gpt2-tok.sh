@@ -282,4 +282,18 @@ test_expect_success GPT2_VOCAB 'a cut-short or corrupt compressed input is an er
 	grep "^gpt2-tok: bad.gz: corrupt gzip data" err
 '
 
+# Both threads on one core under SCHED_FIFO (no preemption: each runs until
+# it waits): the worker takes the only job and finishes it while the main
+# thread sets up its encoder. The main thread slept on that job for ever
+# until it looked at the job again after setting up.
+chrt -f 1 taskset -c 0 true 2>/dev/null && command -v timeout >/dev/null && test_set_prereq FIFO
+test_expect_success GPT2_VOCAB,FIFO '-j 2 on one core without preemption: the main thread sees a job done while it set up' '
+	echo "hello world" >tiny.txt &&
+	gpt2-tok -m "$GPT2_DIR" tiny.txt >want.tsz && tsz json --full want.tsz >want &&
+	for i in 1 2 3; do
+		chrt -f 1 taskset -c 0 timeout 60 gpt2-tok -m "$GPT2_DIR" -j 2 tiny.txt >got.tsz &&
+		tsz json --full got.tsz >got && test_cmp want got || return 1
+	done
+'
+
 test_done
