@@ -36,6 +36,9 @@
 #   text,  now              0.56 s     0.30 s  1.87x    1.04x
 #   JSON,  main 2ff68c3     0.80 s     0.58 s  1.38x    1.08x
 #   JSON,  now              0.60 s     0.35 s  1.71x    1.08x
+# This bench itself at load 19 (nice, REPEAT=3): CPU 2 / 1 threads 1.12x
+# text, 1.17x JSON (a loaded machine preempts the threads in turn), the
+# wall ratio 0.88x (the others' load); single thread 12.1x gpt-tokenizer.
 # What changed, and why:
 # - -j N is the main thread and N - 1 workers; the main thread encodes a
 #   job itself when it would wait. It was 2 workers beside the main thread,
