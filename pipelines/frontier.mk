@@ -80,12 +80,15 @@ ARCHS      ?= $(filter $(ARCHS_FIT),$(ARCHS_KNOWN))
 # the knob of each arch (experiment.mk: k unless KNOB_<arch> says otherwise;
 # sae-fit's --l1 is the sparsity coefficient of relu, gated and jumprelu),
 # and the pilot grids, which bracket L0 8..128 on the shipped model at
-# TOKENS=50K with this recipe (README "The frontier"). The recipe's lr,
-# 10x sae-fit's default, is what trains relu and gated at all in 195 steps
-# (at 4e-4 they stayed near FVU 1 below L0 ~200). jumprelu's log threshold
-# moves about lr a step, so at 195 steps its L0 barely answered its
-# coefficient (9.5-10 over 0.003..3); it learns 10x faster here and starts
-# lower (0.01 s: from 0.1 s ~96% of the latents never fired).
+# TOKENS=50K with this recipe (README "The frontier": relu 0.03..0.5 gave
+# validation L0 261..6.7, gated 0.008..0.5 285..0.02, jumprelu 1e-5..0.1
+# 164..5.8 at its default bandwidth 0.05, 164..10.5 at 0.001). The
+# recipe's lr, 10x sae-fit's default, is what trains relu and gated at all
+# in 195 steps (at 4e-4 they stayed near FVU 1 below L0 ~200). jumprelu's
+# log threshold moves about lr a step, so at 195 steps its L0 barely
+# answered its coefficient (9.5-10 over 0.003..3); it learns 10x faster
+# here and starts lower (0.01 s: from 0.1 s ~96% of the latents never
+# fired).
 KNOB_relu  ?= l1
 KNOB_gated ?= l1
 KNOB_jumprelu ?= l1
@@ -141,7 +144,7 @@ $(FRONT)/first.stamp: $(TRAIN_ROWS) $(EVAL_ROWS) $(FRONT)/first.params
 	$(step_begin)cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
 		$(foreach p,$(PILOTS),'$(call pilot_flags,$(word 1,$(subst /, ,$(p))),$(word 2,$(subst /, ,$(p))))' $(call pilot_dir,$(word 1,$(subst /, ,$(p))),$(word 2,$(subst /, ,$(p))))) \
 		$(foreach s,$(K_FITS),'$(call fit_flags,$(subst /, ,$(s)))' $(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s)))) \
-	$(call step_end,FIT,$(words $(K_FITS)) points of $(filter-out $(COEF_ARCHS),$(ARCHS))$(if $(PILOTS), and $(words $(PILOTS)) calibration pilots of $(COEF_ARCHS)))
+	$(call step_end,FIT,$(if $(K_FITS),$(words $(K_FITS)) points of $(filter-out $(COEF_ARCHS),$(ARCHS)))$(if $(K_FITS),$(if $(PILOTS), and ))$(if $(PILOTS),$(words $(PILOTS)) calibration pilots of $(COEF_ARCHS)))
 	$(Q)touch $@
 $(PILOT_DIRS:%=%/sae.tsz) $(K_DIRS:%=%/sae.tsz): $(FRONT)/first.stamp ;
 
