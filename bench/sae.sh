@@ -92,6 +92,17 @@
 # decoder one W_dec row per entry (~1 GB), for ~1.6 GFLOP of arithmetic. Not tried: blocking both by slabs of D columns (a
 # 64-column slab of xc and dx_hat is 1 MB, L2-resident), with dv's dot
 # products summed over slabs and the decoder's projection from the dv's.
+# Quiet machine, 2026-12-02 13:40 (load under 2), sae_bench topk 8x, 4
+# steps, fused and SAE_BENCH_UNFUSED=1 alternated twice: fused 2010, 2084
+# tokens/s; unfused 2092, 2111; sgemm peak at (4096 x 2048) @ (2048 x
+# 16384) 182.6 before and 177.0 after (202.6 at 512 rows): 74-79% of the
+# encoder-GEMM bound, so neither the fusion nor the vectorised Adam moved
+# the quiet figure beyond its noise. Per step (CPU seconds): forward
+# 3.25-3.38 (the encoder product at the measured peak is ~3.0 of it),
+# backward and Adam 0.44-0.50; in wall time that is ~0.45 s of the 1.94-2.04
+# s step outside the encoder GEMM, where 90% of the bound allows ~0.17 s.
+# Both threads are in the GEMM while it runs, so that work cannot hide
+# under it; it is the random 8 KB row reads above (~3 GB a step). Not met.
 # sae-fit, from before (issue 19's fixed cost): 1 step 4.9-5.7 s wall
 # (7.1-8.5 s CPU), 2 steps 6.9-7.3 s wall on the 60 MB of random rows:
 # about 3 s of fixed cost (7 s when the issue was filed), not the 2 s.

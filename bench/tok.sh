@@ -39,6 +39,12 @@
 # This bench itself at load 19 (nice, REPEAT=3): CPU 2 / 1 threads 1.12x
 # text, 1.17x JSON (a loaded machine preempts the threads in turn), the
 # wall ratio 0.88x (the others' load); single thread 12.1x gpt-tokenizer.
+# This bench on the quiet machine (2026-12-02 13:41, load 1.4, REPEAT=3,
+# no FIFO): text 35.3 -> 61.6 MB/s = 1.75x, JSON Lines 30.8 -> 54.7 MB/s =
+# 1.77x (CPU 2 / 1 threads 1.07x, 1.08x); 1 thread 12.1x and 10.6x
+# gpt-tokenizer. Without FIFO the VM's other tasks still take slices of a
+# core, so this sits between the loaded 0.88x and FIFO's 1.87x: short of
+# 1.8x by 2-3%, the serial JSON decoding and model load above.
 # What changed, and why:
 # - -j N is the main thread and N - 1 workers; the main thread encodes a
 #   job itself when it would wait. It was 2 workers beside the main thread,
