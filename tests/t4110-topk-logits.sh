@@ -73,7 +73,11 @@ test_expect_success GPT2_VOCAB,NUMPY 'merge refusals: shards with and without lo
 	spoil-logits short lk.01.tsz >short.01.tsz &&
 	test_must_fail topk-ctx --merge lk.00.tsz short.01.tsz >o.tsz 2>err &&
 	echo "topk-ctx: short.01.tsz: record 1: feature 0: \"logit_top_vals\" has length 9 but \"logit_top_ids\" has length 10" >expect &&
-	test_cmp expect err
+	test_cmp expect err &&
+	spoil-logits none lk.01.tsz >none.01.tsz &&
+	test_must_fail topk-ctx --merge lk.00.tsz none.01.tsz >o.tsz 2>err &&
+	grep "^topk-ctx: none.01.tsz: record 1: no logit effects, though the header has .logits.$" err &&
+	test_line_count = 1 err
 '
 
 test_expect_success GPT2_VOCAB,NUMPY 'the report shows the promoted and suppressed tokens' '

@@ -9,6 +9,7 @@
  *   negative  logit_top_ids[0] = -1
  *   vocab     the last of logit_bot_ids = 50257 (past GPT-2's vocabulary)
  *   missing   no logit_bot_vals
+ *   none      none of the four (the header still says "logits")
  * Exit 1 when no record has logit effects. */
 #include <stdlib.h>
 #include <string.h>
@@ -73,8 +74,12 @@ static void spoil(TszRecord *rec, const char *what)
         set_id(rec, "logit_bot_ids", 1, 50257);
     } else if (!strcmp(what, "missing")) {
         if (tsz_record_remove(rec, "logit_bot_vals") < 0) sp_die("no logit_bot_vals");
+    } else if (!strcmp(what, "none")) {
+        static const char *const all[] = {"logit_top_ids", "logit_top_vals", "logit_bot_ids", "logit_bot_vals"};
+        for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+            if (tsz_record_remove(rec, all[i]) < 0) sp_die("no %s", all[i]);
     } else {
-        sp_die("unknown WHAT %s (short, k, dtype, negative, vocab, missing)", what);
+        sp_die("unknown WHAT %s (short, k, dtype, negative, vocab, missing, none)", what);
     }
 }
 
