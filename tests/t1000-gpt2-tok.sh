@@ -34,7 +34,9 @@ test_expect_success 'bad usage exits 2 with a message' '
 	test_expect_code gpt2-tok -m x --format jsonl --split line 2>err && grep "^gpt2-tok: --split goes with --format text" err
 '
 
-test_expect_success GPT2_VOCAB 'every golden file: ids equal the independent reference (--ctx 0: BOS + ids)' '
+# cuts.txt (150 KB, other goldens joined) is cut into pieces of about 64 KB
+# as it is read (bin/gpt2-tok.c, PIECE_BYTES), encoded apart on 1-3 threads
+test_expect_success GPT2_VOCAB 'every golden file: ids equal the independent reference (--ctx 0: BOS + ids), a document cut into pieces on 1-3 threads too' '
 	for f in "$DATA"/*.txt; do
 		n=$(basename "$f" .txt) &&
 		gpt2-tok -m "$GPT2_DIR" --ctx 0 "$f" >$n.tsz &&
@@ -42,7 +44,12 @@ test_expect_success GPT2_VOCAB 'every golden file: ids equal the independent ref
 		{ echo 50256 && cat "$DATA/$n.ids"; } >$n.want &&
 		test_cmp $n.want $n.got || return 1
 	done &&
-	test $(cat invalid.got | wc -l) -gt 200
+	test $(cat invalid.got | wc -l) -gt 200 &&
+	test $(wc -c <"$DATA/cuts.txt") -gt 131072 &&
+	for j in 2 3; do
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 -j $j "$DATA/cuts.txt" >cuts.tsz &&
+		ids cuts.tsz >cuts.got && test_cmp cuts.want cuts.got || return 1
+	done
 '
 
 test_expect_success GPT2_VOCAB 'invalid UTF-8 and NUL bytes from stdin are encoded, not dropped (ids from tests/helpers/tok-ref.js)' '
