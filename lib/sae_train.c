@@ -698,7 +698,8 @@ static void pass_fused(void *a, size_t lo, size_t hi)
 
 void sae_trainer_step(SAETrainer *t, double lr)
 {
-    if (sae_arch_own_step(t->c.arch) || !t->last_n || !t->last_sparse) {
+    if (!t->last_n) return; /* no forward since the last step: no gradient (t->grad is not kept zeroed) */
+    if (sae_arch_own_step(t->c.arch) || !t->last_sparse) {
         sae_trainer_backward(t);
         sae_trainer_update(t, lr);
         return;

@@ -141,7 +141,9 @@ void sae_trainer_update(SAETrainer *t, double lr);
 /* sae_trainer_backward and sae_trainer_update in one, the same bytes: on
  * the sparse step (topk, batchtopk, matryoshka, relu when few latents
  * fire) each latent's Adam runs as its gradient rows are made, in cache, and
- * t->grad's rows are never written; the other steps call the two. */
+ * t->grad's rows are never written; the other steps call the two. Without
+ * a forward since the last step it does nothing (t->grad holds no gradient:
+ * sae_trainer_update reads it only after sae_trainer_backward). */
 void sae_trainer_step(SAETrainer *t, double lr);
 /* The inference map's loss on n rows (evaluation: batchtopk uses its
  * threshold); fired (F, may be NULL) counts the rows each latent fired on.

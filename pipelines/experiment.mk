@@ -119,7 +119,7 @@ fit_id = $(word 1,$(1))-$(word 2,$(1))-$(call knob,$(word 1,$(1)))$(word 3,$(1))
 # ARCH_FLAGS_<arch>: flags of that arch's fits only, after FIT_FLAGS
 fit_flags = --arch $(word 1,$(1)) --dict $(word 2,$(1)) --$(call knob,$(word 1,$(1))) $(word 3,$(1)) \
 	--log-every $(LOG_EVERY) --eval-every $(EVAL_EVERY) $(FIT_FLAGS) $(ARCH_FLAGS_$(word 1,$(1)))
-ARCH_FLAGS_ALL = $(foreach a,relu topk batchtopk jumprelu gated matryoshka,$(if $(ARCH_FLAGS_$(a)),$(a):$(ARCH_FLAGS_$(a))))
+ARCH_FLAGS_ALL = $(foreach v,$(filter-out ARCH_FLAGS_ALL,$(filter ARCH_FLAGS_%,$(sort $(.VARIABLES)))),$(v):$($(v)))
 FIT   := $(ARCH) $(DICT) $(if $(filter relu,$(ARCH)),$(L1),$(K))
 SAE   := $(ACTS)/$(call fit_id,$(FIT))
 

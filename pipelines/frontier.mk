@@ -85,8 +85,8 @@ ARCHS      ?= $(filter $(ARCHS_FIT),$(ARCHS_KNOWN))
 # 164..5.8 at its default bandwidth 0.05, 164..10.5 at 0.001). The
 # recipe's lr, 10x sae-fit's default, is what trains relu and gated at all
 # in 195 steps (at 4e-4 they stayed near FVU 1 below L0 ~200). jumprelu's
-# log threshold moves about lr a step, so at 195 steps its L0 barely
-# answered its coefficient (9.5-10 over 0.003..3); it learns 10x faster
+# log threshold moves about lr a step, so at 195 steps (lr 4e-4, start
+# 0.1 s) its L0 barely answered its coefficient (9.5-10 over 0.003..3); it learns 10x faster
 # here and starts lower (0.01 s: from 0.1 s ~96% of the latents never
 # fired).
 KNOB_relu  ?= l1

@@ -34,7 +34,8 @@ test_expect_success 'bad usage exits 2 with a message' '
 	test_expect_code gpt2-tok -m x --format jsonl --split line 2>err && grep "^gpt2-tok: --split goes with --format text" err
 '
 
-# cuts.txt (150 KB, other goldens joined) is cut into pieces of about 64 KB
+# cuts.txt (150 KB: long, random, long, code, random, long .txt joined; its
+# ids from tests/helpers/make-tok-goldens.sh) is cut into pieces of about 64 KB
 # as it is read (bin/gpt2-tok.c, PIECE_BYTES), encoded apart on 1-3 threads
 test_expect_success GPT2_VOCAB 'every golden file: ids equal the independent reference (--ctx 0: BOS + ids), a document cut into pieces on 1-3 threads too' '
 	for f in "$DATA"/*.txt; do

@@ -76,6 +76,10 @@ test_expect_success STAGES,TINY_MODEL 'a rerun redoes nothing' '
 test_expect_success STAGES,TINY_MODEL 'ARCH_FLAGS_topk reaches the topk fits only, and a change redoes them' '
 	front ARCH_FLAGS_topk="--aux-k 7" >out 2>err &&
 	grep "^  FIT     2 points of topk and 2 calibration pilots of relu" out &&
+	test $(tail -n +2 $dir/frontier.tsv | wc -l) = 4 &&
+	for p in $dir/pilots/relu-*; do
+		tsz json --headers $p/sae.tsz | head -n 1 >h && grep "\"--lr\",\"4e-3\"" h && ! grep "aux-k" h || return 1
+	done &&
 	for f in $(tail -n +2 $dir/frontier.tsv | cut -f 18); do
 		tsz json --headers $dir/fits/$f/sae.tsz | head -n 1 >h &&
 		case $f in
