@@ -62,7 +62,9 @@
 # axpyf, adam_range (share 13.3% -> 13.9%, noise; adam_range was scalar in
 # every clone, see below) and prefetching the next entry's rows in the
 # decoder and backward (share 10.0% -> 10.0%).
-# Since (issue 19): sae_trainer_step runs each latent's Adam inside the
+# Since (issue 19): what it reliably gives is memory (the k archs keep no
+# gradient of the weights: 4P bytes less, 268 MB here never touched); the
+# speed it was for did not show (quiet figures below). sae_trainer_step runs each latent's Adam inside the
 # sparse backward (topk, batchtopk, matryoshka, relu's sparse step): its
 # gradient rows made in cache, its share of b_dec's gradient taken (in
 # chunks of 64 latents, in order), then its Adam; the weights' gradient is
