@@ -11,6 +11,7 @@
 #include "gemm.h"
 #include "parfor.h"
 #include "sae_arch.h"
+#include "sae_train_int.h"
 
 size_t sae_arch_extra(SAEArch a) { return a == SAE_JUMPRELU ? 1 : a == SAE_GATED ? 2 : 0; }
 
@@ -280,8 +281,7 @@ void sae_arch_backward(SAETrainer *t)
     for (size_t d = 0; d < D; d++) t->gb_dec[d] = (float)t->acc[d];
     cblas_sgemv(CblasRowMajor, CblasTrans, (int)F, (int)D, -1.0f, t->Wt, (int)D, gated ? t->abuf : t->gb_enc, 1,
                 1.0f, t->gb_dec, 1);
-    for (size_t j = 0; j < F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
-    t->last_n = 0;
+    sae_backward_end(t, n);
 }
 
 /* ---- batchtopk and matryoshka ---- */

@@ -645,7 +645,7 @@ static size_t backward_begin(SAETrainer *t, Pass *ps)
 }
 
 /* the firing counters: 0 where a latent fired, else n rows more */
-static void backward_end(SAETrainer *t, size_t n)
+void sae_backward_end(SAETrainer *t, size_t n)
 {
     for (size_t j = 0; j < t->c.F; j++) t->since_fired[j] = t->since_fired[j] < 0 ? 0 : t->since_fired[j] + (int64_t)n;
     t->last_n = 0; /* one backward per forward */
@@ -672,7 +672,7 @@ void sae_trainer_backward(SAETrainer *t)
     }
     sp_parfor(bdec_chunks(F), 1, pass_bdec_part, &ps);
     bdec_grad(t);
-    backward_end(t, n);
+    sae_backward_end(t, n);
 }
 
 /* the sparse step over chunks of BDEC_CHUNK latents: each latent's
@@ -710,7 +710,7 @@ void sae_trainer_step(SAETrainer *t, double lr)
     sp_parfor(bdec_chunks(t->c.F), 1, pass_fused, &f);
     bdec_grad(t);
     sae_adam_bdec(&f.s);
-    backward_end(t, n);
+    sae_backward_end(t, n);
 }
 
 static void zero_state(SAETrainer *t, size_t off, size_t cnt)

@@ -17,6 +17,8 @@ float sae_kth_largest(float *a, size_t n, size_t k);
 /* Row i's AuxK residual into r (D): e + its AuxK latents' decoder rows
  * (sharded: rank 0 adds e, each rank its own latents). */
 void sae_auxk_residual(SAETrainer *t, size_t i, float *r);
+/* the end of every backward (n rows): the firing counters, last_n cleared */
+void sae_backward_end(SAETrainer *t, size_t n);
 
 /* The hot element loops compiled at -O3 with the vectoriser (GCC -O2 leaves
  * loops of unknown length scalar). No fast-math: results stay the same on

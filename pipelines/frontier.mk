@@ -144,7 +144,7 @@ $(FRONT)/first.stamp: $(TRAIN_ROWS) $(EVAL_ROWS) $(FRONT)/first.params
 	$(step_begin)cat $(TRAIN_ROWS) | sh $(PIPELINES)fit-sweep.sh '$(BIN)' $(EVAL_ROWS) $(TOKENS) \
 		$(foreach p,$(PILOTS),'$(call pilot_flags,$(word 1,$(subst /, ,$(p))),$(word 2,$(subst /, ,$(p))))' $(call pilot_dir,$(word 1,$(subst /, ,$(p))),$(word 2,$(subst /, ,$(p))))) \
 		$(foreach s,$(K_FITS),'$(call fit_flags,$(subst /, ,$(s)))' $(SWEEP_DIR)/$(call fit_id,$(subst /, ,$(s)))) \
-	$(call step_end,FIT,$(if $(K_FITS),$(words $(K_FITS)) points of $(filter-out $(COEF_ARCHS),$(ARCHS)))$(if $(K_FITS),$(if $(PILOTS), and ))$(if $(PILOTS),$(words $(PILOTS)) calibration pilots of $(COEF_ARCHS)))
+	$(call step_end,FIT,$(if $(K_FITS),$(words $(K_FITS)) points of $(filter-out $(COEF_ARCHS),$(ARCHS))$(if $(PILOTS), and ))$(if $(PILOTS),$(words $(PILOTS)) calibration pilots of $(COEF_ARCHS)))
 	$(Q)touch $@
 $(PILOT_DIRS:%=%/sae.tsz) $(K_DIRS:%=%/sae.tsz): $(FRONT)/first.stamp ;
 
