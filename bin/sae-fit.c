@@ -317,7 +317,7 @@ int main(int argc, char **argv)
         if (sae_fit_write(&f, NULL) < 0) sp_die("%s", f.err);
     } else {
         TszWriteOpts wo;
-        tsz_write_opts_default(&wo);
+        sae_write_opts(&wo);
         TszWriter *w = tsz_writer_open(o->output, "sae-fit", argc, argv, &wo);
         tsz_writer_check(w);
         if (sae_fit_write(&f, w) < 0) {

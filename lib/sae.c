@@ -8,6 +8,7 @@
 
 #include "gemm.h"
 #include "kinds.h"
+#include "parfor.h"
 #include "parts.h"
 #include "sae.h"
 #include "stream.h"
@@ -352,11 +353,22 @@ int sae_write(TszWriter *w, const SAE *s, const json_t *extra_meta, char *err, s
     return sae_write_big(w, s, big, n, extra_meta, err, errlen);
 }
 
+/* An SAE's weights hardly compress (ratio ~1.15 shuffled): level 1 makes
+ * files as small as level 3's from them (a 16384 x 2048 SAE: 232 MB
+ * against 235) at 2.4 times the speed, and the writer's thread overlaps
+ * the compression and the kernel's copy with packing the next part. */
+void sae_write_opts(TszWriteOpts *o)
+{
+    tsz_write_opts_default(o);
+    if (!getenv("TSZ_LEVEL")) o->level = 1;
+    o->async = sp_par_threads() > 1;
+}
+
 int sae_save_as(const SAE *s, const char *path, const json_t *extra_meta, const char *stage, int argc,
                 char **argv, char *err, size_t errlen)
 {
     TszWriteOpts o;
-    tsz_write_opts_default(&o);
+    sae_write_opts(&o);
     TszWriter *w = tsz_writer_open(path, stage ? stage : "sae", argc, argv, &o);
     if (tsz_writer_error(w)) {
         sp_fail(err, errlen, "%s", tsz_writer_error(w));

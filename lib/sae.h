@@ -107,6 +107,11 @@ void sae_topk_row(const float *v, size_t n, size_t K, uint32_t *idx);
  * norm_scale) merged with extra (may be NULL; its keys win). New reference. */
 json_t *sae_meta(const SAE *s, const json_t *extra);
 
+/* Writer options for SAE files and sae-fit's checkpoints: zstd level 1
+ * (TSZ_LEVEL still decides), records written on the writer's own thread
+ * when there is more than one (parfor.h). */
+void sae_write_opts(TszWriteOpts *o);
+
 /* Write s to path ("-" is stdout) as an SAE file: the tensors and
  * sae_meta(s, extra_meta). stage/argc/argv go in the header (stage NULL:
  * "sae"). 0 or -1 with err; the file is whole or absent. */

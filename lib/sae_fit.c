@@ -398,8 +398,8 @@ int sae_fit_save_checkpoint(SAEFit *f)
     if (f->last_val) json_object_set(rec.meta, "last_val", f->last_val);
     sae_trainer_meta(&f->t, rec.meta);
     TszWriteOpts wo;
-    tsz_write_opts_default(&wo);
-    wo.shuffle = 0, wo.level = 1;
+    sae_write_opts(&wo);
+    wo.shuffle = 0;
     TszWriter *w = tsz_writer_open(path, "sae-fit", f->argc, f->argv, &wo);
     int rc = tsz_writer_error(w) ? -1 : tsz_write_parts(w, &rec, tab, n, f->err, sizeof f->err);
     if (rc < 0 && tsz_writer_error(w)) SP_FAIL(f, "%s", tsz_writer_error(w));

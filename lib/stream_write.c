@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +68,9 @@ struct TszWriter {
     TszWriteOpts o;
     json_t *header;
     int header_done;
-    msgpack_sbuffer sb;
-    uint8_t *shuf;              /* shuffle scratch */
-    size_t shuf_cap;
+    msgpack_sbuffer sb;         /* the record being packed */
+    uint8_t shuf[65536];        /* want_shuffle's sample, and its compression */
+    uint8_t probe_out[ZSTD_COMPRESSBOUND(65536)];
     void *zbuf;
     size_t zcap;
     uint64_t seg_records, seg_bytes;
@@ -78,6 +79,15 @@ struct TszWriter {
     uint64_t rows;              /* end record's "rows" (has_rows) */
     int has_rows;
     char err[512];
+    /* o.async: a thread of its own compresses and writes each packed
+     * record (zbuf, cctx, f, bytes_out and zerr are its own then) while
+     * the caller packs the next into sb; full says out holds one */
+    pthread_t th;
+    int th_on, full, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msgpack_sbuffer out;
+    char zerr[512];
 };
 
 /* Writers with a temp file not yet renamed into place. A stage that dies
@@ -114,6 +124,7 @@ void tsz_write_opts_default(TszWriteOpts *o)
     o->level = 3;
     o->shuffle = -1;
     o->threads = 0;
+    o->async = 0;
     const char *e = getenv("TSZ_LEVEL");
     long v;
     if (e && sp_parse_long(e, -7, 22, &v) == 0) o->level = (int)v;
@@ -130,6 +141,8 @@ static int wfail(TszWriter *w, const char *fmt, ...)
     va_end(ap);
     return -1;
 }
+
+static void *writer_thread(void *arg);
 
 TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char **argv,
                            const TszWriteOpts *opts)
@@ -173,6 +186,12 @@ TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char *
         if (!w->f) wfail(w, "cannot create: %s", strerror(errno));
         else track(w);
     }
+    if (w->o.async && w->f) {
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        msgpack_sbuffer_init(&w->out);
+        w->th_on = pthread_create(&w->th, NULL, writer_thread, w) == 0;
+    }
     return w;
 }
 
@@ -196,21 +215,87 @@ void tsz_writer_add_input(TszWriter *w, const TszReader *r)
     }
 }
 
-/* Compress the packed map in w->sb as one frame and write it. */
-static int write_frame(TszWriter *w)
+/* Compress the packed map in sb as one frame and write it: 0, or -1 with
+ * the message in msg. */
+static int compress_out(TszWriter *w, const msgpack_sbuffer *sb, char *msg, size_t len)
 {
-    size_t need = ZSTD_compressBound(w->sb.size);
+    size_t need = ZSTD_compressBound(sb->size);
     if (w->zcap < need) {
         free(w->zbuf);
         w->zcap = need;
         w->zbuf = xmalloc(need);
     }
-    size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, w->sb.data, w->sb.size);
-    if (ZSTD_isError(z)) return wfail(w, "zstd: %s", ZSTD_getErrorName(z));
-    if (fwrite(w->zbuf, 1, z, w->f) != z) return wfail(w, "write failed: %s", strerror(errno));
-    w->bytes_in += w->sb.size;
+    size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, sb->data, sb->size);
+    if (ZSTD_isError(z)) return snprintf(msg, len, "zstd: %s", ZSTD_getErrorName(z)), -1;
+    if (fwrite(w->zbuf, 1, z, w->f) != z) return snprintf(msg, len, "write failed: %s", strerror(errno)), -1;
     w->bytes_out += z;
+    return 0;
+}
+
+static void *writer_thread(void *arg)
+{
+    TszWriter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->full && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->full) break;
+        pthread_mutex_unlock(&w->mu);
+        char msg[sizeof w->zerr] = "";
+        /* after a failure the rest is dropped: the caller sees the error */
+        if (!w->zerr[0] && compress_out(w, &w->out, msg, sizeof msg) < 0) {
+            pthread_mutex_lock(&w->mu);
+            memcpy(w->zerr, msg, sizeof msg);
+            pthread_mutex_unlock(&w->mu);
+        }
+        pthread_mutex_lock(&w->mu);
+        w->full = 0;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Async: wait until the thread has written every record handed to it, and
+ * take its error. */
+static int drain(TszWriter *w)
+{
+    if (!w->th_on) return w->err[0] ? -1 : 0;
+    pthread_mutex_lock(&w->mu);
+    while (w->full) pthread_cond_wait(&w->cv, &w->mu);
+    if (w->zerr[0]) wfail(w, "%s", w->zerr);
+    pthread_mutex_unlock(&w->mu);
+    return w->err[0] ? -1 : 0;
+}
+
+static void stop_thread(TszWriter *w)
+{
+    if (!w->th_on) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->th, NULL);
+    w->th_on = 0;
+}
+
+/* The packed map in w->sb as one frame: written now, or with o.async
+ * handed to the writer's thread (sb and out swap). */
+static int write_frame(TszWriter *w)
+{
+    w->bytes_in += w->sb.size;
     w->seg_bytes += w->sb.size;
+    if (!w->th_on) {
+        char msg[sizeof w->err];
+        return compress_out(w, &w->sb, msg, sizeof msg) < 0 ? wfail(w, "%s", msg) : 0;
+    }
+    if (drain(w) < 0) return -1;
+    msgpack_sbuffer t = w->out;
+    pthread_mutex_lock(&w->mu);
+    w->out = w->sb;
+    w->full = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    w->sb = t;
     return 0;
 }
 
@@ -237,6 +322,7 @@ static int write_header(TszWriter *w)
     pack_json(&pk, w->header);
     w->header_done = 1;
     w->seg_records = w->seg_bytes = 0;
+    if (drain(w) < 0) return -1;
     w->seg_z0 = w->bytes_out;
     return write_frame(w);
 }
@@ -250,16 +336,10 @@ static int want_shuffle(TszWriter *w, const TszTensor *t)
     if (!tsz_dtype_is_float(t->dtype) || t->nbytes < 4096) return 0;
     size_t n = t->nbytes < 65536 ? t->nbytes : 65536;
     n -= n % es;
-    uint8_t *s = w->shuf;  /* caller ensured shuf_cap >= nbytes */
+    uint8_t *s = w->shuf;
     tsz_shuffle(s, t->data, n / es, es);
-    size_t bound = ZSTD_compressBound(n);
-    if (w->zcap < bound) {
-        free(w->zbuf);
-        w->zcap = bound;
-        w->zbuf = xmalloc(bound);
-    }
-    size_t a = ZSTD_compressCCtx(w->probe, w->zbuf, w->zcap, t->data, n, 1);
-    size_t b = ZSTD_compressCCtx(w->probe, w->zbuf, w->zcap, s, n, 1);
+    size_t a = ZSTD_compressCCtx(w->probe, w->probe_out, sizeof w->probe_out, t->data, n, 1);
+    size_t b = ZSTD_compressCCtx(w->probe, w->probe_out, sizeof w->probe_out, s, n, 1);
     if (ZSTD_isError(a) || ZSTD_isError(b)) return 0;
     return b < a;
 }
@@ -276,11 +356,6 @@ int tsz_write(TszWriter *w, const TszRecord *rec)
     msgpack_pack_array(&pk, rec->n);
     for (size_t i = 0; i < rec->n; i++) {
         const TszTensor *t = &rec->t[i];
-        if (t->nbytes > w->shuf_cap) {
-            free(w->shuf);
-            w->shuf_cap = t->nbytes;
-            w->shuf = xmalloc(w->shuf_cap);
-        }
         int shuf = want_shuffle(w, t);
         msgpack_pack_map(&pk, 5);
         pack_cstr(&pk, "name");
@@ -295,10 +370,14 @@ int tsz_write(TszWriter *w, const TszRecord *rec)
         else msgpack_pack_false(&pk);
         pack_cstr(&pk, "data");
         msgpack_pack_bin(&pk, t->nbytes);
-        if (shuf) {
+        if (shuf) { /* straight into the record: one copy of the data, not two */
             size_t es = tsz_dtype_size(t->dtype);
-            tsz_shuffle(w->shuf, t->data, t->nbytes / es, es);
-            msgpack_pack_bin_body(&pk, w->shuf, t->nbytes);
+            if (w->sb.alloc - w->sb.size < t->nbytes) {
+                w->sb.alloc = w->sb.size + t->nbytes;
+                w->sb.data = xrealloc(w->sb.data, w->sb.alloc);
+            }
+            tsz_shuffle((uint8_t *)w->sb.data + w->sb.size, t->data, t->nbytes / es, es);
+            w->sb.size += t->nbytes;
         } else {
             msgpack_pack_bin_body(&pk, t->data, t->nbytes);
         }
@@ -313,12 +392,17 @@ int tsz_write(TszWriter *w, const TszRecord *rec)
 
 static void writer_free(TszWriter *w)
 {
+    if (w->o.async && w->f) {
+        stop_thread(w);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        msgpack_sbuffer_destroy(&w->out);
+    }
     untrack(w);
     ZSTD_freeCCtx(w->cctx);
     ZSTD_freeCCtx(w->probe);
     msgpack_sbuffer_destroy(&w->sb);
     json_decref(w->header);
-    free(w->shuf);
     free(w->zbuf);
     free(w->path);
     free(w->tmp);
@@ -329,6 +413,7 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
 {
     int rc = w->err[0] ? -1 : 0;
     if (rc == 0) rc = write_header(w);
+    if (rc == 0) rc = drain(w);  /* zbytes counts every frame before the end */
     if (rc == 0) {
         msgpack_packer pk;
         uint64_t bytes = w->seg_bytes;
@@ -345,6 +430,8 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
         }
         rc = write_frame(w);
     }
+    if (drain(w) < 0 && rc == 0) rc = -1;
+    stop_thread(w);
     if (w->f && fflush(w->f) != 0 && rc == 0) rc = wfail(w, "write failed: %s", strerror(errno));
     if (w->f && ferror(w->f) && rc == 0) rc = wfail(w, "write failed");
     if (w->tmp) {
@@ -363,6 +450,7 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
 void tsz_writer_abort(TszWriter *w)
 {
     if (!w) return;
+    stop_thread(w); /* what it was handed is written: a stream stops at a record's end */
     if (w->tmp) {
         if (w->f) fclose(w->f);
         unlink(w->tmp);
@@ -377,4 +465,8 @@ void tsz_writer_set_rows(TszWriter *w, uint64_t rows) { w->rows = rows, w->has_r
 const char *tsz_writer_error(const TszWriter *w) { return w->err[0] ? w->err : NULL; }
 uint64_t tsz_writer_records(const TszWriter *w) { return w->seg_records; }
 uint64_t tsz_writer_bytes_in(const TszWriter *w) { return w->bytes_in; }
-uint64_t tsz_writer_bytes_out(const TszWriter *w) { return w->bytes_out; }
+uint64_t tsz_writer_bytes_out(TszWriter *w)
+{
+    drain(w);
+    return w->bytes_out;
+}

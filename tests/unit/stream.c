@@ -53,12 +53,15 @@ static int records_equal(const TszRecord *a, const TszRecord *b)
     return 1;
 }
 
-/* Write nrec records generated from seed into path. */
-static int write_stream(const char *path, uint64_t seed, int nrec, uint64_t rows, int shuffle)
+/* Write nrec records generated from seed into path (async: on the writer's
+ * thread); 0, or -1 with the writer's message in last_err. */
+static char last_err[512];
+static int write_stream_opts(const char *path, uint64_t seed, int nrec, uint64_t rows, int shuffle, int async)
 {
     TszWriteOpts o;
     tsz_write_opts_default(&o);
     o.shuffle = shuffle;
+    o.async = async;
     char *argv[] = {"unit", "--flag"};
     TszWriter *w = tsz_writer_open(path, "unit-test", 2, argv, &o);
     if (tsz_writer_error(w)) {
@@ -75,10 +78,27 @@ static int write_stream(const char *path, uint64_t seed, int nrec, uint64_t rows
         rc = tsz_write(w, &rec);
     }
     tsz_record_free(&rec);
-    char err[512];
-    if (rc == 0) return tsz_writer_close(w, err, sizeof err);
+    if (rc == 0) return tsz_writer_close(w, last_err, sizeof last_err);
+    snprintf(last_err, sizeof last_err, "%s", tsz_writer_error(w));
     tsz_writer_abort(w);
     return -1;
+}
+
+static int write_stream(const char *path, uint64_t seed, int nrec, uint64_t rows, int shuffle)
+{
+    return write_stream_opts(path, seed, nrec, rows, shuffle, 0);
+}
+
+/* Whether two files hold the same bytes. */
+static int same_bytes(const char *a, const char *b)
+{
+    FILE *f = fopen(a, "rb"), *g = fopen(b, "rb");
+    int c, d, same = f && g;
+    while (same && (c = fgetc(f), d = fgetc(g), c == d) && c != EOF) {}
+    same = same && c == d;
+    if (f) fclose(f);
+    if (g) fclose(g);
+    return same;
 }
 
 /* Read path and compare against the records seed generates; returns the
@@ -173,6 +193,20 @@ int main(void)
         ok(write_stream(p, 7, 5, 40, shuffle) == 0, "write 5 records (shuffle=%d)", shuffle);
         ok(read_stream(p, 7, 40, err, sizeof err) == 5, "round trip every dtype (shuffle=%d)", shuffle);
     }
+
+    /* the writer's own thread: the same bytes; its write errors reach
+     * the caller by tsz_writer_close at the latest */
+    for (int shuffle = -1; shuffle <= 1; shuffle++) {
+        const char *pa = tmpname("async.tsz"), *ps = tmpname("sync.tsz");
+        ok(write_stream_opts(pa, 9, 7, 300, shuffle, 1) == 0 && write_stream_opts(ps, 9, 7, 300, shuffle, 0) == 0 &&
+           same_bytes(pa, ps) && read_stream(pa, 9, 300, err, sizeof err) == 7,
+           "async writer: the same bytes as without (shuffle=%d)", shuffle);
+    }
+    if (access("/dev/full", W_OK) == 0)
+        ok(write_stream_opts("/dev/full", 9, 7, 3000, 0, 1) < 0 && strstr(last_err, "/dev/full") &&
+           strstr(last_err, "write failed"), "async writer to a full device: %s", last_err);
+    else
+        ok(1, "async writer to a full device # SKIP no /dev/full");
 
     /* empty stream, empty tensors */
     const char *pe = tmpname("empty.tsz");
