@@ -69,13 +69,12 @@ static void bdec_init(float *b_dec, const float *x, size_t n, size_t D, int medi
     free(y), free(w);
 }
 
-/* Random decoder rows: sp_rng_normal's values, two draws each, drawn in
- * blocks of rows serially and turned into rows (Box-Muller's log and cos,
- * unit norm, the encoder's copy) in parallel. */
+/* Random decoder rows: row j's values are normals from a generator of its
+ * own, seeded by the run's key and j, so a row is the same on any thread,
+ * rank or order of making; unit norm, the encoder's copy. */
 typedef struct {
     SAETrainer *t;
-    const uint64_t *u; /* the draws of rows j0.. */
-    size_t j0;         /* global latent */
+    uint64_t key;
 } InitRows;
 
 static void pass_init_rows(void *a, size_t lo, size_t hi)
@@ -83,11 +82,12 @@ static void pass_init_rows(void *a, size_t lo, size_t hi)
     InitRows *b = a;
     SAETrainer *t = b->t;
     size_t D = t->c.D;
-    for (size_t r = lo; r < hi; r++) {
-        size_t j = b->j0 + r - t->c.f0;
+    for (size_t j = lo; j < hi; j++) {
+        uint64_t g = t->c.f0 + j; /* the global latent */
         float *w = t->Wd + j * D;
-        const uint64_t *u = b->u + r * 2 * D;
-        for (size_t d = 0; d < D; d++) w[d] = (float)sp_normal_of(u[2 * d], u[2 * d + 1]);
+        SpRng rng;
+        sp_rng_seed(&rng, b->key ^ (g * 0xd1342543de82ef95ull));
+        sp_rng_normals(&rng, w, D);
         sae_normalize_row(w, D);
         memcpy(t->Wt + j * D, w, D * sizeof *w);
     }
@@ -95,19 +95,11 @@ static void pass_init_rows(void *a, size_t lo, size_t hi)
 
 void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n, SAEBdecInit bdec)
 {
-    size_t D = t->c.D, F = t->c.F, f0 = t->c.f0, Fa = f_all(&t->c), R = 64;
-    uint64_t *u = xmalloc(R * 2 * D * sizeof *u);
-    /* sharded: every rank draws every latent's row, so each keeps the rows
-     * an unsharded run has, and the RNG stays the same on all */
-    for (size_t j0 = 0; j0 < Fa; j0 += R) {
-        size_t m = Fa - j0 < R ? Fa - j0 : R;
-        for (size_t q = 0; q < 2 * D * m; q++) u[q] = sp_rng_u64(rng);
-        size_t lo = j0 > f0 ? j0 : f0, hi = j0 + m < f0 + F ? j0 + m : f0 + F; /* this rank's */
-        if (lo >= hi) continue;
-        InitRows b = {t, u + (lo - j0) * 2 * D, lo};
-        sp_parfor(hi - lo, 1, pass_init_rows, &b);
-    }
-    free(u);
+    size_t D = t->c.D, F = t->c.F;
+    /* one draw of the run's generator on every rank: a sharded run's ranks
+     * make only their own rows, the rows an unsharded run has */
+    InitRows b = {t, sp_rng_u64(rng)};
+    sp_parfor(F, 1, pass_init_rows, &b);
     memset(t->b_enc, 0, F * sizeof(float));
     memset(t->b_dec, 0, D * sizeof(float));
     if (bdec != SAE_BDEC_ZERO && n > 0) bdec_init(t->b_dec, x, n, D, bdec == SAE_BDEC_MEDIAN);

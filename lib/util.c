@@ -454,6 +454,19 @@ double sp_rng_normal(SpRng *r)
     return sp_normal_of(a, sp_rng_u64(r));
 }
 
+void sp_rng_normals(SpRng *r, float *out, size_t n)
+{
+    /* Box-Muller's pair: both the cos and the sin of one log and angle */
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = unit(sp_rng_u64(r)), u2 = unit(sp_rng_u64(r)), c, s;
+        if (u1 < 1e-300) u1 = 1e-300;
+        double m = sqrt(-2.0 * log(u1));
+        sincos(6.283185307179586 * u2, &s, &c);
+        out[i] = (float)(m * c);
+        if (i + 1 < n) out[i + 1] = (float)(m * s);
+    }
+}
+
 uint64_t sp_rng_below(SpRng *r, uint64_t n)
 {
     if (n <= 1) return 0;
