@@ -87,9 +87,10 @@ typedef struct {
     int level;      /* zstd level; default 3 (TSZ_LEVEL env overrides) */
     int shuffle;    /* -1 auto (try both on a sample), 0 never, 1 always */
     int threads;    /* zstd worker threads; 0 = none */
-    int async;      /* 1: compress and write each record on a thread of the
-                     * writer's own while the caller packs the next (the
-                     * same bytes; for large records, e.g. an SAE's parts) */
+    int async;      /* 1: write each compressed record on a thread of the
+                     * writer's own while the caller packs and compresses
+                     * the next (the same bytes; for large records, e.g.
+                     * an SAE's parts, where the kernel's copy is long) */
 } TszWriteOpts;
 void tsz_write_opts_default(TszWriteOpts *o);
 
@@ -117,7 +118,7 @@ void tsz_writer_abort(TszWriter *w);
 const char *tsz_writer_error(const TszWriter *w);
 uint64_t tsz_writer_records(const TszWriter *w);
 uint64_t tsz_writer_bytes_in(const TszWriter *w);   /* uncompressed */
-uint64_t tsz_writer_bytes_out(TszWriter *w);  /* compressed (async: waits for the thread) */
+uint64_t tsz_writer_bytes_out(const TszWriter *w);  /* compressed */
 
 /* The rows a regular file's end records declare (tsz_writer_set_rows),
  * summed over its segments, read from the end records alone: 1 with

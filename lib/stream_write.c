@@ -79,14 +79,15 @@ struct TszWriter {
     uint64_t rows;              /* end record's "rows" (has_rows) */
     int has_rows;
     char err[512];
-    /* o.async: a thread of its own compresses and writes each packed
-     * record (zbuf, cctx, f, bytes_out and zerr are its own then) while
-     * the caller packs the next into sb; full says out holds one */
+    /* o.async: a thread of its own writes each compressed frame (f, out
+     * and zerr are its own then) while the caller packs and compresses
+     * the next; full says out holds one (olen bytes) */
     pthread_t th;
     int th_on, full, stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    msgpack_sbuffer out;
+    void *out;
+    size_t ocap, olen;
     char zerr[512];
 };
 
@@ -189,7 +190,6 @@ TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char *
     if (w->o.async && w->f) {
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
-        msgpack_sbuffer_init(&w->out);
         w->th_on = pthread_create(&w->th, NULL, writer_thread, w) == 0;
     }
     return w;
@@ -215,23 +215,6 @@ void tsz_writer_add_input(TszWriter *w, const TszReader *r)
     }
 }
 
-/* Compress the packed map in sb as one frame and write it: 0, or -1 with
- * the message in msg. */
-static int compress_out(TszWriter *w, const msgpack_sbuffer *sb, char *msg, size_t len)
-{
-    size_t need = ZSTD_compressBound(sb->size);
-    if (w->zcap < need) {
-        free(w->zbuf);
-        w->zcap = need;
-        w->zbuf = xmalloc(need);
-    }
-    size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, sb->data, sb->size);
-    if (ZSTD_isError(z)) return snprintf(msg, len, "zstd: %s", ZSTD_getErrorName(z)), -1;
-    if (fwrite(w->zbuf, 1, z, w->f) != z) return snprintf(msg, len, "write failed: %s", strerror(errno)), -1;
-    w->bytes_out += z;
-    return 0;
-}
-
 static void *writer_thread(void *arg)
 {
     TszWriter *w = arg;
@@ -240,14 +223,11 @@ static void *writer_thread(void *arg)
         while (!w->full && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
         if (!w->full) break;
         pthread_mutex_unlock(&w->mu);
-        char msg[sizeof w->zerr] = "";
         /* after a failure the rest is dropped: the caller sees the error */
-        if (!w->zerr[0] && compress_out(w, &w->out, msg, sizeof msg) < 0) {
-            pthread_mutex_lock(&w->mu);
-            memcpy(w->zerr, msg, sizeof msg);
-            pthread_mutex_unlock(&w->mu);
-        }
+        int bad = !w->zerr[0] && fwrite(w->out, 1, w->olen, w->f) != w->olen;
+        int e = errno;
         pthread_mutex_lock(&w->mu);
+        if (bad) snprintf(w->zerr, sizeof w->zerr, "write failed: %s", strerror(e));
         w->full = 0;
         pthread_cond_broadcast(&w->cv);
     }
@@ -255,7 +235,7 @@ static void *writer_thread(void *arg)
     return NULL;
 }
 
-/* Async: wait until the thread has written every record handed to it, and
+/* Async: wait until the thread has written every frame handed to it, and
  * take its error. */
 static int drain(TszWriter *w)
 {
@@ -278,24 +258,32 @@ static void stop_thread(TszWriter *w)
     w->th_on = 0;
 }
 
-/* The packed map in w->sb as one frame: written now, or with o.async
- * handed to the writer's thread (sb and out swap). */
+/* Compress the packed map in w->sb as one frame and write it, or with
+ * o.async hand it to the writer's thread (zbuf and out swap). */
 static int write_frame(TszWriter *w)
 {
-    w->bytes_in += w->sb.size;
-    w->seg_bytes += w->sb.size;
-    if (!w->th_on) {
-        char msg[sizeof w->err];
-        return compress_out(w, &w->sb, msg, sizeof msg) < 0 ? wfail(w, "%s", msg) : 0;
+    size_t need = ZSTD_compressBound(w->sb.size);
+    if (w->zcap < need) {
+        free(w->zbuf);
+        w->zcap = need;
+        w->zbuf = xmalloc(need);
     }
+    size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, w->sb.data, w->sb.size);
+    if (ZSTD_isError(z)) return wfail(w, "zstd: %s", ZSTD_getErrorName(z));
+    w->bytes_in += w->sb.size;
+    w->bytes_out += z;
+    w->seg_bytes += w->sb.size;
+    if (!w->th_on)
+        return fwrite(w->zbuf, 1, z, w->f) == z ? 0 : wfail(w, "write failed: %s", strerror(errno));
     if (drain(w) < 0) return -1;
-    msgpack_sbuffer t = w->out;
+    void *t = w->out;
+    size_t tcap = w->ocap;
     pthread_mutex_lock(&w->mu);
-    w->out = w->sb;
+    w->out = w->zbuf, w->ocap = w->zcap, w->olen = z;
     w->full = 1;
     pthread_cond_broadcast(&w->cv);
     pthread_mutex_unlock(&w->mu);
-    w->sb = t;
+    w->zbuf = t, w->zcap = tcap;
     return 0;
 }
 
@@ -322,7 +310,6 @@ static int write_header(TszWriter *w)
     pack_json(&pk, w->header);
     w->header_done = 1;
     w->seg_records = w->seg_bytes = 0;
-    if (drain(w) < 0) return -1;
     w->seg_z0 = w->bytes_out;
     return write_frame(w);
 }
@@ -396,7 +383,7 @@ static void writer_free(TszWriter *w)
         stop_thread(w);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
-        msgpack_sbuffer_destroy(&w->out);
+        free(w->out);
     }
     untrack(w);
     ZSTD_freeCCtx(w->cctx);
@@ -413,7 +400,6 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
 {
     int rc = w->err[0] ? -1 : 0;
     if (rc == 0) rc = write_header(w);
-    if (rc == 0) rc = drain(w);  /* zbytes counts every frame before the end */
     if (rc == 0) {
         msgpack_packer pk;
         uint64_t bytes = w->seg_bytes;
@@ -465,8 +451,4 @@ void tsz_writer_set_rows(TszWriter *w, uint64_t rows) { w->rows = rows, w->has_r
 const char *tsz_writer_error(const TszWriter *w) { return w->err[0] ? w->err : NULL; }
 uint64_t tsz_writer_records(const TszWriter *w) { return w->seg_records; }
 uint64_t tsz_writer_bytes_in(const TszWriter *w) { return w->bytes_in; }
-uint64_t tsz_writer_bytes_out(TszWriter *w)
-{
-    drain(w);
-    return w->bytes_out;
-}
+uint64_t tsz_writer_bytes_out(const TszWriter *w) { return w->bytes_out; }
