@@ -50,61 +50,48 @@
 # identical runs (the VM's page clearing), which also bounds the fixed cost.
 # sae-fit's 1-step run above, old and new build back to back twice (load
 # ~30): user CPU 6.99, 6.81 s -> 6.70, 6.03 s; system CPU 1.9-5.7 s in both.
-# Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%).
-# On the quiet machine before sae_trainer_step (load under 3): 2090-2121
-# tokens/s, 1.93 s a step, against sgemm peaks of 176.4-187.4 GFLOP/s:
-# 76-81%. The encoder product runs in tiles of up to 512 rows (each
-# 1024-column slab of W_enc repacked 8 times a step, not 16). perf
-# (cpu-clock) of sae_bench topk 8x, 4 steps, then: sgemm kernel and packing
-# 62%, the sparse decoder and backward (axpyf, dotf, pass_*) 10%, Adam
-# 3.7%, top-k 1.5%, normalize_row 0.9%; the rest init. Tried and dropped,
-# each back-to-back against the old build: AVX-512/AVX2 clones of dotf,
-# axpyf, adam_range (share 13.3% -> 13.9%, noise; adam_range was scalar in
-# every clone, see below) and prefetching the next entry's rows in the
-# decoder and backward (share 10.0% -> 10.0%).
-# Since (issue 19): what it reliably gives is memory (the k archs keep no
-# gradient of the weights: 4P bytes less, 268 MB here never touched); the
-# speed it was for did not show (quiet figures below). sae_trainer_step runs each latent's Adam inside the
-# sparse backward (topk, batchtopk, matryoshka, relu's sparse step): its
-# gradient rows made in cache, its share of b_dec's gradient taken (in
-# chunks of 64 latents, in order), then its Adam; the weights' gradient is
-# never written, zeroed or read back (~0.8 GB less traffic a step, 268 MB
-# never touched). sae_bench now prints the step's CPU as forward and
-# backward-and-Adam, and SAE_BENCH_UNFUSED=1 runs the separate passes in
-# the same build. Measured 2026-12-02 under load ~25 (CPU time only; wall
-# said nothing), topk 8x, 4 steps, three back-to-back rounds: backward and
-# Adam 0.471/0.465, 0.491/0.455, 0.579/0.578 s of CPU a step fused/unfused:
-# the fusion's saved traffic does not show, the step's random row reads
-# dominate (below). Adam itself had never been vectorised: GCC kept sqrtf's
-# errno branch despite SAE_VEC's no-math-errno (the attribute does not
-# reach it); sae_adam.c is now built with -fno-math-errno (the same bytes):
-# Adam's samples over 5 steps 452-505 -> 163-217 (four runs each),
-# backward and Adam 0.56-0.61 -> 0.47-0.58 s. The step's CPU, old build
-# against this one back to back, five rounds: 4.05/3.84, 4.05/3.81,
-# 4.31/4.35, 4.20/3.92, 3.97/4.21 s (forward 3.3-3.8 s of it: the encoder
-# product, top-k, the decoder); first-touch samples (clear_page) 1.1-1.9K
-# -> 0.4-0.5K in the same runs. Expected on the quiet machine: ~0.1
-# s of CPU (~0.05 s wall) less a step, 78-83% of the bound; not measured
-# there, and not the 90%. Backward and Adam's CPU against the batch (512,
-# 1024, 2048, 4096 rows, one run each under load): 0.16, 0.22, 0.29, 0.49
-# s: ~0.1 s fixed (Adam, normalisation, b_dec) and ~2.3-3.5 us per active
-# entry (a dot and two axpys of 2048 floats, ~1.4 cycles a float: not the
-# arithmetic). What is left is memory: the backward reads two random 8 KB
-# rows (dx_hat_i, xc_i) per entry, ~2 GB a step for 131K entries, the
-# decoder one W_dec row per entry (~1 GB), for ~1.6 GFLOP of arithmetic. Not tried: blocking both by slabs of D columns (a
-# 64-column slab of xc and dx_hat is 1 MB, L2-resident), with dv's dot
-# products summed over slabs and the decoder's projection from the dv's.
-# Quiet machine, 2026-12-02 13:40 (load under 2), sae_bench topk 8x, 4
-# steps, fused and SAE_BENCH_UNFUSED=1 alternated twice: fused 2010, 2084
-# tokens/s; unfused 2092, 2111; sgemm peak at (4096 x 2048) @ (2048 x
-# 16384) 182.6 before and 177.0 after (202.6 at 512 rows): 74-79% of the
-# encoder-GEMM bound, so neither the fusion nor the vectorised Adam moved
-# the quiet figure beyond its noise. Per step (CPU seconds): forward
-# 3.25-3.38 (the encoder product at the measured peak is ~3.0 of it),
-# backward and Adam 0.44-0.50; in wall time that is ~0.45 s of the 1.94-2.04
-# s step outside the encoder GEMM, where 90% of the bound allows ~0.17 s.
-# Both threads are in the GEMM while it runs, so that work cannot hide
-# under it; it is the random 8 KB row reads above (~3 GB a step). Not met.
+# Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%:
+# tokens/s x 2DF / the measured sgemm peak). Quiet machine, 2026-12-02
+# 13:40 (load under 2), topk 8x, 4 steps, fused and SAE_BENCH_UNFUSED=1
+# alternated twice: 2010-2111 tokens/s (1.94-2.04 s a step) against peaks
+# of 177.0-182.6 GFLOP/s at (4096 x 2048) @ (2048 x 16384): 74-79%. Not
+# met, and out of reach on two cores: of the step's ~3.7 s of CPU the
+# encoder product at the peak is ~3.0 (tiles of up to 512 rows: each
+# 1024-column slab of W_enc repacked 8 times a step); ~0.45 s wall is
+# outside it where 90% allows ~0.17 s, and both cores are in the GEMM
+# while it runs, so nothing hides under it. perf (cpu-clock), sae_bench
+# topk 8x, 6 steps (init included), against the sgemm kernel's samples: the
+# sparse decoder and backward (axpyf, dotf) 17.9-19.5%, OpenBLAS packing
+# 7.4-8.2%, top-k 2.9-3.4%, Adam and the decoder rows' norms 3.3-3.7%.
+# All of it is memory, not arithmetic (~1.6 GFLOP): each of the 131K
+# entries of the backward reads two random 8 KB rows (dx_hat_i, xc_i; ~2
+# GB a step), the decoder one W_dec row per entry (~1 GB), Adam reads and
+# writes ~1.6 GB of weights and moments; backward and Adam's CPU against
+# the batch (512 to 4096 rows): 0.16, 0.22, 0.29, 0.49 s, ~0.1 s fixed and
+# ~2.3-3.5 us an entry. sae_trainer_step runs each latent's Adam inside
+# the sparse backward (topk, batchtopk, matryoshka, relu's sparse step;
+# SAE_BENCH_UNFUSED=1 runs the separate passes, the same bytes): the
+# weights' gradient is never written (268 MB never touched); its speed
+# did not show (backward and Adam 0.44-0.58 s of CPU either way). Adam is
+# vectorised (sae_adam.c at -fno-math-errno; its samples over 5 steps
+# 452-505 -> 163-217), not visible in the quiet figure either. Tried and
+# dropped, each back to back against the build before: AVX-512/AVX2
+# clones of dotf, axpyf, adam_range (noise); prefetching the next entry's
+# rows (share 10.0% -> 10.0%); and (issue 19) the backward blocked by
+# slabs of 64 (or 32) columns of D, kept on branch slab5-exp
+# (lib/sae_backward.c): each slab of dx_hat, then of xc, over the batch (1
+# MB) read by every latent's entries while cached, dv's eight partial sums
+# carried per entry across slabs (on 1 and 3 threads the fused step's
+# bytes on 2, for topk, batchtopk, matryoshka and relu's sparse step at D
+# = 64, 96, 203, 256), the gradient written slab by slab, Adam after.
+# Under load 5-7, backward and Adam's CPU a step, old/slab-64, four
+# rounds: 0.49/0.48, 0.57/0.60, 0.58/0.43, 0.54/0.62 (slab-32 0.50-0.78);
+# the backward's samples against the sgemm kernel's 19.5 -> 15.7%, then
+# 17.9 -> 17.9%, Adam's 3.7 -> 3.3%, then 3.3 -> 6.7% (it reads the
+# written gradient back). An entry reads 4 random cache lines a slab from
+# L2/L3: over the slabs the lines of the two 8 KB rows, at no better cost
+# a line (the slab gather ~0.26 s of CPU a step), and the step takes back
+# the 268 MB the fused step saves.
 # sae-fit, from before (issue 19's fixed cost): 1 step 4.9-5.7 s wall
 # (7.1-8.5 s CPU), 2 steps 6.9-7.3 s wall on the 60 MB of random rows:
 # about 3 s of fixed cost (7 s when the issue was filed), not the 2 s.
