@@ -188,6 +188,24 @@ float sae_kth_largest(float *a, size_t n, size_t k)
     return a[lo];
 }
 
+/* topk's rows [lo, hi): the K best of each, val = relu(pre). Rows apart,
+ * on sp_parfor: serial, it was ~0.1 s of a 2 s step (8x, batch 4096) with
+ * the other core idle. */
+static void pass_topk(void *a, size_t lo, size_t hi)
+{
+    SAETrainer *t = a;
+    size_t F = t->c.F, K = t->c.K;
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t *id = t->idx + i * K;
+        sae_topk_row(t->pre + i * F, F, K, id);
+        for (size_t k = 0; k < K; k++) {
+            float v = t->pre[i * F + id[k]];
+            t->val[i * K + k] = v > 0 ? v : 0;
+        }
+        t->ptr[i + 1] = (i + 1) * K;
+    }
+}
+
 /* Active sets into CSR (ptr, idx, val): topk per row, batchtopk over the
  * batch (training only: the inference threshold is applied densely). val = relu(pre). */
 static void select_active(SAETrainer *t, size_t n)
@@ -201,15 +219,7 @@ static void select_active(SAETrainer *t, size_t n)
         return;
     }
     if (t->c.arch == SAE_TOPK) {
-        for (size_t i = 0; i < n; i++) {
-            uint32_t *id = t->idx + i * K;
-            sae_topk_row(pre + i * F, F, K, id);
-            for (size_t k = 0; k < K; k++) {
-                float v = pre[i * F + id[k]];
-                t->val[i * K + k] = v > 0 ? v : 0;
-            }
-            t->ptr[i + 1] = (i + 1) * K;
-        }
+        sp_parfor(n, 1, pass_topk, t);
         return;
     }
     /* batchtopk: threshold thr; entries > thr are in, entries == thr fill up
