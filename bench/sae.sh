@@ -62,7 +62,9 @@
 # while it runs, so nothing hides under it. perf (cpu-clock), sae_bench
 # topk 8x, 6 steps (init included), against the sgemm kernel's samples: the
 # sparse decoder and backward (axpyf, dotf) 17.9-19.5%, OpenBLAS packing
-# 7.4-8.2%, top-k 2.9-3.4%, Adam and the decoder rows' norms 3.3-3.7%.
+# 7.4-8.2%, top-k 2.9-3.4% (~0.1 s of CPU on one thread, the other idle:
+# now on both, 494/476 of its samples; ~0.05 s wall a step less by
+# construction, not measured quiet), Adam and the rows' norms 3.3-3.7%.
 # All of it is memory, not arithmetic (~1.6 GFLOP): each of the 131K
 # entries of the backward reads two random 8 KB rows (dx_hat_i, xc_i; ~2
 # GB a step), the decoder one W_dec row per entry (~1 GB), Adam reads and
