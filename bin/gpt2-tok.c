@@ -554,11 +554,32 @@ static void end_block(Reader *rd)
     add_text(rd, 1);
 }
 
+/* Room for the next bytes of a document in the filling batch: up to a
+ * batch, then a little at a time until a piece can be cut (the buffer may
+ * be larger, grown by a long line before). */
+static size_t room(Reader *rd)
+{
+    JsonlBuf *t = &filling(rd)->text;
+    size_t want = t->n < BATCH_BYTES ? BATCH_BYTES - t->n : 1 << 16;
+    jsonl_buf_reserve(t, want);
+    return want;
+}
+
 static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, const char *in)
 {
     if (blank_line(line, n)) return;
     const char *key = rd->wn->o->key;
-    if (jsonl_field(line, n, key, strlen(key), &filling(rd)->text)) {   /* the common case, without a DOM */
+    size_t at, len;
+    if (jsonl_field_span(line, n, key, strlen(key), &filling(rd)->text, &at, &len)) {
+        /* the common case, without a DOM: the line is known good, and its
+         * text goes to the threads a batch at a time as it is decoded */
+        while (len) {
+            size_t want = room(rd), got;
+            JsonlBuf *t = &filling(rd)->text;
+            size_t k = jsonl_unescape(line + at, len, t->v + t->n, want, &got);
+            at += k, len -= k, t->n += got;
+            add_text(rd, 0);
+        }
         add_text(rd, 1);
         return;
     }
@@ -589,11 +610,8 @@ static void read_file_doc(Reader *rd, FILE *f, FILE *raw, uint64_t base, const c
 {
     size_t got;
     for (;;) {
+        size_t want = room(rd);
         JsonlBuf *t = &filling(rd)->text;
-        /* up to a batch, then a little at a time until a piece can be cut
-         * (the buffer may be larger, grown by a long JSON line before) */
-        size_t want = t->n < BATCH_BYTES ? BATCH_BYTES - t->n : 1 << 16;
-        jsonl_buf_reserve(t, want);
         if ((got = fread(t->v + t->n, 1, want, f)) == 0) break;
         t->n += got;
         progress(rd, raw, base, got);

@@ -22,9 +22,8 @@ typedef struct {
     const unsigned char *p, *end;
     const char *key;
     size_t keylen;
-    JsonlBuf *buf;
-    size_t n0;       /* buf->n on entry: where the field's bytes go */
-    int found;       /* the last `key` member seen at the top is a string */
+    JsonlBuf *buf;   /* scratch for the keys, decoded past buf->n and dropped */
+    const unsigned char *val, *val_end;   /* the last `key` member seen at the top, if a string: its body */
 } Scan;
 
 /* From 4 MB on (a long JSON line's text), the buffer goes on huge pages
@@ -134,17 +133,10 @@ static size_t unescape(const unsigned char *p, const unsigned char *end, char *o
     return 12;
 }
 
-/* The string at s->p (an opening quote). With out, its decoded bytes are
- * appended (a decoded string is never longer than its source, so the room
- * is reserved once); without, it is only checked. */
-static int scan_string(Scan *s, JsonlBuf *out)
+/* The string at s->p (an opening quote), checked and stepped over. */
+static int scan_string(Scan *s)
 {
-    const unsigned char *p = s->p + 1, *end = s->end, *run = p;
-    char *o = NULL;
-    if (out) {
-        jsonl_buf_reserve(out, (size_t)(end - p));
-        o = out->v + out->n;
-    }
+    const unsigned char *p = s->p + 1, *end = s->end;
     for (;;) {
         p = plain_end(p, end);
         if (p == end || *p < 0x20) return -1;
@@ -154,20 +146,51 @@ static int scan_string(Scan *s, JsonlBuf *out)
             p += k;
             continue;
         }
-        if (o) {
-            memcpy(o, run, (size_t)(p - run));
-            o += p - run;
-        }
         if (*p == '"') break;
         char tmp[4];
-        size_t olen, k = unescape(p, end, o ? o : tmp, &olen);
+        size_t olen, k = unescape(p, end, tmp, &olen);
         if (!k) return -1;
-        if (o) o += olen;
         p += k;
-        run = p;
     }
-    if (out) out->n = (size_t)(o - out->v);
     s->p = p + 1;
+    return 0;
+}
+
+size_t jsonl_unescape(const char *src, size_t n, char *out, size_t room, size_t *olen)
+{
+    const unsigned char *p = (const unsigned char *)src, *end = p + n;
+    char *o = out;
+    while (p < end) {
+        size_t left = room - (size_t)(o - out), k;
+        if (*p == '\\') {
+            char tmp[4];
+            size_t m;
+            if (!(k = unescape(p, end, tmp, &m)) || m > left) break;
+            memcpy(o, tmp, m);
+            o += m;
+        } else {
+            size_t span = (size_t)(end - p) < left ? (size_t)(end - p) : left;
+            if (!span) break;
+            const unsigned char *q = memchr(p, '\\', span);
+            k = q ? (size_t)(q - p) : span;
+            memcpy(o, p, k);
+            o += k;
+        }
+        p += k;
+    }
+    *olen = (size_t)(o - out);
+    return (size_t)(p - (const unsigned char *)src);
+}
+
+/* The string at s->p, checked, and its decoded bytes appended to buf. */
+static int decode_string(Scan *s, JsonlBuf *buf)
+{
+    const unsigned char *body = s->p + 1;
+    if (scan_string(s) < 0) return -1;
+    size_t n = (size_t)(s->p - 1 - body), olen;
+    jsonl_buf_reserve(buf, n);   /* a decoded string is never longer than its source */
+    jsonl_unescape((const char *)body, n, buf->v + buf->n, n, &olen);
+    buf->n += olen;
     return 0;
 }
 
@@ -225,7 +248,7 @@ static int scan_key(Scan *s, int *match)
 {
     JsonlBuf *b = s->buf;
     size_t at = b->n;
-    if (scan_string(s, b) < 0) return -1;
+    if (decode_string(s, b) < 0) return -1;
     size_t len = b->n - at;
     const char *k = b->v + at;
     b->n = at;
@@ -271,16 +294,14 @@ static int scan_object(Scan *s, int depth)
         s->p++;
         skip_ws(s);
         match = match && depth == 1;
-        if (match && s->p < s->end && *s->p == '"') {
-            s->buf->n = s->n0;   /* a repeated key: the last one counts */
-            if (scan_string(s, s->buf) < 0) return -1;
-            s->found = 1;
+        if (match && s->p < s->end && *s->p == '"') {   /* a repeated key: the last one counts */
+            const unsigned char *body = s->p + 1;
+            if (scan_string(s) < 0) return -1;
+            s->val = body;
+            s->val_end = s->p - 1;
         } else {
             if (scan_value(s, depth) < 0) return -1;
-            if (match) {
-                s->buf->n = s->n0;
-                s->found = 0;
-            }
+            if (match) s->val = NULL;
         }
         int r = next_item(s, '}');
         if (r) return r > 0 ? 0 : -1;
@@ -302,7 +323,7 @@ static int scan_value(Scan *s, int depth)
 {
     if (s->p == s->end) return -1;
     switch (*s->p) {
-    case '"': return scan_string(s, NULL);
+    case '"': return scan_string(s);
     case '{': return scan_object(s, depth + 1);
     case '[': return scan_array(s, depth + 1);
     case 't': return scan_literal(s, "true", 4);
@@ -312,27 +333,39 @@ static int scan_value(Scan *s, int depth)
     }
 }
 
-int jsonl_field(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *buf)
+int jsonl_field_span(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *scratch, size_t *at,
+                     size_t *len)
 {
-    Scan s = {(const unsigned char *)line, (const unsigned char *)line + n, key, keylen, buf, buf->n, 0};
+    Scan s = {(const unsigned char *)line, (const unsigned char *)line + n, key, keylen, scratch, NULL, NULL};
     skip_ws(&s);
     int ok = s.p < s.end && *s.p == '{' && scan_object(&s, 1) == 0;
     if (ok) skip_ws(&s);
-    if (ok && s.p == s.end && s.found) return 1;
-    buf->n = s.n0;
-    return 0;
+    if (!ok || s.p != s.end || !s.val) return 0;
+    *at = (size_t)((const char *)s.val - line);
+    *len = (size_t)(s.val_end - s.val);
+    return 1;
+}
+
+int jsonl_field(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *buf)
+{
+    size_t at, len, olen;
+    if (!jsonl_field_span(line, n, key, keylen, buf, &at, &len)) return 0;
+    jsonl_buf_reserve(buf, len);
+    jsonl_unescape(line + at, len, buf->v + buf->n, len, &olen);
+    buf->n += olen;
+    return 1;
 }
 
 int jsonl_int_members(const char *text, size_t n, JsonlBuf *keys,
                       int (*fn)(void *arg, size_t key_off, size_t key_len, long long value), void *arg)
 {
-    Scan s = {(const unsigned char *)text, (const unsigned char *)text + n, NULL, 0, keys, keys->n, 0};
+    Scan s = {(const unsigned char *)text, (const unsigned char *)text + n, NULL, 0, keys, NULL, NULL};
     skip_ws(&s);
     if (s.p == s.end || *s.p != '{') return 0;
     int r = open_container(&s, '}');
     while (!r) {
         size_t at = keys->n;
-        if (s.p == s.end || *s.p != '"' || scan_string(&s, keys) < 0 || memchr(keys->v + at, 0, keys->n - at)) return 0;
+        if (s.p == s.end || *s.p != '"' || decode_string(&s, keys) < 0 || memchr(keys->v + at, 0, keys->n - at)) return 0;
         skip_ws(&s);
         if (s.p == s.end || *s.p++ != ':') return 0;
         skip_ws(&s);

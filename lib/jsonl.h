@@ -36,6 +36,21 @@ void jsonl_buf_reserve(JsonlBuf *buf, size_t more);
  * was (the bytes past it may have changed). */
 int jsonl_field(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *buf);
 
+/* jsonl_field in two steps, so that a long field can be decoded a part at
+ * a time (gpt2-tok hands a 20 MB field's text to its threads as it goes,
+ * where it was decoded whole first): 1 and where the field's string is in
+ * the line, between its quotes (line + *at, *len bytes, still escaped),
+ * when jsonl_field would give 1; else 0. scratch holds the decoded keys
+ * past scratch->n, which is left as it was. */
+int jsonl_field_span(const char *line, size_t n, const char *key, size_t keylen, JsonlBuf *scratch, size_t *at,
+                     size_t *len);
+
+/* Decode the start of such a string (n bytes as jsonl_field_span gave
+ * them, or what is left of them) into out, at most room bytes: as much as
+ * fits, never half an escape. Returns the source bytes taken (0 only when
+ * room < 4 and an escape is next), their decoded length in *olen. */
+size_t jsonl_unescape(const char *src, size_t n, char *out, size_t room, size_t *olen);
+
 /* A whole JSON text that is one object of integer members (vocab.json),
  * the same way: each key is decoded and appended to keys, and fn(arg, its
  * offset in keys, its length, the value) is called in order, going on

@@ -250,6 +250,23 @@ for f in sys.argv[1:]:
 	done
 '
 
+test_expect_success GPT2_VOCAB 'a long JSON line is decoded as it goes out, yet judged whole: the last of a repeated key, errors past its text' '
+	{ printf "{\"text\": \"" && head -c 3000000 /dev/zero | tr "\0" y && printf "\\\\n\""; } >head.part &&
+	{ cat head.part && printf ", \"text\": \"short \\\\u00e9\"}\n"; } >rep.jsonl &&
+	printf "short \303\251" >short.txt &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 short.txt >want.tsz && tsz json --full want.tsz >want &&
+	for j in 1 2; do
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 -j $j --format jsonl rep.jsonl >got.tsz &&
+		tsz json --full got.tsz >got && test_cmp want got &&
+		{ cat head.part && printf ", \"text\": 5}\n"; } >num.jsonl &&
+		test_must_fail gpt2-tok -m "$GPT2_DIR" -j $j --format jsonl num.jsonl -o out.tsz 2>err &&
+		grep "^gpt2-tok: num.jsonl: line 1: \"text\" is not a string$" err && ! test -e out.tsz &&
+		{ cat head.part && printf ", \"n\": 01}\n"; } >bad.jsonl &&
+		test_must_fail gpt2-tok -m "$GPT2_DIR" -j $j --format jsonl bad.jsonl -o out.tsz 2>err &&
+		grep "^gpt2-tok: bad.jsonl: line 1: invalid JSON: " err && ! test -e out.tsz || return 1
+	done
+'
+
 test_expect_success GPT2_VOCAB 'empty input: one empty document, one window of BOS and separator' '
 	gpt2-tok -m "$GPT2_DIR" </dev/null >e.tsz && idline e.tsz >got &&
 	echo "50256 50256 " >want && test_cmp want got
