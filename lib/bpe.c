@@ -125,6 +125,14 @@ static inline uint32_t merge_find(const Bpe *b, int32_t x, int32_t y, int32_t *m
 
 static int index_vocab(Bpe *b, const char *path, int *dup);
 
+/* The load's tables (0.2 to 2 MB each) on huge pages: xmalloc_aligned puts
+ * 4 MB and more there. On the shared machine (a VM) a first touch of a 4 kB page
+ * costs 10-16 us, so the 1,000-odd pages of these tables took 10 ms of the
+ * load, which every run waits for (the threads cannot encode before it);
+ * a 2 MB page costs about 150 us. The price: up to 2 MB of memory each. */
+static void *hmalloc(size_t n) { return xmalloc_aligned(n < (4u << 20) ? (4u << 20) : n); }
+static void *hcalloc(size_t n, size_t k) { return memset(hmalloc(n * k), 0, n * k); }
+
 /* ---- vocab.json, the fast way ----
  * jansson's tree of 50257 members, walked and freed, took two thirds of
  * gpt2-tok's startup (220M of 330M instructions). jsonl_int_members reads
@@ -142,9 +150,9 @@ static int vocab_member(void *arg, size_t key_off, size_t key_len, long long val
     VocabScan *v = arg;
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 65536;
-        v->off = xrealloc(v->off, v->cap * sizeof *v->off);
-        v->len = xrealloc(v->len, v->cap * sizeof *v->len);
-        v->id = xrealloc(v->id, v->cap * sizeof *v->id);
+        v->off = v->off ? xrealloc(v->off, v->cap * sizeof *v->off) : hmalloc(v->cap * sizeof *v->off);
+        v->len = v->len ? xrealloc(v->len, v->cap * sizeof *v->len) : hmalloc(v->cap * sizeof *v->len);
+        v->id = v->id ? xrealloc(v->id, v->cap * sizeof *v->id) : hmalloc(v->cap * sizeof *v->id);
     }
     if (key_off > UINT32_MAX || key_len > UINT32_MAX) return -1;
     v->off[v->n] = (uint32_t)key_off;
@@ -163,8 +171,8 @@ static int load_vocab_fast(Bpe *b, const char *path, const int16_t dec[324])
     VocabScan v = {0};
     int ok = jsonl_int_members(txt, len, &keys, vocab_member, &v) && v.n > 0;
     size_t V = v.n;
-    uint32_t *blen = ok ? xcalloc(V, sizeof *blen) : NULL;   /* raw length + 1 by id; 0 = unseen */
-    char *raw = ok ? xmalloc(keys.n + 1) : NULL;             /* the raw bytes of every key, in order */
+    uint32_t *blen = ok ? hcalloc(V, sizeof *blen) : NULL;   /* raw length + 1 by id; 0 = unseen */
+    char *raw = ok ? hmalloc(keys.n + 1) : NULL;             /* the raw bytes of every key, in order */
     size_t total = 0;
     for (size_t i = 0; ok && i < V; i++) {
         long n = v.id[i] >= 0 && (size_t)v.id[i] < V && !blen[v.id[i]] ? unbyte(dec, keys.v + v.off[i], v.len[i], raw + total) : -1;
@@ -175,8 +183,8 @@ static int load_vocab_fast(Bpe *b, const char *path, const int16_t dec[324])
     }
     if (ok) {
         b->V = V;
-        b->tok_bytes = xmalloc(total + 1);
-        b->tok_off = xcalloc(V + 1, sizeof *b->tok_off);
+        b->tok_bytes = hmalloc(total + 1);
+        b->tok_off = hcalloc(V + 1, sizeof *b->tok_off);
         for (size_t id = 0; id < V; id++) b->tok_off[id + 1] = b->tok_off[id] + blen[id] - 1;
         for (size_t i = 0; i < V; i++)
             memcpy(b->tok_bytes + b->tok_off[v.id[i]], raw + v.off[i], blen[v.id[i]] - 1);
@@ -268,7 +276,7 @@ static int index_vocab(Bpe *b, const char *path, int *dup)
 {
     size_t V = b->V;
     b->vcap = pow2_at_least(2 * V);
-    b->vslot = xmalloc(b->vcap * sizeof *b->vslot);
+    b->vslot = hmalloc(b->vcap * sizeof *b->vslot);
     for (size_t i = 0; i < b->vcap; i++) b->vslot[i] = -1;
     for (size_t id = 0; id < V; id++) {
         const char *s = b->tok_bytes + b->tok_off[id];
@@ -331,7 +339,7 @@ static int add_merge(Bpe *b, const char *path, size_t lineno, char *line, const 
  * so a merge at rank r never creates a pair of rank <= r (merge_long). */
 static void check_order(Bpe *b)
 {
-    int64_t *made = xmalloc(b->V * sizeof *made);   /* latest rank that makes each token */
+    int64_t *made = hmalloc(b->V * sizeof *made);   /* latest rank that makes each token */
     for (size_t i = 0; i < b->V; i++) made[i] = -1;
     for (size_t i = 0; i < b->mcap; i++)
         if (b->mkey[i] != UINT64_MAX && made[b->mid[i]] < (int64_t)b->mrank[i]) made[b->mid[i]] = b->mrank[i];
@@ -352,9 +360,9 @@ static int load_merges(Bpe *b, const char *path, const int16_t dec[324])
     size_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
     b->mcap = pow2_at_least(2 * lines);
-    b->mkey = xmalloc(b->mcap * sizeof *b->mkey);
-    b->mrank = xmalloc(b->mcap * sizeof *b->mrank);
-    b->mid = xmalloc(b->mcap * sizeof *b->mid);
+    b->mkey = hmalloc(b->mcap * sizeof *b->mkey);
+    b->mrank = hmalloc(b->mcap * sizeof *b->mrank);
+    b->mid = hmalloc(b->mcap * sizeof *b->mid);
     memset(b->mkey, 0xff, b->mcap * sizeof *b->mkey);
     size_t lineno = 0, rank = 0;
     int rc = 0;
