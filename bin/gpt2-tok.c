@@ -618,10 +618,11 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
 }
 
 /* Progress in the input's own bytes, the unit of the total (the compressed
- * ones for .gz/.zst); a pipe, which has no position, counts what it gave. */
+ * ones for .gz/.zst); a pipe, which has no position, or no raw, counts what
+ * it gave. */
 static void progress(Reader *rd, FILE *raw, uint64_t base, size_t n)
 {
-    off_t pos = ftello(raw);
+    off_t pos = raw ? ftello(raw) : -1;
     rd->bytes = pos >= 0 ? base + (uint64_t)pos : rd->bytes + n;
     sp_progress_update(&rd->prog, rd->bytes);
 }
@@ -659,9 +660,10 @@ static void read_input(Reader *rd, const char *path)
         const char *line;
         ssize_t n;
         uint64_t lineno = 0;
+        FILE *at = textin_lines_map(&lines, f) ? NULL : raw;   /* mapped: the lines count the bytes */
         while ((n = textin_line(&lines, f, &line)) > 0) {
             lineno++;
-            progress(rd, raw, base, (size_t)n);
+            progress(rd, at, base, (size_t)n);
             if (o->format == FMT_JSONL) jsonl_line(rd, line, (size_t)n, lineno, in);
             else if (o->split == SPLIT_LINE) {
                 size_t k = (size_t)n;

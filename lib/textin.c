@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -20,6 +22,7 @@ typedef struct {
     ZSTD_inBuffer zin;
     int frame_open;    /* bytes of a frame seen that did not end yet */
     size_t peek_pos, peek_len; /* PLAIN: the sniffed bytes not yet given back */
+    FILE *self;        /* the FILE that reads this */
 } TextIn;
 
 /* why the last read failed on this thread (inputs are read one at a time,
@@ -170,6 +173,7 @@ FILE *textin_open(FILE *f, const char *what, char *err, size_t errlen)
         ti_close(t);
         return NULL;
     }
+    t->self = r;
     remember(t, NULL);
     return r;
 }
@@ -179,8 +183,35 @@ const char *textin_error(void)
     return last_err[0] ? last_err : "read error";
 }
 
+int textin_lines_map(TextLines *r, FILE *f)
+{
+    TextIn *t = NULL;
+    for (size_t i = 0; i < sizeof open_ins / sizeof *open_ins; i++)
+        if (open_ins[i] && open_ins[i]->self == f) t = open_ins[i];
+    struct stat st;
+    if (!t || t->kind != PLAIN || t->f == stdin || fstat(fileno(t->f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
+        return 0;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(t->f), 0);
+    if (m == MAP_FAILED) return 0;
+    r->map = m;
+    r->map_len = (size_t)st.st_size;
+    return 1;
+}
+
+/* textin_line on a mapped file: the lines are where they are. */
+static ssize_t mapped_line(TextLines *r, const char **line)
+{
+    if (r->at == r->map_len) return 0;
+    const char *nl = memchr(r->map + r->at, '\n', r->map_len - r->at);
+    size_t len = nl ? (size_t)(nl + 1 - (r->map + r->at)) : r->map_len - r->at;
+    *line = r->map + r->at;
+    r->at += len;
+    return (ssize_t)len;
+}
+
 ssize_t textin_line(TextLines *r, FILE *f, const char **line)
 {
+    if (r->map) return mapped_line(r, line);
     JsonlBuf *b = &r->buf;
     for (;;) {
         char *nl = b->n > r->scanned ? memchr(b->v + r->scanned, '\n', b->n - r->scanned) : NULL;
@@ -208,6 +239,7 @@ ssize_t textin_line(TextLines *r, FILE *f, const char **line)
 
 void textin_lines_free(TextLines *r)
 {
+    if (r->map) munmap((void *)r->map, r->map_len);
     free(r->buf.v);
     memset(r, 0, sizeof *r);
 }

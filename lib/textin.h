@@ -25,10 +25,19 @@ const char *textin_error(void);
  * start. */
 typedef struct {
     JsonlBuf buf;
-    size_t at;          /* the next line starts here */
+    size_t at;          /* the next line starts here (in map when mapped) */
     size_t scanned;     /* buf[at, scanned) has no newline */
     int eof;
+    const char *map;    /* the whole file, when textin_lines_map took it */
+    size_t map_len;
 } TextLines;
+
+/* Lines of f (from textin_open) read from the file mapped whole, when it
+ * is a plain regular file: 1 if so, 0 to read it as above. A long line is
+ * then neither copied nor held in fresh memory (a 20 MB JSON line grew its
+ * buffer to 32 MB, copying as it went, and the kernel zeroing those pages
+ * was most of the 100 ms before its text could go to the threads). */
+int textin_lines_map(TextLines *r, FILE *f);
 
 /* The next line of f, its newline included when it has one, at *line
  * (valid until the next call): its length, 0 at the end, or -1 on a read
