@@ -577,11 +577,12 @@ static void end_block(Reader *rd)
 
 /* Room for the next bytes of a document in the filling batch: up to a
  * batch, then a little at a time until a piece can be cut (the buffer may
- * be larger, grown by a long line before). */
+ * be larger, grown by a long line before); never under 4 bytes, a decoded
+ * escape's most (with less, jsonl_unescape can take nothing). */
 static size_t room(Reader *rd)
 {
     JsonlBuf *t = &filling(rd)->text;
-    size_t want = t->n < BATCH_BYTES ? BATCH_BYTES - t->n : 1 << 16;
+    size_t want = t->n + 4 <= BATCH_BYTES ? BATCH_BYTES - t->n : 1 << 16;
     jsonl_buf_reserve(t, want);
     return want;
 }

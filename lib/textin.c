@@ -191,8 +191,11 @@ int textin_lines_map(TextLines *r, FILE *f)
     struct stat st;
     if (!t || t->kind != PLAIN || t->f == stdin || fstat(fileno(t->f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0)
         return 0;
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fileno(t->f), 0);
+    /* no MAP_POPULATE: a corpus of many GB would be read in before its
+     * first line; read ahead as it goes instead */
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fileno(t->f), 0);
     if (m == MAP_FAILED) return 0;
+    madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);   /* a hint: failure is harmless */
     r->map = m;
     r->map_len = (size_t)st.st_size;
     return 1;

@@ -264,6 +264,15 @@ test_expect_success GPT2_VOCAB 'a long JSON line is decoded as it goes out, yet 
 		{ cat head.part && printf ", \"n\": 01}\n"; } >bad.jsonl &&
 		test_must_fail gpt2-tok -m "$GPT2_DIR" -j $j --format jsonl bad.jsonl -o out.tsz 2>err &&
 		grep "^gpt2-tok: bad.jsonl: line 1: invalid JSON: " err && ! test -e out.tsz || return 1
+	done &&
+	# an escape one byte before the end of a batch (1 MB): it waits for the next
+	{ printf "{\"text\": \"" && head -c 1048575 /dev/zero | tr "\0" a && printf "\\\\u00e9\"}\n"; } >edge.jsonl &&
+	{ head -c 1048575 /dev/zero | tr "\0" a && printf "\303\251"; } >edge.txt &&
+	gpt2-tok -m "$GPT2_DIR" --ctx 0 edge.txt >want.tsz && tsz json --full want.tsz >want &&
+	for j in 1 2; do
+		gpt2-tok -m "$GPT2_DIR" --ctx 0 -j $j --format jsonl --progress edge.jsonl >got.tsz 2>err &&
+		tsz json --full got.tsz >got && test_cmp want got &&
+		grep " $(wc -c <edge.jsonl)/$(wc -c <edge.jsonl) B (100%)" err || return 1
 	done
 '
 
