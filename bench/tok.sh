@@ -23,63 +23,59 @@
 # for the gpt2-tok rows too: on a shared machine the wall-clock ratio of 2
 # threads to 1 measures the others' load as much as gpt2-tok.
 #
-# Where the time goes (2026-12-02). The machine is shared (load 15-25 on
-# 2 cores), so the figures here were taken under SCHED_FIFO (chrt -f 10):
-# the others' processes cannot take a core during a run, which makes the
-# wall-clock ratio mean something; fastest of 8 interleaved rounds, 20 MB,
-# -o /dev/null, getrusage CPU. Earlier work: the model loads on a thread of
-# its own while the first 8 batches are read; files are cut into pieces a
-# batch (1 MB) at a time as they are read; ids go into windows a window at
-# a time; each thread writes its own id list.
+# Where the time goes (2026-12-02). The machine is shared (load 6-25 on 2
+# cores), so the figures here are taken under SCHED_FIFO (chrt -f 10): the
+# others' processes cannot take a core during a run; 20 MB, -o /dev/null,
+# task-clock CPU, fastest of 5 interleaved rounds (all four runs of both
+# builds in each round). 2 threads are the main thread (reading, cutting
+# pieces, placing ids in windows, zstd of the records; it encodes a job
+# itself when it would wait) and one worker; the model loads on a thread of
+# its own while the first 8 batches (1 MB each) are read.
 #                          1 thread   2 threads        CPU 2 / CPU 1
-#   text,  main 2ff68c3     0.58 s     0.37 s  1.57x    1.07x
-#   text,  now              0.56 s     0.30 s  1.87x    1.04x
-#   JSON,  main 2ff68c3     0.80 s     0.58 s  1.38x    1.08x
-#   JSON,  now              0.60 s     0.35 s  1.71x    1.08x
-# This bench itself at load 19 (nice, REPEAT=3): CPU 2 / 1 threads 1.12x
-# text, 1.17x JSON (a loaded machine preempts the threads in turn), the
-# wall ratio 0.88x (the others' load); single thread 12.1x gpt-tokenizer.
-# This bench on the quiet machine (2026-12-02 13:41, load 1.4, REPEAT=3,
-# no FIFO): text 35.3 -> 61.6 MB/s = 1.75x, JSON Lines 30.8 -> 54.7 MB/s =
-# 1.77x (CPU 2 / 1 threads 1.07x, 1.08x); 1 thread 12.1x and 10.6x
-# gpt-tokenizer. Without FIFO the VM's other tasks still take slices of a
-# core, so this sits between the loaded 0.88x and FIFO's 1.87x: short of
-# 1.8x by 2-3%, the serial JSON decoding and model load above.
-# What changed, and why:
-# - -j N is the main thread and N - 1 workers; the main thread encodes a
-#   job itself when it would wait. It was 2 workers beside the main thread,
-#   whose reading, placing and zstd are a quarter of the work: 3 busy
-#   threads on 2 cores, and every wake-up of the main thread took a core
-#   from a worker (650 context switches a run under load, 25-35 under FIFO;
-#   now 250 and 7-16). Controls: two 1-thread runs on the two halves at
-#   once cost no more CPU than one after the other (0.74-0.83 s either
-#   way), so the cores' shared caches and clock cost nothing here; both
-#   threads pinned to one core cost 4% more CPU than 1 thread (the second
-#   encoder's cache, thread start).
-# - Stages that only resolve --model no longer link libcurl: its 30-odd
-#   libraries took 25 ms of every start, serial (--version: 26-35 ms, now
-#   5-8 ms).
-# - JSON Lines: a line is read a block at a time and handed out in place
-#   (getline copied it into a buffer of its own), and a text buffer past
-#   4 MB is on huge pages: 22,750 page faults a run, now 13,000. The line is
-#   still read and decoded whole before its pieces go out: about 70 ms with
-#   one core idle (perf sample times per thread), which holds JSON under
-#   1.8x. A decoder that hands out text as it goes would have to stay
-#   exactly with jansson's verdict on the whole line (a repeated key keeps
-#   the last value), so it is not done. In that window three quarters of
-#   the main thread's samples are the kernel zeroing fresh pages
-#   (clear_page_erms, for the line and its decoded text: 40 MB); decoding
-#   in place in the line's buffer (the text is never longer than its JSON)
-#   would halve that.
+#   text,  main 136e84f     0.586 s    0.328 s  1.78x   1.06x
+#   text,  now              0.585 s    0.313 s  1.87x   1.03x
+#   JSON,  main 136e84f     0.675 s    0.362 s  1.87x   1.01x
+#   JSON,  now              0.572 s    0.312 s  1.84x   1.05x
+# (the median of the rounds' own ratios: main 1.83x / 1.80x, now 1.86x /
+# 1.86x; earlier the same day at load 1.4 without FIFO main gave 1.75x and
+# 1.77x.) On this VM a first touch of a 4 kB page costs 10-16 us (a 2 MB
+# huge page about 150 us once warm): page faults are a sixth of the CPU (sys time),
+# and the ones in the serial windows count twice. What changed:
+# - JSON Lines: the line is checked whole (jsonl_field_span, so the verdict
+#   is still jansson's on the whole line: a repeated key keeps the last
+#   value, an error anywhere in the line stops the run), then its field is
+#   decoded a batch at a time (jsonl_unescape) and the pieces go to the
+#   threads as they come. A plain regular file is read mapped whole
+#   (textin_lines_map): the 20 MB line was copied into a buffer grown to
+#   32 MB, and the kernel zeroing those fresh pages was three quarters of
+#   the main thread's samples before any piece went out. The worker now
+#   starts when the model is loaded (50 ms), where it started at 50-130 ms;
+#   13,250 page faults a run, now 9,650.
+# - The model's tables are on huge pages: the load alone 1,980 page faults,
+#   now 1,060, and about 10 ms shorter (60 ms); it is the start's serial
+#   window for both formats now (the main thread reads meanwhile).
+# - The workers free their encoders and the batches while the main thread
+#   compresses the last record: the main thread alone at the end of a run
+#   (perf sample times) 17 -> 11 ms, mostly that record's zstd.
+# Earlier: -j N is the main thread and N - 1 workers (N workers beside it
+# kept N + 1 threads busy on N cores: 650 context switches a run, now
+# about 250); stages that only resolve --model no longer link libcurl (25
+# ms of every start); files are cut into pieces a batch at a time as they
+# are read; ids go into windows a window at a time; each thread writes its
+# own id list. Controls: two 1-thread runs at once cost no more CPU than
+# one after the other, so the two cores share nothing that matters here.
 # Tried and dropped (no change beyond the noise): the encoders' caches on
-# huge pages (160 fewer faults: the caches are little touched); a 1 MB
-# stdio buffer on the input (4,900 read calls a run down to 70); workers on
-# cache lines of their own (moot with one worker at -j 2).
-# Left: text faults (10,500 a run: first touches of the 8 batches in
-# flight, their jobs' id lists, the window, record and compression
-# buffers; the second encoder adds 850); the load (50 ms on its thread,
-# about 15 ms of it with the main thread done reading and waiting); the
-# last record's zstd after the last piece (about 20 ms).
+# huge pages; a 1 MB stdio buffer on the input; reading plain text past the
+# fopencookie FILE's buffer (its copy is cheap, the fresh pages are not);
+# vocabulary slots holding the token bytes (a 2 MB table: more faults than
+# the cache misses it saves); zstd level 1 for the records (TSZ_LEVEL=1:
+# the end of a run no shorter in 3 runs each, and 13% larger files).
+# Left: the model load (60 ms, serial for both formats: the main thread
+# reads or checks the line meanwhile, the worker waits); the last record's
+# zstd (about 10 ms, nothing else left to overlap it with); page faults
+# (text 9,650 a run at 1 thread: 3,200 of them the jobs' id lists, one per
+# job of the 8 batches in flight, that a pool of a few lists would reuse);
+# the second encoder's cold per-word cache.
 set -e
 cd "$(dirname "$0")/.."
 GPT2=${SAEPIPE_GPT2_DIR:-../shared/gpt2}
