@@ -26,21 +26,24 @@
 # Where the time goes (2026-12-02). The machine is shared (load 6-25 on 2
 # cores), so the figures here are taken under SCHED_FIFO (chrt -f 10): the
 # others' processes cannot take a core during a run; 20 MB, -o /dev/null,
-# task-clock CPU, fastest of 5 interleaved rounds (all four runs of both
+# task-clock CPU, fastest of 7 interleaved rounds (all four runs of both
 # builds in each round). 2 threads are the main thread (reading, cutting
 # pieces, placing ids in windows, zstd of the records; it encodes a job
 # itself when it would wait) and one worker; the model loads on a thread of
 # its own while the first 8 batches (1 MB each) are read.
 #                          1 thread   2 threads        CPU 2 / CPU 1
-#   text,  main 136e84f     0.586 s    0.328 s  1.78x   1.06x
-#   text,  now              0.585 s    0.313 s  1.87x   1.03x
-#   JSON,  main 136e84f     0.675 s    0.362 s  1.87x   1.01x
-#   JSON,  now              0.572 s    0.312 s  1.84x   1.05x
-# (the median of the rounds' own ratios: main 1.83x / 1.80x, now 1.86x /
-# 1.86x; earlier the same day at load 1.4 without FIFO main gave 1.75x and
-# 1.77x.) On this VM a first touch of a 4 kB page costs 10-16 us (a 2 MB
-# huge page about 150 us once warm): page faults are a sixth of the CPU (sys time),
-# and the ones in the serial windows count twice. What changed:
+#   text,  main 136e84f     0.599 s    0.328 s  1.83x   1.03x
+#   text,  now              0.580 s    0.317 s  1.83x   1.05x
+#   JSON,  main 136e84f     0.670 s    0.368 s  1.82x   1.05x
+#   JSON,  now              0.618 s    0.332 s  1.86x   1.04x
+# The ratio moves by 0.05 between such sets at this load (the median of
+# the rounds' own ratios: main 1.89x / 1.93x, now 1.94x / 1.90x; a set of
+# 5 rounds an hour before: main 1.78x / 1.87x, now 1.87x / 1.84x); the
+# times fell in every set, JSON Lines by 8-15%. Earlier the same day at
+# load 1.4 without FIFO main gave 1.75x and 1.77x. On this VM a first
+# touch of a 4 kB page costs 10-16 us (a 2 MB huge page about 150 us once
+# warm): page faults are a sixth of the CPU (sys time), and the ones in the
+# serial windows count twice. What changed:
 # - JSON Lines: the line is checked whole (jsonl_field_span, so the verdict
 #   is still jansson's on the whole line: a repeated key keeps the last
 #   value, an error anywhere in the line stops the run), then its field is
@@ -50,7 +53,7 @@
 #   32 MB, and the kernel zeroing those fresh pages was three quarters of
 #   the main thread's samples before any piece went out. The worker now
 #   starts when the model is loaded (50 ms), where it started at 50-130 ms;
-#   13,250 page faults a run, now 9,650.
+#   13,250 page faults a run, now 9,850.
 # - The model's tables are on huge pages: the load alone 1,980 page faults,
 #   now 1,060, and about 10 ms shorter (60 ms); it is the start's serial
 #   window for both formats now (the main thread reads meanwhile).
