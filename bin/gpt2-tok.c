@@ -376,9 +376,8 @@ static void *worker_run(void *arg)
     pthread_cond_broadcast(&rd->done);   /* a failure to set up: the main thread may wait */
     int last_user = w == rd->wk && rd->quit;   /* all placed: no one uses the batches now */
     pthread_mutex_unlock(&rd->mu);
-    /* Freed here, while the main thread compresses the last record: freed
-     * by it after that (munmap of the caches and batches), they were a
-     * quarter of the serial end of a run (7 of 29 ms). */
+    /* freed here, while the main thread compresses the last record (after
+     * it, their munmaps were a quarter of the serial end of a run) */
     bpe_enc_free(&w->e);
     bpe_ids_free(&w->ids);
     if (last_user) free_batches(rd);
@@ -619,8 +618,7 @@ static void jsonl_line(Reader *rd, const char *line, size_t n, uint64_t lineno, 
 }
 
 /* Progress in the input's own bytes, the unit of the total (the compressed
- * ones for .gz/.zst); a pipe, which has no position, or no raw, counts what
- * it gave. */
+ * ones for .gz/.zst); without a position (a pipe, or raw NULL) what it gave. */
 static void progress(Reader *rd, FILE *raw, uint64_t base, size_t n)
 {
     off_t pos = raw ? ftello(raw) : -1;
