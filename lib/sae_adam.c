@@ -54,12 +54,13 @@ void sae_adam_latent(const SAEAdam *s, size_t j, const float *gt, float gb, floa
     SAETrainer *t = s->t;
     size_t D = t->c.D, F = t->c.F, FD = F * D, X = 2 * FD + F + D, E = sae_arch_extra(t->c.arch);
     float *w = t->Wd + j * D;
-    sae_axpyf(gd, -sae_dotf(w, gd, D), w, D);
+    int unit = !t->c.dec_free; /* relu --decoder free: SAELens' standard SAE leaves the rows be */
+    if (unit) sae_axpyf(gd, -sae_dotf(w, gd, D), w, D);
     adam_vec(s, s->a, j * D, gt, D);
     adam_vec(s, s->a, FD + j, &gb, 1);
     adam_vec(s, s->a, FD + F + j * D, gd, D);
     for (size_t x = 0; x < E; x++) adam_vec(s, s->ax, X + x * F + j, t->gxp + x * F + j, 1);
-    sae_normalize_row(w, D);
+    if (unit) sae_normalize_row(w, D);
 }
 
 void sae_adam_bdec(const SAEAdam *s)

@@ -44,6 +44,7 @@ int sae_arch_alloc(SAETrainer *t, char *err, size_t errlen)
             if (c->groups[g] < c->K || (g && c->groups[g] <= c->groups[g - 1]))
                 return sp_fail(err, errlen, "matryoshka groups must ascend, the first at least k=%zu", c->K);
     }
+    if (c->arch == SAE_RELU && c->dec_free) t->dn = xmalloc(2 * F * sizeof *t->dn);
     if (G) {
         t->lev = xmalloc_aligned(B * G * D * sizeof *t->lev);
         t->grp = xmalloc(F);
@@ -58,8 +59,8 @@ int sae_arch_alloc(SAETrainer *t, char *err, size_t errlen)
 
 void sae_arch_free(SAETrainer *t)
 {
-    free(t->h), free(t->e2), free(t->lev), free(t->th), free(t->raux), free(t->grp);
-    t->h = t->e2 = t->lev = t->th = NULL, t->raux = NULL, t->grp = NULL;
+    free(t->h), free(t->e2), free(t->lev), free(t->th), free(t->raux), free(t->grp), free(t->dn);
+    t->h = t->e2 = t->lev = t->th = t->dn = NULL, t->raux = NULL, t->grp = NULL;
 }
 
 void sae_arch_init_params(SAETrainer *t, const float *x, size_t n)
@@ -71,6 +72,32 @@ void sae_arch_init_params(SAETrainer *t, const float *x, size_t n)
     if (t->c.arch == SAE_JUMPRELU)
         for (size_t j = 0; j < F; j++) t->xp[j] = (float)log(t->c.theta0 * t->scale);
     if (t->c.arch == SAE_GATED) memset(t->xp, 0, 2 * F * sizeof *t->xp);
+    /* relu's start at a small norm (SAELens' 0.1, Anthropic's April 2024
+     * update): the decoder's only when it is free, the unit constraint would
+     * undo it at the first step */
+    float a = (float)t->c.init_norm;
+    for (size_t j = 0; t->c.arch == SAE_RELU && a > 0 && j < F * D; j++) {
+        t->Wt[j] *= a;
+        if (t->c.dec_free) t->Wd[j] *= a;
+    }
+}
+
+void sae_arch_dec_norms(SAETrainer *t)
+{
+    size_t D = t->c.D;
+    for (size_t j = 0; t->dn && j < t->c.F; j++) t->dn[j] = sqrtf(sae_dotf(t->Wd + j * D, t->Wd + j * D, D));
+}
+
+void sae_arch_fold_norms(const SAETrainer *t, float *param)
+{
+    size_t D = t->c.D, F = t->c.F;
+    float *Wt = param, *b_enc = Wt + F * D, *Wd = b_enc + F;
+    for (size_t j = 0; t->c.dec_free && j < F; j++) {
+        float n = sqrtf(sae_dotf(Wd + j * D, Wd + j * D, D));
+        if (!(n > 0)) continue;
+        for (size_t d = 0; d < D; d++) Wt[j * D + d] *= n, Wd[j * D + d] /= n;
+        b_enc[j] *= n;
+    }
 }
 
 void sae_arch_to_sae(const SAETrainer *t, const float *param, float *buf, SAEParams *p)

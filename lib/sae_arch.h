@@ -44,6 +44,12 @@ void sae_arch_free(SAETrainer *t);
 /* the arch's vectors at their start (jumprelu theta0 s, gated r_mag = b_mag
  * = 0) and t->scale from the n sample rows x */
 void sae_arch_init_params(SAETrainer *t, const float *x, size_t n);
+/* relu with a free decoder (c.dec_free): t->dn[j] = ||W_dec_j|| for the
+ * step's penalty; and the weights in param turned into the same map with
+ * unit decoder rows (W_enc_j, b_enc_j times the norm, W_dec_j divided by it:
+ * f_j ||W_dec_j|| is the latent the penalty saw), as the SAE is written */
+void sae_arch_dec_norms(SAETrainer *t);
+void sae_arch_fold_norms(const SAETrainer *t, float *param);
 
 void sae_arch_forward(SAETrainer *t, const float *x, size_t n, double l1, int eval, SAEStats *st, uint64_t *fired);
 void sae_arch_backward(SAETrainer *t);

@@ -124,13 +124,15 @@ int sae_fit_init(SAEFit *f)
     if (f->comm && (sae_arch_own_step(o->arch) || o->arch == SAE_MATRYOSHKA))
         return SP_FAIL(f, "--arch %s does not run sharded across ranks yet: run it without mpirun",
                        sae_arch_name(o->arch));
+    if (f->comm && o->dec_free) return SP_FAIL(f, "--decoder free does not run sharded across ranks yet: run it without mpirun");
     if (f->comm) sp_shard_range(F, f->comm->size, f->comm->rank, &f0, &f1);
     int k = sae_arch_has_k(o->arch);
     SAETrainConfig c = {.arch = o->arch, .D = D, .F = f1 - f0, .K = k ? o->K : 0, .B = o->batch,
                         .aux_k = k ? o->aux_k : 0, .aux_coef = o->aux_coef, .beta1 = o->beta1,
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
                         .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F, .bandwidth = o->bandwidth,
-                        .theta0 = o->theta0, .theta_lr = o->theta_lr, .tanh_scale = o->tanh_scale};
+                        .theta0 = o->theta0, .theta_lr = o->theta_lr, .tanh_scale = o->tanh_scale,
+                        .dec_free = o->dec_free, .init_norm = o->init_norm};
     if (o->arch == SAE_MATRYOSHKA && fit_groups(f, F, &c) < 0) return -1;
     if (check_memory(f, &c) < 0) return -1;
     if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
@@ -349,6 +351,7 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
     /* (only when set: a checkpoint of a run at the default still resumes) */
     if (o->arch == SAE_JUMPRELU && c->theta_lr != 1 && (n = strlen(buf)) < len)
         snprintf(buf + n, len - n, " theta_lr=%g", c->theta_lr);
+    if (c->dec_free && (n = strlen(buf)) < len) snprintf(buf + n, len - n, " decoder=free");
     for (size_t g = 0; o->arch == SAE_MATRYOSHKA && g < c->ngroups && (n = strlen(buf)) < len; g++)
         snprintf(buf + n, len - n, "%s%zu", g ? "," : " groups=", c->groups[g]);
 }
@@ -568,7 +571,16 @@ int sae_fit_write(SAEFit *f, TszWriter *w)
     /* the kept weights, with the batchtopk threshold they were kept with */
     double theta = f->t.theta;
     if (f->best) f->t.theta = f->best_theta;
-    int rc = sae_trainer_write(&f->t, f->best ? f->best : f->t.param, &s, w, extra, f->err, sizeof f->err);
+    const float *param = f->best ? f->best : f->t.param;
+    float *folded = NULL; /* relu, free decoder: written with unit decoder rows, the same map */
+    if (f->t.c.dec_free) {
+        folded = xmalloc_aligned(f->t.P * sizeof *folded);
+        memcpy(folded, param, f->t.P * sizeof *folded);
+        sae_arch_fold_norms(&f->t, folded);
+        param = folded;
+    }
+    int rc = sae_trainer_write(&f->t, param, &s, w, extra, f->err, sizeof f->err);
+    free(folded);
     f->t.theta = theta;
     json_decref(extra);
     return rc;

@@ -369,7 +369,7 @@ static void pass_act(void *a, size_t lo, size_t hi)
         for (size_t j = i * F; j < (i + 1) * F; j++) {
             float v = t->pre[j] > 0 && t->pre[j] > p->th ? t->pre[j] : 0;
             act[j] = v;
-            s += v;
+            s += t->dn ? v * t->dn[j - i * F] : v; /* relu, free decoder: f ||W_dec_j|| */
             c += v > 0;
         }
         t->rl1[i] = s, t->ract[i] = c;
@@ -442,23 +442,37 @@ void sae_trainer_dxhat(SAETrainer *t, size_t n)
     sp_parfor(t->c.D, 256, pass_dxhat, &ps);
 }
 
+/* relu's penalty l1/n f_j (free decoder: l1/n f_j ||W_dec_j||): its slope
+ * on f_j, and on W_dec_j, from the latent's activations summed over rows,
+ * added to the decoder gradient gd (along the row: it only shrinks it) */
+static float pen_slope(const Pass *p, size_t j) { return p->t->dn ? p->l1n * p->t->dn[j] : p->l1n; }
+static void pen_dec(const Pass *p, size_t j, float fsum, float *gd)
+{
+    const SAETrainer *t = p->t;
+    if (t->dn && t->dn[j] > 0) sae_axpyf(gd, p->l1n * fsum / t->dn[j], t->Wd + j * t->c.D, t->c.D);
+}
+
 /* relu dense, over latents: dpre = (f>0)(df + l1/n) in g, b_enc's gradient */
 static void pass_mask(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
     SAETrainer *t = p->t;
     size_t F = t->c.F;
+    float *fsum = t->dn ? t->dn + F : NULL;
     for (size_t j = lo; j < hi; j++) t->gb_enc[j] = 0;
+    for (size_t j = lo; fsum && j < hi; j++) fsum[j] = 0;
     for (size_t i = 0; i < p->n; i++) {
         float *gr = t->g + i * F;
         const float *fr = t->pre + i * F;
         for (size_t j = lo; j < hi; j++) {
-            float v = fr[j] > 0 ? gr[j] + p->l1n : 0;
+            float v = fr[j] > 0 ? gr[j] + pen_slope(p, j) : 0;
             gr[j] = v;
             t->gb_enc[j] += v;
+            if (fsum && fr[j] > 0) fsum[j] += fr[j];
             if (fr[j] > 0) t->since_fired[j] = -1; /* reset at the end of the step */
         }
     }
+    for (size_t j = lo; fsum && j < hi; j++) pen_dec(p, j, fsum[j], t->gWd + j * t->c.D);
 }
 
 /* AuxK's residuals (the forward's) become their gradient: r *= 2 aux_coef / n */
@@ -500,10 +514,13 @@ static float latent_grad(const Pass *p, size_t j, float *gd, float *ge)
         size_t i = t->arow[c];
         gb += entry_grad(gd, ge, w, t->ar + i * D, t->aval[t->aq[c]], 0, t->xc + i * D, D);
     }
+    float fsum = 0;
     for (size_t c = t->cptr[j]; c < t->cptr[j + 1]; c++) {
         size_t i = t->crow[c];
-        gb += entry_grad(gd, ge, w, sae_arch_dx(t, i, j), t->val[t->cq[c]], p->l1n, t->xc + i * D, D);
+        fsum += t->val[t->cq[c]];
+        gb += entry_grad(gd, ge, w, sae_arch_dx(t, i, j), t->val[t->cq[c]], pen_slope(p, j), t->xc + i * D, D);
     }
+    pen_dec(p, j, fsum, gd);
     if (t->cptr[j + 1] > t->cptr[j]) t->since_fired[j] = -1; /* reset at the end of the step */
     return gb;
 }
@@ -583,6 +600,7 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
     int dense = relu || (eval && sae_arch_has_threshold(t->c.arch)), sparse = !dense;
     float *act = relu ? pre : t->g;
     for (size_t i = 0; i < n; i++) t->rl1[i] = 0;
+    sae_arch_dec_norms(t); /* relu, free decoder: the penalty's weights */
     if (dense) {
         sp_parfor(n, rows, pass_act, &ps);
         if (relu && relu_sparse(t, n)) {

@@ -9,7 +9,7 @@
  * transposed so that the sparse backward of topk adds contiguous rows.
  * Objective of a batch of n rows (x already in the SAE's normalised scale):
  *   recon = 1/n sum_i ||x_hat_i - x_i||^2
- *   relu:             loss = recon + l1/n sum_ij f_ij
+ *   relu:             loss = recon + l1/n sum_ij f_ij (dec_free: f_ij ||W_dec_j||)
  *   topk, batchtopk:  loss = recon + aux_coef/n sum_i ||e^_i - (x_i - x_hat_i)||^2
  *   matryoshka:       the batchtopk loss + 1/n sum_g<G sum_i ||x_hat_i^(g) - x_i||^2,
  *                     x_hat^(g) the decoder of the selected latents below groups[g]
@@ -49,6 +49,8 @@ typedef struct {
     double relu_sparse;    /* relu: decoder and backward over the active entries when at most
                             * this fraction of (row, latent) pairs fire; 0: SAE_RELU_SPARSE,
                             * < 0: always dense. Sizes relu's CSR buffers. */
+    int dec_free;          /* relu: decoder rows unconstrained, penalty l1/n sum_ij f_ij ||W_dec_j|| */
+    double init_norm;      /* relu: > 0: encoder rows start at this norm (and, free, decoder rows) */
     /* Latent-sharded (comm.h, sae-fit under mpirun): this trainer holds
      * latents [f0, f0 + F) of F_all and the other ranks the rest; the
      * selections of topk, batchtopk and AuxK, the reconstruction and the
@@ -107,6 +109,7 @@ typedef struct {
     double *acc;           /* (D) */
     float *h, *e2, *lev;   /* sae_arch.c: (B,F), (B,D); matryoshka (B,G-1,D) */
     float *th;             /* (F) jumprelu thresholds; gated exp(r_mag) */
+    float *dn;             /* relu, free decoder: (2F) each row's norm, then scratch sums */
     double *raux;          /* (B) per row: the arch's extra loss */
     uint8_t *grp;          /* (F) matryoshka: each latent's first level */
     /* the last forward, for the backward */
