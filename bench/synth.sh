@@ -14,14 +14,17 @@
 # (default all six); FLAGS_<arch>="..." their sae-fit flags. The defaults below
 # hold the sparsity coefficients that give relu, jumprelu and gated an inference
 # L0 of about 14 on the eval rows at 20 epochs (README "Ground truth" says how
-# they were found); set FLAGS_relu= (empty) for sae-fit's own default. With
-# other ROWS_K or EPOCHS the L0 they give moves: check the summary line's L0.
+# they were found); relu's also has SAELens' recipe for its standard SAE (free
+# decoder rows, start norm 0.1) and a coefficient ramp, which take its mcc_dec
+# from 0.40 to 0.68 at L0 14 (sae-fit's unit-norm recipe: FLAGS_relu="--l1 6").
+# Set FLAGS_relu= (empty) for sae-fit's own default. With other ROWS_K or
+# EPOCHS the L0 they give moves: check the summary line's L0.
 set -e
 cd "$(dirname "$0")/.."
 for s in sae-synth sae-fit; do
 	[ -x bin/$s ] || { echo "bench/synth.sh: skipped: bin/$s not built"; exit 0; }
 done
-: "${FLAGS_relu=--l1 6}"
+: "${FLAGS_relu=--l1 7 --l1-warmup 1500 --decoder free --init-norm 0.1}"
 : "${FLAGS_jumprelu=--l1 0.0085}"
 : "${FLAGS_gated=--l1 0.4}"
 tmp=$(mktemp -d)
