@@ -1,34 +1,11 @@
 #!/bin/sh
 test_description='sae-fit --arch jumprelu, gated, matryoshka on sae-synth rows (recovery, file layout, inference maps against numpy, resume); batchtopk inference L0 near k; refusals'
 . "$(dirname "$0")/test-lib.sh"
-
-# py 'code': numpy with ld(name) loading name.npy
-py () {
-	"$PYTHON" -c "import numpy as np, sys, json
-ld = lambda n: np.load(n + '.npy')
-$1"
-}
-
-# jget FILE KEY: a number of a one-line JSON; is VALUE COND: awk's COND on v
-jget () { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
-is () { echo "# $1 ($2)" && awk -v v="$1" "BEGIN { exit !($2) }"; }
-# usage_err CMD...: CMD exits with 2 (bad usage)
-usage_err () { "$@"; test $? = 2; }
-
-# score SAE: sae-synth's scores of SAE on eval.tsz as JSON in SAE.json
-score () { sae-synth score --truth truth.tsz --sae "$1.tsz" --json eval.tsz >"$1.json" && cat "$1.json" >&3; }
+. "$TEST_DIRECTORY/helpers/sae-arch-test-lib.sh"
 
 # l0 FEATURES.tsz: mean active latents per row of sae-encode's CSR output
 l0 () {
 	tsz to-npy --name indptr ip.npy "$1" && py "p = ld('ip'); print(p[-1] / (len(p) - 1))"
-}
-
-# same_tensors A B: every tensor of SAE file A is in B, bit for bit
-same_tensors () {
-	for n in $(tsz json "$1" | tr "{," "\n\n" | sed -n "s/^\"\([A-Za-z_]*\)\":$/\1/p" | grep -v "^tensors$"); do
-		tsz to-npy --name $n a.npy "$1" && tsz to-npy --name $n b.npy "$2" && cmp a.npy b.npy || return 1
-		echo "# $n same" >&3
-	done
 }
 
 FIT="--dict 128 --k 4 --batch 256 --lr 0.003 --aux-k 32"
@@ -128,12 +105,7 @@ test_expect_success 'matryoshka --groups: given sizes, F appended; the default F
 # scale and vectors travel in the checkpoint.
 for a in jumprelu gated matryoshka; do
 	test_expect_success "$a: a run cut short and --resume'd gives the same bytes" '
-		R="--arch '$a' $FIT --batch 64 --tokens 12800 --checkpoint-every 30" &&
-		sae-synth -n 12800 --record-rows 640 --data-seed 5 >r.tsz &&
-		sae-fit $R --checkpoint ckf -o full.tsz r.tsz 2>/dev/null &&
-		rm -rf ckc && { head -c 1000000 r.tsz | sae-fit $R --checkpoint ckc -o cut.tsz 2>/dev/null; true; } &&
-		test -f ckc/checkpoint.tsz && test ! -f cut.tsz &&
-		sae-fit $R --checkpoint ckc --resume -o res.tsz r.tsz 2>/dev/null &&
+		cut_resume "--arch '$a' $FIT --batch 64 --tokens 12800 --checkpoint-every 30" &&
 		same_tensors full.tsz res.tsz && tsz json full.tsz >m1 && tsz json res.tsz >m2 && test_cmp m1 m2
 	'
 done

@@ -1,16 +1,7 @@
 #!/bin/sh
 test_description='sae-fit --arch relu --decoder free --init-norm: recovery above the unit-norm recipe at the same L0, the written map and its penalty against numpy, resume, refusals'
 . "$(dirname "$0")/test-lib.sh"
-
-py () {
-	"$PYTHON" -c "import numpy as np, sys, json
-ld = lambda n: np.load(n + '.npy')
-$1"
-}
-jget () { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
-is () { echo "# $1 ($2)" && awk -v v="$1" "BEGIN { exit !($2) }"; }
-usage_err () { "$@"; test $? = 2; }
-score () { sae-synth score --truth truth.tsz --sae "$1.tsz" --json eval.tsz >"$1.json" && cat "$1.json" >&3; }
+. "$TEST_DIRECTORY/helpers/sae-arch-test-lib.sh"
 
 FIT="--arch relu --dict 128 --batch 256 --lr 0.003 --l1 8"
 FREE="--decoder free --init-norm 0.1"
@@ -54,15 +45,7 @@ assert abs(loss - h[\"loss\"]) < 1e-3 * loss and abs(l0 - h[\"l0\"]) < 0.01
 '
 
 test_expect_success 'relu --decoder free: a run cut short and resumed gives the same bytes; a resume with the unit decoder is refused' '
-	R="$FIT $FREE --batch 64 --tokens 12800 --checkpoint-every 30" &&
-	sae-synth -n 12800 --record-rows 640 --data-seed 5 >r.tsz &&
-	sae-fit $R --checkpoint ckf -o full.tsz r.tsz 2>/dev/null &&
-	rm -rf ckc && { head -c 1000000 r.tsz | sae-fit $R --checkpoint ckc -o cut.tsz 2>/dev/null; true; } &&
-	test -f ckc/checkpoint.tsz && test ! -f cut.tsz &&
-	sae-fit $R --checkpoint ckc --resume -o res.tsz r.tsz 2>/dev/null &&
-	for n in W_enc b_enc W_dec b_dec; do
-		tsz to-npy --name $n a.npy full.tsz && tsz to-npy --name $n b.npy res.tsz && cmp a.npy b.npy || return 1
-	done &&
+	cut_resume "$FIT $FREE --batch 64 --tokens 12800 --checkpoint-every 30" && same_tensors full.tsz res.tsz &&
 	test_must_fail sae-fit $FIT --batch 64 --tokens 12800 --checkpoint ckc --resume -o o.tsz r.tsz 2>err &&
 	grep "^sae-fit: ckc/checkpoint.tsz: checkpoint was written with .* decoder=free., this run has .*l1=8.$" err
 '
