@@ -1,6 +1,7 @@
 /* sae_adam.c: the trainer's Adam (sae_train.h), one latent at a time: its
  * encoder row and bias, its decoder row with the gradient's component along
- * the row removed first and unit norm restored after, the arch's vectors;
+ * the row removed first and unit norm restored after (not for relu's free
+ * decoder), the arch's vectors;
  * then b_dec. sae_trainer_update takes the gradient from t->grad;
  * sae_trainer_step (sae_train.c) hands each latent's rows over from cache.
  * The moments are f32 or bf16 (--state-dtype). */

@@ -24,6 +24,7 @@ uint64_t sae_arch_bytes(const SAETrainConfig *c)
     uint64_t B = c->B, D = c->D, F = c->F, b = 0;
     if (sae_arch_own_step(c->arch)) b += B * F * 4 + B * D * 4 + F * 4 + B * 8;
     if (levels(c)) b += B * levels(c) * D * 4 + F + B * 8;
+    if (c->arch == SAE_RELU && c->dec_free) b += F * 8; /* t->dn */
     return b;
 }
 

@@ -139,7 +139,8 @@ void sae_trainer_init_params(SAETrainer *t, SpRng *rng, const float *x, size_t n
 void sae_trainer_forward(SAETrainer *t, const float *x, size_t n, double l1, SAEStats *st);
 void sae_trainer_backward(SAETrainer *t);
 /* Adam step with learning rate lr on t->grad; decoder rows are kept at unit
- * norm, the gradient component parallel to each row removed first. */
+ * norm, the gradient component parallel to each row removed first (relu
+ * with c.dec_free: left free). */
 void sae_trainer_update(SAETrainer *t, double lr);
 /* sae_trainer_backward and sae_trainer_update in one, the same bytes: on
  * the sparse step (topk, batchtopk, matryoshka, relu when few latents
