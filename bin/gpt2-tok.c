@@ -659,7 +659,7 @@ static void read_input(Reader *rd, const char *path)
         const char *line;
         ssize_t n;
         uint64_t lineno = 0;
-        FILE *at = textin_lines_map(&lines, f) ? NULL : raw;   /* mapped: the lines count the bytes */
+        FILE *at = textin_lines_map(&lines, f, in) ? NULL : raw;   /* mapped: the lines count the bytes */
         while ((n = textin_line(&lines, f, &line)) > 0) {
             lineno++;
             progress(rd, at, base, (size_t)n);

@@ -93,6 +93,9 @@ typedef struct {
                      * an SAE's parts, where the kernel's copy is long) */
 } TszWriteOpts;
 void tsz_write_opts_default(TszWriteOpts *o);
+/* Remove every open writer's temporary file now (unlink only: for a
+ * signal handler about to _exit). */
+void tsz_unlink_temps_now(void);
 
 /* Open path for writing ("-" is stdout). A named file is written to a
  * temporary name and renamed into place by tsz_writer_close, so a file at

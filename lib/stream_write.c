@@ -103,6 +103,8 @@ static void unlink_open_temps(void)
         if (w->tmp) unlink(w->tmp);
 }
 
+void tsz_unlink_temps_now(void) { unlink_open_temps(); }
+
 static void track(TszWriter *w)
 {
     static int registered;

@@ -2,11 +2,14 @@
  * fopencookie, so a reader's fread/getline loop does not change. */
 #include "textin.h"
 #include "util.h"
+#include "stream.h"
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -183,7 +186,21 @@ const char *textin_error(void)
     return last_err[0] ? last_err : "read error";
 }
 
-int textin_lines_map(TextLines *r, FILE *f)
+/* A mapped file cut short while it is read: the pages past its new end
+ * raise SIGBUS. The handler says so in one line, removes the temporary
+ * output files and exits 1 (only async-signal-safe calls). */
+static char bus_msg[512];
+static size_t bus_len;
+
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    tsz_unlink_temps_now();
+    if (write(2, bus_msg, bus_len) < 0) { /* nothing left to tell */ }
+    _exit(1);
+}
+
+int textin_lines_map(TextLines *r, FILE *f, const char *name)
 {
     TextIn *t = NULL;
     for (size_t i = 0; i < sizeof open_ins / sizeof *open_ins; i++)
@@ -196,6 +213,11 @@ int textin_lines_map(TextLines *r, FILE *f)
     void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fileno(t->f), 0);
     if (m == MAP_FAILED) return 0;
     madvise(m, (size_t)st.st_size, MADV_SEQUENTIAL);   /* a hint: failure is harmless */
+    int n = snprintf(bus_msg, sizeof bus_msg, "%s: %s: cut short while being read (the file shrank)\n", sp_prog,
+                     name);
+    bus_len = n < 0 ? 0 : (size_t)n < sizeof bus_msg ? (size_t)n : sizeof bus_msg - 1;
+    struct sigaction sa = {.sa_handler = on_sigbus};
+    sigaction(SIGBUS, &sa, NULL);
     r->map = m;
     r->map_len = (size_t)st.st_size;
     return 1;

@@ -37,7 +37,9 @@ typedef struct {
  * then neither copied nor held in fresh memory (a 20 MB JSON line grew its
  * buffer to 32 MB, copying as it went, and the kernel zeroing those pages
  * was most of the 100 ms before its text could go to the threads). */
-int textin_lines_map(TextLines *r, FILE *f);
+/* name is the file's, for the one-line error when it is cut short while
+ * mapped (SIGBUS: the run exits 1, its temporary outputs removed). */
+int textin_lines_map(TextLines *r, FILE *f, const char *name);
 
 /* The next line of f, its newline included when it has one, at *line
  * (valid until the next call): its length, 0 at the end, or -1 on a read
