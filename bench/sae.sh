@@ -16,40 +16,33 @@
 # steps, default 2), SAE_BENCH_DENSITY (default "0.5 0.01"), SAE_BENCH_D,
 # SAE_BENCH_B, THREADS (default: nproc).
 # A 32x relu step at D=2048 is ~1.4 TFLOP: expect minutes per step on 2 cores.
-# A run's fixed cost (not timed here: sae_bench times steps). Measured
-# 2026-12-02 in CPU time (user+sys; load ~20, so wall clock says nothing),
-# sae-fit --arch topk --dict 8x (D=2048, F=16384), batch 4096, on 8192
-# random rows (tsz from-npy, 60 MB): 1 step 11.5 s, 2 steps 14.8 s, so
-# ~8.2 s fixed + 3.3 s a step (before huge pages: 1 step 16.1 s, 12.7 s
-# fixed). perf (cpu-clock) of the 1-step run now: first touch of ~1.3 GB
-# (parameters, gradients, Adam moments, scratch; the kernel clearing pages)
-# 19%, writing the 268 MB SAE 22% (copies into the record and the msgpack
-# buffer 15%, zstd 7%), the random init 9% (Box-Muller: log and cos), the
-# b_dec geometric median 7%, the step's sgemm 25%. Tried and dropped:
-# zstd's multithreaded mode (nbWorkers >= 1: the same bytes for any count,
-# other than nbWorkers 0's) on a 32 MB part of such floats, level 3: 0.46
-# to 0.58 s of CPU and no faster in wall time against 0.21-0.26 s single
-# threaded (the SAE's weights hardly compress; the jobs' copies cost more
-# than the matching). mlp-tap's files declare their rows in the end record,
-# so sae-fit no longer reads its input through once before training (a
-# second full pass of a multi-GB store before step 1); other files still
-# are. The 2 s goal on two cores is not met: clearing 1.3 GB of fresh
-# memory and writing 268 MB alone are ~5 s of CPU here (41% of 11.8 s).
-# Since (issue 19), the same bytes for any thread count and as before: the
-# block is zeroed on every thread (first touch shared out), the random rows
-# drawn serially in blocks of 64 and made (Box-Muller's log and cos, unit
-# norm, the encoder's copy) on every thread, the geometric median's sums
-# split by rows and by columns, and the writer's transpose of W_enc done 16
-# columns at a time on every thread (it wrote one column at a time: 4.3% of
-# the 1-step run's CPU, now 0.3%). perf of that run: 56.8K -> 50.4K samples
-# (-11% CPU); what is left is the same work on two threads, so wall time
-# drops by up to half of init's share, not CPU. Not measured on a quiet
-# machine (load 13-50 during the session: wall times there said nothing);
-# sae_bench now prints alloc and init apart, in wall and CPU time: init's
-# CPU stayed ~1.0-1.3 s, alloc's first-touch CPU swings 0.1-2.3 s between
-# identical runs (the VM's page clearing), which also bounds the fixed cost.
-# sae-fit's 1-step run above, old and new build back to back twice (load
-# ~30): user CPU 6.99, 6.81 s -> 6.70, 6.03 s; system CPU 1.9-5.7 s in both.
+# A run's fixed cost (not timed here: sae_bench times steps): sae-fit
+# --arch topk --dict 8x (D=2048, F=16384), batch 4096, on 8192 random rows
+# (tsz from-npy, 60 MB), -o a file; fixed = 2 x (1 step) - (2 steps).
+# Quiet machine 2026-12-02 16:43 (load under 2), old build (136e84f) and
+# this one alternated, four rounds: old 1 step 5.37-6.72 s, 2 steps
+# 7.04-7.74 s, fixed 3.7-3.9 s (6.4 in a round whose system time was 4 s);
+# now 1 step 3.75-4.23 s, 2 steps 5.61-6.60 s, fixed 1.86, 2.14, 1.99,
+# 1.86 s (mean 1.97 s; issue 19's goal 2 s: met on the mean, not in every
+# run). What changed (perf timelines under SCHED_FIFO): the SAE is written
+# at zstd level 1 (its weights hardly compress: 232 MB against level 3's
+# 235, 0.033 s a 32 MB part against 0.078), on the writer's own thread
+# while the next part is compressed (TszWriteOpts.async), the shuffled
+# floats packed straight into the record (one copy less): the write 2.25
+# -> 1.5 s; the init makes each latent's row from a generator of its own
+# on every thread, Box-Muller pairs (cos and sin of one log): 0.75 -> 0.5
+# s. What is left is mostly the kernel's: first touch of the ~1.3 GB the
+# run holds (parameters, Adam moments, the B x F pre-activations, scratch;
+# clear_page, ~1 s of wall on both cores at the start and ~0.5 s before the
+# first GEMM) and the copy of the 232 MB file into fresh page-cache pages
+# (copy_folio_from_iter, ~1 s on the writer's thread); on this VM fresh
+# pages cost 10-16 us each (a run right after another reuses the freed
+# pages: sae_bench's alloc 0.71 s, then 0.04 s). Not tried: topk's
+# pre-activations a 512-row tile at a time rather than B x F (268 MB less
+# to touch; AuxK's candidates would be picked tile by tile). Tried and
+# dropped: zstd's multithreaded mode on a 32 MB part (no faster: 0.12 s
+# with 2 workers against 0.08 single at level 3); a blocked byte shuffle
+# (3 GB/s either way).
 # Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%:
 # tokens/s x 2DF / the measured sgemm peak). Quiet machine, 2026-12-02
 # 13:40 (load under 2), topk 8x, 4 steps, fused and SAE_BENCH_UNFUSED=1
@@ -94,9 +87,8 @@
 # L2/L3: over the slabs the lines of the two 8 KB rows, at no better cost
 # a line (the slab gather ~0.26 s of CPU a step), and the step takes back
 # the 268 MB the fused step saves.
-# sae-fit, from before (issue 19's fixed cost): 1 step 4.9-5.7 s wall
-# (7.1-8.5 s CPU), 2 steps 6.9-7.3 s wall on the 60 MB of random rows:
-# about 3 s of fixed cost (7 s when the issue was filed), not the 2 s.
+# Quiet, 2026-12-02 16:44: 2040, 2042 tokens/s against peaks of 180.0
+# and 183.1 GFLOP/s: 74.5-76.1% (top-k on both threads did not show).
 set -e
 D=${SAE_BENCH_D:-2048}
 B=${SAE_BENCH_B:-4096}
