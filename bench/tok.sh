@@ -40,7 +40,14 @@
 # the rounds' own ratios: main 1.89x / 1.93x, now 1.94x / 1.90x; a set of
 # 5 rounds an hour before: main 1.78x / 1.87x, now 1.87x / 1.84x); the
 # times fell in every set, JSON Lines by 8-15%. Earlier the same day at
-# load 1.4 without FIFO main gave 1.75x and 1.77x. On this VM a first
+# load 1.4 without FIFO main gave 1.75x and 1.77x. The lead's check on the
+# quiet machine (16:48, load under 2, no other jobs), -o a file, 9 rounds
+# interleaved, fastest (median) of each: under FIFO now text 1.82x (1.78x),
+# JSON 1.76x (1.72x), main 136e84f 1.75x (1.70x) and 1.71x (1.75x); without
+# FIFO now 1.65x / 1.75x, main 1.64x / 1.78x; this bench once without FIFO
+# 1.78x / 1.45x (JSON's CPU 1.33x there, 1.04-1.10x in every other set): the
+# VM's own jitter moves the ratio more than the work does. 1.8x is reached
+# by text under FIFO, not shown for JSON Lines. On this VM a first
 # touch of a 4 kB page costs 10-16 us (a 2 MB huge page about 150 us once
 # warm): page faults are a sixth of the CPU (sys time), and the ones in the
 # serial windows count twice. What changed:
