@@ -35,6 +35,12 @@ static uint64_t csr_cap(const SAETrainConfig *c)
     return r < 0 ? 0 : (uint64_t)(r * (double)c->B * (double)c->F);
 }
 static int needs_g(const SAETrainConfig *c) { return c->arch != SAE_TOPK; }
+/* topk (one process) selects each row's latents alone, so its pre-
+ * activations need only live for the encoder product's tile of rows
+ * (<= 512): 8x at D=2048 holds 32 MB of them, not 268 MB (128x at D=3072,
+ * 6.4 GB less). The other archs' selection or backward sees the batch. */
+static int pre_tiled(const SAETrainConfig *c) { return c->arch == SAE_TOPK && !c->comm; }
+enum { PRE_TILE = 512 }; /* lib/gemm.h's tiles of a window: at most 512 rows */
 /* latents over every rank */
 static size_t cand_k(const SAETrainConfig *c) { return kmax(c) > c->aux_k ? kmax(c) : c->aux_k; }
 /* b_dec's gradient sums the latents' shares in chunks of this many, in
@@ -50,7 +56,8 @@ uint64_t sae_trainer_bytes(const SAETrainConfig *c)
      * rows, so their pages are never touched */
     uint64_t G = sae_arch_has_k(c->arch) ? F + D : P;
     uint64_t b = sae_arch_bytes(c) + (P + G) * 4 + P * (c->state_bf16 ? 4 : 8);
-    b += B * D * 4 * 2 + B * F * 4 * (needs_g(c) ? 2 : 1);
+    b += (B + (pre_tiled(c) ? PRE_TILE : 0)) * D * 4 + B * D * 4; /* xc (with a tile's padding), e */
+    b += (pre_tiled(c) && B > PRE_TILE ? PRE_TILE : B) * F * 4 + (needs_g(c) ? B * F * 4 : 0);
     b += csr_cap(c) * 16 + (B + 1) * 8 + B * A * 16 + F * 36 + B * 28 + D * 8 + (A ? B : 1) * D * 4;
     b += bdec_chunks(F) * D * 4;
     if (c->comm) b += B * cand_k(c) * 8 + B * 8;
@@ -95,9 +102,14 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     t->xp = t->b_dec + D, t->gxp = t->gb_dec + D;
     t->scale = 1;
     t->since_fired = xcalloc(F, sizeof *t->since_fired);
-    t->xc = xmalloc_aligned(B * D * sizeof(float));
+    /* tiled: xc has a tile's rows beyond B, zero, so the last (short)
+     * tile's product is the full tile's shape, as sp_gemm pads it */
+    size_t xrows = B + (pre_tiled(c) ? PRE_TILE : 0);
+    t->xc = xmalloc_aligned(xrows * D * sizeof(float));
+    if (xrows > B) memset(t->xc + B * D, 0, (xrows - B) * D * sizeof(float));
     t->e = xmalloc_aligned(B * D * sizeof(float));
-    t->pre = xmalloc_aligned(B * F * sizeof(float));
+    t->pre_rows = pre_tiled(c) && B > PRE_TILE ? PRE_TILE : B;
+    t->pre = xmalloc_aligned(t->pre_rows * F * sizeof(float));
     if (needs_g(c)) t->g = xmalloc_aligned(B * F * sizeof(float));
     t->cap = csr_cap(c);
     size_t nk = t->cap ? t->cap : 1;
@@ -189,18 +201,22 @@ float sae_kth_largest(float *a, size_t n, size_t k)
     return a[lo];
 }
 
-/* topk's rows [lo, hi): the K best of each, val = relu(pre). Rows apart,
- * on sp_parfor: serial, it was ~0.1 s of a 2 s step (8x, batch 4096) with
- * the other core idle. */
+/* Row i's pre-activations (topk: of the tile from row pre_r0). */
+static float *pre_row(const SAETrainer *t, size_t i) { return t->pre + (i - t->pre_r0) * t->c.F; }
+
+/* topk's rows pre_r0 + [lo, hi) (the tile's): the K best of each, val =
+ * relu(pre). Rows apart, on sp_parfor: serial, it was ~0.1 s of a 2 s step
+ * (8x, batch 4096) with the other core idle. */
 static void pass_topk(void *a, size_t lo, size_t hi)
 {
     SAETrainer *t = a;
     size_t F = t->c.F, K = t->c.K;
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = t->pre_r0 + lo; i < t->pre_r0 + hi; i++) {
         uint32_t *id = t->idx + i * K;
-        sae_topk_row(t->pre + i * F, F, K, id);
+        const float *pre = pre_row(t, i);
+        sae_topk_row(pre, F, K, id);
         for (size_t k = 0; k < K; k++) {
-            float v = t->pre[i * F + id[k]];
+            float v = pre[id[k]];
             t->val[i * K + k] = v > 0 ? v : 0;
         }
         t->ptr[i + 1] = (i + 1) * K;
@@ -217,10 +233,6 @@ static void select_active(SAETrainer *t, size_t n)
     t->ptr[0] = 0;
     if (t->c.arch == SAE_TOPK && t->c.comm) {
         sae_shard_topk(t, n);
-        return;
-    }
-    if (t->c.arch == SAE_TOPK) {
-        sp_parfor(n, 1, pass_topk, t);
         return;
     }
     /* batchtopk: threshold thr; entries > thr are in, entries == thr fill up
@@ -284,28 +296,45 @@ void sae_auxk_residual(SAETrainer *t, size_t i, float *r)
         if (av[a] > 0) sae_axpyf(r, av[a], t->Wd + (size_t)ai[a] * D, D);
 }
 
-static double auxk_forward(SAETrainer *t, size_t n)
+/* AuxK's dead latents and how many a row takes (aux_a; 0: off). Before
+ * the rows' picks: they read the tile's pre-activations. Sharded: 0 here,
+ * sae_shard_auxk picks. */
+static size_t auxk_begin(SAETrainer *t)
 {
-    size_t D = t->c.D, F = t->c.F, nd = 0;
+    size_t F = t->c.F, nd = 0;
     for (size_t j = 0; j < F; j++)
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
     size_t nd_all = count_all(t, nd), A = t->c.aux_k < nd_all ? t->c.aux_k : nd_all;
     t->aux_a = t->c.aux_coef == 0 ? 0 : A;
+    return nd;
+}
+
+/* Row i's aux_a largest pre-activations among the nd dead latents */
+static void auxk_pick(SAETrainer *t, size_t i, size_t nd)
+{
+    size_t A = t->aux_a;
+    const float *pre = pre_row(t, i);
+    for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
+    uint32_t *ai = t->aidx + i * A;
+    float *av = t->aval + i * A;
+    sae_topk_row(t->abuf, nd, A, ai);
+    for (size_t a = 0; a < A; a++) {
+        float v = t->abuf[ai[a]];
+        ai[a] = t->dead[ai[a]];
+        av[a] = v > 0 ? v : 0;
+    }
+}
+
+/* AuxK's loss; the picks are made (picked) or made here from pre */
+static double auxk_forward(SAETrainer *t, size_t n, size_t nd, int picked)
+{
+    size_t D = t->c.D;
     if (!t->aux_a) return 0;
     if (t->c.comm) return sae_shard_auxk(t, n, nd);
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
-        const float *pre = t->pre + i * F;
         float *r = t->ar + i * D;
-        for (size_t a = 0; a < nd; a++) t->abuf[a] = pre[t->dead[a]];
-        uint32_t *ai = t->aidx + i * A;
-        float *av = t->aval + i * A;
-        sae_topk_row(t->abuf, nd, A, ai);
-        for (size_t a = 0; a < A; a++) {
-            float v = t->abuf[ai[a]];
-            ai[a] = t->dead[ai[a]];
-            av[a] = v > 0 ? v : 0;
-        }
+        if (!picked) auxk_pick(t, i, nd);
         sae_auxk_residual(t, i, r);
         double s2 = 0;
         for (size_t d = 0; d < D; d++) s2 += (double)r[d] * r[d];
@@ -346,16 +375,38 @@ typedef struct {
     float th, l1n, sc;
 } Pass;
 
-/* xc = x - b_dec; pre = b_enc (the sgemm adds xc W_enc) */
+/* rows pre_r0 + [lo, hi): xc = x - b_dec; pre = b_enc (the sgemm adds xc W_enc) */
 static void pass_center(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
     SAETrainer *t = p->t;
     size_t D = t->c.D, F = t->c.F;
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = t->pre_r0 + lo; i < t->pre_r0 + hi; i++) {
         for (size_t d = 0; d < D; d++) t->xc[i * D + d] = p->x[i * D + d] - t->b_dec[d];
-        memcpy(t->pre + i * F, t->b_enc, F * sizeof(float));
+        memcpy(pre_row(t, i), t->b_enc, F * sizeof(float));
     }
+}
+
+/* topk: the encoder product in the tiles sp_gemm_rows makes of the batch
+ * (one window of n rows: tiles of R <= 512), one at a time at the tile's
+ * full shape (a short last tile reads xc's rows past n: rows never mix in
+ * a product), so every row gets the whole batch's product's bytes; each
+ * tile's rows picked (top-k, AuxK) while its pre-activations are there. */
+static void encode_tiles(SAETrainer *t, Pass *ps, size_t n, size_t nd)
+{
+    size_t D = t->c.D, F = t->c.F, per = (n + PRE_TILE - 1) / PRE_TILE, R = (n + per - 1) / per;
+    t->ptr[0] = 0;
+    for (size_t r0 = 0; r0 < n; r0 += R) {
+        size_t m = n - r0 < R ? n - r0 : R;
+        t->pre_r0 = r0;
+        sp_parfor(m, 16384 / D + 1, pass_center, ps);
+        if (m < R) memset(t->pre + m * F, 0, (R - m) * F * sizeof(float));
+        sp_gemm_rows(SP_ROWS_WINDOWS(R), CblasNoTrans, CblasTrans, R, F, D, 1.0f, t->xc + r0 * D, D, t->Wt, D, 1.0f,
+                     t->pre, F);
+        sp_parfor(m, 1, pass_topk, t);
+        for (size_t i = r0; i < r0 + m && t->aux_a; i++) auxk_pick(t, i, nd);
+    }
+    t->pre_r0 = 0;
 }
 
 /* act = pre where pre > 0 and > th, else 0; per row its sum and count */
@@ -587,13 +638,16 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
     float *xc = t->xc, *pre = t->pre, *e = t->e;
     Pass ps = {.t = t, .x = x, .n = n, .th = relu ? 0.0f : (float)t->theta};
     size_t rows = 16384 / D + 1; /* chunks worth a thread */
-    sp_parfor(n, rows, pass_center, &ps);
+    size_t nd = relu ? 0 : auxk_begin(t);
+    int tiled = pre_tiled(&t->c);
+    if (tiled) encode_tiles(t, &ps, n, nd);
+    else sp_parfor(n, rows, pass_center, &ps);
     /* pre = xc W_enc + b_enc: the one dense product every arch needs. The
      * batch as one window: tiles of up to 512 rows (a run's are 256), so
      * each 1024-column slab of W_enc is repacked half as often (OpenBLAS's
      * incopy: 4.8% -> 3.3% of sae_bench's CPU). A row's bytes depend on n,
      * fixed for a run, never on the thread count. */
-    sp_gemm_rows(SP_ROWS_WINDOWS(n), CblasNoTrans, CblasTrans, n, F, D, 1.0f, xc, D, t->Wt, D, 1.0f, pre, F);
+    if (!tiled) sp_gemm_rows(SP_ROWS_WINDOWS(n), CblasNoTrans, CblasTrans, n, F, D, 1.0f, xc, D, t->Wt, D, 1.0f, pre, F);
     /* dense activations: relu always; batchtopk in eval, where the threshold
      * may let any number of latents through (act = g, so pre stays for AuxK).
      * relu's decoder and backward go sparse (sparse = 1) when few latents
@@ -610,7 +664,7 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
         } else {
             sp_gemm(CblasNoTrans, CblasNoTrans, n, D, F, 1.0f, act, F, t->Wd, D, 0.0f, e, D);
         }
-    } else {
+    } else if (!tiled) {
         select_active(t, n);
     }
     if (sparse) sp_parfor(n, rows, pass_decode, &ps);
@@ -638,7 +692,7 @@ static void forward(SAETrainer *t, const float *x, size_t n, double l1, int eval
     st->recon = sq / n;
     st->l0 = active / n;
     st->sparse = sparse;
-    st->aux = relu ? l1 * l1sum / n : auxk_forward(t, n); /* auxk needs e as x_hat - x */
+    st->aux = relu ? l1 * l1sum / n : auxk_forward(t, n, nd, tiled); /* auxk needs e as x_hat - x */
     st->loss = st->recon + st->aux;
     if (!eval && t->lev) st->loss += sae_arch_levels_forward(t, x, n) / n; /* matryoshka's inner levels */
     t->last_n = eval && !relu ? 0 : n; /* no gradient of batchtopk's inference map */

@@ -87,7 +87,10 @@ typedef struct {
     uint64_t step;         /* Adam steps taken */
     /* scratch */
     float *xc, *e;         /* (B,D) */
-    float *pre, *g;        /* (B,F); g only for relu and batchtopk */
+    float *pre, *g;        /* (B,F); g only for relu and batchtopk; topk's
+                            * pre is one tile of rows (pre_rows, from row
+                            * pre_r0), see pre_tiled in sae_train.c */
+    size_t pre_rows, pre_r0;
     size_t cap;            /* active entries the CSR holds: B*K, or relu's share of B*F */
     uint32_t *idx;         /* (cap) active latents, CSR by ptr */
     float *val;            /* (cap) */

@@ -247,7 +247,7 @@ test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows,
 	test_must_fail sae-fit $RES --k 4 --checkpoint ck0 --resume -o o <train.tsz 2>err &&
 	grep "^sae-fit: ck0/checkpoint.tsz: checkpoint was written with .arch=topk f=96 k=3" err &&
 	test_must_fail sae-fit --dict 128x --batch 4096 --max-memory 1M val.tsz >o 2>err &&
-	grep "^sae-fit: d=32 f=4096 batch=4096 needs 0.113 GB but 0.001 GB is available (--max-memory); try a smaller --dict or --batch, or --state-dtype bf16$" err &&
+	grep "^sae-fit: d=32 f=4096 batch=4096 needs 0.054 GB but 0.001 GB is available (--max-memory); try a smaller --dict or --batch, or --state-dtype bf16$" err &&
 	SAEPIPE_PART_BYTES=0 test_must_fail sae-fit --checkpoint ck9 val.tsz >o 2>err &&
 	grep "^sae-fit: SAEPIPE_PART_BYTES=0: want a positive number of bytes$" err &&
 	test ! -d ck9 &&
