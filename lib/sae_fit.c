@@ -105,7 +105,9 @@ static int check_memory(SAEFit *f, const SAETrainConfig *c)
                      o->val ? 4 * P : 0};
     uint64_t rec = tsz_parts_largest(sae, 5, part);
     if (o->ckdir && tsz_parts_largest(ck, 6, part) > rec) rec = tsz_parts_largest(ck, 6, part);
-    uint64_t need = sae_trainer_bytes(c) + (o->val ? 4 * P : 0) + 4ull * c->D * (c->B + V) + th + 4 * rec;
+    /* relu --decoder free writes a folded copy of the weights (4P) */
+    uint64_t need = sae_trainer_bytes(c) + (o->val ? 4 * P : 0) + (c->dec_free ? 4 * P : 0) +
+                    4ull * c->D * (c->B + V) + th + 4 * rec;
     uint64_t have = o->max_memory ? o->max_memory : sp_mem_available();
     if (have && need > have)
         return SP_FAIL(f, "d=%zu f=%zu batch=%zu needs %.3g GB but %.3g GB is available%s; try a smaller --dict or "

@@ -122,6 +122,7 @@ const char *tsz_writer_error(const TszWriter *w);
 uint64_t tsz_writer_records(const TszWriter *w);
 uint64_t tsz_writer_bytes_in(const TszWriter *w);   /* uncompressed */
 uint64_t tsz_writer_bytes_out(const TszWriter *w);  /* compressed */
+int tsz_writer_async(const TszWriter *w);           /* its own thread writes */
 
 /* The rows a regular file's end records declare (tsz_writer_set_rows),
  * summed over its segments, read from the end records alone: 1 with

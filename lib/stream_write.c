@@ -217,6 +217,18 @@ void tsz_writer_add_input(TszWriter *w, const TszReader *r)
     }
 }
 
+static int write_all(int fd, const void *p, size_t n)
+{
+    for (const char *c = p; n;) {
+        ssize_t k = write(fd, c, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k == 0) errno = EIO;
+        if (k <= 0) return -1;
+        c += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
 static void *writer_thread(void *arg)
 {
     TszWriter *w = arg;
@@ -225,8 +237,10 @@ static void *writer_thread(void *arg)
         while (!w->full && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
         if (!w->full) break;
         pthread_mutex_unlock(&w->mu);
-        /* after a failure the rest is dropped: the caller sees the error */
-        int bad = !w->zerr[0] && fwrite(w->out, 1, w->olen, w->f) != w->olen;
+        /* after a failure the rest is dropped: the caller sees the error.
+         * write(2), not stdio: a process that exits meanwhile flushes the
+         * FILE (empty: every frame goes through here) without a race */
+        int bad = !w->zerr[0] && write_all(fileno(w->f), w->out, w->olen) < 0;
         int e = errno;
         pthread_mutex_lock(&w->mu);
         if (bad) snprintf(w->zerr, sizeof w->zerr, "write failed: %s", strerror(e));
@@ -454,3 +468,4 @@ const char *tsz_writer_error(const TszWriter *w) { return w->err[0] ? w->err : N
 uint64_t tsz_writer_records(const TszWriter *w) { return w->seg_records; }
 uint64_t tsz_writer_bytes_in(const TszWriter *w) { return w->bytes_in; }
 uint64_t tsz_writer_bytes_out(const TszWriter *w) { return w->bytes_out; }
+int tsz_writer_async(const TszWriter *w) { return w->th_on; }

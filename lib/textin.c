@@ -191,6 +191,7 @@ const char *textin_error(void)
  * output files and exits 1 (only async-signal-safe calls). */
 static char bus_msg[512];
 static size_t bus_len;
+static struct sigaction bus_old; /* put back when the file is unmapped */
 
 static void on_sigbus(int sig)
 {
@@ -217,7 +218,7 @@ int textin_lines_map(TextLines *r, FILE *f, const char *name)
                      name);
     bus_len = n < 0 ? 0 : (size_t)n < sizeof bus_msg ? (size_t)n : sizeof bus_msg - 1;
     struct sigaction sa = {.sa_handler = on_sigbus};
-    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGBUS, &sa, &bus_old);
     r->map = m;
     r->map_len = (size_t)st.st_size;
     return 1;
@@ -264,7 +265,10 @@ ssize_t textin_line(TextLines *r, FILE *f, const char **line)
 
 void textin_lines_free(TextLines *r)
 {
-    if (r->map) munmap((void *)r->map, r->map_len);
+    if (r->map) {
+        munmap((void *)r->map, r->map_len);
+        sigaction(SIGBUS, &bus_old, NULL);
+    }
     free(r->buf.v);
     memset(r, 0, sizeof *r);
 }

@@ -64,7 +64,8 @@ static int write_stream_opts(const char *path, uint64_t seed, int nrec, uint64_t
     o.async = async;
     char *argv[] = {"unit", "--flag"};
     TszWriter *w = tsz_writer_open(path, "unit-test", 2, argv, &o);
-    if (tsz_writer_error(w)) {
+    if (tsz_writer_error(w) || tsz_writer_async(w) != async) {
+        snprintf(last_err, sizeof last_err, "%s", tsz_writer_error(w) ? tsz_writer_error(w) : "no writer thread");
         tsz_writer_abort(w);
         return -1;
     }
