@@ -102,11 +102,14 @@ test_expect_success NUMPY '--resume with the same R is bit-identical; with R = 1
 # host, no SAE appears, the checkpoint reads, and --resume ends as the
 # uninterrupted run.
 KILL="--arch batchtopk $TOP --epochs 4 --checkpoint-every 5"
+# rank 1 is found among this directory's processes: a test run in another
+# clone at the same time runs the same command line
 test_expect_success NUMPY 'a killed rank: the run fails naming it, no SAE, the checkpoint intact, --resume bit-identical' '
 	mpi 2 sae-fit $KILL --checkpoint ckf train.tsz -o whole.tsz &&
 	{ mpi 2 sae-fit $KILL --checkpoint ckk train.tsz -o part.tsz 2>kerr & } && pid=$! &&
 	i=0 && while ! test -f ckk/checkpoint.tsz && test $i -lt 1000; do sleep 0.02; i=$((i + 1)); done &&
 	rank1= && for p in $(pgrep -f "sae-fit $KILL"); do
+		test "$(readlink /proc/$p/cwd)" = "$PWD" &&
 		tr "\0" "\n" </proc/$p/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && rank1=$p
 	done && test -n "$rank1" && kill -9 $rank1 &&
 	! wait $pid && cat kerr >&3 &&
