@@ -25,7 +25,7 @@ static size_t run_rows(size_t K)
 
 /* Rows per tile of a layout: a window's rows split evenly into tiles of at
  * most 512, or sp_gemm_rows(K) for a run. */
-static size_t tile_rows(SpRows L, size_t K)
+size_t sp_gemm_tile_rows(SpRows L, size_t K)
 {
     if (!L.window) return run_rows(K);
     size_t per = (L.window + 511) / 512;
@@ -130,7 +130,7 @@ void sp_gemm_rows(SpRows L, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, size_t M, si
     }
     if (L.window && M % L.window) sp_die("sp_gemm: %zu rows are not whole windows of %zu", M, L.window);
     GemmJob j = {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc,
-                 .nb = slab_cols(N, K), .L = L, .R = tile_rows(L, K), .alpha = alpha, .beta = beta,
+                 .nb = slab_cols(N, K), .L = L, .R = sp_gemm_tile_rows(L, K), .alpha = alpha, .beta = beta,
                  .A = A, .B = B, .C = C};
     if (L.window) {
         j.tiles_per_window = (L.window + j.R - 1) / j.R;

@@ -40,6 +40,8 @@ typedef struct {
     size_t window, row0;
 } SpRows;
 #define SP_ROWS_RUN ((SpRows){0, 0})
+/* The rows of one tile of layout L for products over K. */
+size_t sp_gemm_tile_rows(SpRows L, size_t K);
 #define SP_ROWS_WINDOWS(T) ((SpRows){(T), 0})
 #define SP_ROWS_AT(r0) ((SpRows){0, (r0)})
 

@@ -394,7 +394,7 @@ static void pass_center(void *a, size_t lo, size_t hi)
  * tile's rows picked (top-k, AuxK) while its pre-activations are there. */
 static void encode_tiles(SAETrainer *t, Pass *ps, size_t n, size_t nd)
 {
-    size_t D = t->c.D, F = t->c.F, per = (n + PRE_TILE - 1) / PRE_TILE, R = (n + per - 1) / per;
+    size_t D = t->c.D, F = t->c.F, R = sp_gemm_tile_rows(SP_ROWS_WINDOWS(n), D); /* <= PRE_TILE */
     t->ptr[0] = 0;
     for (size_t r0 = 0; r0 < n; r0 += R) {
         size_t m = n - r0 < R ? n - r0 : R;
