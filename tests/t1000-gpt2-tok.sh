@@ -205,7 +205,7 @@ with open(\"corpus.jsonl\", \"w\") as out:
         out.write(json.dumps(doc, ensure_ascii=i % 2 == 0) + \"\\n\")
     out.write(json.dumps({\"text\": open(\"book.txt\", encoding=\"utf-8\", errors=\"replace\").read()}) + \"\\n\")
 " "$SRC" &&
-	for args in "--format jsonl corpus.jsonl" "--ctx 0 --format jsonl corpus.jsonl" "book.txt" "--ctx 0 book.txt" "--split blank book.txt"; do
+	for args in "--format jsonl corpus.jsonl" "--ctx 0 --format jsonl corpus.jsonl" "book.txt" "--ctx 0 book.txt" "--rows 1000 --split blank book.txt"; do
 		gpt2-tok -m "$GPT2_DIR" $args >one.tsz &&
 		tsz json --full one.tsz >one.json &&
 		for j in 2 3; do
