@@ -440,12 +440,18 @@ static double unit(uint64_t x) { return (x >> 11) * 0x1.0p-53; } /* [0, 1) */
 
 double sp_rng_uniform(SpRng *r) { return unit(sp_rng_u64(r)); }
 
+/* Box-Muller's radius sqrt(-2 ln u) of the uniform draw a (u kept off 0) */
+static double bm_radius(uint64_t a)
+{
+    double u = unit(a);
+    if (u < 1e-300) u = 1e-300;
+    return sqrt(-2.0 * log(u));
+}
+
 double sp_normal_of(uint64_t a, uint64_t b)
 {
     /* Box-Muller; one value per call keeps the state simple to checkpoint */
-    double u1 = unit(a), u2 = unit(b);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    return bm_radius(a) * cos(6.283185307179586 * unit(b));
 }
 
 double sp_rng_normal(SpRng *r)
@@ -458,10 +464,8 @@ void sp_rng_normals(SpRng *r, float *out, size_t n)
 {
     /* Box-Muller's pair: both the cos and the sin of one log and angle */
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = unit(sp_rng_u64(r)), u2 = unit(sp_rng_u64(r)), c, s;
-        if (u1 < 1e-300) u1 = 1e-300;
-        double m = sqrt(-2.0 * log(u1));
-        sincos(6.283185307179586 * u2, &s, &c);
+        double m = bm_radius(sp_rng_u64(r)), c, s;
+        sincos(6.283185307179586 * unit(sp_rng_u64(r)), &s, &c);
         out[i] = (float)(m * c);
         if (i + 1 < n) out[i + 1] = (float)(m * s);
     }
