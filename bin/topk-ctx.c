@@ -166,7 +166,7 @@ static json_t *collect_logits(const Opts *o, const char *dir, const Bpe *bpe, si
 {
     char err[600];
     SAE s;
-    if (sae_load(&s, o->sae, err, sizeof err) < 0) sp_die("%s", err);
+    if (sae_load_decoder(&s, o->sae, err, sizeof err) < 0) sp_die("%s", err);
     if (s.F != F) sp_die("%s: the SAE has f=%zu features but the input's dictionary has f=%zu", o->sae, s.F, F);
     GPT2 g;
     if (gpt2_open(&g, dir) < 0) sp_die("%s: %s", o->model, g.err);

@@ -48,22 +48,39 @@ size_t sae_slots(SAE *s, SAESlot tab[SAE_SLOTS])
     return n;
 }
 
-int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen)
+/* Slot i of tab is W_enc, and the SAE is loaded without it (sae_load_decoder) */
+static int skipped(const SAE *s, const SAESlot *tab, size_t i) { return s->no_encoder && tab[i].slot == &s->p.W_enc; }
+
+/* sae_alloc; with no_enc, W_enc stays NULL and takes no memory */
+static int alloc_slots(SAE *s, SAEArch arch, size_t D, size_t F, int no_enc, char *err, size_t errlen)
 {
     SAESlot tab[SAE_SLOTS];
     memset(s, 0, sizeof *s);
-    s->arch = arch, s->D = D, s->F = F, s->norm_scale = 1.0;
+    s->arch = arch, s->D = D, s->F = F, s->norm_scale = 1.0, s->no_encoder = no_enc;
     if (D == 0 || F == 0 || D > (1u << 20) || F > (1u << 26) || (uint64_t)D * F > (1ull << 36))
         return sp_fail(err, errlen, "bad SAE size d=%zu f=%zu", D, F);
     size_t n = sae_slots(s, tab), total = 0;
-    for (size_t i = 0; i < n; i++) total += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
+    for (size_t i = 0; i < n; i++)
+        if (!skipped(s, tab, i)) total += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
     float *cur = s->mem = xmalloc_aligned(total * sizeof *cur);
     memset(cur, 0, total * sizeof *cur);
     for (size_t i = 0; i < n; i++) {
+        if (skipped(s, tab, i)) continue;
         *tab[i].slot = cur;
         cur += tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
     }
     return 0;
+}
+
+int sae_alloc(SAE *s, SAEArch arch, size_t D, size_t F, char *err, size_t errlen)
+{
+    return alloc_slots(s, arch, D, F, 0, err, errlen);
+}
+
+/* what tsz_read_parts does with the parts of a tensor not kept */
+static void discard_rows(const void *ctx, uint64_t r0, uint64_t n, const void *src)
+{
+    (void)ctx, (void)r0, (void)n, (void)src;
 }
 
 void sae_free(SAE *s)
@@ -98,7 +115,8 @@ int sae_groups_from_json(SAE *s, const json_t *g)
 }
 
 /* The SAE of the first record rec of r, and its parts from r. */
-static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *name, char *err, size_t errlen)
+static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *name, int no_enc, char *err,
+                       size_t errlen)
 {
     const json_t *m = rec->meta;
     char kerr[400];
@@ -112,7 +130,7 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     if (D <= 0 || F <= 0) return sp_fail(err, errlen, "%s: meta d and f must be positive integers", name);
     if (sae_arch_has_k(arch) && (K <= 0 || K > F))
         return sp_fail(err, errlen, "%s: %s SAE needs meta k in 1..%lld", name, an, F);
-    if (sae_alloc(s, arch, (size_t)D, (size_t)F, err, errlen) < 0) return -1;
+    if (alloc_slots(s, arch, (size_t)D, (size_t)F, no_enc, err, errlen) < 0) return -1;
     s->K = sae_arch_has_k(arch) ? (size_t)K : 0;
     if (arch == SAE_MATRYOSHKA && sae_groups_from_json(s, json_object_get(m, "groups")) < 0)
         return sp_fail(err, errlen, "%s: matryoshka SAE needs meta groups, ascending sizes ending in f=%lld", name, F);
@@ -143,13 +161,14 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
             return sp_fail(err, errlen, "%s: %s is %s but d=%lld f=%lld needs (%zu) float", name, tab[i].name,
                         tsz_tensor_desc(t, desc, sizeof desc), D, F, tab[i].rows);
         }
-        if (t->data) tsz_to_f32(*tab[i].slot, t->data, t->dtype, tab[i].rows * (tab[i].cols ? tab[i].cols : 1));
         big[i] = (TszBig){tab[i].name, TSZ_F32, want_nd, {tab[i].rows, tab[i].cols}, *tab[i].slot, NULL, NULL, NULL};
+        if (skipped(s, tab, i)) big[i].store = discard_rows;   /* its shape checked, its parts read past */
+        else if (t->data) tsz_to_f32(*tab[i].slot, t->data, t->dtype, tab[i].rows * (tab[i].cols ? tab[i].cols : 1));
     }
     /* the tensors that come in part records, and the end of the stream */
     if (tsz_read_parts(r, rec, big, n, err, errlen) < 0) return -1;
     for (size_t i = 0; i < n; i++) {
-        size_t cnt = tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
+        size_t cnt = skipped(s, tab, i) ? 0 : tab[i].rows * (tab[i].cols ? tab[i].cols : 1);
         for (size_t j = 0; j < cnt; j++)
             if (!isfinite((*tab[i].slot)[j]))
                 return sp_fail(err, errlen, "%s: %s has a non-finite value at %zu", name, tab[i].name, j);
@@ -157,7 +176,7 @@ static int load_record(SAE *s, TszReader *r, const TszRecord *rec, const char *n
     return 0;
 }
 
-int sae_load(SAE *s, const char *path, char *err, size_t errlen)
+static int load_file(SAE *s, const char *path, int no_enc, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     const char *name = sp_in_name(path);
@@ -178,12 +197,22 @@ int sae_load(SAE *s, const char *path, char *err, size_t errlen)
         sp_fail(err, errlen, "%s: no SAE record in the stream", name);
         goto out;
     }
-    rc = load_record(s, r, &rec, name, err, errlen);
+    rc = load_record(s, r, &rec, name, no_enc, err, errlen);
 out:
     if (rc < 0) sae_free(s);
     tsz_record_free(&rec);
     tsz_reader_close(r);
     return rc;
+}
+
+int sae_load(SAE *s, const char *path, char *err, size_t errlen)
+{
+    return load_file(s, path, 0, err, errlen);
+}
+
+int sae_load_decoder(SAE *s, const char *path, char *err, size_t errlen)
+{
+    return load_file(s, path, 1, err, errlen);
 }
 
 /* The heap keeps the K best seen so far with the worst at the root;

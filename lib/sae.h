@@ -61,6 +61,7 @@ typedef struct {
     char hook[128];   /* e.g. "blocks.3.mlp.hook_post", or "" */
     char model[256];
     SAEParams p;      /* points into mem */
+    int no_encoder;   /* loaded by sae_load_decoder: p.W_enc is NULL */
     float *mem;       /* one allocation for all parameters */
 } SAE;
 
@@ -89,6 +90,10 @@ int sae_groups_from_json(SAE *s, const json_t *g);
 /* Load an SAE file (tensor stream). 0, or -1 with a message in err
  * ("sae.tsz: W_enc is (256,512) but d=256 f=1024 needs (256,1024)"). */
 int sae_load(SAE *s, const char *path, char *err, size_t errlen);
+/* The same without W_enc (left NULL, s->no_encoder set; its shape is still
+ * checked and its parts read past): for what uses the decoder only (logit
+ * effects, dictionary comparison), half the memory of a large SAE. */
+int sae_load_decoder(SAE *s, const char *path, char *err, size_t errlen);
 void sae_free(SAE *s);
 
 /* f (N,F) = encoder of x (N,D), dense; x is raw (un-normalised) input.

@@ -222,6 +222,11 @@ static void check_parts(void)
     ok(sae_load(&t, path, err, sizeof err) == 0 && !memcmp(s.mem, t.mem, (2 * D * F + F + D) * sizeof *s.mem),
        "parts: parameters survive bit for bit (%s)", err);
     sae_free(&t);
+    ok(sae_load_decoder(&t, path, err, sizeof err) == 0 && !t.p.W_enc && t.no_encoder &&
+           !memcmp(s.p.b_enc, t.p.b_enc, F * sizeof *s.mem) && !memcmp(s.p.W_dec, t.p.W_dec, F * D * sizeof *s.mem) &&
+           !memcmp(s.p.b_dec, t.p.b_dec, D * sizeof *s.mem),
+       "parts: the decoder alone loads bit for bit, W_enc left out (%s)", err);
+    sae_free(&t);
     setenv("SAEPIPE_PART_BYTES", "0", 1);
     ok(sae_save(&s, bad, NULL, err, sizeof err) < 0 && strstr(err, "SAEPIPE_PART_BYTES=0: want a positive"),
        "parts: a bad SAEPIPE_PART_BYTES is refused: %s", err);
@@ -250,6 +255,8 @@ static void check_parts(void)
         write_order(bad, recs, bads[i].order);
         ok(sae_load(&t, bad, err, sizeof err) < 0 && strstr(err, bads[i].want) && !strncmp(err, bad, strlen(bad)),
            "parts: %s refused, naming the file: %s", bads[i].what, err);
+        ok(sae_load_decoder(&t, bad, err, sizeof err) < 0 && strstr(err, bads[i].want),
+           "parts: %s refused by the decoder's load too", bads[i].what);
     }
     for (size_t i = 0; i < 11; i++) tsz_record_free(&recs[i]);
     sae_free(&s);
