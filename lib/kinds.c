@@ -68,7 +68,15 @@ int sp_kind_check(const TszRecord *rec, unsigned want, char *err, size_t errlen)
     // the old "acts" and no kind are read as one of the layouts; say which
     const char *s = json_string_value(json_object_get(rec->meta, "kind"));
     char as[64] = "", list[512] = "";
-    if (k && (!s || strcmp(s, sp_kind_name(k)))) snprintf(as, sizeof as, " (read as '%s')", sp_kind_name(k));
+    if (k && (!s || strcmp(s, sp_kind_name(k)))) {
+        /* and why: the layout is told by the tensors (sp_kind_of) */
+        const char *why = k == SP_K_HOOK_ACTS ? ": no tensor 'acts'"
+                          : k == SP_K_CTX_ACTS ? ": its 'acts' is 3-D"
+                          : k == SP_K_ACTS     ? ": its 'acts' is 2-D"
+                          : k == SP_K_TOKENS   ? ": no float tensor"
+                                               : "";
+        snprintf(as, sizeof as, " (read as '%s'%s)", sp_kind_name(k), why);
+    }
     // "'a' (w1 output), 'b' or 'c' (w2 output)": a writer once after its kinds
     const SpKindInfo *w[NKINDS];
     size_t n = 0;

@@ -229,12 +229,12 @@ test_expect_success NUMPY 'refusals: empty, truncated, wrong kind, context rows,
 	head -c 3000 val.tsz >cut.tsz &&
 	test_must_fail sae-fit cut.tsz >o 2>err && grep "^sae-fit: cut.tsz: " err && test_line_count = 1 err &&
 	tsz from-npy x=val.npy >nokind.tsz &&
-	fit_refuses nokind.tsz "record 1: kind .. (read as .hook_acts.) is not .acts. (mlp-tap output)" &&
+	fit_refuses nokind.tsz "record 1: kind .. (read as .hook_acts.: no tensor .acts.) is not .acts. (mlp-tap output)" &&
 	tsz from-npy --meta kind=tokens acts=val.npy >tokkind.tsz &&
 	fit_refuses tokkind.tsz "record 1: kind .tokens. is not .acts. (mlp-tap output)" &&
 	py "np.save(\"ctx.npy\", ld(\"val\")[:60].reshape(3, 20, 32))" &&
 	tsz from-npy --meta kind=acts acts=ctx.npy >ctx.tsz &&
-	fit_refuses ctx.tsz "record 1: kind .acts. (read as .ctx_acts.) is not .acts. (mlp-tap output)" &&
+	fit_refuses ctx.tsz "record 1: kind .acts. (read as .ctx_acts.: its .acts. is 3-D) is not .acts. (mlp-tap output)" &&
 	tsz from-npy --meta kind=ctx_acts acts=ctx.npy >ctx2.tsz &&
 	fit_refuses ctx2.tsz "record 1: kind .ctx_acts. is not .acts. (mlp-tap output)" &&
 	py "np.save(\"int.npy\", np.ones((100, 32), np.int32))" &&

@@ -145,7 +145,7 @@ test_expect_success '--help, --version, bad usage' '
 
 test_expect_success NUMPY 'refusals: not features, no f, no tokens, bad CSR, memory, bad --features, truncation' '
 	test_must_fail topk-ctx ctx.tsz >o 2>err &&
-	grep "^topk-ctx: ctx.tsz: record 1: kind .. (read as .ctx_acts.) is not .features. (sae-encode output)$" err &&
+	grep "^topk-ctx: ctx.tsz: record 1: kind .. (read as .ctx_acts.: its .acts. is 3-D) is not .features. (sae-encode output)$" err &&
 	test_must_fail topk-ctx topk.tsz >o 2>err &&
 	grep "^topk-ctx: topk.tsz: record 1: kind .feature. is not .features. (sae-encode output)$" err &&
 	"$PYTHON" -c "import numpy as np; a = np.load(\"acts.npy\"); np.save(\"rows.npy\", a.reshape(-1, 16))" &&

@@ -51,7 +51,7 @@ test_expect_success NUMPY 'a stream of another kind is refused' '
 	"$PYTHON" -c "import numpy as np; np.save(\"x.npy\", np.zeros((4, 3), dtype=np.float32))" &&
 	tsz from-npy x=x.npy >x.tsz &&
 	test_must_fail explain-gpt4 --backend baseline --cache "" x.tsz >o 2>err &&
-	grep "^explain-gpt4: x.tsz: record 1: kind .. (read as .hook_acts.) is not .feature. or .dict_stats. (topk-ctx output)$" err &&
+	grep "^explain-gpt4: x.tsz: record 1: kind .. (read as .hook_acts.: no tensor .acts.) is not .feature. or .dict_stats. (topk-ctx output)$" err &&
 	tsz from-npy --meta kind=features x=x.npy >f.tsz &&
 	test_must_fail explain-gpt4 --backend baseline --cache "" f.tsz >o 2>err &&
 	grep "^explain-gpt4: f.tsz: record 1: kind .features. is not .feature. or .dict_stats. (topk-ctx output)$" err

@@ -56,7 +56,7 @@ int main(void)
        "one writer named once: %s", err);
     make(&rec, "acts", "acts", TSZ_F32, 3);
     ok(sp_kind_check(&rec, SP_K_ACTS, err, sizeof err) < 0 &&
-           !strcmp(err, "kind 'acts' (read as 'ctx_acts') is not 'acts' (mlp-tap output)"),
+           !strcmp(err, "kind 'acts' (read as 'ctx_acts': its 'acts' is 3-D) is not 'acts' (mlp-tap output)"),
        "the old name, read by its tensors: %s", err);
     make(&rec, "sae_part", "W_enc", TSZ_F32, 2);
     ok(sp_kind_check(&rec, SP_K_SAE, err, sizeof err) < 0 &&

@@ -91,7 +91,7 @@ int main(void)
     ok(recon_sums_from_record(&back, &rec, err, sizeof err) < 0 && strstr(err, "sum_x"), "missing sum_x: %s", err);
     json_object_set_new(rec.meta, "kind", json_string("acts"));
     ok(recon_sums_from_record(&back, &rec, err, sizeof err) < 0 &&
-           !strcmp(err, "kind 'acts' (read as 'hook_acts') is not 'recon' or 'recon_mean' (recon-score output)"),
+           !strcmp(err, "kind 'acts' (read as 'hook_acts': no tensor 'acts') is not 'recon' or 'recon_mean' (recon-score output)"),
        "wrong kind: %s", err);
     tsz_record_free(&rec);
 

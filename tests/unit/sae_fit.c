@@ -63,7 +63,7 @@ static void test_rows(void)
     got = rows_open(&r, "fit-ctx.tsz");
     got = got ? got : rows_next(&r);
     ok(got < 0 &&
-           !strcmp(r.err, "fit-ctx.tsz: record 1: kind 'acts' (read as 'ctx_acts') is not 'acts' (mlp-tap output)"),
+           !strcmp(r.err, "fit-ctx.tsz: record 1: kind 'acts' (read as 'ctx_acts': its 'acts' is 3-D) is not 'acts' (mlp-tap output)"),
        "contexts are refused: %s", r.err);
     rows_close(&r);
 }
