@@ -323,6 +323,7 @@ int main(int argc, char **argv)
         sp_warn("kept the weights of step %" PRIu64 " of %" PRIu64 " (val fvu %.4f, loss %.4g; final fvu %.4f)",
                 f.best_step, f.t.step, sae_fit_metric(f.best_val, "fvu"), sae_fit_metric(f.best_val, "loss"),
                 sae_fit_metric(f.last_val, "fvu"));
+    sae_fit_end_training(&f);
     if (!root) {
         if (sae_fit_write(&f, NULL) < 0) sp_die("%s", f.err);
     } else {

@@ -588,6 +588,12 @@ int sae_fit_write(SAEFit *f, TszWriter *w)
     return rc;
 }
 
+void sae_fit_end_training(SAEFit *f)
+{
+    sae_trainer_drop_state(&f->t);
+    free(f->x), f->x = NULL;
+}
+
 int sae_fit_free(SAEFit *f)
 {
     int rc = 0;

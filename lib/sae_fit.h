@@ -10,7 +10,7 @@
  *       sae_trainer_step(&f.t, sae_fit_lr(&f, step)); ...   (backward and Adam)
  *       sae_fit_log_train, sae_fit_eval, sae_fit_save_checkpoint on their steps
  *   }
- *   sae_fit_write(&f, w); sae_fit_free(&f);
+ *   sae_fit_end_training(&f); sae_fit_write(&f, w); sae_fit_free(&f);
  *
  * Nothing here prints or exits: every int function returns 0 (or a count)
  * and -1 with the message in f->err. */
@@ -124,6 +124,11 @@ int sae_fit_save_checkpoint(SAEFit *f) SP_RESULT_USED;
  * metadata (hook, model, norm_scale) and the run's. The caller closes w.
  * Sharded: ranks but 0 call it with w NULL. 0 or -1. */
 int sae_fit_write(SAEFit *f, TszWriter *w) SP_RESULT_USED;
+/* Free the trainer's optimizer state and scratch and the batch (what
+ * training alone uses; sae_trainer_drop_state), before sae_fit_write: on
+ * a machine whose fresh pages are dear (a VM), the file's page cache then
+ * takes pages just freed. No batch, step or checkpoint after it. */
+void sae_fit_end_training(SAEFit *f);
 /* Close the log (0 or -1) and free everything. */
 int sae_fit_free(SAEFit *f);
 

@@ -139,6 +139,14 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
     return sae_arch_alloc(t, err, errlen);
 }
 
+void sae_trainer_drop_state(SAETrainer *t)
+{
+    void **big[] = {(void **)&t->grad, (void **)&t->m, (void **)&t->v, (void **)&t->m16, (void **)&t->v16,
+                    (void **)&t->xc, (void **)&t->e, (void **)&t->pre, (void **)&t->g};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) free(*big[i]), *big[i] = NULL;
+    t->gWt = t->gb_enc = t->gWd = t->gb_dec = t->gxp = NULL;
+}
+
 void sae_trainer_free(SAETrainer *t)
 {
     if (!t) return;

@@ -124,6 +124,12 @@ typedef struct {
 /* Bytes the trainer allocates for this configuration. */
 uint64_t sae_trainer_bytes(const SAETrainConfig *c);
 int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t errlen);
+/* Free what only training uses (the gradient, Adam's moments, the batch's
+ * scratch), keeping the parameters: after it, only sae_trainer_write,
+ * _state's param and sae_trainer_free. Freed before the final write, the
+ * 0.5-0.8 GB go back to the kernel while the SAE's file takes as much page
+ * cache. */
+void sae_trainer_drop_state(SAETrainer *t);
 void sae_trainer_free(SAETrainer *t);
 
 typedef enum { SAE_BDEC_ZERO = 0, SAE_BDEC_MEAN, SAE_BDEC_MEDIAN } SAEBdecInit;
