@@ -87,10 +87,11 @@ typedef struct {
     int level;      /* zstd level; default 3 (TSZ_LEVEL env overrides) */
     int shuffle;    /* -1 auto (try both on a sample), 0 never, 1 always */
     int threads;    /* zstd worker threads; 0 = none */
-    int async;      /* 1: write each compressed record on a thread of the
-                     * writer's own while the caller packs and compresses
-                     * the next (the same bytes; for large records, e.g.
-                     * an SAE's parts, where the kernel's copy is long) */
+    int async;      /* 1: compress and write each record on a thread of
+                     * the writer's own while the caller packs the next
+                     * (the same bytes; for large records, e.g. an SAE's
+                     * parts: their compression and the kernel's copy go
+                     * beside the caller's filling and shuffling) */
 } TszWriteOpts;
 void tsz_write_opts_default(TszWriteOpts *o);
 /* Remove every open writer's temporary file now (unlink only: for a
@@ -121,7 +122,7 @@ void tsz_writer_abort(TszWriter *w);
 const char *tsz_writer_error(const TszWriter *w);
 uint64_t tsz_writer_records(const TszWriter *w);
 uint64_t tsz_writer_bytes_in(const TszWriter *w);   /* uncompressed */
-uint64_t tsz_writer_bytes_out(const TszWriter *w);  /* compressed */
+uint64_t tsz_writer_bytes_out(const TszWriter *w);  /* compressed (async: of the records written so far) */
 int tsz_writer_async(const TszWriter *w);           /* its own thread writes */
 
 /* The rows a regular file's end records declare (tsz_writer_set_rows),

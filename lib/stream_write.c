@@ -79,15 +79,17 @@ struct TszWriter {
     uint64_t rows;              /* end record's "rows" (has_rows) */
     int has_rows;
     char err[512];
-    /* o.async: a thread of its own writes each compressed frame (f, out
-     * and zerr are its own then) while the caller packs and compresses
-     * the next; full says out holds one (olen bytes) */
+    /* o.async: a thread of its own compresses each packed record (tsb,
+     * swapped with sb when handed over) and writes the frame (f, cctx,
+     * out and zerr are its own then) while the caller packs the next;
+     * full says tsb holds one. bytes_out is its too: read after drain. */
     pthread_t th;
     int th_on, full, stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    msgpack_sbuffer tsb;
     void *out;
-    size_t ocap, olen;
+    size_t ocap;
     char zerr[512];
 };
 
@@ -164,6 +166,7 @@ TszWriter *tsz_writer_open(const char *path, const char *stage, int argc, char *
     }
     json_object_set_new(w->header, "argv", av);
     msgpack_sbuffer_init(&w->sb);
+    msgpack_sbuffer_init(&w->tsb);
     w->cctx = ZSTD_createCCtx();
     w->probe = ZSTD_createCCtx();
     if (!w->cctx || !w->probe) {
@@ -229,6 +232,19 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
+/* Compress src (n bytes) into *buf (grown to *cap) with w->cctx: the
+ * frame's size, or a zstd error code. */
+static size_t compress_frame(TszWriter *w, const void *src, size_t n, void **buf, size_t *cap)
+{
+    size_t need = ZSTD_compressBound(n);
+    if (*cap < need) {
+        free(*buf);
+        *cap = need;
+        *buf = xmalloc(need);
+    }
+    return ZSTD_compress2(w->cctx, *buf, *cap, src, n);
+}
+
 static void *writer_thread(void *arg)
 {
     TszWriter *w = arg;
@@ -240,10 +256,18 @@ static void *writer_thread(void *arg)
         /* after a failure the rest is dropped: the caller sees the error.
          * write(2), not stdio: a process that exits meanwhile flushes the
          * FILE (empty: every frame goes through here) without a race */
-        int bad = !w->zerr[0] && write_all(fileno(w->f), w->out, w->olen) < 0;
-        int e = errno;
+        size_t z = 0;
+        int e = 0;
+        char zerr[128] = "";
+        if (!w->zerr[0]) {
+            z = compress_frame(w, w->tsb.data, w->tsb.size, &w->out, &w->ocap);
+            if (ZSTD_isError(z)) snprintf(zerr, sizeof zerr, "zstd: %s", ZSTD_getErrorName(z));
+            else if (write_all(fileno(w->f), w->out, z) < 0) e = errno;
+        }
         pthread_mutex_lock(&w->mu);
-        if (bad) snprintf(w->zerr, sizeof w->zerr, "write failed: %s", strerror(e));
+        if (zerr[0]) snprintf(w->zerr, sizeof w->zerr, "%s", zerr);
+        else if (e) snprintf(w->zerr, sizeof w->zerr, "write failed: %s", strerror(e));
+        else if (!w->zerr[0]) w->bytes_out += z;
         w->full = 0;
         pthread_cond_broadcast(&w->cv);
     }
@@ -275,32 +299,27 @@ static void stop_thread(TszWriter *w)
 }
 
 /* Compress the packed map in w->sb as one frame and write it, or with
- * o.async hand it to the writer's thread (zbuf and out swap). */
+ * o.async hand it to the writer's thread to do both (sb and tsb swap). */
 static int write_frame(TszWriter *w)
 {
-    size_t need = ZSTD_compressBound(w->sb.size);
-    if (w->zcap < need) {
-        free(w->zbuf);
-        w->zcap = need;
-        w->zbuf = xmalloc(need);
+    if (w->th_on) {
+        if (drain(w) < 0) return -1;
+        w->bytes_in += w->sb.size;
+        w->seg_bytes += w->sb.size;
+        pthread_mutex_lock(&w->mu);
+        msgpack_sbuffer t = w->tsb;
+        w->tsb = w->sb, w->sb = t;
+        w->full = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        return 0;
     }
-    size_t z = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, w->sb.data, w->sb.size);
+    size_t z = compress_frame(w, w->sb.data, w->sb.size, &w->zbuf, &w->zcap);
     if (ZSTD_isError(z)) return wfail(w, "zstd: %s", ZSTD_getErrorName(z));
     w->bytes_in += w->sb.size;
     w->bytes_out += z;
     w->seg_bytes += w->sb.size;
-    if (!w->th_on)
-        return fwrite(w->zbuf, 1, z, w->f) == z ? 0 : wfail(w, "write failed: %s", strerror(errno));
-    if (drain(w) < 0) return -1;
-    void *t = w->out;
-    size_t tcap = w->ocap;
-    pthread_mutex_lock(&w->mu);
-    w->out = w->zbuf, w->ocap = w->zcap, w->olen = z;
-    w->full = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    w->zbuf = t, w->zcap = tcap;
-    return 0;
+    return fwrite(w->zbuf, 1, z, w->f) == z ? 0 : wfail(w, "write failed: %s", strerror(errno));
 }
 
 /* Start a record in w->sb: a map of nkeys whose first key is "type". */
@@ -401,6 +420,7 @@ static void writer_free(TszWriter *w)
         pthread_cond_destroy(&w->cv);
         free(w->out);
     }
+    msgpack_sbuffer_destroy(&w->tsb);
     untrack(w);
     ZSTD_freeCCtx(w->cctx);
     ZSTD_freeCCtx(w->probe);
@@ -416,6 +436,7 @@ int tsz_writer_close(TszWriter *w, char *err, size_t errlen)
 {
     int rc = w->err[0] ? -1 : 0;
     if (rc == 0) rc = write_header(w);
+    if (rc == 0) rc = drain(w); /* bytes_out whole */
     if (rc == 0) {
         msgpack_packer pk;
         uint64_t bytes = w->seg_bytes;
