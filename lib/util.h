@@ -137,7 +137,7 @@ double sp_rng_normal(SpRng *r);             /* N(0, 1) */
 /* sp_rng_normal's value from the two draws it takes (a then b): lets a
  * caller draw serially and transform in parallel, the same numbers. */
 double sp_normal_of(uint64_t a, uint64_t b);
-/* n N(0, 1) values, two draws a pair of them (Box-Muller's cos and sin) */
+/* n N(0, 1) values, two draws a pair of them (Box-Muller's cos and sin, in float) */
 void sp_rng_normals(SpRng *r, float *out, size_t n);
 uint64_t sp_rng_below(SpRng *r, uint64_t n); /* [0, n), unbiased */
 
