@@ -43,6 +43,23 @@
 # dropped: zstd's multithreaded mode on a 32 MB part (no faster: 0.12 s
 # with 2 workers against 0.08 single at level 3); a blocked byte shuffle
 # (3 GB/s either way).
+# 2026-12-03, another VM of the same kind, shared (steal and other jobs: the
+# figures swing), under chrt -f 10, 3 rounds alternating with the build of
+# the day before (821022e): 1 step 3.84-4.31 s (before 4.72-6.32), 2 steps
+# 6.69-7.33 (7.10-7.75), fixed 0.79, 1.47, 1.29 s (before 5.53, 1.68, 2.06).
+# perf timelines of one 1-step run say where it went: the topk
+# pre-activations a 512-row tile at a time (since 2026-12-02: 268 MB less
+# to touch); the optimizer's state and scratch freed before the SAE is
+# written (sae_fit_end_training), so its page cache takes just-freed pages:
+# copy_folio_from_iter ~1.2 s of the writer's CPU -> a few dozen samples;
+# the writer's thread compresses each part too (beside the filling and
+# shuffling of the next), the write 1.4 -> 0.55 s; the init's normals in
+# float, 0.5 -> 0.25 s. Measured so, the run outside its step is still
+# ~2.2-2.7 s, 1.0-1.6 s of it the kernel clearing the first touch of the
+# ~0.95 GB the run holds (parameters and Adam's two moments alone are 0.8
+# GB at D=2048 F=16384), which on this VM swings with the host; the
+# subtraction above counts the first step's own first touches as the
+# step's. What is left to cut is the clearing: only less memory would.
 # Per step (topk's "% of sgemm peak" below is issue 19's ratio, goal 90%:
 # tokens/s x 2DF / the measured sgemm peak). Quiet machine, 2026-12-02
 # 13:40 (load under 2), topk 8x, 4 steps, fused and SAE_BENCH_UNFUSED=1
