@@ -80,6 +80,28 @@
 # vocabulary slots holding the token bytes (a 2 MB table: more faults than
 # the cache misses it saves); zstd level 1 for the records (TSZ_LEVEL=1:
 # the end of a run no shorter in 3 runs each, and 13% larger files).
+# 2026-12-03 (another VM of the kind; its timings swing 25% between
+# identical runs, CPU time too): a 2-thread run spent ~100 of its 2,400
+# perf samples (20 MB JSON Lines) in TLB-shootdown IPIs that a 1-thread run
+# has none of (smp_call_function_many_cond, native_write_msr): an encoder's
+# per-word cache was calloc'd, a lookup's read of a fresh page mapped the
+# zero page and the insert's write then replaced it, which flushes the TLB
+# of every CPU the process runs on. The cache is now zeroed up front on huge
+# pages: no IPIs, page faults of a 2-thread run 11,750 -> 8,740. In wall
+# time it does not show above this VM's noise: fastest of 15 interleaved
+# rounds (SCHED_FIFO) 1 thread 0.567 s, 2 threads 0.334 s (1.70x; the
+# build before 0.557 / 0.317, 1.76x), medians of the rounds' own ratios
+# 1.70 and 1.71, ranging 1.24-2.62; an hour earlier on a quieter host 0.469
+# / 0.267 (1.76x). A 10 kHz timeline of a 2-thread run shows what keeps it
+# under 1.8x: the main thread alone for ~5 ms at the start (exec, the input
+# mapped, the loader starting) and ~15-20 ms at the end (the last record's
+# zstd, ~10 ms for 4 MB of ids at level 3, 420 MB/s; level 1 is no faster
+# on ids), ~8% of a 0.29 s run, which alone caps 2 threads at ~1.85x; and
+# the second encoder's cold cache (22,000 more BPE merges than one thread's
+# 41,000 over 20 MB, doubling every merge showed no change in CPU time:
+# cheap) and its own page faults, a few % of CPU. On 80 MB of JSON Lines
+# (the ends weigh a quarter as much) five rounds gave 1.63-2.07x (median
+# 1.81x), as noisy. So 1.8x is not shown here for 20 MB.
 # Left: the model load (60 ms, serial for both formats: the main thread
 # reads or checks the line meanwhile, the worker waits); the last record's
 # zstd (about 10 ms, nothing else left to overlap it with); page faults
