@@ -72,8 +72,8 @@ int sp_kind_check(const TszRecord *rec, unsigned want, char *err, size_t errlen)
         /* and why: the layout is told by the tensors (sp_kind_of) */
         const char *why = k == SP_K_HOOK_ACTS ? ": no tensor 'acts'"
                           : k == SP_K_CTX_ACTS ? ": its 'acts' is 3-D"
-                          : k == SP_K_ACTS     ? ": its 'acts' is 2-D"
-                          : k == SP_K_TOKENS   ? ": no float tensor"
+                          : k == SP_K_ACTS     ? ": its 'acts' is not 3-D"
+                          : k == SP_K_TOKENS   ? ": no activations in it"
                                                : "";
         snprintf(as, sizeof as, " (read as '%s'%s)", sp_kind_name(k), why);
     }

@@ -142,7 +142,8 @@ int sae_trainer_init(SAETrainer *t, const SAETrainConfig *c, char *err, size_t e
 void sae_trainer_drop_state(SAETrainer *t)
 {
     void **big[] = {(void **)&t->grad, (void **)&t->m, (void **)&t->v, (void **)&t->m16, (void **)&t->v16,
-                    (void **)&t->xc, (void **)&t->e, (void **)&t->pre, (void **)&t->g};
+                    (void **)&t->xc, (void **)&t->e, (void **)&t->pre, (void **)&t->g,
+                    (void **)&t->h, (void **)&t->e2, (void **)&t->lev}; /* the last three: arch scratch */
     for (size_t i = 0; i < sizeof big / sizeof *big; i++) free(*big[i]), *big[i] = NULL;
     t->gWt = t->gb_enc = t->gWd = t->gb_dec = t->gxp = NULL;
 }

@@ -151,7 +151,7 @@ test_expect_success NUMPY 'kinds: rows are acts, contexts ctx_acts; other kinds 
 	test_must_fail mlp-tap ctx.tsz >out 2>err &&
 	grep "^mlp-tap: ctx.tsz: record 1: kind .ctx_acts. is not .hook_acts. (gpt2-fwd output)$" err &&
 	test_must_fail mlp-tap tok.tsz >out 2>err &&
-	grep "^mlp-tap: tok.tsz: record 1: kind .. (read as .tokens.: no float tensor) is not .hook_acts. (gpt2-fwd output)$" err &&
+	grep "^mlp-tap: tok.tsz: record 1: kind .. (read as .tokens.: no activations in it) is not .hook_acts. (gpt2-fwd output)$" err &&
 	tsz from-npy --rows 3 --meta kind=acts blocks.2.mlp.hook_post=h2.npy tokens=tok.npy >old.tsz &&
 	mlp-tap old.tsz >o1.tsz && mlp-tap --hook blocks.2.mlp.hook_post acts.tsz >o2.tsz &&
 	tsz to-npy --name acts o1.npy o1.tsz && tsz to-npy --name acts o2.npy o2.tsz && cmp o1.npy o2.npy

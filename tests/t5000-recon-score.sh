@@ -276,7 +276,7 @@ test_expect_success NUMPY 'one-token windows: nothing to predict' '
 
 test_expect_success NUMPY 'merge refusals: not a recon record, mixed hooks, mixed pos0' '
 	test_must_fail recon-score --merge w1.tsz 2>err &&
-	grep "^recon-score: w1.tsz: record 1: kind .. (read as .tokens.: no float tensor) is not .recon. or .recon_mean. (recon-score output)$" err &&
+	grep "^recon-score: w1.tsz: record 1: kind .. (read as .tokens.: no activations in it) is not .recon. or .recon_mean. (recon-score output)$" err &&
 	recon-score -m m2 --sae btk32.tsz w2.tsz >o2.tsz 2>/dev/null &&
 	test_must_fail recon-score --merge full.tsz o2.tsz 2>err &&
 	grep "^recon-score: o2.tsz: record 1: hook blocks.2.hook_resid_post, but the first record'"'"'s is blocks.1.hook_resid_mid$" err &&
