@@ -39,13 +39,18 @@ static SP_NORETURN void usage(FILE *f, int status)
 "      --aux-k A           AuxK latents (topk, batchtopk, matryoshka; 0 = off)\n"
 "                          [Default: 512]\n"
 "      --aux-coef C        AuxK coefficient [Default: 0.03125]\n"
+"      --aux-scale M       fixed, or dead: the coefficient times min(dead\n"
+"                          latents/A, 1) each step (SAELens) [Default: fixed]\n"
 "      --dead-tokens N     rows without firing before a latent counts as dead\n"
 "                          [Default: 1M]\n"
 "      --decoder M         relu: decoder rows unit (norm 1, penalty l1 f) or free\n"
 "                          (any norm, penalty l1 f ||W_dec_j||, as SAELens'\n"
-"                          standard SAE) [Default: unit]\n"
-"      --init-norm N       relu: start norm of the encoder rows, and of the\n"
-"                          decoder rows when free (SAELens: 0.1) [Default: 1]\n"
+"                          standard SAE); topk, batchtopk, matryoshka: unit\n"
+"                          or free (any norm, activations rescaled by it, as\n"
+"                          SAELens' rescale_acts_by_decoder_norm; no\n"
+"                          --checkpoint) [Default: unit]\n"
+"      --init-norm N       start norm of the encoder rows, and of the decoder\n"
+"                          rows when free (SAELens: 0.1) [Default: 1]\n"
 "      --resample-every S  relu: resample dead latents every S steps (0 = never)\n"
 "                          [Default: 25000]\n"
 "      --init-bdec M       b_dec start: median (geometric), mean or zero [Default: median]\n"
@@ -136,7 +141,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
 {
     enum { O_ARCH = 256, O_DICT, O_K, O_L1, O_L1W, O_AUXK, O_AUXC, O_DEAD, O_RES, O_BDEC, O_SEED, O_LR, O_SCHED,
            O_DECAY, O_WARM, O_B1, O_B2, O_EPS, O_BATCH, O_SDT, O_INPUT, O_EPOCHS, O_TOKENS, O_NAN, O_VAL, O_VROWS,
-           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_THLR, O_PEN, O_DECO, O_INORM };
+           O_EVAL, O_KEEP, O_CK, O_CKE, O_RESUME, O_LOG, O_LOGE, O_MEM, O_GROUPS, O_BW, O_TH0, O_THLR, O_PEN, O_DECO, O_INORM, O_AUXS };
     const char *jump_only = NULL; /* the last jumprelu-only flag given */
     static const struct option longs[] = {
         {"arch", 1, 0, O_ARCH}, {"dict", 1, 0, O_DICT}, {"k", 1, 0, O_K}, {"l1", 1, 0, O_L1},
@@ -153,6 +158,7 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         {"groups", 1, 0, O_GROUPS}, {"bandwidth", 1, 0, O_BW}, {"threshold-init", 1, 0, O_TH0},
         {"threshold-lr", 1, 0, O_THLR},
         {"jumprelu-penalty", 1, 0, O_PEN}, {"decoder", 1, 0, O_DECO}, {"init-norm", 1, 0, O_INORM},
+        {"aux-scale", 1, 0, O_AUXS},
         SP_STAGE_LONGOPTS,
     };
     static const SpChoice archs[] = {{"relu", SAE_RELU},         {"topk", SAE_TOPK},   {"batchtopk", SAE_BATCHTOPK},
@@ -165,7 +171,8 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     static const SpChoice nans[] = {{"count", SAE_NAN_COUNT}, {"skip", SAE_NAN_SKIP}, {"stop", SAE_NAN_STOP}};
     static const SpChoice sdts[] = {{"f32", 0}, {"bf16", 1}};
     static const SpChoice decos[] = {{"unit", 0}, {"free", 1}};
-    const char *relu_only = NULL; /* the last relu-only flag given */
+    static const SpChoice auxscs[] = {{"fixed", 0}, {"dead", 1}};
+    const char *dec_opt = NULL; /* the last decoder flag given (relu, topk, batchtopk, matryoshka) */
     sae_fit_opts_default(o);
     int c;
     static const char *input; /* --input FILE: o->inputs points here */
@@ -180,8 +187,9 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
         case O_TH0: o->theta0 = sp_opt_double(jump_only = "--threshold-init", optarg, 1e-9, 100); break;
         case O_THLR: o->theta_lr = sp_opt_double(jump_only = "--threshold-lr", optarg, 1e-6, 1e6); break;
         case O_PEN: o->tanh_scale = SP_OPT_CHOICE(jump_only = "--jumprelu-penalty", optarg, pens) ? 4.0 : 0; break;
-        case O_DECO: o->dec_free = SP_OPT_CHOICE(relu_only = "--decoder", optarg, decos); break;
-        case O_INORM: o->init_norm = sp_opt_double(relu_only = "--init-norm", optarg, 1e-6, 1e3); break;
+        case O_DECO: o->dec_free = SP_OPT_CHOICE(dec_opt = "--decoder", optarg, decos); break;
+        case O_INORM: o->init_norm = sp_opt_double(dec_opt = "--init-norm", optarg, 1e-6, 1e3); break;
+        case O_AUXS: o->aux_dyn = SP_OPT_CHOICE("--aux-scale", optarg, auxscs); break;
         case O_L1W: o->l1_warmup = sp_opt_u64("--l1-warmup", optarg, 0, UINT32_MAX); break;
         case O_AUXK: o->aux_k = sp_opt_u64("--aux-k", optarg, 0, 1u << 26); break;
         case O_AUXC: o->aux_coef = sp_opt_double("--aux-coef", optarg, 0, 1e6); break;
@@ -226,7 +234,8 @@ static void parse_args(SAEFitOpts *o, int argc, char **argv)
     if (!o->l1_set) o->l1 = sae_fit_l1_default(o->arch);
     if (o->ngroups && o->arch != SAE_MATRYOSHKA) sp_usage_die("--groups is for --arch matryoshka");
     if (jump_only && o->arch != SAE_JUMPRELU) sp_usage_die("%s is for --arch jumprelu", jump_only);
-    if (relu_only && o->arch != SAE_RELU) sp_usage_die("%s is for --arch relu", relu_only);
+    if (dec_opt && o->arch != SAE_RELU && !sae_arch_has_k(o->arch))
+        sp_usage_die("%s is for --arch relu, topk, batchtopk or matryoshka", dec_opt);
     if (!o->keep_set) o->keep = o->val ? SAE_KEEP_FVU : SAE_KEEP_LAST;
     if (o->keep != SAE_KEEP_LAST && !o->val)
         sp_usage_die("--keep-best %s needs --val", o->keep == SAE_KEEP_FVU ? "fvu" : "loss");

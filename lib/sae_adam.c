@@ -1,7 +1,8 @@
 /* sae_adam.c: the trainer's Adam (sae_train.h), one latent at a time: its
  * encoder row and bias, its decoder row with the gradient's component along
  * the row removed first and unit norm restored after (not for relu's free
- * decoder), the arch's vectors;
+ * decoder; the topk family's rescaled free decoder steps its raw rows), the
+ * arch's vectors;
  * then b_dec. sae_trainer_update takes the gradient from t->grad;
  * sae_trainer_step (sae_train.c) hands each latent's rows over from cache.
  * The moments are f32 or bf16 (--state-dtype). */
@@ -50,18 +51,50 @@ SAE_VEC static void adam_vec(const SAEAdam *s, float a, size_t off, const float 
     }
 }
 
-void sae_adam_latent(const SAEAdam *s, size_t j, const float *gt, float gb, float *gd)
+/* The rescaled free decoder (c.dec_rescale): the block holds latent j's
+ * effective rows, unit u_j, E_j = s_j W_j, b'_j = s_j b_j, of the raw rows
+ * W_j (encoder), b_j, V_j = s_j u_j (decoder, s_j = ||V_j||), whose map
+ * SAELens' rescale_acts_by_decoder_norm computes: pre = s_j (x W_j + b_j),
+ * x_hat = sum f_j V_j / s_j. rescale_in turns the effective rows and their
+ * gradients (gt, gb, gd) into the raw ones, by the chain rule through
+ * s_j = ||V_j||: dL/dW_j = s_j gt, dL/db_j = s_j gb, dL/dV_j = (gd - (gd.u_j)
+ * u_j)/s_j + u_j dL/ds_j with dL/ds_j = (gt.E_j + gb b'_j)/s_j; rescale_out
+ * takes the raw rows back after Adam's step (s_j the new norm). */
+static void rescale_in(SAETrainer *t, size_t j, float *gt, float *gb, float *gd)
+{
+    size_t D = t->c.D;
+    float s = t->ds[j], *u = t->Wd + j * D, *e = t->Wt + j * D;
+    float ds = (sae_dotf(gt, e, D) + *gb * t->b_enc[j]) / s;
+    sae_axpyf(gd, -sae_dotf(u, gd, D), u, D);
+    for (size_t d = 0; d < D; d++) gd[d] = gd[d] / s + ds * u[d], gt[d] *= s, e[d] /= s, u[d] *= s;
+    *gb *= s;
+    t->b_enc[j] /= s;
+}
+
+static void rescale_out(SAETrainer *t, size_t j)
+{
+    size_t D = t->c.D;
+    float *v = t->Wd + j * D, *w = t->Wt + j * D, s = sqrtf(sae_dotf(v, v, D));
+    if (!(s > 0)) s = 1e-8f; /* as SAELens' clamp: never met in practice */
+    for (size_t d = 0; d < D; d++) v[d] /= s, w[d] *= s;
+    t->b_enc[j] *= s;
+    t->ds[j] = s;
+}
+
+void sae_adam_latent(const SAEAdam *s, size_t j, float *gt, float gb, float *gd)
 {
     SAETrainer *t = s->t;
     size_t D = t->c.D, F = t->c.F, FD = F * D, X = 2 * FD + F + D, E = sae_arch_extra(t->c.arch);
     float *w = t->Wd + j * D;
-    int unit = !t->c.dec_free; /* relu --decoder free: SAELens' standard SAE leaves the rows be */
+    int unit = !t->c.dec_free && !t->ds; /* relu --decoder free: SAELens' standard SAE leaves the rows be */
+    if (t->ds) rescale_in(t, j, gt, &gb, gd);
     if (unit) sae_axpyf(gd, -sae_dotf(w, gd, D), w, D);
     adam_vec(s, s->a, j * D, gt, D);
     adam_vec(s, s->a, FD + j, &gb, 1);
     adam_vec(s, s->a, FD + F + j * D, gd, D);
     for (size_t x = 0; x < E; x++) adam_vec(s, s->ax, X + x * F + j, t->gxp + x * F + j, 1);
     if (unit) sae_normalize_row(w, D);
+    if (t->ds) rescale_out(t, j);
 }
 
 void sae_adam_bdec(const SAEAdam *s)

@@ -25,6 +25,7 @@ uint64_t sae_arch_bytes(const SAETrainConfig *c)
     if (sae_arch_own_step(c->arch)) b += B * F * 4 + B * D * 4 + F * 4 + B * 8;
     if (levels(c)) b += B * levels(c) * D * 4 + F + B * 8;
     if (c->arch == SAE_RELU && c->dec_free) b += F * 8; /* t->dn */
+    if (c->dec_rescale) b += F * 4; /* t->ds */
     return b;
 }
 
@@ -46,6 +47,8 @@ int sae_arch_alloc(SAETrainer *t, char *err, size_t errlen)
                 return sp_fail(err, errlen, "matryoshka groups must ascend, the first at least k=%zu", c->K);
     }
     if (c->arch == SAE_RELU && c->dec_free) t->dn = xmalloc(2 * F * sizeof *t->dn);
+    if (c->dec_rescale && !sae_arch_has_k(c->arch)) return sp_fail(err, errlen, "the rescaled free decoder is for topk, batchtopk and matryoshka");
+    if (c->dec_rescale) t->ds = xmalloc(F * sizeof *t->ds);
     if (G) {
         t->lev = xmalloc_aligned(B * G * D * sizeof *t->lev);
         t->grp = xmalloc(F);
@@ -60,8 +63,8 @@ int sae_arch_alloc(SAETrainer *t, char *err, size_t errlen)
 
 void sae_arch_free(SAETrainer *t)
 {
-    free(t->h), free(t->e2), free(t->lev), free(t->th), free(t->raux), free(t->grp), free(t->dn);
-    t->h = t->e2 = t->lev = t->th = t->dn = NULL, t->raux = NULL, t->grp = NULL;
+    free(t->h), free(t->e2), free(t->lev), free(t->th), free(t->raux), free(t->grp), free(t->dn), free(t->ds);
+    t->h = t->e2 = t->lev = t->th = t->dn = t->ds = NULL, t->raux = NULL, t->grp = NULL;
 }
 
 void sae_arch_init_params(SAETrainer *t, const float *x, size_t n)
@@ -81,6 +84,12 @@ void sae_arch_init_params(SAETrainer *t, const float *x, size_t n)
         t->Wt[j] *= a;
         if (t->c.dec_free) t->Wd[j] *= a;
     }
+    /* the rescaled free decoder (SAELens' topk family): raw rows W_dec_j =
+     * W_enc_j = a u_j (tied), so s_j = a and the effective encoder row s_j
+     * W_enc_j = a^2 u_j; the block keeps u_j */
+    float r = a > 0 ? a : 1;
+    for (size_t j = 0; t->ds && j < F; j++) t->ds[j] = r;
+    for (size_t j = 0; t->ds && j < F * D; j++) t->Wt[j] *= r * r;
 }
 
 void sae_arch_dec_norms(SAETrainer *t)

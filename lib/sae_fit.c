@@ -134,7 +134,10 @@ int sae_fit_init(SAEFit *f)
                         .beta2 = o->beta2, .eps = o->eps, .state_bf16 = o->state_bf16, .dead_rows = o->dead_rows,
                         .threshold_ema = 0.99, .comm = f->comm, .f0 = f0, .F_all = F, .bandwidth = o->bandwidth,
                         .theta0 = o->theta0, .theta_lr = o->theta_lr, .tanh_scale = o->tanh_scale,
-                        .dec_free = o->dec_free, .init_norm = o->init_norm};
+                        .dec_free = o->arch == SAE_RELU && o->dec_free, .init_norm = o->init_norm,
+                        .dec_rescale = k && o->dec_free, .aux_dyn = o->aux_dyn};
+    /* the rescaled decoder's norms s_j live outside the block a checkpoint holds */
+    if (c.dec_rescale && o->ckdir) return SP_FAIL(f, "--decoder free with --arch %s does not checkpoint yet", sae_arch_name(o->arch));
     if (o->arch == SAE_MATRYOSHKA && fit_groups(f, F, &c) < 0) return -1;
     if (check_memory(f, &c) < 0) return -1;
     if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
@@ -354,6 +357,7 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
     if (o->arch == SAE_JUMPRELU && c->theta_lr != 1 && (n = strlen(buf)) < len)
         snprintf(buf + n, len - n, " theta_lr=%g", c->theta_lr);
     if (c->dec_free && (n = strlen(buf)) < len) snprintf(buf + n, len - n, " decoder=free");
+    if (c->aux_dyn && (n = strlen(buf)) < len) snprintf(buf + n, len - n, " aux_scale=dead");
     for (size_t g = 0; o->arch == SAE_MATRYOSHKA && g < c->ngroups && (n = strlen(buf)) < len; g++)
         snprintf(buf + n, len - n, "%s%zu", g ? "," : " groups=", c->groups[g]);
 }

@@ -37,8 +37,9 @@ typedef struct {
         eval_every, ck_every, log_every, max_memory;
     double l1, aux_coef, lr, decay_frac, beta1, beta2, eps;
     double bandwidth, theta0, theta_lr, tanh_scale; /* jumprelu (sae_arch.h) */
-    int dec_free;                   /* relu --decoder free */
-    double init_norm;               /* relu --init-norm (0: unit rows) */
+    int dec_free;                   /* --decoder free (relu; topk, batchtopk, matryoshka: rescaled) */
+    int aux_dyn;                    /* --aux-scale dead */
+    double init_norm;               /* --init-norm (0: unit rows) */
     size_t ngroups;                 /* matryoshka --groups (0: the default F/64, F/16, F/4, F) */
     uint64_t groups[SAE_MAX_GROUPS];
     SAELrSched sched;

@@ -315,6 +315,8 @@ static size_t auxk_begin(SAETrainer *t)
         if ((uint64_t)t->since_fired[j] >= t->c.dead_rows) t->dead[nd++] = (uint32_t)j;
     size_t nd_all = count_all(t, nd), A = t->c.aux_k < nd_all ? t->c.aux_k : nd_all;
     t->aux_a = t->c.aux_coef == 0 ? 0 : A;
+    /* SAELens scales its AuxK by the dead share, min(dead/aux_k, 1) */
+    t->aux_sc = t->c.aux_coef * (t->c.aux_dyn && t->c.aux_k && nd_all < t->c.aux_k ? (double)nd_all / t->c.aux_k : 1);
     return nd;
 }
 
@@ -349,7 +351,7 @@ static double auxk_forward(SAETrainer *t, size_t n, size_t nd, int picked)
         for (size_t d = 0; d < D; d++) s2 += (double)r[d] * r[d];
         sum += s2;
     }
-    return t->c.aux_coef * sum / n;
+    return t->aux_sc * sum / n;
 }
 
 /* The entries with a value > 0 of n rows (row i's from ptr[i], or with
@@ -536,13 +538,13 @@ static void pass_mask(void *a, size_t lo, size_t hi)
     for (size_t j = lo; fsum && j < hi; j++) pen_dec(p, j, fsum[j], t->gWd + j * t->c.D);
 }
 
-/* AuxK's residuals (the forward's) become their gradient: r *= 2 aux_coef / n */
+/* AuxK's residuals (the forward's) become their gradient: r *= 2 aux_sc / n */
 static void pass_auxsc(void *a, size_t lo, size_t hi)
 {
     Pass *p = a;
     SAETrainer *t = p->t;
     size_t D = t->c.D;
-    float sc = (float)(2 * t->c.aux_coef / p->n);
+    float sc = (float)(2 * t->aux_sc / p->n);
     for (size_t i = lo * D; i < hi * D; i++) t->ar[i] *= sc;
 }
 

@@ -50,7 +50,13 @@ typedef struct {
                             * this fraction of (row, latent) pairs fire; 0: SAE_RELU_SPARSE,
                             * < 0: always dense. Sizes relu's CSR buffers. */
     int dec_free;          /* relu: decoder rows unconstrained, penalty l1/n sum_ij f_ij ||W_dec_j|| */
-    double init_norm;      /* relu: > 0: encoder rows start at this norm (and, free, decoder rows) */
+    double init_norm;      /* relu: > 0: encoder rows start at this norm (and, free, decoder rows);
+                            * dec_rescale: the raw encoder and decoder rows' start norm */
+    int dec_rescale;       /* topk, batchtopk, matryoshka: SAELens' free decoder with the activations
+                            * rescaled by its row norms (rescale_acts_by_decoder_norm): the block holds
+                            * the effective map (unit W_dec rows u_j, W_encT_j and b_enc_j times s_j),
+                            * ds the norms s_j; Adam steps the raw rows (sae_adam.c) */
+    int aux_dyn;           /* AuxK's coefficient times min(dead/aux_k, 1) (SAELens), else fixed */
     /* Latent-sharded (comm.h, sae-fit under mpirun): this trainer holds
      * latents [f0, f0 + F) of F_all and the other ranks the rest; the
      * selections of topk, batchtopk and AuxK, the reconstruction and the
@@ -113,6 +119,8 @@ typedef struct {
     float *h, *e2, *lev;   /* sae_arch.c: (B,F), (B,D); matryoshka (B,G-1,D) */
     float *th;             /* (F) jumprelu thresholds; gated exp(r_mag) */
     float *dn;             /* relu, free decoder: (2F) each row's norm, then scratch sums */
+    float *ds;             /* dec_rescale: (F) the raw decoder rows' norms s_j */
+    double aux_sc;         /* AuxK's coefficient this step (aux_dyn: scaled by the dead share) */
     double *raux;          /* (B) per row: the arch's extra loss */
     uint8_t *grp;          /* (F) matryoshka: each latent's first level */
     /* the last forward, for the backward */

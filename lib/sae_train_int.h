@@ -40,8 +40,8 @@ typedef struct {
 /* counts the step (t->step) and sets s */
 void sae_adam_begin(SAETrainer *t, double lr, SAEAdam *s);
 /* latent j from its gradient rows gt (W_encT), gd (W_dec; made orthogonal
- * to the row here), b_enc's gb and the arch's vectors' in t->gxp */
-void sae_adam_latent(const SAEAdam *s, size_t j, const float *gt, float gb, float *gd);
+ * to the row here; both overwritten with a rescaled decoder's raw gradients), b_enc's gb and the arch's vectors' in t->gxp */
+void sae_adam_latent(const SAEAdam *s, size_t j, float *gt, float gb, float *gd);
 /* b_dec from t->gb_dec */
 void sae_adam_bdec(const SAEAdam *s);
 

@@ -111,7 +111,7 @@ double sae_shard_auxk(SAETrainer *t, size_t n, size_t nd)
         for (size_t d = 0; d < D; d++) s2 += (double)t->ar[i * D + d] * t->ar[i * D + d];
         sum += s2;
     }
-    return t->c.aux_coef * sum / n;
+    return t->aux_sc * sum / n;
 }
 
 void sae_trainer_shard(const SAETrainer *t, TszBig *b, SpShard *sh, int id)

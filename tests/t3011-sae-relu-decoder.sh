@@ -50,11 +50,11 @@ test_expect_success 'relu --decoder free: a run cut short and resumed gives the 
 	grep "^sae-fit: ckc/checkpoint.tsz: checkpoint was written with .* decoder=free., this run has .*l1=8.$" err
 '
 
-test_expect_success 'refusals: --decoder and --init-norm are for relu; bad values' '
-	usage_err sae-fit --arch topk --decoder free train.tsz 2>err &&
-	grep "^sae-fit: --decoder is for --arch relu$" err &&
+test_expect_success 'refusals: --decoder and --init-norm are not for jumprelu (t3012: the k archs); bad values' '
+	usage_err sae-fit --arch jumprelu --decoder free train.tsz 2>err &&
+	grep "^sae-fit: --decoder is for --arch relu, topk, batchtopk or matryoshka$" err &&
 	usage_err sae-fit --arch jumprelu --init-norm 0.1 train.tsz 2>err &&
-	grep "^sae-fit: --init-norm is for --arch relu$" err &&
+	grep "^sae-fit: --init-norm is for --arch relu, topk, batchtopk or matryoshka$" err &&
 	usage_err sae-fit --arch relu --decoder loose train.tsz 2>err &&
 	grep "^sae-fit: --decoder: expected one of unit, free, got .loose.$" err &&
 	usage_err sae-fit --arch relu --init-norm 0 train.tsz 2>err &&
