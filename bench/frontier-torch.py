@@ -20,9 +20,13 @@ The recipe is sae-fit(1)'s, read from lib/sae_train.c and lib/sae_fit.c:
   component parallel to each row removed before the step, rows renormalised
   after; lr: linear warmup over 5% of the steps (the default for runs under
   20000 steps), linear decay to 0 over the last 20%.
-Differences: the random draws (torch's generator, not sae-fit's); summation
-order (torch's kernels); relu's dead-latent resampling every 25000 steps is
-not done (the frontier's runs are far shorter).
+Differences: the random draws (torch's generator, not sae-fit's; --init
+DIR starts from a given SAE instead, e.g. sae-fit's own start, and then
+the two differ only in the next item); summation order (torch's kernels);
+relu's dead-latent resampling every 25000 steps is not done (the
+frontier's runs are far shorter). --log writes each step's training loss,
+as sae-fit's --log-every 1 --log does (its loss column), to compare the two
+step by step.
 """
 import argparse
 import json
@@ -56,6 +60,21 @@ def lr_at(step, total, lr, decay_frac=0.2):
     if p > 1 - decay_frac:
         lr *= max(0.0, (1 - p) / decay_frac)
     return lr
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        assert h["dtype"] == "F32", (name, h["dtype"])
+        a, b = h["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(h["shape"]).copy())
+    return out
 
 
 def save_safetensors(path, tensors):
@@ -92,6 +111,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hook", default="")
     ap.add_argument("--model", default="")
+    ap.add_argument("--init", default="", help="start from this SAELens directory (e.g. sae-fit's start, "
+                    "sae-convert to-saelens of a --lr 0 fit) instead of drawing the initialisation")
+    ap.add_argument("--log", default="", help="write each step: step, recon (squared error a row), aux, loss "
+                    "(their sum), lr, l0 (TSV)")
     ap.add_argument("-o", "--output", required=True, help="SAELens directory")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
@@ -101,11 +124,19 @@ def main():
     D, F, B = X.shape[1], a.dict, a.batch
     total = (n_rows + B - 1) // B
 
-    W_dec = torch.randn(F, D)
-    W_dec /= torch.linalg.norm(W_dec, dim=1, keepdim=True)
-    W_enc = W_dec.t().clone()
-    b_enc = torch.zeros(F)
-    b_dec = geometric_median(torch.from_numpy(np.array(X[: min(B, n_rows, 4096)], dtype=np.float32)).double()).float()
+    if a.init:
+        w = load_safetensors(os.path.join(a.init, "sae_weights.safetensors"))
+        W_enc, b_enc, W_dec, b_dec = w["W_enc"], w["b_enc"], w["W_dec"], w["b_dec"]
+        assert W_dec.shape == (F, D), (W_dec.shape, F, D)
+    else:
+        W_dec = torch.randn(F, D)
+        W_dec /= torch.linalg.norm(W_dec, dim=1, keepdim=True)
+        W_enc = W_dec.t().clone()
+        b_enc = torch.zeros(F)
+        b_dec = geometric_median(torch.from_numpy(np.array(X[: min(B, n_rows, 4096)], dtype=np.float32)).double()).float()
+    logf = open(a.log, "w") if a.log else None
+    if logf:
+        logf.write("step\trecon\taux\tloss\tlr\tl0\n")
     params = [W_enc, b_enc, W_dec, b_dec]
     for p in params:
         p.requires_grad_(True)
@@ -126,6 +157,7 @@ def main():
             f = torch.relu(pre)
             x_hat = f @ W_dec + b_dec
         loss = ((x_hat - x) ** 2).sum(1).mean()
+        mse = float(loss)
         if a.arch == "relu":
             loss = loss + a.l1 * f.sum(1).mean()
             fired = (f > 0).any(0)
@@ -152,8 +184,13 @@ def main():
             for grp in opt.param_groups:
                 grp["lr"] = lr_at(step, total, a.lr)
             opt.step()
+            if logf:
+                l0 = float((v > 0).sum(1).float().mean()) if a.arch == "topk" else float((f > 0).sum(1).float().mean())
+                logf.write(f"{step + 1}\t{mse:.6g}\t{float(loss) - mse:.6g}\t{float(loss):.6g}\t{lr_at(step, total, a.lr):.6g}\t{l0:.4g}\n")
             W_dec /= torch.linalg.norm(W_dec, dim=1, keepdim=True)
     secs = time.time() - t0
+    if logf:
+        logf.close()
     os.makedirs(a.output, exist_ok=True)
     cfg = {"architecture": "standard", "d_in": D, "d_sae": F, "dtype": "float32", "device": "cpu",
            "model_name": a.model, "hook_name": a.hook, "apply_b_dec_to_input": True,

@@ -13,7 +13,10 @@
 # Runs the frontier first when it is not there yet (make -f
 # pipelines/frontier.mk, a no-op otherwise). BENCH_POINTS="topk/32 relu/32"
 # narrows the points; BENCH_THREADS sets the threads of PyTorch and of the
-# timed sae-fit [2].
+# timed sae-fit [2]. BENCH_SAME_INIT=1: PyTorch starts from sae-fit's own
+# initial SAE for the point (a --lr 0 fit of one batch, exported by
+# sae-convert to-saelens), not from a draw of its own, so the two differ in
+# their arithmetic only (results under torch-init/, apart from the others).
 set -e
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,9 +29,9 @@ eval "$(mk "$@" frontier-env)"
 num () { echo "$1" | sed 's/K$/000/; s/M$/000000/; s/G$/000000000/'; }
 tokens=$(num "$TOKENS") dead=$(num "$DEAD_TOKENS")
 dict=$(echo "$DICT" | sed 's/x$//')
-out=$FRONT/torch
-mkdir -p "$out"
-rows=$out/rows.npy
+out=$FRONT/torch${BENCH_SAME_INIT:+-init}
+mkdir -p "$out" "$FRONT/torch"
+rows=$FRONT/torch/rows.npy
 if ! test -s "$rows" || test -n "$(find $TRAIN_ROWS -newer "$rows")"; then
 	# shellcheck disable=SC2086
 	cat $TRAIN_ROWS | "${BIN}tsz" to-npy "$rows.tmp" - && mv "$rows.tmp" "$rows"
@@ -37,9 +40,19 @@ d=$($PY -c "import numpy as np; print(np.load('$rows', mmap_mode='r').shape[1])"
 feat=$((dict * d))
 torch_fit () { # arch knob-value dir
 	if test "$1" = topk; then kflag="--k $2"; else kflag="--l1 $2"; fi
+	init=
+	if test -n "$BENCH_SAME_INIT"; then
+		# sae-fit's start: the point's fit, one batch at lr 0 (Adam moves nothing)
+		mkdir -p "$3"
+		# shellcheck disable=SC2086
+		cat $TRAIN_ROWS | "${BIN}sae-fit" --arch "$1" --dict "$DICT" $kflag $FIT_FLAGS --tokens "$FIT_BATCH" --lr 0 \
+			-o "$3/init.tsz" 2>/dev/null
+		rm -rf "$3/init" && "${BIN}sae-convert" to-saelens "$3/init.tsz" -o "$3/init"
+		init="--init $3/init"
+	fi
 	# shellcheck disable=SC2086
 	nice $PY "$HERE/frontier-torch.py" --rows "$rows" --rows-n "$tokens" --arch "$1" $kflag --dict "$feat" \
-		--batch "$FIT_BATCH" --lr "$FIT_LR" --dead-rows "$dead" --hook "$HOOK" --model "$MODEL_ARG" -o "$3/saelens"
+		--batch "$FIT_BATCH" --lr "$FIT_LR" --dead-rows "$dead" --hook "$HOOK" --model "$MODEL_ARG" $init -o "$3/saelens"
 }
 args=
 for p in ${BENCH_POINTS:-$(awk -F '\t' 'NR > 1 && ($1 == "topk" || $1 == "relu") {print $1 "/" $2}' "$TABLE")}; do
