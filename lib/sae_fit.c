@@ -136,8 +136,6 @@ int sae_fit_init(SAEFit *f)
                         .theta0 = o->theta0, .theta_lr = o->theta_lr, .tanh_scale = o->tanh_scale,
                         .dec_free = o->arch == SAE_RELU && o->dec_free, .init_norm = o->init_norm,
                         .dec_rescale = k && o->dec_free, .aux_dyn = o->aux_dyn};
-    /* the rescaled decoder's norms s_j live outside the block a checkpoint holds */
-    if (c.dec_rescale && o->ckdir) return SP_FAIL(f, "--decoder free with --arch %s does not checkpoint yet", sae_arch_name(o->arch));
     if (o->arch == SAE_MATRYOSHKA && fit_groups(f, F, &c) < 0) return -1;
     if (check_memory(f, &c) < 0) return -1;
     if (o->ckdir && root(f) && mkdir(o->ckdir, 0777) < 0 && errno != EEXIST)
@@ -362,6 +360,9 @@ static void config_sig(const SAEFit *f, char *buf, size_t len)
         snprintf(buf + n, len - n, "%s%zu", g ? "," : " groups=", c->groups[g]);
 }
 
+/* A checkpoint's tensors at most: the trainer's state (5), the RNG, the best weights */
+#define SAE_CK_TENSORS 7
+
 /* A checkpoint's tensors: the trainer's state, the RNG and the best weights;
  * sharded, all but the RNG (the same on every rank) spread through sh. */
 static size_t ck_tensors(SAEFit *f, TszBig *tab, int best, SpShard *sh)
@@ -385,8 +386,8 @@ static const struct { const char *name; size_t off; } ck_counts[] = {
 
 int sae_fit_save_checkpoint(SAEFit *f)
 {
-    TszBig tab[6];
-    SpShard sh[6];
+    TszBig tab[SAE_CK_TENSORS];
+    SpShard sh[SAE_CK_TENSORS];
     size_t n = ck_tensors(f, tab, f->best != NULL, sh);
     if (!root(f)) { /* rank 0 writes, asking for the rows */
         sp_shard_serve(f->comm, sh, n);
@@ -456,8 +457,8 @@ static int ck_take(SAEFit *f, TszReader *r, const TszRecord *rec, const char *pa
         return SP_FAIL(f, "%s: checkpoint was written with '%s', this run has '%s'", path, csig ? csig : "?", sig);
     char err[512];
     if (sae_trainer_from_meta(&f->t, m, err, sizeof err) < 0) return SP_FAIL(f, "%s: %s", path, err);
-    TszBig tab[6];
-    SpShard sh[6];
+    TszBig tab[SAE_CK_TENSORS];
+    SpShard sh[SAE_CK_TENSORS];
     TszTensor ann;
     size_t n = ck_tensors(f, tab, f->best && tsz_parts_get(rec, "best_param", &ann), sh);
     if (tsz_read_tensors(r, rec, tab, n, f->err, sizeof f->err) < 0) return -1;
@@ -481,8 +482,8 @@ static int ck_meta(SAEFit *f, const json_t *m, uint64_t *pos)
 /* Sharded, ranks but 0: their rows of rank 0's checkpoint, then its meta. */
 static int ck_receive(SAEFit *f, uint64_t *pos)
 {
-    TszBig tab[6];
-    SpShard sh[6];
+    TszBig tab[SAE_CK_TENSORS];
+    SpShard sh[SAE_CK_TENSORS];
     size_t n = ck_tensors(f, tab, f->best != NULL, sh);
     sp_shard_serve(f->comm, sh, n);
     json_t *m = ck_share(f, NULL);

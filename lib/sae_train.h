@@ -193,8 +193,9 @@ void sae_trainer_shard(const SAETrainer *t, TszBig *b, SpShard *sh, int id);
 /* Set the parameter block from an SAE of the same D, F (imports). */
 void sae_trainer_import(SAETrainer *t, const SAE *s);
 
-/* Checkpoint: tab (4) gets the state's tensors, param, adam_m, adam_v
- * (f32 or bf16) and since_fired, pointing into t, for tsz_write_parts and
+/* Checkpoint: tab (4 or 5) gets the state's tensors, param, adam_m, adam_v
+ * (f32 or bf16), since_fired and, with the rescaled free decoder, its norms
+ * dec_scale, pointing into t, for tsz_write_parts and
  * tsz_read_tensors (parts.h); meta gets step and theta, and back. */
 size_t sae_trainer_state(SAETrainer *t, TszBig *tab);
 void sae_trainer_meta(const SAETrainer *t, json_t *meta);

@@ -101,7 +101,10 @@ size_t sae_trainer_state(SAETrainer *t, TszBig *tab)
     tab[1] = (TszBig){.name = "adam_m", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->m : t->m16};
     tab[2] = (TszBig){.name = "adam_v", .dtype = mdt, .ndim = 1, .shape = {P}, .data = t->m ? (void *)t->v : t->v16};
     tab[3] = (TszBig){.name = "since_fired", .dtype = TSZ_I64, .ndim = 1, .shape = {F}, .data = t->since_fired};
-    return 4;
+    if (!t->ds) return 4;
+    /* the rescaled free decoder's norms s_j: the block holds the effective rows */
+    tab[4] = (TszBig){.name = "dec_scale", .dtype = TSZ_F32, .ndim = 1, .shape = {F}, .data = t->ds};
+    return 5;
 }
 
 void sae_trainer_meta(const SAETrainer *t, json_t *meta)
