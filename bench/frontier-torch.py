@@ -62,21 +62,6 @@ def lr_at(step, total, lr, decay_frac=0.2):
     return lr
 
 
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, h in header.items():
-        if name == "__metadata__":
-            continue
-        assert h["dtype"] == "F32", (name, h["dtype"])
-        a, b = h["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(h["shape"]).copy())
-    return out
-
-
 def save_safetensors(path, tensors):
     header, off, blobs = {}, 0, []
     for name, t in tensors.items():
@@ -125,8 +110,11 @@ def main():
     total = (n_rows + B - 1) // B
 
     if a.init:
-        w = load_safetensors(os.path.join(a.init, "sae_weights.safetensors"))
-        W_enc, b_enc, W_dec, b_dec = w["W_enc"], w["b_enc"], w["W_dec"], w["b_dec"]
+        # the tests' reader (float64 values of the file's f32: exact back in f32)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
+        from gpt2_ref import read_safetensors
+        w = read_safetensors(os.path.join(a.init, "sae_weights.safetensors"))
+        W_enc, b_enc, W_dec, b_dec = (torch.from_numpy(w[n].astype(np.float32)) for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
         assert W_dec.shape == (F, D), (W_dec.shape, F, D)
     else:
         W_dec = torch.randn(F, D)
