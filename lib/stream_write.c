@@ -81,15 +81,13 @@ struct TszWriter {
     char err[512];
     /* o.async: a thread of its own compresses each packed record (tsb,
      * swapped with sb when handed over) and writes the frame (f, cctx,
-     * out and zerr are its own then) while the caller packs the next;
+     * zbuf and zerr are its own then) while the caller packs the next;
      * full says tsb holds one. bytes_out is its too: read after drain. */
     pthread_t th;
     int th_on, full, stop;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     msgpack_sbuffer tsb;
-    void *out;
-    size_t ocap;
     char zerr[512];
 };
 
@@ -232,17 +230,17 @@ static int write_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-/* Compress src (n bytes) into *buf (grown to *cap) with w->cctx: the
+/* Compress src (n bytes) into w->zbuf (grown as needed) with w->cctx: the
  * frame's size, or a zstd error code. */
-static size_t compress_frame(TszWriter *w, const void *src, size_t n, void **buf, size_t *cap)
+static size_t compress_frame(TszWriter *w, const void *src, size_t n)
 {
     size_t need = ZSTD_compressBound(n);
-    if (*cap < need) {
-        free(*buf);
-        *cap = need;
-        *buf = xmalloc(need);
+    if (w->zcap < need) {
+        free(w->zbuf);
+        w->zcap = need;
+        w->zbuf = xmalloc(need);
     }
-    return ZSTD_compress2(w->cctx, *buf, *cap, src, n);
+    return ZSTD_compress2(w->cctx, w->zbuf, w->zcap, src, n);
 }
 
 static void *writer_thread(void *arg)
@@ -260,9 +258,9 @@ static void *writer_thread(void *arg)
         int e = 0;
         char zerr[128] = "";
         if (!w->zerr[0]) {
-            z = compress_frame(w, w->tsb.data, w->tsb.size, &w->out, &w->ocap);
+            z = compress_frame(w, w->tsb.data, w->tsb.size);
             if (ZSTD_isError(z)) snprintf(zerr, sizeof zerr, "zstd: %s", ZSTD_getErrorName(z));
-            else if (write_all(fileno(w->f), w->out, z) < 0) e = errno;
+            else if (write_all(fileno(w->f), w->zbuf, z) < 0) e = errno;
         }
         pthread_mutex_lock(&w->mu);
         if (zerr[0]) snprintf(w->zerr, sizeof w->zerr, "%s", zerr);
@@ -302,10 +300,10 @@ static void stop_thread(TszWriter *w)
  * o.async hand it to the writer's thread to do both (sb and tsb swap). */
 static int write_frame(TszWriter *w)
 {
+    if (w->th_on && drain(w) < 0) return -1;
+    w->bytes_in += w->sb.size;
+    w->seg_bytes += w->sb.size;
     if (w->th_on) {
-        if (drain(w) < 0) return -1;
-        w->bytes_in += w->sb.size;
-        w->seg_bytes += w->sb.size;
         pthread_mutex_lock(&w->mu);
         msgpack_sbuffer t = w->tsb;
         w->tsb = w->sb, w->sb = t;
@@ -314,11 +312,9 @@ static int write_frame(TszWriter *w)
         pthread_mutex_unlock(&w->mu);
         return 0;
     }
-    size_t z = compress_frame(w, w->sb.data, w->sb.size, &w->zbuf, &w->zcap);
+    size_t z = compress_frame(w, w->sb.data, w->sb.size);
     if (ZSTD_isError(z)) return wfail(w, "zstd: %s", ZSTD_getErrorName(z));
-    w->bytes_in += w->sb.size;
     w->bytes_out += z;
-    w->seg_bytes += w->sb.size;
     return fwrite(w->zbuf, 1, z, w->f) == z ? 0 : wfail(w, "write failed: %s", strerror(errno));
 }
 
@@ -418,7 +414,6 @@ static void writer_free(TszWriter *w)
         stop_thread(w);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
-        free(w->out);
     }
     msgpack_sbuffer_destroy(&w->tsb);
     untrack(w);
